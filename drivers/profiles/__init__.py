@@ -1,0 +1,198 @@
+"""Device profiles: YAML data describing register maps and MQTT payloads, validated on load."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PROFILE_DIR = Path(__file__).resolve().parent
+
+ModbusType = Literal["int16", "uint16", "int32", "uint32", "float32", "float64"]
+REGISTER_COUNT: dict[str, int] = {
+    "int16": 1,
+    "uint16": 1,
+    "int32": 2,
+    "uint32": 2,
+    "float32": 2,
+    "float64": 4,
+}
+Order = Literal["big", "little"]
+PointKind = Literal["gauge", "counter", "state"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModbusPoint(_Strict):
+    """One value in a register map. `address` is the 0-based PDU address."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+    table: Literal["input", "holding"]
+    address: int = Field(ge=0, le=65535)
+    type: ModbusType
+    scale: float = 1.0
+    offset: float = 0.0
+    unit: str = ""
+    kind: PointKind = "gauge"
+    writable: bool = False
+    word_order: Order | None = None
+    byte_order: Order | None = None
+    sentinels: list[int] = Field([], description="raw values meaning 'not available' for this point")
+    write_as: Literal["value", "complement_pair"] = Field(
+        "value", description="complement_pair: write [v, 65535-v] to address, address+1 (GenComm keys)"
+    )
+    enum: dict[int, str] = Field({}, description="meaning of state codes, for documentation and display")
+    description: str = ""
+
+    @property
+    def count(self) -> int:
+        """Registers occupied (a complement pair is written over two)."""
+        if self.write_as == "complement_pair":
+            return 2
+        return REGISTER_COUNT[self.type]
+
+    @model_validator(mode="after")
+    def _fits(self) -> ModbusPoint:
+        if self.address + self.count > 65536:
+            raise ValueError(f"point '{self.name}' runs past register 65535")
+        if self.write_as == "complement_pair" and (self.type != "uint16" or not self.writable):
+            raise ValueError(f"point '{self.name}': complement_pair needs a writable uint16")
+        return self
+
+
+class ModbusProfile(_Strict):
+    """A Modbus device model."""
+
+    name: str
+    driver: Literal["modbus"]
+    device: str
+    documentation: str
+    word_order: Order = "big"
+    byte_order: Order = "big"
+    max_block: int = Field(125, ge=1, le=125)
+    max_gap: int = Field(8, ge=0, le=64)
+    sentinels: dict[ModbusType, list[int]] = Field(
+        {}, description="raw values meaning 'not available' for every point of that type"
+    )
+    points: list[ModbusPoint] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _no_overlap(self) -> ModbusProfile:
+        names: set[str] = set()
+        taken: dict[tuple[str, int], str] = {}
+        for p in self.points:
+            if p.name in names:
+                raise ValueError(f"point name '{p.name}' appears twice")
+            names.add(p.name)
+            for reg in range(p.address, p.address + p.count):
+                other = taken.get((p.table, reg))
+                if other:
+                    raise ValueError(f"points '{other}' and '{p.name}' overlap at {p.table} register {reg}")
+                taken[(p.table, reg)] = p.name
+        return self
+
+    def point(self, name: str) -> ModbusPoint:
+        """A point by name."""
+        for p in self.points:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def sentinels_for(self, point: ModbusPoint) -> frozenset[int]:
+        """Raw values that mean 'not available' for a point."""
+        return frozenset(point.sentinels) | frozenset(self.sentinels.get(point.type, ()))
+
+
+class MqttSource(_Strict):
+    """Another message that carries the same value."""
+
+    channel: str
+    key: str
+
+
+class MqttPoint(_Strict):
+    """One value in an MQTT device's payloads.
+
+    `channel` names which message carries it (see drivers.conventions); `key` is a dotted
+    path into that message's JSON ('' for a plain-text payload).
+    """
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+    channel: str = "state"
+    key: str
+    also: list[MqttSource] = []
+    type: Literal["bool", "float", "int", "str"]
+    unit: str = ""
+    scale: float = 1.0
+    kind: PointKind = "gauge"
+    writable: bool = False
+    true_values: list[str | bool | int] = Field(["ON", True], description="payload values meaning true (bool points)")
+    false_values: list[str | bool | int] = Field(["OFF", False], description="payload values meaning false")
+    choices: list[str] = Field([], description="allowed values of a str point")
+    min: float | None = None
+    max: float | None = None
+    description: str = ""
+
+
+class MqttProfile(_Strict):
+    """An MQTT device model following one vendor convention."""
+
+    name: str
+    driver: Literal["mqtt"]
+    convention: Literal["zigbee2mqtt", "tasmota", "shelly-gen2"]
+    device: str
+    documentation: str
+    points: list[MqttPoint] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> MqttProfile:
+        names = [p.name for p in self.points]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"point name '{sorted(dup)[0]}' appears twice")
+        return self
+
+    def point(self, name: str) -> MqttPoint:
+        """A point by name."""
+        for p in self.points:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+
+Profile = ModbusProfile | MqttProfile
+
+
+class ProfileError(Exception):
+    """A profile file that is missing or invalid."""
+
+
+def known_profiles(directory: Path = PROFILE_DIR) -> frozenset[str]:
+    """Names of the profiles shipped (file stems)."""
+    return frozenset(p.stem for p in directory.glob("*.yaml"))
+
+
+@cache
+def load_profile(name: str, directory: Path = PROFILE_DIR) -> Profile:
+    """Load and validate a profile by name."""
+    path = directory / f"{name}.yaml"
+    if "/" in name or "\\" in name or name.startswith(".") or not path.is_file():
+        raise ProfileError(f"unknown profile '{name}'")
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ProfileError(f"{path.name}: not a mapping")
+    try:
+        if data.get("driver") == "modbus":
+            prof: Profile = ModbusProfile.model_validate(data)
+        else:
+            prof = MqttProfile.model_validate(data)
+    except ValidationError as exc:
+        raise ProfileError(f"{path.name}: {exc}") from None
+    if prof.name != name:
+        raise ProfileError(f"{path.name}: name '{prof.name}' does not match the file name")
+    return prof
