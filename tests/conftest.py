@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
+from service.site import MqttConfig, Site, load_site
 from tests import servers
 from tests.smtp import SmtpSink
 
@@ -58,3 +60,37 @@ def smtp_sink() -> Iterator[SmtpSink]:
         yield sink
     finally:
         sink.stop()
+
+
+def site_for_test(mqtt_url: str, path: Path = DEMO_SITE) -> Site:
+    """A site file with its Modbus devices moved to free loopback ports and MQTT pointed at `mqtt_url`."""
+    site = load_site(path)
+    ports: dict[tuple[str, int], int] = {}
+    devices = []
+    for dev in site.devices:
+        if dev.driver == "modbus" and dev.port is not None:
+            key = (dev.host or "127.0.0.1", dev.port)
+            ports.setdefault(key, servers.free_port())
+            dev = dev.model_copy(update={"port": ports[key]})
+        devices.append(dev)
+    return site.model_copy(update={"devices": devices, "mqtt": MqttConfig(url=mqtt_url)})
+
+
+def write_site(site: Site, path: Path) -> Path:
+    """Write a Site back to a YAML file (for CLI and subprocess tests)."""
+    path.write_text(yaml.safe_dump(site.model_dump(mode="json", by_alias=True), allow_unicode=True, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def fresh_mosquitto(tmp_path: Path) -> Iterator[servers.Mosquitto]:
+    """A broker of one's own for one test (no retained messages from other tests)."""
+    broker = servers.start_mosquitto(tmp_path / "mosquitto")
+    with servers.running(broker.server):
+        yield broker
+
+
+@pytest.fixture
+def demo_site(fresh_mosquitto: servers.Mosquitto) -> Site:
+    """The demo site on free Modbus ports, its MQTT devices on a fresh broker."""
+    return site_for_test(fresh_mosquitto.url)
