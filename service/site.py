@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import date, time
+from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from drivers.profiles import known_profiles, load_profile
 
@@ -104,6 +104,7 @@ class SiteInfo(_Strict):
     grade: Grade = Grade.ordinary
     allowed_interruption_s: float = Field(gt=0)
     security_load_kw: float = Field(0, ge=0)
+    peak_load_kw: float | None = Field(None, gt=0, description="site peak load; sources must carry it alone")
     interlock: Literal["electrical", "mechanical", "none"] = "none"
     thresholds: Thresholds = Thresholds()
 
@@ -143,9 +144,8 @@ class Source(_Strict):
     bus_section: str = "I"
     voltage_kv: float = Field(gt=0)
     line_type: Literal["cable", "insulated_overhead", "overhead"] = "cable"
-    support: str | None = Field(
-        None, description="id of the pole or tower line carrying an overhead circuit"
-    )
+    support: str | None = Field(None, description="id of the pole or tower line carrying an overhead circuit")
+    capacity_kw: float | None = Field(None, gt=0, description="what the feeder can carry alone")
     meter: Id | None = None
 
 
@@ -363,24 +363,21 @@ class Site(_Strict):
     tariff: Tariff | None = None
     notifications: Notifications = Notifications()
 
+    _devices: dict[str, Device] = PrivateAttr(default_factory=dict)
+    _room_of: dict[str, Room] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Index devices and rooms once."""
+        self._devices = {d.id: d for d in self.devices}
+        self._room_of = {dev: room for room in self.rooms for dev in room.devices}
+
     def device(self, device_id: str) -> Device:
-        """A device by id."""
-        return self._index()["devices"][device_id]  # type: ignore[return-value]
+        """A device by id (KeyError if unknown)."""
+        return self._devices[device_id]
 
     def room_of(self, device_id: str) -> Room | None:
         """The room holding a device, if any."""
-        return self._index()["room_of"].get(device_id)  # type: ignore[return-value]
-
-    def _index(self) -> dict[str, dict[str, Any]]:
-        cached: dict[str, dict[str, Any]] | None = self.__dict__.get("_idx")
-        if cached is None:
-            room_of: dict[str, Room] = {}
-            for room in self.rooms:
-                for d in room.devices:
-                    room_of[d] = room
-            cached = {"devices": {d.id: d for d in self.devices}, "room_of": room_of}
-            object.__setattr__(self, "_idx", cached)
-        return cached
+        return self._room_of.get(device_id)
 
 
 class SiteError(Exception):
@@ -515,18 +512,21 @@ def cross_check(site: Site) -> list[tuple[tuple[str | int, ...], str]]:
     for i, room in enumerate(site.rooms):
         if room.department not in departments:
             errors.append((("rooms", i, "department"), f"unknown department '{room.department}'"))
-        for j, dev in enumerate(room.devices):
-            if dev not in devices:
-                errors.append((("rooms", i, "devices", j), f"unknown device '{dev}'"))
-            elif dev in placed:
-                errors.append((("rooms", i, "devices", j), f"device '{dev}' is already in room '{placed[dev]}'"))
+        for j, dev_id in enumerate(room.devices):
+            if dev_id not in devices:
+                errors.append((("rooms", i, "devices", j), f"unknown device '{dev_id}'"))
+            elif dev_id in placed:
+                errors.append((("rooms", i, "devices", j), f"device '{dev_id}' is already in room '{placed[dev_id]}'"))
             else:
-                placed[dev] = room.id
+                placed[dev_id] = room.id
     profiles = known_profiles()
     for i, dev in enumerate(site.devices):
         if dev.profile not in profiles:
             errors.append(
-                (("devices", i, "profile"), f"unknown profile '{dev.profile}' (known: {', '.join(sorted(profiles))})")
+                (
+                    ("devices", i, "profile"),
+                    f"unknown profile '{dev.profile}' (known: {', '.join(sorted(profiles))})",
+                )
             )
             continue
         prof = load_profile(dev.profile)
@@ -538,7 +538,10 @@ def cross_check(site: Site) -> list[tuple[tuple[str | int, ...], str]]:
             key = (dev.host, dev.port, dev.unit)
             if key in endpoints:
                 errors.append(
-                    (("devices", i, "port"), f"{dev.host}:{dev.port} unit {dev.unit} is also used by '{endpoints[key]}'")
+                    (
+                        ("devices", i, "port"),
+                        f"{dev.host}:{dev.port} unit {dev.unit} is also used by '{endpoints[key]}'",
+                    )
                 )
             endpoints[key] = dev.id
     topics: dict[str, str] = {}

@@ -16,7 +16,7 @@ class _Handler:
     def __init__(self, box: list[email.message.Message]) -> None:
         self.box = box
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd hook)
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.box.append(email.message_from_bytes(envelope.content))
         return "250 OK"
 

@@ -11,13 +11,27 @@ from tests import servers
 
 def test_mosquitto_round_trip(mosquitto: servers.Mosquitto) -> None:
     sub = subprocess.Popen(
-        ["mosquitto_sub", "-h", mosquitto.host, "-p", str(mosquitto.port), "-t", "smoke/#", "-C", "1", "-W", "10"],
+        [
+            "mosquitto_sub",
+            "-h",
+            mosquitto.host,
+            "-p",
+            str(mosquitto.port),
+            "-t",
+            "smoke/#",
+            "-C",
+            "1",
+            "-W",
+            "10",
+        ],
         stdout=subprocess.PIPE,
     )
     servers.wait_port(mosquitto.port)
     for _ in range(50):
-        subprocess.run(["mosquitto_pub", "-h", mosquitto.host, "-p", str(mosquitto.port), "-t", "smoke/x", "-m", "hi"],
-                       check=True)
+        subprocess.run(
+            ["mosquitto_pub", "-h", mosquitto.host, "-p", str(mosquitto.port), "-t", "smoke/x", "-m", "hi"],
+            check=True,
+        )
         try:
             out, _ = sub.communicate(timeout=0.2)
             break

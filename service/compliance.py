@@ -1,0 +1,283 @@
+"""Static compliance of a site's supply with the important-power-customer rules (DESIGN.md §1)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from service.site import Grade, Site
+
+Status = Literal["PASS", "FAIL", "WARN", "N/A"]
+
+# Where each rule comes from: GB/T 29328-2018 (重要电力用户供电电源及自备应急电源配置技术规范)
+# as the county power company applies it to important power customers.
+CLAUSES: dict[str, str] = {
+    "sources.count": "GB/T 29328-2018 供电电源配置: number of sources by grade",
+    "sources.substations": "GB/T 29328-2018 供电电源配置: sources from different substations",
+    "sources.bus_sections": "GB/T 29328-2018 供电电源配置: second grade, different bus sections of one substation",
+    "sources.capacity": "GB/T 29328-2018 供电电源配置: remaining source(s) carry the load alone",
+    "lines.type": "GB/T 29328-2018 供电线路: lines <= 10 kV by cable or insulated overhead line",
+    "lines.pole": "GB/T 29328-2018 供电线路: no two circuits on one pole (<= 10 kV)",
+    "lines.tower": "GB/T 29328-2018 供电线路: >= 35 kV overhead dual sources not on one tower",
+    "generator.present": "GB/T 29328-2018 自备应急电源配置: special and first grade need an emergency generator",
+    "generator.capacity": "自备应急电源配置: rated >= 120 % of the security load",
+    "generator.start_time": "自备应急电源配置: start time within the allowed interruption time",
+    "generator.interlock": "自备应急电源配置: interlock between generator and grid prevents backfeed (倒送电)",
+}
+
+RULE_TITLES: dict[str, str] = {
+    "sources.count": "number of supply sources",
+    "sources.substations": "distinct substations",
+    "sources.bus_sections": "distinct bus sections",
+    "sources.capacity": "sources carry the load alone",
+    "lines.type": "line type per voltage",
+    "lines.pole": "no shared pole (<= 10 kV)",
+    "lines.tower": "no shared tower (>= 35 kV)",
+    "generator.present": "emergency generator present",
+    "generator.capacity": "generator >= 120 % of security load",
+    "generator.start_time": "generator start time",
+    "generator.interlock": "anti-backfeed interlock",
+}
+
+REQUIRED_SOURCES: dict[Grade, int] = {Grade.special: 3, Grade.first: 2, Grade.second: 2, Grade.temporary: 2}
+REQUIRED_SUBSTATIONS: dict[Grade, int] = {Grade.special: 2, Grade.first: 2}
+GENERATOR_REQUIRED = frozenset({Grade.special, Grade.first})
+GENERATOR_MARGIN = 1.2
+
+
+@dataclass(frozen=True, slots=True)
+class RuleResult:
+    """One row of the compliance table."""
+
+    rule: str
+    title: str
+    status: Status
+    detail: str
+    clause: str
+
+
+@dataclass(frozen=True, slots=True)
+class ComplianceReport:
+    """All rows for one site; `status` is the worst of them."""
+
+    site: str
+    grade: str
+    rules: tuple[RuleResult, ...]
+
+    @property
+    def status(self) -> Status:
+        """FAIL if any rule fails, else WARN if any warns, else PASS."""
+        states = {r.status for r in self.rules}
+        worst: Status
+        for worst in ("FAIL", "WARN"):
+            if worst in states:
+                return worst
+        return "PASS"
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form (also served by GET /api/compliance)."""
+        return {
+            "site": self.site,
+            "grade": self.grade,
+            "status": self.status,
+            "rules": [asdict(r) for r in self.rules],
+        }
+
+
+def _row(rule: str, status: Status, detail: str, *, soft: bool = False) -> RuleResult:
+    # Temporary customers: "where conditions allow" — a shortfall is a warning, never a failure.
+    if soft and status == "FAIL":
+        status = "WARN"
+    return RuleResult(rule, RULE_TITLES[rule], status, detail, CLAUSES[rule])
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def _supply_rules(site: Site, soft: bool) -> list[RuleResult]:
+    grade = site.site.grade
+    rows: list[RuleResult] = []
+    sources = site.sources
+    need = REQUIRED_SOURCES.get(grade)
+    if need is None:
+        rows.append(_row("sources.count", "N/A", f"{len(sources)} source(s); ungraded site"))
+    else:
+        status: Status = "PASS" if len(sources) >= need else "FAIL"
+        rows.append(
+            _row("sources.count", status, f"{len(sources)} source(s), {grade} grade needs >= {need}", soft=soft)
+        )
+
+    substations = {s.substation for s in sources}
+    need_sub = REQUIRED_SUBSTATIONS.get(grade)
+    if need_sub is not None:
+        status = "PASS" if len(substations) >= need_sub else "FAIL"
+        rows.append(
+            _row(
+                "sources.substations",
+                status,
+                f"{len(substations)} substation(s) ({', '.join(sorted(substations)) or 'none'}), needs >= {need_sub}",
+            )
+        )
+    if grade in (Grade.second, Grade.temporary):
+        by_sub = Counter(s.substation for s in sources)
+        shared = [sub for sub, n in by_sub.items() if n > 1]
+        clash = []
+        for sub in shared:
+            sections = [s.bus_section for s in sources if s.substation == sub]
+            if len(set(sections)) < len(sections):
+                clash.append(f"{sub} bus {Counter(sections).most_common(1)[0][0]}")
+        if len(sources) < 2:
+            rows.append(_row("sources.bus_sections", "FAIL", "fewer than 2 circuits", soft=soft))
+        elif clash:
+            rows.append(
+                _row(
+                    "sources.bus_sections",
+                    "FAIL",
+                    f"circuits share a bus section: {'; '.join(clash)}",
+                    soft=soft,
+                )
+            )
+        else:
+            detail = (
+                f"{len(substations)} substation(s); circuits on one substation use different bus sections"
+                if shared
+                else f"{len(substations)} substation(s)"
+            )
+            rows.append(_row("sources.bus_sections", "PASS", detail))
+
+    if need is not None and sources:
+        load = site.site.peak_load_kw or site.site.security_load_kw
+        lost = {Grade.special: 2, Grade.first: 1, Grade.second: 1, Grade.temporary: 1}[grade]
+        missing = [s.id for s in sources if s.capacity_kw is None]
+        if missing:
+            rows.append(
+                _row(
+                    "sources.capacity",
+                    "WARN",
+                    f"capacity_kw not declared for {', '.join(missing)}; check live",
+                )
+            )
+        elif load <= 0:
+            rows.append(_row("sources.capacity", "WARN", "no peak_load_kw or security_load_kw to compare with"))
+        else:
+            weakest = min(sources, key=lambda s: s.capacity_kw or 0.0)
+            cap = weakest.capacity_kw or 0.0
+            status = "PASS" if cap >= load else "FAIL"
+            rows.append(
+                _row(
+                    "sources.capacity",
+                    status,
+                    f"with {lost} source(s) lost the weakest left ({weakest.id}) has {_fmt(cap)} kW "
+                    f"for a {_fmt(load)} kW load",
+                    soft=soft,
+                )
+            )
+    return rows
+
+
+def _line_rules(site: Site, soft: bool) -> list[RuleResult]:
+    rows: list[RuleResult] = []
+    low = [s for s in site.sources if s.voltage_kv <= 10]
+    high = [s for s in site.sources if s.voltage_kv >= 35]
+    bare = [s.id for s in low if s.line_type == "overhead"]
+    if not low:
+        rows.append(_row("lines.type", "N/A", "no line at <= 10 kV"))
+    elif bare:
+        rows.append(_row("lines.type", "FAIL", f"bare overhead line at <= 10 kV: {', '.join(bare)}", soft=soft))
+    else:
+        kinds = ", ".join(f"{s.id} {s.line_type}" for s in low)
+        rows.append(_row("lines.type", "PASS", kinds))
+
+    def shared(group: list[str]) -> dict[str, list[str]]:
+        by_support: dict[str, list[str]] = {}
+        for s in site.sources:
+            if s.id in group and s.support and s.line_type != "cable":
+                by_support.setdefault(s.support, []).append(s.id)
+        return {k: v for k, v in by_support.items() if len(v) > 1}
+
+    overhead_low = [s.id for s in low if s.line_type != "cable"]
+    if not overhead_low:
+        rows.append(_row("lines.pole", "N/A", "no overhead circuit at <= 10 kV"))
+    else:
+        clash = shared(overhead_low)
+        if clash:
+            detail = "; ".join(f"{', '.join(ids)} on {sup}" for sup, ids in clash.items())
+            rows.append(_row("lines.pole", "FAIL", f"two circuits on one pole line: {detail}", soft=soft))
+        else:
+            rows.append(_row("lines.pole", "PASS", f"{len(overhead_low)} overhead circuit(s) on separate poles"))
+    overhead_high = [s.id for s in high if s.line_type != "cable"]
+    if len(overhead_high) < 2:
+        rows.append(_row("lines.tower", "N/A", "fewer than two overhead sources at >= 35 kV"))
+    else:
+        clash = shared(overhead_high)
+        if clash:
+            detail = "; ".join(f"{', '.join(ids)} on {sup}" for sup, ids in clash.items())
+            # "should not": a recommendation, so a warning rather than a failure.
+            rows.append(_row("lines.tower", "WARN", f"dual sources share a tower line: {detail}"))
+        else:
+            rows.append(_row("lines.tower", "PASS", "overhead sources on separate towers"))
+    return rows
+
+
+def _generator_rules(site: Site, soft: bool) -> list[RuleResult]:
+    rows: list[RuleResult] = []
+    grade = site.site.grade
+    gens = site.generators
+    required = grade in GENERATOR_REQUIRED
+    if not gens:
+        if required:
+            rows.append(_row("generator.present", "FAIL", f"no generator; {grade} grade requires one"))
+        else:
+            rows.append(_row("generator.present", "N/A", f"none; not required for {grade} grade"))
+        return rows
+    rows.append(_row("generator.present", "PASS", f"{len(gens)} generator(s): {', '.join(g.id for g in gens)}"))
+
+    security = site.site.security_load_kw
+    rated = sum(g.rated_kw for g in gens)
+    if security <= 0:
+        rows.append(_row("generator.capacity", "WARN", "security_load_kw not declared"))
+    else:
+        # Compare in tenths to avoid binary rounding at exactly 120 %.
+        ok = round(rated * 10, 6) >= round(security * 12, 6)
+        pct = 100.0 * rated / security
+        rows.append(
+            _row(
+                "generator.capacity",
+                "PASS" if ok else "FAIL",
+                f"rated {_fmt(rated)} kW = {pct:.1f} % of security load {_fmt(security)} kW (needs >= 120 %, "
+                f"{_fmt(GENERATOR_MARGIN * security)} kW)",
+                soft=soft,
+            )
+        )
+    limit = site.site.allowed_interruption_s
+    slow = [g for g in gens if g.start_limit_s > limit]
+    detail = ", ".join(f"{g.id} {_fmt(g.start_limit_s)} s" for g in gens) + f"; allowed interruption {_fmt(limit)} s"
+    rows.append(_row("generator.start_time", "FAIL" if slow else "PASS", detail, soft=soft))
+    interlock = site.site.interlock
+    if interlock == "none":
+        rows.append(_row("generator.interlock", "FAIL", "no interlock declared between generator and grid", soft=soft))
+    else:
+        rows.append(_row("generator.interlock", "PASS", f"{interlock} interlock declared"))
+    return rows
+
+
+def check_site(site: Site) -> ComplianceReport:
+    """Evaluate every static supply-side rule that applies to the site's grade."""
+    soft = site.site.grade == Grade.temporary
+    rows = _supply_rules(site, soft) + _line_rules(site, soft) + _generator_rules(site, soft)
+    return ComplianceReport(site.site.id, site.site.grade.value, tuple(rows))
+
+
+def render_table(report: ComplianceReport) -> str:
+    """The compliance table as fixed-width text."""
+    header = ("rule", "status", "detail", "clause")
+    body = [(r.title, r.status, r.detail, r.clause) for r in report.rules]
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(3)]
+    lines = [f"site {report.site} — grade {report.grade} — overall {report.status}"]
+    fmt = f"{{:<{widths[0]}}}  {{:<{widths[1]}}}  {{:<{widths[2]}}}  {{}}"
+    lines.append(fmt.format(*header))
+    lines.append(fmt.format(*("-" * w for w in widths), "-" * 6))
+    lines.extend(fmt.format(*row) for row in body)
+    return "\n".join(lines)
