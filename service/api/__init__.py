@@ -1,0 +1,37 @@
+"""HTTP API: routers per resource, error handlers that say what is wrong (never a bare 500)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from service.api.routes import ROUTERS
+
+log = logging.getLogger(__name__)
+
+
+def _where(loc: tuple[object, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body",)]
+    return ".".join(parts) or "request"
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [{"where": _where(tuple(e.get("loc", ()))), "problem": str(e.get("msg", "invalid"))} for e in exc.errors()]
+    summary = "; ".join(f"{e['where']}: {e['problem']}" for e in errors)
+    return JSONResponse({"detail": summary, "errors": errors}, status_code=422)
+
+
+async def _value_error(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=400)
+
+
+def install(app: FastAPI) -> None:
+    """Add every router and the error handlers."""
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ValueError, _value_error)
+    for router in ROUTERS:
+        app.include_router(router)

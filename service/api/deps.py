@@ -1,0 +1,127 @@
+"""Request dependencies: the running services and the caller's role (API keys, viewer < operator < admin)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+
+from service.app import Services
+from service.settings import Role
+from service.store import _key_id as key_id
+
+RANK: dict[str, int] = {"viewer": 0, "operator": 1, "admin": 2}
+CACHE_S = 30.0
+FAILED_LIMIT = 10
+FAILED_WINDOW_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the key's public id and its role."""
+
+    key_id: str
+    role: Role
+
+    @property
+    def who(self) -> str:
+        """How the audit log and the alarm journal name the caller."""
+        return f"key:{self.key_id}"
+
+
+class KeyCache:
+    """Verified keys by digest for a short while, and failed attempts per client (rate limit)."""
+
+    def __init__(self) -> None:
+        self._ok: dict[str, tuple[Principal, float]] = {}
+        self._failed: dict[str, deque[float]] = {}
+
+    def get(self, digest: str) -> Principal | None:
+        hit = self._ok.get(digest)
+        if hit is None or time.monotonic() - hit[1] > CACHE_S:
+            return None
+        return hit[0]
+
+    def put(self, digest: str, principal: Principal) -> None:
+        if len(self._ok) > 10_000:
+            self._ok.clear()
+        self._ok[digest] = (principal, time.monotonic())
+
+    def blocked(self, client: str) -> bool:
+        q = self._failed.get(client)
+        now = time.monotonic()
+        while q and now - q[0] > FAILED_WINDOW_S:
+            q.popleft()
+        return q is not None and len(q) >= FAILED_LIMIT
+
+    def fail(self, client: str) -> None:
+        if len(self._failed) > 10_000:
+            self._failed.clear()
+        self._failed.setdefault(client, deque()).append(time.monotonic())
+
+
+def get_services(request: Request) -> Services:
+    """The running services of this app."""
+    svc: Services = request.app.state.services
+    return svc
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def get_principal(request: Request, svc: ServicesDep) -> Principal:
+    """The caller, from `Authorization: Bearer <key>`; 401 without a valid key, 429 after repeated failures."""
+    cache: KeyCache = svc.extras.setdefault("key_cache", KeyCache())
+    client = request.client.host if request.client else "unknown"
+    if cache.blocked(client):
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, "too many failed logins; wait a minute")
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        raise _unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthorized("malformed Authorization header: expected 'Bearer <key>'")
+    token = token.strip()
+    if len(token) > 512:
+        cache.fail(client)
+        raise _unauthorized("invalid API key")
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    hit = cache.get(digest)
+    if hit is not None:
+        return hit
+    role = await svc.store.verify(token)
+    if role is None:
+        cache.fail(client)
+        raise _unauthorized("invalid API key")
+    principal = Principal(key_id=_public_id(token), role=role)
+    cache.put(digest, principal)
+    return principal
+
+
+def _public_id(token: str) -> str:
+    return key_id(token)
+
+
+def require(role: Role) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency admitting callers of at least `role`."""
+
+    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        if RANK[principal.role] < RANK[role]:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"this needs the {role} role; your key is {principal.role}")
+        return principal
+
+    return check
+
+
+Viewer = Annotated[Principal, Depends(require("viewer"))]
+Operator = Annotated[Principal, Depends(require("operator"))]
+Admin = Annotated[Principal, Depends(require("admin"))]

@@ -1,0 +1,81 @@
+"""Alarms: list, acknowledge, shelve."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Path, Query, Response, status
+
+from service.alarms import AlarmStateError
+from service.api.deps import Operator, ServicesDep, Viewer
+from service.api.models import AlarmOut, ShelveIn
+from service.rules import AlarmType
+
+router = APIRouter(prefix="/api/alarms", tags=["alarms"])
+
+AlarmId = Annotated[str, Path(max_length=200, description="alarm id as listed")]
+
+
+@router.get("", response_model=list[AlarmOut], summary="Alarms, active or all")
+async def list_alarms(
+    svc: ServicesDep,
+    _: Viewer,
+    response: Response,
+    state: Annotated[Literal["active", "all"], Query(description="active: open lifecycles; all: history")] = "active",
+    type: Annotated[AlarmType | None, Query(description="only this alarm type")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[dict[str, object]]:
+    """Open alarms from the engine (`state=active`) or every stored lifecycle, newest first (`state=all`)."""
+    if state == "active":
+        items = [a.to_dict() for a in reversed(svc.core.engine.active()) if type is None or a.type == type]
+        response.headers["X-Total-Count"] = str(len(items))
+        return items[offset : offset + limit]
+    stored = await svc.store.list_alarms(type=type.value if type else None, limit=limit, offset=offset)
+    return [
+        {
+            "id": a.id,
+            "type": a.type,
+            "severity": a.severity,
+            "subject": a.subject,
+            "state": a.state,
+            "raised_at": a.raised_at,
+            "cleared_at": a.cleared_at,
+            "acked_by": a.acked_by,
+            "message": a.message,
+            "value": a.value,
+            "shelved_until": a.shelved_until,
+        }
+        for a in stored
+    ]
+
+
+@router.post("/{alarm_id}/ack", response_model=AlarmOut, summary="Acknowledge an alarm")
+async def ack(alarm_id: AlarmId, svc: ServicesDep, who: Operator) -> dict[str, object]:
+    """Acknowledge: active_unacked -> active_acked, cleared_unacked -> cleared; journaled with who."""
+    try:
+        alarm = await svc.core.ack(alarm_id, who.who)
+    except KeyError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no open alarm '{alarm_id}'") from None
+    if alarm is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no open alarm '{alarm_id}'")
+    return alarm.to_dict()
+
+
+@router.post("/{alarm_id}/shelve", response_model=AlarmOut, summary="Shelve an alarm until a time")
+async def shelve(alarm_id: AlarmId, body: ShelveIn, svc: ServicesDep, who: Operator) -> dict[str, object]:
+    """Hide an open alarm until `until` (at most 24 h); it returns by itself when the shelf ends."""
+    if body.until.tzinfo is None:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY, "until: needs a time zone, e.g. 2026-11-29T18:00:00+08:00"
+        )
+    if body.until - svc.clock.now() > timedelta(hours=24):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "until: a shelf may last at most 24 h")
+    try:
+        alarm = await svc.core.shelve(alarm_id, body.until, who.who)
+    except KeyError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no open alarm '{alarm_id}'") from None
+    except AlarmStateError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    return alarm.to_dict()

@@ -1,0 +1,48 @@
+"""Server-sent events: alarm transitions, device online/offline, room and supply changes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from service.api.deps import ServicesDep, Viewer
+
+router = APIRouter(prefix="/api", tags=["events"])
+
+KEEPALIVE_S = 15.0
+
+
+def sse(event: str, data: object) -> str:
+    """One SSE message."""
+    return f"event: {event}\ndata: {json.dumps(data, default=str, ensure_ascii=False)}\n\n"
+
+
+@router.get(
+    "/events",
+    summary="Live events (text/event-stream)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def events(request: Request, svc: ServicesDep, _: Viewer) -> StreamingResponse:
+    """`alarm`, `device`, `room` and `supply` events as they happen; a comment line every 15 s keeps proxies open."""
+
+    async def stream() -> AsyncIterator[str]:
+        async with svc.events.subscribe() as queue:
+            svc.metrics.sse_clients.inc()
+            try:
+                yield sse("hello", {"site": svc.site.site.id, "at": svc.clock.now().isoformat()})
+                while not await request.is_disconnected():
+                    try:
+                        item = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                    except TimeoutError:
+                        yield ": keepalive\n\n"
+                        continue
+                    yield sse(item["event"], item["data"])
+            finally:
+                svc.metrics.sse_clients.dec()
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

@@ -1,0 +1,72 @@
+"""Live views: devices, points, rooms, supply."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from service.api.deps import ServicesDep, Viewer
+from service.api.models import DeviceOut, PointOut, RoomOut, SupplyOut
+from service.app import Services
+
+router = APIRouter(prefix="/api", tags=["live"])
+
+Limit = Annotated[int, Query(ge=1, le=10_000, description="page size")]
+Offset = Annotated[int, Query(ge=0, description="items to skip")]
+
+
+def page(items: list[Any], response: Response, limit: int, offset: int) -> list[Any]:
+    """One page of a list; the total goes in X-Total-Count."""
+    response.headers["X-Total-Count"] = str(len(items))
+    return items[offset : offset + limit]
+
+
+def room_dicts(svc: Services) -> list[dict[str, object]]:
+    """Every room as GET /api/rooms shows it."""
+    now = svc.clock.now()
+    out = []
+    for view in svc.core.state.rooms(now):
+        d = view.to_dict()
+        until = svc.core.overrides.get(view.id)
+        d["override_until"] = until
+        out.append(d)
+    return out
+
+
+@router.get("/devices", response_model=list[DeviceOut], summary="Devices and their link state")
+async def devices(
+    svc: ServicesDep, _: Viewer, response: Response, limit: Limit = 1000, offset: Offset = 0
+) -> list[dict[str, object]]:
+    """Every device of the site: id, profile, driver, online, last_seen."""
+    items = [d.to_dict() for d in svc.core.state.devices()]
+    return page(items, response, limit, offset)
+
+
+@router.get("/state", response_model=list[PointOut], summary="Latest value of every device point")
+async def state(
+    svc: ServicesDep,
+    _: Viewer,
+    response: Response,
+    device: Annotated[str | None, Query(max_length=64, description="only this device")] = None,
+    limit: Limit = 10_000,
+    offset: Offset = 0,
+) -> list[dict[str, object]]:
+    """Latest value, unit, time and quality (good, bad, stale) per device point."""
+    now = svc.clock.now()
+    items = [p.to_dict() for p in svc.core.state.points(now) if device is None or p.device == device]
+    return page(items, response, limit, offset)
+
+
+@router.get("/rooms", response_model=list[RoomOut], summary="Rooms now")
+async def rooms(
+    svc: ServicesDep, _: Viewer, response: Response, limit: Limit = 1000, offset: Offset = 0
+) -> list[dict[str, object]]:
+    """Occupancy, lights, temperature, AC, plug power and override of every room."""
+    return page(room_dicts(svc), response, limit, offset)
+
+
+@router.get("/supply", response_model=SupplyOut, summary="Sources, transfer switches, generators, load")
+async def supply(svc: ServicesDep, _: Viewer) -> dict[str, object]:
+    """The supply side now; a transfer switch's `position` is the source feeding the load, or null."""
+    return svc.core.state.supply(svc.clock.now()).to_dict()

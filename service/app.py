@@ -1,0 +1,197 @@
+"""The FastAPI application, assembled in one place: the lifespan owns every running part."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from drivers.hub import DriverHub
+from service.clock import Clock, SystemClock
+from service.core import Core
+from service.events import EventBus
+from service.metrics import Metrics
+from service.mqttpub import MqttPublisher
+from service.notify import Notifier
+from service.settings import Settings
+from service.sink import TelemetrySink
+from service.site import Site
+from service.store import Store
+
+log = logging.getLogger(__name__)
+
+OUTBOX_MAX_LINES = 2_000_000
+
+
+@dataclass
+class Services:
+    """Every running part of one service instance (held in app.state.services)."""
+
+    site: Site
+    settings: Settings
+    clock: Clock
+    store: Store
+    events: EventBus
+    metrics: Metrics
+    core: Core
+    mqtt_url: str
+    site_path: Path | None = None
+    hub: DriverHub | None = None
+    sink: TelemetrySink | None = None
+    notifier: Notifier | None = None
+    publisher: MqttPublisher | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def build_services(
+    site: Site,
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    drivers: bool = True,
+    site_path: Path | None = None,
+) -> Services:
+    """Create (not start) the parts of a service for a site."""
+    clock = clock or SystemClock()
+    mqtt_url = settings.mqtt_url or site.mqtt.url
+    store = Store(settings.database_url)
+    events = EventBus()
+    metrics = Metrics()
+    publisher = None
+    if site.notifications.mqtt_topic:
+        publisher = MqttPublisher(mqtt_url, client_id=f"wattkeeper-{site.site.id}-notify")
+    notifier = Notifier(
+        site.notifications,
+        site_id=site.site.id,
+        site_name=site.site.name,
+        clock=clock,
+        mqtt=publisher,
+        timezone=site.site.tz,
+    )
+    core = Core(site, store=store, clock=clock, events=events, metrics=metrics, notifier=notifier)
+    sink = None
+    if settings.influx_url:
+        sink = TelemetrySink(
+            settings.influx_url,
+            settings.influx_token,
+            settings.influx_org,
+            settings.influx_bucket,
+            settings.data_dir / "outbox",
+            max_outbox_lines=OUTBOX_MAX_LINES,
+            on_drop=core.on_telemetry_dropped,
+        )
+        core.sink = sink
+    hub = None
+    if drivers:
+        hub = DriverHub(site.devices, mqtt_url=mqtt_url, emit=core.emit, client_id=f"wattkeeper-{site.site.id}")
+    return Services(
+        site=site,
+        settings=settings,
+        clock=clock,
+        store=store,
+        events=events,
+        metrics=metrics,
+        core=core,
+        mqtt_url=mqtt_url,
+        site_path=site_path,
+        hub=hub,
+        sink=sink,
+        notifier=notifier,
+        publisher=publisher,
+    )
+
+
+async def start_services(svc: Services) -> None:
+    """Open the store, start sinks, notifiers, core, drivers and the scheduler, in that order."""
+    await svc.store.open()
+    now = svc.clock.now()
+    for key, role in svc.settings.api_keys.items():
+        await svc.store.import_key(key, role, at=now)
+    if svc.sink is not None:
+        await svc.sink.start()
+    if svc.publisher is not None:
+        await svc.publisher.start()
+    if svc.notifier is not None:
+        await svc.notifier.start()
+    await svc.core.start()
+    if svc.hub is not None:
+        await svc.hub.start()
+    for hook in svc.extras.get("start", []):
+        await hook(svc)
+
+
+async def stop_services(svc: Services) -> None:
+    """Stop everything in reverse order; each step runs even if an earlier one fails."""
+    for hook in reversed(svc.extras.get("stop", [])):
+        with contextlib.suppress(Exception):
+            await hook(svc)
+    if svc.hub is not None:
+        with contextlib.suppress(Exception):
+            await svc.hub.stop()
+    with contextlib.suppress(Exception):
+        await svc.core.stop()
+    if svc.notifier is not None:
+        with contextlib.suppress(Exception):
+            await svc.notifier.stop()
+    if svc.publisher is not None:
+        with contextlib.suppress(Exception):
+            await svc.publisher.stop()
+    if svc.sink is not None:
+        with contextlib.suppress(Exception):
+            await svc.sink.stop()
+    with contextlib.suppress(Exception):
+        await svc.store.close()
+
+
+def create_app(
+    site: Site,
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    drivers: bool = True,
+    site_path: Path | None = None,
+) -> FastAPI:
+    """The wattkeeper ASGI application for a site."""
+    from service.api import install
+
+    settings = settings or Settings()
+    svc = build_services(site, settings, clock=clock, drivers=drivers, site_path=site_path)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await start_services(svc)
+        try:
+            yield
+        finally:
+            await stop_services(svc)
+
+    app = FastAPI(
+        title="wattkeeper",
+        version="0.1.0",
+        summary="Power monitoring and control for an important power customer's office site",
+        lifespan=lifespan,
+    )
+    app.state.services = svc
+    install(app)
+    return app
+
+
+def serve(site: Site, *, site_path: Path | None, port: int, host: str | None = None) -> None:
+    """Run the service until interrupted."""
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = create_app(site, settings, site_path=site_path)
+    uvicorn.run(
+        app,
+        host=host or os.environ.get("WATTKEEPER_HTTP_HOST", "127.0.0.1"),
+        port=port,
+        log_level="info",
+        access_log=False,
+    )

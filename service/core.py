@@ -1,0 +1,521 @@
+"""The core loop: readings in -> live state -> rules -> alarm lifecycles -> store, notifiers, sinks, events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from drivers.profiles import ModbusProfile, load_profile
+from drivers.types import DeviceStatus, Quality, Reading
+from service import rules
+from service.alarms import Alarm as EngineAlarm
+from service.alarms import AlarmEngine, AlarmState, Transition
+from service.calendar import WorkCalendar
+from service.clock import Clock
+from service.energy import CounterTracker, price
+from service.energy import EnergyInterval as EnergyChunk
+from service.events import EventBus
+from service.lineproto import alarm_line, energy_line, service_line, telemetry_line
+from service.metrics import Metrics
+from service.notify import Notifier
+from service.rules import AlarmType, Finding, Severity
+from service.sink import TelemetrySink
+from service.site import Site
+from service.state import SUPPLY, LiveState
+from service.store import EnergyInterval, Rollup, Store, StoredAlarm, StoredTransition
+
+log = logging.getLogger(__name__)
+
+TICK_S = 1.0
+VIEW_PUBLISH_S = 1.0
+SERVICE_LINE_S = 10.0
+DROP_ALARM_HOLD = timedelta(minutes=10)
+METER_ENERGY_POINTS = ("import_energy", "energy")
+
+
+@dataclass(slots=True)
+class _Acc:
+    """One minute of one numeric point."""
+
+    minute: datetime
+    min: float
+    max: float
+    total: float
+    last: float
+    count: int = 1
+
+    def add(self, v: float) -> None:
+        self.min = min(self.min, v)
+        self.max = max(self.max, v)
+        self.total += v
+        self.last = v
+        self.count += 1
+
+
+@dataclass(slots=True)
+class CoreStats:
+    """What the core has done since start."""
+
+    readings: int = 0
+    statuses: int = 0
+    evaluations: int = 0
+    transitions: int = 0
+    store_errors: int = 0
+    last_transition_at: datetime | None = None
+    rejects_seen: dict[str, int] = field(default_factory=dict)
+
+
+def _minute(ts: datetime) -> datetime:
+    return ts.replace(second=0, microsecond=0)
+
+
+def _numeric(value: object) -> float | None:
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def stored_to_alarm(a: StoredAlarm) -> EngineAlarm:
+    """A stored alarm back into the engine's type after a restart."""
+    state = AlarmState(a.state)
+    return EngineAlarm(
+        id=a.id,
+        type=a.type,
+        severity=Severity(a.severity),
+        subject=a.subject,
+        state=state,
+        # A shelved alarm's condition is unknown after a restart; the next evaluation settles it.
+        active=state in (AlarmState.active_unacked, AlarmState.active_acked, AlarmState.shelved),
+        raised_at=a.raised_at,
+        updated_at=a.updated_at,
+        cleared_at=a.cleared_at,
+        acked_by=a.acked_by,
+        shelved_until=a.shelved_until,
+        message=a.message,
+        value=a.value,
+    )
+
+
+def journal_entry(t: Transition) -> StoredTransition:
+    """The store's form of an engine transition."""
+    return StoredTransition(
+        alarm_id=t.alarm.id,
+        from_state=t.from_state.value if t.from_state else None,
+        to_state=t.to_state.value,
+        at=t.at,
+        who=t.who,
+        value=t.value,
+        note=t.note,
+    )
+
+
+class Core:
+    """Owns the live state and the alarm engine; everything that changes them goes through here."""
+
+    def __init__(
+        self,
+        site: Site,
+        *,
+        store: Store,
+        clock: Clock,
+        events: EventBus,
+        metrics: Metrics,
+        sink: TelemetrySink | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.site = site
+        self.store = store
+        self.clock = clock
+        self.events = events
+        self.metrics = metrics
+        self.sink = sink
+        self.notifier = notifier
+        self.state = LiveState(site)
+        self.engine = AlarmEngine()
+        self.calendar = WorkCalendar(site.calendar, site.site.tz)
+        self.stats = CoreStats()
+        self.overrides: dict[str, datetime] = {}
+        self._external: dict[tuple[str, str], Finding] = {}
+        self._drops_at: datetime | None = None
+        self._pending: deque[Reading | DeviceStatus] = deque()
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._dirty: set[str] = set()
+        self._rollups: dict[tuple[str, str], _Acc] = {}
+        self._finished_rollups: list[tuple[tuple[str, str], _Acc]] = []
+        self._finished_energy: list[EnergyChunk] = []
+        self._tags = {d.id: self._tags_of(d.id) for d in site.devices}
+        self._meters = self._energy_meters()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._last_service_line: datetime | None = None
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def _tags_of(self, device_id: str) -> dict[str, str]:
+        tags = {"site": self.site.site.id}
+        room = self.site.room_of(device_id)
+        if room is not None:
+            tags["room"] = room.id
+            tags["department"] = room.department
+        for s in self.site.sources:
+            if s.meter == device_id:
+                tags["source"] = s.id
+        for g in self.site.generators:
+            if device_id in (g.meter, g.device):
+                tags["source"] = g.id
+        for d in self.site.departments:
+            if d.meter == device_id:
+                tags["department"] = d.id
+        return tags
+
+    def _energy_meters(self) -> dict[str, tuple[str, CounterTracker]]:
+        """Modbus meters whose energy counter becomes 15-minute intervals: device -> (point, tracker)."""
+        out: dict[str, tuple[str, CounterTracker]] = {}
+        for d in self.site.devices:
+            profile = load_profile(d.profile)
+            if not isinstance(profile, ModbusProfile):
+                continue
+            names = {p.name: p for p in profile.points}
+            for point in METER_ENERGY_POINTS:
+                if point in names and names[point].unit in ("kWh", "Wh"):
+                    out[d.id] = (point, CounterTracker(d.id, unit=names[point].unit, rated_kw=d.rated_kw))
+                    break
+        return out
+
+    async def start(self) -> None:
+        """Restore alarms from the store, then start the loops."""
+        stored = await self.store.load_alarms()
+        restored = self.engine.restore(stored_to_alarm(a) for a in stored)
+        await self._handle(restored)
+        self._tasks = [
+            asyncio.create_task(self._ingest_loop(), name="core-ingest"),
+            asyncio.create_task(self._tick_loop(), name="core-tick"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop the loops and write what is buffered."""
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._tasks = []
+        if self._pending:
+            touched = self._apply(self._drain(len(self._pending)))
+            with contextlib.suppress(Exception):
+                await self._evaluate(touched)
+        with contextlib.suppress(Exception):
+            await self._flush_rollups(force=True)
+            await self._flush_energy(force=True)
+
+    # -- input ----------------------------------------------------------------------------
+
+    def emit(self, batch: Sequence[Reading | DeviceStatus]) -> None:
+        """The drivers' callback: queue a batch (cheap, never blocks)."""
+        self._pending.extend(batch)
+        self._wake.set()
+
+    def _drain(self, n: int) -> list[Reading | DeviceStatus]:
+        return [self._pending.popleft() for _ in range(min(n, len(self._pending)))]
+
+    async def _ingest_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                touched = self._apply(self._drain(5000))
+                if touched:
+                    await self._evaluate(touched)
+                await asyncio.sleep(0)
+
+    def _apply(self, batch: Iterable[Reading | DeviceStatus]) -> set[str]:
+        touched: set[str] = set()
+        lines: list[str] = []
+        readings = 0
+        for item in batch:
+            if isinstance(item, Reading):
+                readings += 1
+                touched |= self.state.apply(item)
+                tags = self._tags.get(item.device)
+                if tags is None:
+                    continue
+                line = telemetry_line(item, tags)
+                if line is not None:
+                    lines.append(line)
+                if item.quality is Quality.good:
+                    self._rollup(item)
+                    meter = self._meters.get(item.device)
+                    if meter is not None and meter[0] == item.point and isinstance(item.value, int | float):
+                        self._energy_reading(item, meter[1])
+            else:
+                self.stats.statuses += 1
+                touched |= self.state.set_online(item.device, item.online, item.ts)
+                self.events.publish(
+                    "device",
+                    {"id": item.device, "online": item.online, "ts": item.ts.isoformat(), "reason": item.reason},
+                )
+        self.stats.readings += readings
+        self.metrics.readings.inc(readings)
+        if lines and self.sink is not None:
+            self.sink.put_many(lines)
+        self._dirty |= touched
+        return touched
+
+    def _rollup(self, r: Reading) -> None:
+        v = _numeric(r.value)
+        if v is None:
+            return
+        key = (r.device, r.point)
+        minute = _minute(r.ts)
+        acc = self._rollups.get(key)
+        if acc is None or acc.minute != minute:
+            if acc is not None and acc.minute < minute:
+                self._finished_rollups.append((key, acc))
+            self._rollups[key] = _Acc(minute, v, v, v, v)
+        else:
+            acc.add(v)
+
+    def _energy_reading(self, r: Reading, tracker: CounterTracker) -> None:
+        done = tracker.add(r.ts, float(r.value))  # type: ignore[arg-type]
+        if done:
+            self._finished_energy.extend(done)
+
+    # -- evaluation -----------------------------------------------------------------------
+
+    async def _evaluate(self, subjects: set[str] | None) -> None:
+        now = self.clock.now()
+        findings = rules.evaluate(
+            self.site,
+            self.state,
+            now,
+            overrides=self.overrides,
+            subjects=subjects,
+            extra=list(self._external.values()),
+        )
+        self.stats.evaluations += 1
+        async with self._lock:
+            transitions = self.engine.update(findings, now)
+            await self._handle(transitions)
+
+    async def _handle(self, transitions: Sequence[Transition]) -> None:
+        for t in transitions:
+            self.stats.transitions += 1
+            self.stats.last_transition_at = t.at
+            try:
+                await self.store.save_alarm(t.alarm, journal_entry(t))
+            except Exception:
+                self.stats.store_errors += 1
+                log.exception("could not store alarm %s", t.alarm.id)
+            if self.notifier is not None:
+                await self.notifier.notify(t.alarm, journal_entry(t))
+            if self.sink is not None:
+                self.sink.put(
+                    alarm_line(
+                        site=self.site.site.id,
+                        type=t.alarm.type,
+                        subject=t.alarm.subject,
+                        severity=t.alarm.severity.value,
+                        state=t.to_state.value,
+                        at=t.at,
+                    )
+                )
+            self.events.publish("alarm", {**t.alarm.to_dict(), "from_state": t.from_state, "who": t.who})
+
+    def report(self, finding: Finding) -> None:
+        """A finding made outside the rules (control path, sink); taken at the next evaluation."""
+        self._external[(finding.type, finding.subject)] = finding
+        self._wake.set()
+
+    async def report_now(self, finding: Finding) -> None:
+        """A finding from outside, evaluated at once."""
+        self._external[(finding.type, finding.subject)] = finding
+        await self._evaluate({finding.subject})
+
+    def on_telemetry_dropped(self, count: int) -> None:
+        """The sink's callback when its outbox drops the oldest lines."""
+        self._drops_at = self.clock.now()
+        total = self.sink.dropped if self.sink is not None else count
+        self.report(rules.telemetry_dropped("telemetry", dropped=total, detail="outbox full; oldest lines dropped"))
+
+    # -- operator actions -----------------------------------------------------------------
+
+    async def ack(self, alarm_id: str, who: str) -> EngineAlarm | None:
+        """Acknowledge an alarm; None if unknown."""
+        async with self._lock:
+            t = self.engine.ack(alarm_id, who, self.clock.now())
+            if t is None:
+                return self.engine.get(alarm_id)
+            await self._handle([t])
+            return t.alarm
+
+    async def shelve(self, alarm_id: str, until: datetime, who: str) -> EngineAlarm:
+        """Shelve an open alarm until a time."""
+        async with self._lock:
+            t = self.engine.shelve(alarm_id, until, who, self.clock.now())
+            await self._handle([t])
+            return t.alarm
+
+    def set_overrides(self, overrides: dict[str, datetime]) -> None:
+        """Rooms with an active override and until when; their office alarms are suppressed."""
+        changed = set(overrides) ^ set(self.overrides)
+        self.overrides = overrides
+        self._dirty |= changed
+        if changed:
+            self._wake.set()
+
+    # -- periodic -------------------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("core tick failed")
+
+    async def tick(self) -> None:
+        """Time-driven work: delays, staleness, shelving expiry, views, rollups, energy."""
+        now = self.clock.now()
+        if self._drops_at is not None and now - self._drops_at > DROP_ALARM_HOLD:
+            self._drops_at = None
+            self._external[(AlarmType.telemetry_dropped, "telemetry")] = rules.telemetry_dropped("telemetry", dropped=0)
+        await self._evaluate(None)
+        self._publish_views(now)
+        await self._flush_rollups()
+        await self._flush_energy()
+        self._update_gauges(now)
+
+    def _publish_views(self, now: datetime) -> None:
+        dirty, self._dirty = self._dirty, set()
+        if not self.events.subscribers:
+            return
+        if SUPPLY in dirty:
+            self.events.publish("supply", self.state.supply(now).to_dict())
+        for room in self.site.rooms:
+            if room.id in dirty:
+                view = self.state.room(room.id, now).to_dict()
+                until = self.overrides.get(room.id)
+                view["override_until"] = until.isoformat() if until else None
+                self.events.publish("room", view)
+
+    async def _flush_rollups(self, force: bool = False) -> None:
+        now_minute = _minute(self.clock.now())
+        done = list(self._finished_rollups)
+        self._finished_rollups.clear()
+        for key, acc in list(self._rollups.items()):
+            if force or acc.minute < now_minute:
+                done.append((key, acc))
+                del self._rollups[key]
+        if not done:
+            return
+        rows = [
+            Rollup(
+                device=k[0],
+                point=k[1],
+                minute=a.minute,
+                min=a.min,
+                max=a.max,
+                mean=a.total / a.count,
+                last=a.last,
+                count=a.count,
+            )
+            for k, a in done
+        ]
+        try:
+            await self.store.upsert_rollups(rows)
+        except Exception:
+            self.stats.store_errors += 1
+            log.exception("could not store %d rollups", len(rows))
+
+    async def _flush_energy(self, force: bool = False) -> None:
+        if force:
+            for _, tracker in self._meters.values():
+                self._finished_energy.extend(tracker.flush())
+        done, self._finished_energy = self._finished_energy, []
+        if not done or self.site.tariff is None:
+            return
+        rows = []
+        lines = []
+        for iv in done:
+            parts = price(iv, self.site.tariff, self.calendar)
+            if not parts:
+                continue
+            main = max(parts, key=lambda p: p.kwh)
+            tags = self._tags.get(main.meter, {})
+            kwh = sum(p.kwh for p in parts)
+            cost = sum(p.cost for p in parts)
+            rows.append(
+                EnergyInterval(
+                    meter=main.meter,
+                    start=main.start,
+                    kwh=kwh,
+                    band=main.band,
+                    cost=cost,
+                    after_hours=main.after_hours,
+                    department=tags.get("department") if "room" not in tags else None,
+                )
+            )
+            lines.append(
+                energy_line(
+                    site=self.site.site.id,
+                    meter=main.meter,
+                    start=main.start,
+                    kwh=kwh,
+                    cost=cost,
+                    after_hours=main.after_hours,
+                    band=main.band,
+                    department=tags.get("department"),
+                    source=tags.get("source"),
+                )
+            )
+        try:
+            await self.store.upsert_energy(rows)
+        except Exception:
+            self.stats.store_errors += 1
+            log.exception("could not store %d energy intervals", len(rows))
+        if self.sink is not None and lines:
+            self.sink.put_many(lines)
+
+    def _update_gauges(self, now: datetime) -> None:
+        counts = {s.value: 0 for s in AlarmState}
+        for a in self.engine.active():
+            counts[a.state.value] += 1
+        for state, n in counts.items():
+            self.metrics.alarms.labels(state=state).set(n)
+        devices = self.state.devices()
+        offline = sum(1 for d in devices if not d.online)
+        self.metrics.devices_online.set(len(devices) - offline)
+        self.metrics.devices_offline.set(offline)
+        if self.sink is not None:
+            self.metrics.outbox_depth.set(self.sink.outbox_depth)
+            self.metrics.dropped.set(self.sink.dropped)
+            self.metrics.written.set(self.sink.written)
+            if self._last_service_line is None or (now - self._last_service_line).total_seconds() >= SERVICE_LINE_S:
+                self._last_service_line = now
+                self.sink.put(
+                    service_line(
+                        site=self.site.site.id,
+                        at=now,
+                        devices_offline=offline,
+                        rejects=sum(self.stats.rejects_seen.values()),
+                        outbox_depth=self.sink.outbox_depth,
+                        dropped=self.sink.dropped,
+                        readings=self.stats.readings,
+                    )
+                )
+
+    def record_rejects(self, rejects: dict[str, int]) -> None:
+        """Per-device reject counters from the drivers, for /metrics and the data-quality board."""
+        for device, n in rejects.items():
+            seen = self.stats.rejects_seen.get(device, 0)
+            if n > seen:
+                self.metrics.rejects.labels(device=device).inc(n - seen)
+                self.stats.rejects_seen[device] = n
