@@ -1,0 +1,79 @@
+"""Energy counters: turn raw meter totals into non-negative, plausible deltas. Pure; no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+# Counter units the rated-power check understands, as multiples of one kWh.
+ENERGY_UNITS: dict[str, float] = {"Wh": 1000.0, "kWh": 1.0, "MWh": 0.001}
+# A counter step may exceed rated power x elapsed time by this factor (meters round, clocks jitter)...
+RATE_MARGIN = 1.25
+# ...plus this much energy in kWh, so a one-digit step on a quiet load is never called absurd.
+SLACK_KWH = 0.01
+
+Outcome = Literal["first", "ok", "reset", "rejected"]
+
+
+@dataclass(frozen=True, slots=True)
+class CounterStep:
+    """What one counter reading contributed: `delta` >= 0 in the counter's own unit."""
+
+    delta: float
+    outcome: Outcome
+
+
+@dataclass(slots=True)
+class EnergyCounter:
+    """Follows one counter; `total` only ever grows.
+
+    - The first reading sets the baseline (delta 0).
+    - A reading below the last one (meter replaced, counter rolled over) restarts from the new
+      value: delta 0, counted in `resets`.
+    - A step above `max_per_h` x elapsed hours x RATE_MARGIN + slack is rejected (delta 0,
+      counted in `rejected`) and the new value becomes the baseline, so one bad step never
+      blocks the counter for good.
+    """
+
+    max_per_h: float | None  # counter units per hour at rated power; None: no plausibility limit
+    slack: float = 0.0  # counter units always allowed on top of the rate
+    last_value: float | None = None
+    last_s: float | None = None
+    last_source_s: float | None = None
+    total: float = 0.0
+    rejected: int = 0
+    resets: int = 0
+
+    @classmethod
+    def for_unit(cls, unit: str, rated_kw: float | None) -> EnergyCounter:
+        """A counter in `unit` on a device rated `rated_kw` (no rate check for non-energy units)."""
+        per_kwh = ENERGY_UNITS.get(unit)
+        if per_kwh is None or rated_kw is None:
+            return cls(max_per_h=None)
+        return cls(max_per_h=rated_kw * per_kwh, slack=SLACK_KWH * per_kwh)
+
+    def update(self, value: float, at_s: float, source_s: float | None = None) -> CounterStep:
+        """Take a good reading `value` received at `at_s` (epoch seconds).
+
+        `source_s` is the device's own timestamp where the payload has one: a backlog delivered
+        in a burst after a reconnect is then judged by the time the device measured it. The
+        longer of the two elapsed times counts, so neither a coarse device clock nor a burst
+        makes a real step look absurd.
+        """
+        last, last_s, last_source_s = self.last_value, self.last_s, self.last_source_s
+        self.last_value, self.last_s, self.last_source_s = value, at_s, source_s
+        if last is None or last_s is None:
+            return CounterStep(0.0, "first")
+        delta = value - last
+        if delta < 0:
+            self.resets += 1
+            return CounterStep(0.0, "reset")
+        if self.max_per_h is not None:
+            elapsed = at_s - last_s
+            if source_s is not None and last_source_s is not None:
+                elapsed = max(elapsed, source_s - last_source_s)
+            if delta > self.max_per_h * max(0.0, elapsed) / 3600.0 * RATE_MARGIN + self.slack:
+                self.rejected += 1
+                return CounterStep(0.0, "rejected")
+        self.total += delta
+        return CounterStep(delta, "ok")

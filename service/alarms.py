@@ -1,0 +1,400 @@
+"""The alarm engine: findings -> alarm lifecycles after ISA-18.2 / IEC 62682. Pure; time comes in.
+
+One lifecycle per (type, subject). A finding that stays active for the type's on-delay raises
+the alarm (`active_unacked`); acknowledging it gives `active_acked`; once the finding has been
+inactive for the off-delay it returns to normal: `cleared` if it was acknowledged, else
+`cleared_unacked` until someone acknowledges it. A cleared_unacked alarm that comes back is the
+same lifecycle, active_unacked again; a new lifecycle (new id) starts only after `cleared`.
+While an alarm is active, a finding within `deadband` of the limit it was compared with counts as
+still active. Shelving hides an open alarm until a time; on expiry (or unshelve) it is
+active_unacked if its condition still holds, else cleared.
+
+With the default configuration every type has an off-delay of at least 60 s, so a chattering input
+raises at most one alarm a minute: an alarm can only be raised again after it has cleared, and it
+clears only after a full off-delay without an active finding.
+
+Value updates of an active alarm change `value`, `message` and `updated_at` without a transition;
+every state change (and every ack, shelve and unshelve) is a Transition for the journal.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Final
+
+from service.rules import AlarmType, Finding, Severity
+
+SYSTEM: Final = "system"  # `who` of transitions the engine makes by itself
+
+
+class AlarmState(StrEnum):
+    """Alarm states of GET /api/alarms."""
+
+    active_unacked = "active_unacked"
+    active_acked = "active_acked"
+    cleared_unacked = "cleared_unacked"
+    cleared = "cleared"
+    shelved = "shelved"
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmTypeConfig:
+    """How one alarm type is debounced: delays in seconds, deadband in the unit of the findings' value."""
+
+    on_delay_s: float = 0.0
+    off_delay_s: float = 60.0
+    deadband: float = 0.0
+
+
+# Types whose rule already waits for a site-file delay (allowed_interruption_s, start_limit_s,
+# empty_room_delay_s, door_open_delay_s) or which come from elsewhere raise at once; the others
+# must hold for their on-delay first. generator_overload values are percent of rating.
+DEFAULT_CONFIG: Final[Mapping[str, AlarmTypeConfig]] = MappingProxyType(
+    {
+        AlarmType.source_transfer_failed: AlarmTypeConfig(),
+        AlarmType.backfeed: AlarmTypeConfig(),
+        AlarmType.redundancy_lost: AlarmTypeConfig(on_delay_s=10.0),
+        AlarmType.generator_start_failed: AlarmTypeConfig(),
+        AlarmType.generator_overload: AlarmTypeConfig(on_delay_s=60.0, deadband=2.0),
+        AlarmType.lit_empty_room: AlarmTypeConfig(),
+        AlarmType.ac_too_cold: AlarmTypeConfig(on_delay_s=60.0, deadband=0.5),
+        AlarmType.ac_heating_too_warm: AlarmTypeConfig(on_delay_s=60.0, deadband=0.5),
+        AlarmType.ac_door_open: AlarmTypeConfig(),
+        AlarmType.high_power_appliance: AlarmTypeConfig(on_delay_s=30.0, deadband=50.0),
+        AlarmType.shutdown_failed: AlarmTypeConfig(),
+        AlarmType.device_offline: AlarmTypeConfig(on_delay_s=30.0),
+        AlarmType.telemetry_dropped: AlarmTypeConfig(),
+    }
+)
+_FALLBACK = AlarmTypeConfig()
+
+FLOOD_COUNT: Final = 10
+FLOOD_WINDOW_S: Final = 600.0
+MAX_SHELVE_S: Final = 24 * 3600.0  # shelving is time-limited (ISA-18.2); longer is out of service
+HISTORY: Final = 1000  # closed alarms kept in memory for all(); the store keeps every one
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Alarm:
+    """One alarm lifecycle; `active` is its condition (after delays), also while shelved."""
+
+    id: str
+    type: str
+    severity: Severity
+    subject: str
+    state: AlarmState
+    active: bool
+    raised_at: datetime
+    updated_at: datetime
+    cleared_at: datetime | None = None
+    acked_by: str | None = None
+    acked_at: datetime | None = None
+    shelved_until: datetime | None = None
+    shelved_by: str | None = None
+    message: str = ""
+    value: float | str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(type, subject): at most one open lifecycle each."""
+        return (self.type, self.subject)
+
+    @property
+    def open(self) -> bool:
+        """Whether the lifecycle still needs someone (anything but `cleared`)."""
+        return self.state is not AlarmState.cleared
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form for GET /api/alarms."""
+        return {
+            "id": self.id,
+            "type": self.type,
+            "severity": self.severity.value,
+            "subject": self.subject,
+            "state": self.state.value,
+            "raised_at": self.raised_at.isoformat(),
+            "cleared_at": self.cleared_at.isoformat() if self.cleared_at else None,
+            "acked_by": self.acked_by,
+            "message": self.message,
+            "value": self.value,
+            "shelved_until": self.shelved_until.isoformat() if self.shelved_until else None,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transition:
+    """One journal entry: `alarm` as it is after the change."""
+
+    alarm: Alarm
+    from_state: AlarmState | None  # None when the lifecycle starts
+    to_state: AlarmState
+    at: datetime
+    who: str
+    value: float | str | None
+    note: str = ""
+
+
+class AlarmStateError(ValueError):
+    """An operation the alarm's state does not allow (e.g. shelving a cleared alarm)."""
+
+
+class AlarmEngine:
+    """Turns findings into alarm lifecycles; holds open alarms and the recently closed ones."""
+
+    def __init__(
+        self,
+        config: Mapping[str, AlarmTypeConfig] = DEFAULT_CONFIG,
+        *,
+        flood_count: int = FLOOD_COUNT,
+        flood_window_s: float = FLOOD_WINDOW_S,
+        max_shelve_s: float = MAX_SHELVE_S,
+        history: int = HISTORY,
+    ) -> None:
+        self._config = config
+        self._flood_count = flood_count
+        self._flood_window_s = flood_window_s
+        self._max_shelve_s = max_shelve_s
+        self._history = history
+        self._open: dict[tuple[str, str], Alarm] = {}
+        self._closed: OrderedDict[str, Alarm] = OrderedDict()
+        self._pending_on: dict[tuple[str, str], datetime] = {}
+        self._pending_off: dict[tuple[str, str], datetime] = {}
+        # Only the latest flood_count + 1 raise times can decide whether there is a flood.
+        self._raises: deque[datetime] = deque(maxlen=flood_count + 1)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def get(self, alarm_id: str) -> Alarm | None:
+        """An open or recently closed alarm by id."""
+        return self._by_id(alarm_id)
+
+    def active(self) -> list[Alarm]:
+        """Open lifecycles (every state but `cleared`), oldest first."""
+        return sorted(self._open.values(), key=lambda a: a.raised_at)
+
+    def all(self) -> list[Alarm]:
+        """Open and recently closed alarms, oldest first."""
+        return sorted([*self._open.values(), *self._closed.values()], key=lambda a: a.raised_at)
+
+    def flood(self, now: datetime) -> bool:
+        """More than flood_count alarms raised in the flood window up to `now`."""
+        recent = [t for t in self._raises if 0 <= (now - t).total_seconds() < self._flood_window_s]
+        return len(recent) > self._flood_count
+
+    # -- findings ---------------------------------------------------------------------------
+
+    def update(self, findings: Iterable[Finding], now: datetime) -> list[Transition]:
+        """Apply findings made at `now` (and expire shelves); return the transitions to journal."""
+        out = self._expire(now)
+        for f in findings:
+            out.extend(self._apply(f, now))
+        return out
+
+    def _apply(self, f: Finding, now: datetime) -> list[Transition]:
+        key = (f.type, f.subject)
+        conf = self._config.get(f.type, _FALLBACK)
+        alarm = self._open.get(key)
+        was_active = alarm is not None and alarm.active
+        if f.active or (was_active and _within_deadband(f, conf.deadband)):
+            self._pending_off.pop(key, None)
+            if alarm is not None and was_active:
+                self._refresh(alarm, f, now)
+                return []
+            since = self._pending_on.setdefault(key, now)
+            if (now - since).total_seconds() < conf.on_delay_s:
+                return []
+            del self._pending_on[key]
+            return [self._raise(alarm, f, now)]
+        self._pending_on.pop(key, None)
+        if alarm is None or not was_active:
+            return []
+        since = self._pending_off.setdefault(key, now)
+        if (now - since).total_seconds() < conf.off_delay_s:
+            return []
+        del self._pending_off[key]
+        return [self._clear(alarm, f, now)]
+
+    def _refresh(self, alarm: Alarm, f: Finding, now: datetime) -> None:
+        if (alarm.value, alarm.message, alarm.severity) != (f.value, f.message, f.severity):
+            self._store(replace(alarm, value=f.value, message=f.message, severity=f.severity, updated_at=now))
+
+    def _raise(self, alarm: Alarm | None, f: Finding, now: datetime) -> Transition:
+        if alarm is None:
+            new = Alarm(
+                id=self._new_id(f.type, f.subject, now),
+                type=f.type,
+                severity=f.severity,
+                subject=f.subject,
+                state=AlarmState.active_unacked,
+                active=True,
+                raised_at=now,
+                updated_at=now,
+                message=f.message,
+                value=f.value,
+            )
+            self._raises.append(now)
+            return self._move(new, None, now, SYSTEM, f.value, "raised")
+        if alarm.state is AlarmState.shelved:
+            changed = replace(alarm, active=True, cleared_at=None, value=f.value, message=f.message, updated_at=now)
+            return self._move(changed, alarm.state, now, SYSTEM, f.value, "active while shelved")
+        self._raises.append(now)
+        changed = replace(
+            alarm,
+            state=AlarmState.active_unacked,
+            active=True,
+            cleared_at=None,
+            severity=f.severity,
+            value=f.value,
+            message=f.message,
+            updated_at=now,
+        )
+        return self._move(changed, alarm.state, now, SYSTEM, f.value, "active again")
+
+    def _clear(self, alarm: Alarm, f: Finding, now: datetime) -> Transition:
+        to = {
+            AlarmState.active_unacked: AlarmState.cleared_unacked,
+            AlarmState.active_acked: AlarmState.cleared,
+            AlarmState.shelved: AlarmState.shelved,
+        }[alarm.state]
+        note = "returned to normal while shelved" if to is AlarmState.shelved else "returned to normal"
+        changed = replace(alarm, state=to, active=False, cleared_at=now, value=f.value, updated_at=now)
+        return self._move(changed, alarm.state, now, SYSTEM, f.value, note)
+
+    def _expire(self, now: datetime) -> list[Transition]:
+        due = [a for a in self._open.values() if a.shelved_until is not None and a.shelved_until <= now]
+        return [self._unshelve(a, SYSTEM, now, "shelve expired") for a in due]
+
+    # -- operators --------------------------------------------------------------------------
+
+    def ack(self, alarm_id: str, who: str, now: datetime) -> Transition | None:
+        """Acknowledge; None if there is nothing to acknowledge (already acked, cleared or shelved)."""
+        alarm = self._require(alarm_id, who)
+        to = {
+            AlarmState.active_unacked: AlarmState.active_acked,
+            AlarmState.cleared_unacked: AlarmState.cleared,
+        }.get(alarm.state)
+        if to is None:
+            return None
+        changed = replace(alarm, state=to, acked_by=who, acked_at=now, updated_at=now)
+        return self._move(changed, alarm.state, now, who, alarm.value, "acknowledged")
+
+    def shelve(self, alarm_id: str, until: datetime, who: str, now: datetime) -> Transition:
+        """Hide an open alarm until `until` (at most max_shelve_s ahead); shelving again moves the time."""
+        alarm = self._require(alarm_id, who)
+        if not alarm.open:
+            raise AlarmStateError(f"alarm {alarm_id} is cleared; there is nothing to shelve")
+        ahead = (until - now).total_seconds()
+        if ahead <= 0:
+            raise AlarmStateError("a shelf must end in the future")
+        if ahead > self._max_shelve_s:
+            raise AlarmStateError(f"a shelf may last at most {self._max_shelve_s / 3600:g} h")
+        changed = replace(alarm, state=AlarmState.shelved, shelved_until=until, shelved_by=who, updated_at=now)
+        return self._move(changed, alarm.state, now, who, alarm.value, f"shelved until {until.isoformat()}")
+
+    def unshelve(self, alarm_id: str, who: str, now: datetime) -> Transition:
+        """End a shelf early."""
+        alarm = self._require(alarm_id, who)
+        if alarm.state is not AlarmState.shelved:
+            raise AlarmStateError(f"alarm {alarm_id} is not shelved")
+        return self._unshelve(alarm, who, now, "unshelved")
+
+    def _unshelve(self, alarm: Alarm, who: str, now: datetime, note: str) -> Transition:
+        to = AlarmState.active_unacked if alarm.active else AlarmState.cleared
+        changed = replace(alarm, state=to, shelved_until=None, shelved_by=None, updated_at=now)
+        return self._move(changed, alarm.state, now, who, alarm.value, note)
+
+    # -- restart ----------------------------------------------------------------------------
+
+    def restore(self, alarms: Iterable[Alarm]) -> list[Transition]:
+        """Rebuild from stored alarms after a restart; idempotent.
+
+        Should the store hold two open lifecycles for one (type, subject), the newer one is kept
+        and the older is closed: those transitions are returned for the journal.
+        """
+        out = []
+        for a in sorted(alarms, key=lambda a: a.raised_at):
+            if self._by_id(a.id) is not None:
+                continue
+            if a.raised_at.tzinfo is None:
+                raise ValueError(f"alarm {a.id}: raised_at must be timezone-aware")
+            self._raises.append(a.raised_at)
+            if not a.open:
+                self._remember_closed(a)
+                continue
+            older = self._open.get(a.key)
+            self._open[a.key] = a
+            if older is not None:
+                closed = replace(
+                    older,
+                    state=AlarmState.cleared,
+                    active=False,
+                    cleared_at=older.cleared_at or a.raised_at,
+                    updated_at=a.raised_at,
+                )
+                self._remember_closed(closed)
+                out.append(
+                    Transition(
+                        alarm=closed,
+                        from_state=older.state,
+                        to_state=AlarmState.cleared,
+                        at=a.raised_at,
+                        who=SYSTEM,
+                        value=older.value,
+                        note=f"superseded by {a.id} on restore",
+                    )
+                )
+        return out
+
+    # -- bookkeeping ------------------------------------------------------------------------
+
+    def _move(
+        self, alarm: Alarm, before: AlarmState | None, now: datetime, who: str, value: float | str | None, note: str
+    ) -> Transition:
+        self._store(alarm)
+        return Transition(alarm=alarm, from_state=before, to_state=alarm.state, at=now, who=who, value=value, note=note)
+
+    def _store(self, alarm: Alarm) -> None:
+        if alarm.open:
+            self._open[alarm.key] = alarm
+            return
+        self._open.pop(alarm.key, None)
+        self._pending_off.pop(alarm.key, None)
+        self._remember_closed(alarm)
+
+    def _remember_closed(self, alarm: Alarm) -> None:
+        self._closed[alarm.id] = alarm
+        while len(self._closed) > self._history:
+            self._closed.popitem(last=False)
+
+    def _by_id(self, alarm_id: str) -> Alarm | None:
+        found = next((a for a in self._open.values() if a.id == alarm_id), None)
+        return found or self._closed.get(alarm_id)
+
+    def _require(self, alarm_id: str, who: str) -> Alarm:
+        if not who:
+            raise ValueError("an operator action needs who")
+        alarm = self._by_id(alarm_id)
+        if alarm is None:
+            raise KeyError(alarm_id)
+        return alarm
+
+    def _new_id(self, kind: str, subject: str, now: datetime) -> str:
+        # Readable and unique: a new lifecycle of one key starts only after the last one closed.
+        base = f"{kind}:{subject}:{now.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}"
+        candidate, n = base, 1
+        while self._by_id(candidate) is not None:
+            n += 1
+            candidate = f"{base}-{n}"
+        return candidate
+
+
+def _within_deadband(f: Finding, deadband: float) -> bool:
+    """An inactive finding still counts as active while its value is within the deadband of its limit."""
+    if deadband <= 0 or f.limit is None or isinstance(f.value, str) or f.value is None:
+        return False
+    return abs(f.value - f.limit) < deadband

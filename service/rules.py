@@ -1,0 +1,607 @@
+"""Alarm rules: one pure function per alarm type, (site, live state, now, overrides, scope) -> findings.
+
+Conventions every rule keeps:
+
+- It returns one Finding per (type, subject) it can decide, active or not, so the engine can clear.
+- Lacking good data (missing, `bad` or `stale` values), or while its condition holds but has not yet
+  lasted its delay, it returns no finding for that (type, subject): the engine then leaves the alarm
+  as it is, so a data gap or a restart neither clears nor re-raises an alarm.
+- A delay is "longer than": a condition raises once it has lasted strictly longer than its delay.
+  Limits say at or beyond which value the rule fires (DESIGN §1: cooling at <= 26 °C, plug > 1200 W).
+- Active overrides ("working late") turn the office rules of that room inactive.
+
+Severities: critical — backfeed, source_transfer_failed, generator_start_failed (the load, or the
+grid's linemen, are at risk now); high — redundancy_lost, generator_overload, device_offline of a
+supply-side device (the next fault is unprotected or unseen); warning — high_power_appliance (fire
+risk), shutdown_failed, telemetry_dropped, device_offline of an office device; low — lit_empty_room,
+ac_too_cold, ac_heating_too_warm, ac_door_open (energy waste).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Final
+
+from service.compliance import REQUIRED_SOURCES
+from service.site import PROTECTED_ROLES, DeviceRole, Grade, Room, RoomKind, Site
+from service.state import (
+    AC_DOOR_OPEN,
+    LIT_EMPTY,
+    POS_I,
+    POS_II,
+    START_PENDING,
+    SUPPLY,
+    UNPOWERED,
+    UNPOWERED_WITH_ALTERNATIVE,
+    AcView,
+    LiveState,
+    RoomView,
+    SourceView,
+    SupplyView,
+    could_feed,
+    tri_and,
+    tri_any,
+    tri_not,
+)
+
+
+class AlarmType(StrEnum):
+    """The alarm types of DESIGN §4 (exact strings)."""
+
+    source_transfer_failed = "source_transfer_failed"
+    backfeed = "backfeed"
+    redundancy_lost = "redundancy_lost"
+    generator_start_failed = "generator_start_failed"
+    generator_overload = "generator_overload"
+    lit_empty_room = "lit_empty_room"
+    ac_too_cold = "ac_too_cold"
+    ac_heating_too_warm = "ac_heating_too_warm"
+    ac_door_open = "ac_door_open"
+    high_power_appliance = "high_power_appliance"
+    shutdown_failed = "shutdown_failed"
+    device_offline = "device_offline"
+    telemetry_dropped = "telemetry_dropped"
+
+
+class Severity(StrEnum):
+    """How urgent an alarm is, most urgent first."""
+
+    critical = "critical"
+    high = "high"
+    warning = "warning"
+    low = "low"
+
+
+SEVERITY: Final[Mapping[AlarmType, Severity]] = MappingProxyType(
+    {
+        AlarmType.source_transfer_failed: Severity.critical,
+        AlarmType.backfeed: Severity.critical,
+        AlarmType.generator_start_failed: Severity.critical,
+        AlarmType.redundancy_lost: Severity.high,
+        AlarmType.generator_overload: Severity.high,
+        AlarmType.high_power_appliance: Severity.warning,
+        AlarmType.shutdown_failed: Severity.warning,
+        AlarmType.telemetry_dropped: Severity.warning,
+        AlarmType.device_offline: Severity.warning,  # high for supply-side devices
+        AlarmType.lit_empty_room: Severity.low,
+        AlarmType.ac_too_cold: Severity.low,
+        AlarmType.ac_heating_too_warm: Severity.low,
+        AlarmType.ac_door_open: Severity.low,
+    }
+)
+
+# Generator output above this share of its rating while the load sits on the grid is backfeed.
+BACKFEED_OUTPUT_FRACTION: Final = 0.05
+# Export at a grid incomer above this (kW) while the generator runs is backfeed; below it is meter noise.
+BACKFEED_EXPORT_KW: Final = 1.0
+# Independent sources (substations; bus sections for second grade) each grade needs live.
+REQUIRED_INDEPENDENT: Final[Mapping[Grade, int]] = MappingProxyType({Grade.special: 2, Grade.first: 2, Grade.second: 2})
+
+NO_OVERRIDES: Final[Mapping[str, datetime]] = MappingProxyType({})
+
+Scope = frozenset[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """What one rule says about one subject now.
+
+    `limit` is set when the finding rests on comparing `value` with that limit alone; the engine
+    applies its deadband only then (an AC switched off clears at once, a room warming up by 0.1 °C
+    does not).
+    """
+
+    type: AlarmType
+    subject: str
+    severity: Severity
+    active: bool
+    value: float | str | None = None
+    message: str = ""
+    limit: float | None = None
+
+
+Rule = Callable[[Site, LiveState, datetime, Mapping[str, datetime], Scope], list[Finding]]
+
+
+def _finding(
+    kind: AlarmType,
+    subject: str,
+    active: bool,
+    value: float | str | None = None,
+    message: str = "",
+    *,
+    limit: float | None = None,
+    severity: Severity | None = None,
+) -> Finding:
+    return Finding(kind, subject, severity or SEVERITY[kind], active, value, message, limit)
+
+
+def _wanted(scope: Scope, *subjects: str) -> bool:
+    return scope is None or any(s in scope for s in subjects)
+
+
+def _elapsed_s(since: datetime | None, now: datetime) -> float | None:
+    return None if since is None else (now - since).total_seconds()
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+# -- supply ---------------------------------------------------------------------------------
+
+
+def check_source_transfer_failed(
+    site: Site, state: LiveState, now: datetime, overrides: Mapping[str, datetime], scope: Scope
+) -> list[Finding]:
+    """The load without a source for longer than allowed_interruption_s while another could feed it.
+
+    The atys-pm profile has no transfer-fault register: a switch stuck at pos 0, at an unknown
+    position or on a dead source shows here as the load without a source.
+    """
+    if not _wanted(scope, SUPPLY):
+        return []
+    kind = AlarmType.source_transfer_failed
+    supply = state.supply(now)
+    limit = site.site.allowed_interruption_s
+    out = []
+    for t in supply.transfer_switches:
+        if not t.known:
+            continue
+        if t.position is not None:
+            out.append(_finding(kind, t.id, False, None, f"load fed from {t.position}"))
+            continue
+        waited = _elapsed_s(state.since(t.id, UNPOWERED_WITH_ALTERNATIVE), now)
+        if waited is None or waited <= limit:
+            continue  # no source to transfer to (other rules speak), or still within the allowed time
+        down = max(waited, _elapsed_s(state.since(t.id, UNPOWERED), now) or 0.0)
+        conf = next(c for c in site.transfer_switches if c.id == t.id)
+        ready = [m for m in conf.sources if could_feed(supply, m)]
+        out.append(
+            _finding(
+                kind,
+                t.id,
+                True,
+                round(down, 1),
+                f"{t.id}: load without supply for {down:.0f} s while {', '.join(ready) or 'another source'} "
+                f"could feed it (allowed {_fmt(limit)} s)",
+            )
+        )
+    return out
+
+
+def check_backfeed(
+    site: Site, state: LiveState, now: datetime, overrides: Mapping[str, datetime], scope: Scope
+) -> list[Finding]:
+    """Generator energy that can reach the grid: both breakers closed, output onto a grid-fed load, or export."""
+    if not _wanted(scope, SUPPLY):
+        return []
+    supply = state.supply(now)
+    out = []
+    for conf in site.generators:
+        g = supply.generator(conf.id)
+        if g is None:
+            continue
+        both_closed = tri_and(g.breaker_closed, g.mains_breaker_closed)
+        on_grid = tri_and(g.mains_breaker_closed, _switch_on_grid(site, supply, conf.id))
+        output = None if g.power_kw is None else g.power_kw > BACKFEED_OUTPUT_FRACTION * conf.rated_kw
+        output_to_grid = tri_and(g.running, tri_and(on_grid, output))
+        exports = [s.power_kw < -BACKFEED_EXPORT_KW if s.power_kw is not None else None for s in _metered(site, supply)]
+        exporting = tri_and(g.running, tri_any(exports) if exports else False)
+        causes = {
+            "generator and mains breakers both closed": both_closed,
+            f"generator output {_fmt_kw(g.power_kw)} onto a grid-fed load": output_to_grid,
+            "export at a grid incomer while the generator runs": exporting,
+        }
+        active = tri_any(causes.values())
+        if active is None:
+            continue
+        reasons = [text for text, holds in causes.items() if holds]
+        message = f"{conf.id}: backfeed: {'; '.join(reasons)}" if active else f"{conf.id}: no backfeed"
+        value = None if g.power_kw is None else round(g.power_kw, 3)
+        out.append(_finding(AlarmType.backfeed, conf.id, active, value, message))
+    return out
+
+
+def _switch_on_grid(site: Site, supply: SupplyView, generator_id: str) -> bool | None:
+    """Whether a transfer switch carrying the generator is set to a grid position (True if none carries it)."""
+    codes = [
+        t.code
+        for t, c in zip(supply.transfer_switches, site.transfer_switches, strict=True)
+        if generator_id in c.sources
+    ]
+    if not codes:
+        return True
+    return tri_any(None if code is None else code in (POS_I, POS_II) for code in codes)
+
+
+def _metered(site: Site, supply: SupplyView) -> list[SourceView]:
+    return [s for s, c in zip(supply.sources, site.sources, strict=True) if c.meter is not None]
+
+
+def _fmt_kw(kw: float | None) -> str:
+    return "?" if kw is None else f"{kw:.1f} kW"
+
+
+def check_redundancy_lost(
+    site: Site, state: LiveState, now: datetime, overrides: Mapping[str, datetime], scope: Scope
+) -> list[Finding]:
+    """Fewer available independent sources than the grade requires; the subject is the site.
+
+    Independent means distinct substations (special, first) or distinct substation bus sections
+    (second). The requirement is capped at what the site file declares: a site that cannot meet
+    its grade on paper fails `wattkeeper check`, and the live alarm then means "lost what it had".
+    Temporary and ordinary sites have no live redundancy requirement.
+    """
+    grade = site.site.grade
+    need_independent = REQUIRED_INDEPENDENT.get(grade)
+    if need_independent is None or not site.sources or not _wanted(scope, SUPPLY):
+        return []
+    conf = {s.id: s for s in site.sources}
+
+    def independent(ids: list[str]) -> int:
+        if grade is Grade.second:
+            return len({(conf[i].substation, conf[i].bus_section) for i in ids})
+        return len({conf[i].substation for i in ids})
+
+    need_sources = min(REQUIRED_SOURCES[grade], len(conf))
+    need_independent = min(need_independent, independent(list(conf)))
+
+    def meets(ids: list[str]) -> bool:
+        return len(ids) >= need_sources and independent(ids) >= need_independent
+
+    supply = state.supply(now)
+    sure = [s.id for s in supply.sources if s.available is True]
+    maybe = [s.id for s in supply.sources if s.available is not False]
+    if meets(sure):
+        active = False
+    elif not meets(maybe):
+        active = True
+    else:
+        return []
+    message = (
+        f"{len(sure)} of {len(conf)} sources available ({', '.join(sure) or 'none'}); {grade.value} grade "
+        f"needs {need_sources} from {need_independent} independent"
+    )
+    return [_finding(AlarmType.redundancy_lost, site.site.id, active, len(sure), message)]
+
+
+def check_generator_start_failed(
+    site: Site, state: LiveState, now: datetime, overrides: Mapping[str, datetime], scope: Scope
+) -> list[Finding]:
+    """Start demanded and the generator not ready within start_limit_s, or its controller reports fail to start."""
+    if not _wanted(scope, SUPPLY):
+        return []
+    kind = AlarmType.generator_start_failed
+    supply = state.supply(now)
+    out = []
+    for conf in site.generators:
+        g = supply.generator(conf.id)
+        if g is None:
+            continue
+        if g.fail_to_start:
+            out.append(_finding(kind, conf.id, True, None, f"{conf.id}: controller reports fail to start"))
+            continue
+        pending = tri_and(g.demanded, tri_not(g.ready))
+        if pending is None:
+            continue
+        if not pending:
+            out.append(_finding(kind, conf.id, False, None, f"{conf.id}: {'ready' if g.ready else 'not demanded'}"))
+            continue
+        waited = _elapsed_s(state.since(conf.id, START_PENDING), now)
+        if waited is None or waited <= conf.start_limit_s:
+            continue
+        message = f"{conf.id}: demanded {waited:.0f} s ago, not ready (limit {_fmt(conf.start_limit_s)} s)"
+        out.append(_finding(kind, conf.id, True, round(waited, 1), message))
+    return out
+
+
+def check_generator_overload(
+    site: Site, state: LiveState, now: datetime, overrides: Mapping[str, datetime], scope: Scope
+) -> list[Finding]:
+    """Output above rated kW; `value` is percent of rating (the engine's on-delay makes it sustained)."""
+    if not _wanted(scope, SUPPLY):
+        return []
+    supply = state.supply(now)
+    out = []
+    for conf in site.generators:
+        g = supply.generator(conf.id)
+        if g is None or g.power_kw is None:
+            continue
+        percent = round(100.0 * g.power_kw / conf.rated_kw, 2)
+        message = f"{conf.id}: {g.power_kw:.1f} kW = {percent:g} % of {_fmt(conf.rated_kw)} kW rated"
+        out.append(
+            _finding(AlarmType.generator_overload, conf.id, g.power_kw > conf.rated_kw, percent, message, limit=100.0)
+        )
+    return out
+
+
+# -- office ---------------------------------------------------------------------------------
+
+
+def _override(room: Room, overrides: Mapping[str, datetime], now: datetime) -> datetime | None:
+    until = overrides.get(room.id)
+    return until if until is not None and now < until else None
+
+
+def _office(
+    kind: AlarmType, subject: str, room: Room, outcome: Finding | None, overrides: Mapping[str, datetime], now: datetime
+) -> list[Finding]:
+    """An applicable office check's outcome, or an inactive finding while the room holds an override."""
+    until = _override(room, overrides, now)
+    if until is not None:
+        return [_finding(kind, subject, False, None, f"{room.id}: override until {until.isoformat()}")]
+    return [] if outcome is None else [outcome]
+
+
+def _office_rooms(site: Site, state: LiveState, now: datetime, scope: Scope) -> Iterable[tuple[Room, RoomView]]:
+    for room in site.rooms:
+        if _wanted(scope, room.id):
+            yield room, state.room(room.id, now)
+
+
+def check_lit_empty_room(
+    site: Site, state: LiveState, now: datetime, overrides: Mapping[str, datetime], scope: Scope
+) -> list[Finding]:
+    """Lights on in a room nobody has been in for longer than empty_room_delay_s."""
+    kind = AlarmType.lit_empty_room
+    delay = site.site.thresholds.empty_room_delay_s
+    out = []
+    for room, view in _office_rooms(site, state, now, scope):
+        if not view.lights or not view.sensors:
+            continue
+        outcome: Finding | None = None
+        if view.lights_on is False or view.occupied is True:
+            outcome = _finding(
+                kind, room.id, False, None, f"{room.id}: {'occupied' if view.occupied else 'lights off'}"
+            )
+        elif view.lights_on and view.occupied is False:
+            waited = _elapsed_s(state.since(room.id, LIT_EMPTY), now)
+            if waited is not None and waited > delay:
+                outcome = _finding(
+                    kind, room.id, True, round(waited, 1), f"{room.id}: lights on, empty for {waited:.0f} s"
+                )
+        out += _office(kind, room.id, room, outcome, overrides, now)
+    return out
+
+
+def _checked_acs(site: Site, room: Room, view: RoomView) -> list[AcView]:
+    """ACs the office rules look at: none in server rooms, never critical or life-safety units."""
+    if room.kind is RoomKind.server:
+        return []
+    return [a for a in view.acs if site.device(a.device).role not in PROTECTED_ROLES]
+
+
+@dataclass(frozen=True, slots=True)
+class _AcCheck:
+    active: bool | None
+    value: float | None = None
+    message: str = ""
+    on_limit: bool = False  # decided by comparing the room temperature with the limit alone
+
+
+def _too_cold(ac: AcView, limit: float) -> _AcCheck:
+    if ac.on is False:
+        return _AcCheck(False)
+    sp = ac.cooling_setpoint_c
+    if ac.mode in ("cool", "auto") and sp is not None and sp < limit:
+        return _AcCheck(True, sp, f"{ac.device} cooling setpoint {_fmt(sp)} °C below {_fmt(limit)} °C")
+    if ac.cooling is not True:
+        return _AcCheck(ac.cooling)
+    t = ac.temperature_c
+    if t is None:
+        return _AcCheck(None)
+    return _AcCheck(t <= limit, t, f"{ac.device} cooling at {_fmt(t)} °C, at or below {_fmt(limit)} °C", True)
+
+
+def _too_warm(ac: AcView, limit: float) -> _AcCheck:
+    if ac.heating is not True:
+        return _AcCheck(ac.heating)
+    t = ac.temperature_c
+    if t is None:
+        return _AcCheck(None)
+    return _AcCheck(t >= limit, t, f"{ac.device} heating at {_fmt(t)} °C, at or above {_fmt(limit)} °C", True)
+
+
+@dataclass(frozen=True, slots=True)
+class _AcLimit:
+    kind: AlarmType
+    check: Callable[[AcView, float], _AcCheck]
+    nearest: Callable[[Iterable[float]], float]  # of the compared temperatures, the one closest to the limit
+    verb: str
+
+
+_TOO_COLD = _AcLimit(AlarmType.ac_too_cold, _too_cold, min, "cooling")
+_TOO_WARM = _AcLimit(AlarmType.ac_heating_too_warm, _too_warm, max, "heating")
+
+
+def _ac_rule(
+    spec: _AcLimit,
+    limit: float,
+    site: Site,
+    state: LiveState,
+    now: datetime,
+    overrides: Mapping[str, datetime],
+    scope: Scope,
+) -> list[Finding]:
+    kind = spec.kind
+    out = []
+    for room, view in _office_rooms(site, state, now, scope):
+        acs = _checked_acs(site, room, view)
+        if not acs:
+            continue
+        checks = [spec.check(a, limit) for a in acs]
+        firing = next((c for c in checks if c.active), None)
+        outcome: Finding | None = None
+        if firing is not None:
+            outcome = _finding(
+                kind,
+                room.id,
+                True,
+                firing.value,
+                f"{room.id}: {firing.message}",
+                limit=limit if firing.on_limit else None,
+            )
+        elif all(c.active is False for c in checks):
+            compared = [c.value for c in checks if c.on_limit and c.value is not None]
+            if compared:
+                value = spec.nearest(compared)
+                outcome = _finding(kind, room.id, False, value, f"{room.id}: {_fmt(value)} °C", limit=limit)
+            else:
+                outcome = _finding(kind, room.id, False, None, f"{room.id}: no AC {spec.verb}")
+        out += _office(kind, room.id, room, outcome, overrides, now)
+    return out
+
+
+def check_ac_too_cold(
+    site: Site, state: LiveState, now: datetime, overrides: Mapping[str, datetime], scope: Scope
+) -> list[Finding]:
+    """AC cooling a room at or below cooling_min_c, or set to cool below it."""
+    return _ac_rule(_TOO_COLD, site.site.thresholds.cooling_min_c, site, state, now, overrides, scope)
+
+
+def check_ac_heating_too_warm(
+    site: Site, state: LiveState, now: datetime, overrides: Mapping[str, datetime], scope: Scope
+) -> list[Finding]:
+    """AC heating a room at or above heating_max_c (central heating does that job)."""
+    return _ac_rule(_TOO_WARM, site.site.thresholds.heating_max_c, site, state, now, overrides, scope)
+
+
+def check_ac_door_open(
+    site: Site, state: LiveState, now: datetime, overrides: Mapping[str, datetime], scope: Scope
+) -> list[Finding]:
+    """An AC on with the room's door or window open for longer than door_open_delay_s."""
+    kind = AlarmType.ac_door_open
+    delay = site.site.thresholds.door_open_delay_s
+    out = []
+    for room, view in _office_rooms(site, state, now, scope):
+        acs = _checked_acs(site, room, view)
+        if not acs or not view.contacts:
+            continue
+        ac_on = tri_any(a.on for a in acs)
+        outcome: Finding | None = None
+        if ac_on is False or view.door_open is False:
+            outcome = _finding(kind, room.id, False, None, f"{room.id}: {'door closed' if ac_on else 'AC off'}")
+        elif ac_on and view.door_open:
+            waited = _elapsed_s(state.since(room.id, AC_DOOR_OPEN), now)
+            if waited is not None and waited > delay:
+                outcome = _finding(
+                    kind, room.id, True, round(waited, 1), f"{room.id}: AC on, door open for {waited:.0f} s"
+                )
+        out += _office(kind, room.id, room, outcome, overrides, now)
+    return out
+
+
+def check_high_power_appliance(
+    site: Site, state: LiveState, now: datetime, overrides: Mapping[str, datetime], scope: Scope
+) -> list[Finding]:
+    """An office-equipment plug drawing more than plug_max_w; the subject is the plug."""
+    kind = AlarmType.high_power_appliance
+    limit = site.site.thresholds.plug_max_w
+    out = []
+    for room, view in _office_rooms(site, state, now, scope):
+        for plug in view.plugs:
+            if plug.role is not DeviceRole.office_equipment:
+                continue
+            outcome = None
+            if plug.power_w is not None:
+                active = plug.power_w > limit
+                message = f"{plug.device} in {room.id}: {_fmt(plug.power_w)} W (limit {_fmt(limit)} W)"
+                outcome = _finding(kind, plug.device, active, plug.power_w, message, limit=limit)
+            out += _office(kind, plug.device, room, outcome, overrides, now)
+    return out
+
+
+# -- devices and findings from outside ------------------------------------------------------------
+
+
+def check_device_offline(
+    site: Site, state: LiveState, now: datetime, overrides: Mapping[str, datetime], scope: Scope
+) -> list[Finding]:
+    """A device its driver reports offline; high severity for supply-side devices."""
+    out = []
+    for dev in state.devices():
+        subjects = state.subjects_of(dev.id)
+        if not _wanted(scope, dev.id, *subjects) or dev.status_since is None:
+            continue
+        severity = Severity.high if SUPPLY in subjects else Severity.warning
+        seen = dev.last_seen.isoformat() if dev.last_seen else "never"
+        if dev.online:
+            message = f"{dev.id} online"
+        else:
+            message = f"{dev.id} offline since {dev.status_since.isoformat()} (last seen {seen})"
+        out.append(_finding(AlarmType.device_offline, dev.id, not dev.online, None, message, severity=severity))
+    return out
+
+
+def shutdown_failed(device: str, *, failed: bool, detail: str = "") -> Finding:
+    """The control path's verdict on switching a device off (failed=False clears the alarm)."""
+    message = f"{device}: shutdown {'failed' if failed else 'confirmed'}" + (f": {detail}" if detail else "")
+    return _finding(AlarmType.shutdown_failed, device, failed, None, message)
+
+
+def telemetry_dropped(subject: str, *, dropped: int, detail: str = "") -> Finding:
+    """The telemetry sink's report: `dropped` readings lost since its last report (0 clears the alarm)."""
+    message = f"{subject}: {dropped} readings dropped" + (f": {detail}" if detail else "")
+    return _finding(AlarmType.telemetry_dropped, subject, dropped > 0, dropped, message)
+
+
+RULES: Final[tuple[Rule, ...]] = (
+    check_source_transfer_failed,
+    check_backfeed,
+    check_redundancy_lost,
+    check_generator_start_failed,
+    check_generator_overload,
+    check_lit_empty_room,
+    check_ac_too_cold,
+    check_ac_heating_too_warm,
+    check_ac_door_open,
+    check_high_power_appliance,
+    check_device_offline,
+)
+
+
+def evaluate(
+    site: Site,
+    state: LiveState,
+    now: datetime,
+    *,
+    overrides: Mapping[str, datetime] = NO_OVERRIDES,
+    subjects: Iterable[str] | None = None,
+    extra: Iterable[Finding] = (),
+) -> list[Finding]:
+    """Every rule's findings for `subjects` (room ids, SUPPLY, device ids; None: everything), plus `extra`.
+
+    Call it with the subjects `LiveState.apply`/`set_online` return after each change, and with
+    subjects=None every second or so: delays and staleness run out without any new reading.
+    `extra` carries findings made elsewhere (shutdown_failed, telemetry_dropped) so one
+    `AlarmEngine.update` takes them all.
+    """
+    scope = None if subjects is None else frozenset(subjects)
+    out = [f for rule in RULES for f in rule(site, state, now, overrides, scope)]
+    out.extend(extra)
+    return out

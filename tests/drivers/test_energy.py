@@ -1,0 +1,94 @@
+"""Energy counters never produce negative or absurd energy."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from drivers.energy import EnergyCounter
+
+
+def steps(counter: EnergyCounter, readings: list[tuple[float, float]]) -> list[tuple[float, str]]:
+    return [(round(s.delta, 9), s.outcome) for s in (counter.update(v, t) for t, v in readings)]
+
+
+@pytest.mark.parametrize(
+    ("readings", "expected", "total"),
+    [
+        # 100 kW for an hour is 100 kWh: plausible on a 120 kW meter
+        ([(0, 1000.0), (3600, 1100.0)], [(0.0, "first"), (100.0, "ok")], 100.0),
+        # the meter was replaced: the new one starts near zero; counting goes on from there
+        (
+            [(0, 48213.6), (60, 48213.7), (120, 3.1), (180, 3.2)],
+            [(0.0, "first"), (0.1, "ok"), (0.0, "reset"), (0.1, "ok")],
+            0.2,
+        ),
+        # a 32-bit counter rolled over: no negative energy, no huge positive step
+        ([(0, 429496.7), (60, 0.5), (120, 1.5)], [(0.0, "first"), (0.0, "reset"), (1.0, "ok")], 1.0),
+        # a corrupt read of 1e9 kWh is rejected; the next good value is a drop (a reset), so the
+        # total stays true
+        (
+            [(0, 500.0), (60, 1e9), (120, 500.1), (180, 500.2)],
+            [(0.0, "first"), (0.0, "rejected"), (0.0, "reset"), (0.1, "ok")],
+            0.1,
+        ),
+        # a real meter swap to a higher-reading meter: rejected once, then counted from the new base
+        ([(0, 10.0), (60, 9000.0), (120, 9000.02)], [(0.0, "first"), (0.0, "rejected"), (0.02, "ok")], 0.02),
+        # unchanged value: zero delta
+        ([(0, 5.0), (1, 5.0)], [(0.0, "first"), (0.0, "ok")], 0.0),
+    ],
+)
+def test_counter_rules(readings: list[tuple[float, float]], expected: list[tuple[float, str]], total: float) -> None:
+    counter = EnergyCounter.for_unit("kWh", rated_kw=120)
+    assert steps(counter, readings) == expected
+    assert counter.total == pytest.approx(total)
+
+
+def test_limit_is_rated_power_times_elapsed_time_with_margin() -> None:
+    counter = EnergyCounter.for_unit("kWh", rated_kw=3.6)  # 1 kWh per 1000 s at rated power
+    counter.update(0.0, 0.0)
+    assert counter.update(1.2, 1000.0).outcome == "ok"  # 1.2 < 1.0 * 1.25 + 0.01
+    assert counter.update(2.6, 2000.0).outcome == "rejected"  # 1.4 > 1.26
+    assert counter.rejected == 1
+
+
+def test_wh_counters_are_scaled() -> None:
+    counter = EnergyCounter.for_unit("Wh", rated_kw=1.0)  # 1000 Wh per hour
+    counter.update(0.0, 0.0)
+    assert counter.update(1000.0, 3600.0).outcome == "ok"
+    assert counter.update(5000.0, 3601.0).outcome == "rejected"
+
+
+def test_the_longer_of_arrival_and_device_time_counts() -> None:
+    # A backlog after a reconnect arrives in one burst, but the device measured it an hour apart.
+    counter = EnergyCounter.for_unit("kWh", rated_kw=2.0)
+    counter.update(10.0, 1000.0, source_s=0.0)
+    assert counter.update(11.5, 1000.1, source_s=3600.0).outcome == "ok"
+
+
+def test_non_energy_counters_have_no_rate_limit() -> None:
+    starts = EnergyCounter.for_unit("", rated_kw=250)
+    starts.update(1187, 0.0)
+    assert starts.update(5000, 1.0).outcome == "ok"
+    assert starts.update(3, 2.0).outcome == "reset"
+
+
+@given(
+    st.lists(
+        st.tuples(st.floats(0, 30, allow_nan=False), st.floats(-1e6, 1e9, allow_nan=False)),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_total_never_goes_backwards_and_never_exceeds_rated_energy(samples: list[tuple[float, float]]) -> None:
+    counter = EnergyCounter.for_unit("kWh", rated_kw=100)
+    t = 0.0
+    previous_total = 0.0
+    for gap, value in samples:
+        t += gap
+        step = counter.update(value, t)
+        assert step.delta >= 0
+        assert counter.total >= previous_total
+        previous_total = counter.total
+    assert counter.total <= 100 * t / 3600 * 1.25 + 0.01 * len(samples) + 1e-9

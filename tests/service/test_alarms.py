@@ -1,0 +1,439 @@
+"""Alarm engine: lifecycle, delays, deadband, chatter, shelving, flood, restore; injected time only."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from service.alarms import (
+    DEFAULT_CONFIG,
+    SYSTEM,
+    Alarm,
+    AlarmEngine,
+    AlarmState,
+    AlarmStateError,
+    AlarmTypeConfig,
+    Transition,
+)
+from service.rules import AlarmType, Finding, Severity
+
+T0 = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
+NO_DELAY = AlarmTypeConfig(on_delay_s=0.0, off_delay_s=0.0)
+KIND = AlarmType.lit_empty_room
+
+
+def at(seconds: float) -> datetime:
+    """T0 plus seconds."""
+    return T0 + timedelta(seconds=seconds)
+
+
+def finding(
+    active: bool,
+    value: float | None = None,
+    *,
+    limit: float | None = None,
+    kind: AlarmType = KIND,
+    subject: str = "r1",
+    severity: Severity = Severity.low,
+) -> Finding:
+    """A finding with a made-up message."""
+    return Finding(kind, subject, severity, active, value, f"{subject} {'on' if active else 'off'}", limit)
+
+
+def engine(**config: AlarmTypeConfig) -> AlarmEngine:
+    """An engine with `config` per type name and no delays for the rest."""
+    return AlarmEngine({t: config.get(t.value, NO_DELAY) for t in AlarmType})
+
+
+def moves(transitions: list[Transition]) -> list[tuple[str | None, str]]:
+    """(from, to) of each transition."""
+    return [(t.from_state.value if t.from_state else None, t.to_state.value) for t in transitions]
+
+
+# -- lifecycle ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("steps", "final", "lifecycles", "journal"),
+    [
+        (["on"], "active_unacked", 1, [(None, "active_unacked")]),
+        (["on", "on"], "active_unacked", 1, [(None, "active_unacked")]),
+        (["on", "ack"], "active_acked", 1, [(None, "active_unacked"), ("active_unacked", "active_acked")]),
+        (
+            ["on", "ack", "off"],
+            "cleared",
+            1,
+            [(None, "active_unacked"), ("active_unacked", "active_acked"), ("active_acked", "cleared")],
+        ),
+        (["on", "off"], "cleared_unacked", 1, [(None, "active_unacked"), ("active_unacked", "cleared_unacked")]),
+        (
+            ["on", "off", "ack"],
+            "cleared",
+            1,
+            [(None, "active_unacked"), ("active_unacked", "cleared_unacked"), ("cleared_unacked", "cleared")],
+        ),
+        (  # back before anyone acknowledged: the same lifecycle, annunciated again
+            ["on", "off", "on"],
+            "active_unacked",
+            1,
+            [(None, "active_unacked"), ("active_unacked", "cleared_unacked"), ("cleared_unacked", "active_unacked")],
+        ),
+        (  # back after it was fully cleared: a new lifecycle
+            ["on", "ack", "off", "on"],
+            "active_unacked",
+            2,
+            [
+                (None, "active_unacked"),
+                ("active_unacked", "active_acked"),
+                ("active_acked", "cleared"),
+                (None, "active_unacked"),
+            ],
+        ),
+        (["off"], None, 0, []),
+        (["on", "ack", "ack"], "active_acked", 1, [(None, "active_unacked"), ("active_unacked", "active_acked")]),
+    ],
+)
+def test_lifecycle(steps: list[str], final: str | None, lifecycles: int, journal: list[tuple[str | None, str]]) -> None:
+    eng = engine()
+    journal_seen: list[Transition] = []
+    for i, step in enumerate(steps):
+        now = at(i)
+        if step == "ack":
+            last = journal_seen[-1].alarm
+            t = eng.ack(last.id, "alice", now)
+            journal_seen += [t] if t else []
+        else:
+            journal_seen += eng.update([finding(step == "on")], now)
+    assert moves(journal_seen) == journal
+    assert len({t.alarm.id for t in journal_seen}) == lifecycles
+    latest = eng.all()[-1].state.value if eng.all() else None
+    assert latest == final
+    assert [a.state.value for a in eng.active()] == ([final] if final not in (None, "cleared") else [])
+
+
+def test_transitions_journal_who_when_value() -> None:
+    eng = engine()
+    raised = eng.update([finding(True, 42.0)], at(0))[0]
+    assert (raised.who, raised.at, raised.value, raised.alarm.raised_at) == (SYSTEM, at(0), 42.0, at(0))
+    acked = eng.ack(raised.alarm.id, "alice", at(5))
+    assert acked is not None
+    assert (acked.who, acked.at, acked.alarm.acked_by, acked.alarm.acked_at) == ("alice", at(5), "alice", at(5))
+    cleared = eng.update([finding(False, 3.0)], at(9))[0]
+    assert (cleared.who, cleared.value, cleared.alarm.cleared_at) == (SYSTEM, 3.0, at(9))
+
+
+def test_value_updates_while_active_are_not_transitions() -> None:
+    eng = engine()
+    eng.update([finding(True, 1.0)], at(0))
+    assert eng.update([finding(True, 2.0, severity=Severity.high)], at(1)) == []
+    (alarm,) = eng.active()
+    assert (alarm.value, alarm.severity, alarm.updated_at, alarm.raised_at) == (2.0, Severity.high, at(1), at(0))
+
+
+def test_one_lifecycle_per_type_and_subject() -> None:
+    eng = engine()
+    eng.update(
+        [
+            finding(True, subject="r1"),
+            finding(True, subject="r2"),
+            finding(True, kind=AlarmType.ac_too_cold, subject="r1"),
+            finding(True, subject="r1"),
+        ],
+        at(0),
+    )
+    assert sorted((a.type, a.subject) for a in eng.active()) == [
+        ("ac_too_cold", "r1"),
+        ("lit_empty_room", "r1"),
+        ("lit_empty_room", "r2"),
+    ]
+
+
+def test_ids_are_readable_and_unique() -> None:
+    eng = engine()
+    first = eng.update([finding(True)], at(0))[0].alarm
+    assert first.id == "lit_empty_room:r1:20260302T020000.000000Z"
+    eng.ack(first.id, "alice", at(0))
+    eng.update([finding(False)], at(0))
+    again = eng.update([finding(True)], at(0))[0].alarm  # a new lifecycle within the same microsecond
+    assert again.id == first.id + "-2"
+
+
+def test_operator_errors() -> None:
+    eng = engine()
+    alarm = eng.update([finding(True)], at(0))[0].alarm
+    with pytest.raises(KeyError):
+        eng.ack("nope", "alice", at(1))
+    with pytest.raises(ValueError, match="who"):
+        eng.ack(alarm.id, "", at(1))
+
+
+# -- delays and deadband ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("held_s", "raised"), [(0.0, False), (59.999, False), (60.0, True)])
+def test_on_delay(held_s: float, raised: bool) -> None:
+    eng = engine(lit_empty_room=AlarmTypeConfig(on_delay_s=60.0, off_delay_s=0.0))
+    eng.update([finding(True)], at(0))
+    eng.update([finding(True)], at(held_s))
+    assert bool(eng.active()) is raised
+
+
+def test_on_delay_restarts_when_the_condition_drops() -> None:
+    eng = engine(lit_empty_room=AlarmTypeConfig(on_delay_s=60.0, off_delay_s=0.0))
+    eng.update([finding(True)], at(0))
+    eng.update([finding(False)], at(30))
+    eng.update([finding(True)], at(31))
+    assert eng.update([finding(True)], at(90)) == []
+    assert moves(eng.update([finding(True)], at(91))) == [(None, "active_unacked")]
+
+
+@pytest.mark.parametrize(("normal_s", "cleared"), [(0.0, False), (59.999, False), (60.0, True)])
+def test_off_delay(normal_s: float, cleared: bool) -> None:
+    eng = engine(lit_empty_room=AlarmTypeConfig(on_delay_s=0.0, off_delay_s=60.0))
+    eng.update([finding(True)], at(0))
+    eng.update([finding(False)], at(10))
+    eng.update([finding(False)], at(10 + normal_s))
+    assert eng.active()[0].state is (AlarmState.cleared_unacked if cleared else AlarmState.active_unacked)
+
+
+def test_off_delay_restarts_when_the_condition_returns() -> None:
+    eng = engine(lit_empty_room=AlarmTypeConfig(on_delay_s=0.0, off_delay_s=60.0))
+    eng.update([finding(True)], at(0))
+    eng.update([finding(False)], at(10))
+    eng.update([finding(True)], at(50))
+    eng.update([finding(False)], at(51))
+    assert eng.update([finding(False)], at(110)) == []
+    assert moves(eng.update([finding(False)], at(111))) == [("active_unacked", "cleared_unacked")]
+
+
+TOO_COLD = AlarmType.ac_too_cold
+
+
+@pytest.mark.parametrize(
+    ("value", "limit", "cleared"),
+    [
+        (26.3, 26.0, False),  # within the 0.5 °C deadband of the limit
+        (26.49, 26.0, False),
+        (26.5, 26.0, True),
+        (30.0, 26.0, True),
+        (25.0, None, True),  # inactive for another reason (AC switched off): no deadband
+    ],
+)
+def test_deadband(value: float, limit: float | None, cleared: bool) -> None:
+    eng = engine(ac_too_cold=AlarmTypeConfig(on_delay_s=0.0, off_delay_s=0.0, deadband=0.5))
+    eng.update([finding(True, 25.8, limit=26.0, kind=TOO_COLD)], at(0))
+    eng.update([finding(False, value, limit=limit, kind=TOO_COLD)], at(1))
+    assert eng.active()[0].active is not cleared
+
+
+def test_deadband_does_not_raise() -> None:
+    eng = engine(ac_too_cold=AlarmTypeConfig(on_delay_s=0.0, off_delay_s=0.0, deadband=0.5))
+    assert eng.update([finding(False, 26.1, limit=26.0, kind=TOO_COLD)], at(0)) == []
+
+
+def test_default_config_covers_every_type_with_a_minute_off_delay() -> None:
+    assert set(DEFAULT_CONFIG) == set(AlarmType)
+    assert all(c.off_delay_s >= 60.0 for c in DEFAULT_CONFIG.values())
+
+
+def _raises(transitions: list[Transition]) -> list[datetime]:
+    return [
+        t.at
+        for t in transitions
+        if t.to_state is AlarmState.active_unacked and t.from_state in (None, AlarmState.cleared_unacked)
+    ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    kind=st.sampled_from(list(AlarmType)),
+    steps=st.lists(
+        st.tuples(st.floats(min_value=0.0, max_value=20.0), st.booleans(), st.booleans()), min_size=1, max_size=80
+    ),
+)
+def test_chattering_input_raises_at_most_once_a_minute(kind: AlarmType, steps: list[tuple[float, bool, bool]]) -> None:
+    eng = AlarmEngine()
+    now = T0
+    journal: list[Transition] = []
+    for dt, active, ack in steps:
+        now += timedelta(seconds=dt)
+        journal += eng.update([finding(active, kind=kind)], now)
+        if ack:
+            for alarm in eng.active():
+                t = eng.ack(alarm.id, "op", now)
+                journal += [t] if t else []
+    raised = _raises(journal)
+    assert all((b - a).total_seconds() >= 60.0 for a, b in pairwise(raised))
+
+
+def test_a_blip_every_45_s_for_ten_minutes_raises_once() -> None:
+    eng = AlarmEngine()
+    journal: list[Transition] = []
+    for s in range(600):
+        journal += eng.update([finding(s % 45 == 0)], at(s))
+    assert len(_raises(journal)) == 1
+
+
+# -- shelving ----------------------------------------------------------------------------------
+
+
+def test_shelved_alarm_clears_underneath_and_closes_on_expiry() -> None:
+    eng = engine()
+    alarm = eng.update([finding(True)], at(0))[0].alarm
+    shelved = eng.shelve(alarm.id, at(3600), "bob", at(10))
+    assert (shelved.to_state, shelved.who, shelved.alarm.shelved_until) == (AlarmState.shelved, "bob", at(3600))
+    assert eng.update([finding(True)], at(20)) == []
+    assert moves(eng.update([finding(False)], at(30))) == [("shelved", "shelved")]
+    assert eng.update([finding(False)], at(3599)) == []
+    expired = eng.update([], at(3600))
+    assert moves(expired) == [("shelved", "cleared")]
+    assert (expired[0].who, expired[0].note) == (SYSTEM, "shelve expired")
+    assert eng.active() == []
+
+
+def test_shelved_alarm_still_active_is_annunciated_on_expiry() -> None:
+    eng = engine()
+    alarm = eng.update([finding(True)], at(0))[0].alarm
+    eng.ack(alarm.id, "alice", at(1))
+    eng.shelve(alarm.id, at(600), "bob", at(2))
+    eng.update([finding(False)], at(3))
+    assert moves(eng.update([finding(True)], at(4))) == [("shelved", "shelved")]  # condition back, still hidden
+    assert moves(eng.update([finding(True)], at(600))) == [("shelved", "active_unacked")]
+
+
+def test_unshelve_early_and_shelve_again() -> None:
+    eng = engine()
+    alarm = eng.update([finding(True)], at(0))[0].alarm
+    eng.shelve(alarm.id, at(600), "bob", at(1))
+    assert eng.shelve(alarm.id, at(1200), "bob", at(2)).note == f"shelved until {at(1200).isoformat()}"
+    t = eng.unshelve(alarm.id, "carol", at(3))
+    assert (t.from_state, t.to_state, t.who) == (AlarmState.shelved, AlarmState.active_unacked, "carol")
+    with pytest.raises(AlarmStateError):
+        eng.unshelve(alarm.id, "carol", at(4))
+
+
+@pytest.mark.parametrize(
+    ("until_s", "ok"),
+    [(0.0, False), (-1.0, False), (0.001, True), (24 * 3600.0, True), (24 * 3600.0 + 1, False)],
+)
+def test_shelve_limits(until_s: float, ok: bool) -> None:
+    eng = engine()
+    alarm = eng.update([finding(True)], at(0))[0].alarm
+    if ok:
+        assert eng.shelve(alarm.id, at(until_s), "bob", at(0)).to_state is AlarmState.shelved
+    else:
+        with pytest.raises(AlarmStateError):
+            eng.shelve(alarm.id, at(until_s), "bob", at(0))
+
+
+def test_cleared_alarm_cannot_be_shelved_or_acked() -> None:
+    eng = engine()
+    alarm = eng.update([finding(True)], at(0))[0].alarm
+    eng.ack(alarm.id, "alice", at(1))
+    eng.update([finding(False)], at(2))
+    with pytest.raises(AlarmStateError):
+        eng.shelve(alarm.id, at(600), "bob", at(3))
+    assert eng.ack(alarm.id, "alice", at(3)) is None
+    stored = eng.get(alarm.id)
+    assert stored is not None
+    assert stored.state is AlarmState.cleared
+
+
+# -- flood ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("count", "flood"), [(10, False), (11, True)])
+def test_flood(count: int, flood: bool) -> None:
+    eng = engine()
+    for i in range(count):
+        eng.update([finding(True, subject=f"r{i}")], at(i * 50))  # 11 alarms within 500 s
+    assert eng.flood(at(count * 50)) is flood
+
+
+def test_flood_passes_with_the_window() -> None:
+    eng = engine()
+    for i in range(11):
+        eng.update([finding(True, subject=f"r{i}")], at(i))
+    assert eng.flood(at(599))
+    assert not eng.flood(at(600))
+
+
+# -- restart ------------------------------------------------------------------------------------
+
+
+def _stored(state: AlarmState, raised_s: float, *, alarm_id: str = "lit_empty_room:r1:a") -> Alarm:
+    return Alarm(
+        id=alarm_id,
+        type="lit_empty_room",
+        severity=Severity.low,
+        subject="r1",
+        state=state,
+        active=state in (AlarmState.active_unacked, AlarmState.active_acked),
+        raised_at=at(raised_s),
+        updated_at=at(raised_s),
+    )
+
+
+def test_restore_continues_the_lifecycle_without_duplicates() -> None:
+    eng = engine()
+    stored = _stored(AlarmState.active_acked, 0)
+    assert eng.restore([stored]) == []
+    assert eng.restore([stored]) == []  # idempotent
+    assert eng.update([finding(True)], at(100)) == []  # still the same alarm: nothing new to journal
+    assert [a.id for a in eng.active()] == [stored.id]
+    cleared = eng.update([finding(False)], at(200))
+    assert moves(cleared) == [("active_acked", "cleared")]
+    assert cleared[0].alarm.id == stored.id
+
+
+def test_restore_closes_a_duplicate_open_lifecycle() -> None:
+    eng = engine()
+    older = _stored(AlarmState.active_unacked, 0, alarm_id="a")
+    newer = _stored(AlarmState.cleared_unacked, 50, alarm_id="b")
+    closed = eng.restore([newer, older])
+    assert [(t.alarm.id, t.from_state, t.to_state, t.at) for t in closed] == [
+        ("a", AlarmState.active_unacked, AlarmState.cleared, at(50))
+    ]
+    assert [a.id for a in eng.active()] == ["b"]
+    assert {a.id for a in eng.all()} == {"a", "b"}
+
+
+def test_restore_keeps_closed_alarms_out_of_the_lifecycle() -> None:
+    eng = engine()
+    eng.restore([_stored(AlarmState.cleared, 0)])
+    assert eng.active() == []
+    assert moves(eng.update([finding(True)], at(10))) == [(None, "active_unacked")]
+
+
+def test_restore_seeds_the_flood_window() -> None:
+    eng = engine()
+    eng.restore([_stored(AlarmState.cleared, i, alarm_id=f"x{i}") for i in range(11)])
+    assert eng.flood(at(20))
+
+
+def test_restore_refuses_naive_times() -> None:
+    naive = replace(_stored(AlarmState.cleared, 0), raised_at=datetime(2026, 1, 1))
+    with pytest.raises(ValueError, match="timezone"):
+        AlarmEngine().restore([naive])
+
+
+def test_alarm_to_dict_matches_the_api_contract() -> None:
+    alarm = engine().update([finding(True, 3.5)], at(0))[0].alarm
+    assert alarm.to_dict() == {
+        "id": alarm.id,
+        "type": "lit_empty_room",
+        "severity": "low",
+        "subject": "r1",
+        "state": "active_unacked",
+        "raised_at": at(0).isoformat(),
+        "cleared_at": None,
+        "acked_by": None,
+        "message": "r1 on",
+        "value": 3.5,
+        "shelved_until": None,
+    }
