@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from drivers.hub import DriverHub
+from service.alarms import AlarmTypeConfig
 from service.clock import Clock, SystemClock
 from service.core import Core
 from service.events import EventBus
@@ -57,6 +58,7 @@ def build_services(
     clock: Clock | None = None,
     drivers: bool = True,
     site_path: Path | None = None,
+    alarm_config: Mapping[str, AlarmTypeConfig] | None = None,
 ) -> Services:
     """Create (not start) the parts of a service for a site."""
     clock = clock or SystemClock()
@@ -75,7 +77,9 @@ def build_services(
         mqtt=publisher,
         timezone=site.site.tz,
     )
-    core = Core(site, store=store, clock=clock, events=events, metrics=metrics, notifier=notifier)
+    core = Core(
+        site, store=store, clock=clock, events=events, metrics=metrics, notifier=notifier, alarm_config=alarm_config
+    )
     sink = None
     if settings.influx_url:
         sink = TelemetrySink(
@@ -157,12 +161,13 @@ def create_app(
     clock: Clock | None = None,
     drivers: bool = True,
     site_path: Path | None = None,
+    alarm_config: Mapping[str, AlarmTypeConfig] | None = None,
 ) -> FastAPI:
     """The wattkeeper ASGI application for a site."""
     from service.api import install
 
     settings = settings or Settings()
-    svc = build_services(site, settings, clock=clock, drivers=drivers, site_path=site_path)
+    svc = build_services(site, settings, clock=clock, drivers=drivers, site_path=site_path, alarm_config=alarm_config)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import math
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -15,7 +15,7 @@ from drivers.profiles import ModbusProfile, load_profile
 from drivers.types import DeviceStatus, Quality, Reading
 from service import rules
 from service.alarms import Alarm as EngineAlarm
-from service.alarms import AlarmEngine, AlarmState, Transition
+from service.alarms import AlarmEngine, AlarmState, AlarmTypeConfig, Transition
 from service.calendar import WorkCalendar
 from service.clock import Clock
 from service.energy import CounterTracker, price
@@ -130,6 +130,7 @@ class Core:
         metrics: Metrics,
         sink: TelemetrySink | None = None,
         notifier: Notifier | None = None,
+        alarm_config: Mapping[str, AlarmTypeConfig] | None = None,
     ) -> None:
         self.site = site
         self.store = store
@@ -139,7 +140,7 @@ class Core:
         self.sink = sink
         self.notifier = notifier
         self.state = LiveState(site)
-        self.engine = AlarmEngine()
+        self.engine = AlarmEngine(alarm_config) if alarm_config is not None else AlarmEngine()
         self.calendar = WorkCalendar(site.calendar, site.site.tz)
         self.stats = CoreStats()
         self.overrides: dict[str, datetime] = {}
@@ -151,6 +152,7 @@ class Core:
         self._dirty: set[str] = set()
         self._rollups: dict[tuple[str, str], _Acc] = {}
         self._finished_rollups: list[tuple[tuple[str, str], _Acc]] = []
+        self._flushed_minute: dict[tuple[str, str], datetime] = {}
         self._finished_energy: list[EnergyChunk] = []
         self._tags = {d.id: self._tags_of(d.id) for d in site.devices}
         self._meters = self._energy_meters()
@@ -275,6 +277,9 @@ class Core:
             return
         key = (r.device, r.point)
         minute = _minute(r.ts)
+        flushed = self._flushed_minute.get(key)
+        if flushed is not None and minute <= flushed:
+            return  # the store replaces a minute; a late reading must not overwrite a complete one
         acc = self._rollups.get(key)
         if acc is None or acc.minute != minute:
             if acc is not None and acc.minute < minute:
@@ -416,6 +421,8 @@ class Core:
                 del self._rollups[key]
         if not done:
             return
+        for key, acc in done:
+            self._flushed_minute[key] = max(acc.minute, self._flushed_minute.get(key, acc.minute))
         rows = [
             Rollup(
                 device=k[0],

@@ -52,6 +52,7 @@ async def running_service(
     drivers: bool = True,
     clock: Any = None,
     env: dict[str, Any] | None = None,
+    alarm_config: Any = None,
 ) -> AsyncIterator[RunningService]:
     """Start the whole service for `site` with SQLite under tmp_path (or `database_url`)."""
     keys = {role: f"test-{role}-{secrets.token_hex(12)}" for role in ("viewer", "operator", "admin")}
@@ -66,7 +67,7 @@ async def running_service(
         fields.update(influx)
     fields.update(env or {})
     settings = Settings(_env_file=None, **fields)  # type: ignore[call-arg]
-    app = create_app(site, settings, clock=clock, drivers=drivers)
+    app = create_app(site, settings, clock=clock, drivers=drivers, alarm_config=alarm_config)
     port = free_port()
     server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve())

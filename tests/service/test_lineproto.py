@@ -1,0 +1,174 @@
+"""Line protocol rendering: escaping tables, value types, and a round trip through VictoriaMetrics."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from influxdb_client.client.write.point import Point
+from influxdb_client.domain.write_precision import WritePrecision
+
+from drivers.types import Quality, Reading
+from service.lineproto import (
+    alarm_line,
+    energy_line,
+    escape_key,
+    escape_measurement,
+    service_line,
+    string_field,
+    telemetry_line,
+    timestamp_ns,
+)
+from tests import servers
+
+TS = datetime(2026, 3, 2, 10, 0, 0, 123456, tzinfo=UTC)
+NS = 1772445600123456000
+
+
+def reading(value: float | int | bool | str | None, **kw: object) -> Reading:
+    fields: dict[str, object] = {"device": "meter-grid-a", "point": "power_kw", "unit": "kW", "ts": TS}
+    fields.update(kw)
+    return Reading(value=value, **fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "measurement"),
+    [
+        ("plain", "plain", "plain"),
+        ("a b", r"a\ b", r"a\ b"),
+        ("a,b", r"a\,b", r"a\,b"),
+        ("a=b", r"a\=b", "a=b"),
+        ('say "hi"', r'say\ "hi"', r'say\ "hi"'),
+        ("back\\slash", r"back\\slash", r"back\\slash"),
+        ("2119 会议室", r"2119\ 会议室", r"2119\ 会议室"),
+        ("line\nbreak", r"line\nbreak", r"line\nbreak"),
+    ],
+)
+def test_escaping_of_names(raw: str, key: str, measurement: str) -> None:
+    assert escape_key(raw) == key
+    assert escape_measurement(raw) == measurement
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ("on", '"on"'),
+        ('say "hi"', r'"say \"hi\""'),
+        ("back\\slash", r'"back\\slash"'),
+        ("a, b = c", '"a, b = c"'),
+        ("市场营销部", '"市场营销部"'),
+    ],
+)
+def test_string_fields(raw: str, field: str) -> None:
+    assert string_field(raw) == field
+
+
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [
+        (12.5, "value=12.5"),
+        (0.0, "value=0.0"),
+        (-3, "value=-3"),
+        (1e20, "value=1e+20"),
+        (True, "value=1"),
+        (False, "value=0"),
+        ("heat", 'text="heat"'),
+    ],
+)
+def test_telemetry_values(value: float | int | bool | str, field: str) -> None:
+    line = telemetry_line(reading(value), {"site": "hq", "room": "r2119", "department": "marketing"})
+    tags = "department=marketing,device=meter-grid-a,point=power_kw,room=r2119,site=hq,unit=kW"
+    assert line == f"telemetry,{tags} {field} {NS}"
+
+
+@pytest.mark.parametrize(
+    "r",
+    [
+        reading(None),
+        reading(None, quality=Quality.bad),
+        reading(None, quality=Quality.stale),
+        reading(float("nan")),
+        reading(float("inf")),
+    ],
+)
+def test_nothing_to_write(r: Reading) -> None:
+    assert telemetry_line(r, {"site": "hq"}) is None
+
+
+def test_empty_tags_are_left_out_and_unknown_tags_refused() -> None:
+    line = telemetry_line(reading(1.0, unit=""), {"site": "hq", "room": "", "source": "grid a"})
+    assert line == rf"telemetry,device=meter-grid-a,point=power_kw,site=hq,source=grid\ a value=1.0 {NS}"
+    with pytest.raises(ValueError, match="no tag"):
+        telemetry_line(reading(1.0), {"site": "hq", "colour": "red"})
+
+
+def test_same_line_as_influxdb_client_point() -> None:
+    r = reading(230.25, device="meter a,1", point="v=l1")
+    ours = telemetry_line(r, {"site": "hq", "room": "2119 会议室"})
+    point = (
+        Point("telemetry")
+        .tag("site", "hq")
+        .tag("device", "meter a,1")
+        .tag("point", "v=l1")
+        .tag("room", "2119 会议室")
+        .tag("unit", "kW")
+        .field("value", 230.25)
+        .time(TS, WritePrecision.NS)
+    )
+    assert ours == point.to_line_protocol()
+
+
+def test_timestamps_are_exact_nanoseconds() -> None:
+    assert timestamp_ns(TS) == NS
+    assert timestamp_ns(TS.astimezone(timezone(timedelta(hours=8)))) == NS
+    assert timestamp_ns(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=1)) == 1000
+    with pytest.raises(ValueError):
+        timestamp_ns(datetime(2026, 1, 1))
+
+
+def test_alarm_energy_and_service_lines() -> None:
+    assert alarm_line(
+        site="hq", type="lit_empty_room", subject="r2119", severity="warning", state="active_unacked", at=TS
+    ) == (f'alarm,severity=warning,site=hq,subject=r2119,type=lit_empty_room state="active_unacked",active=1i {NS}')
+    assert "active=0i" in alarm_line(site="hq", type="t", subject="s", severity="info", state="cleared", at=TS)
+    assert energy_line(
+        site="hq", meter="m1", start=TS, kwh=1.25, cost=1.4, after_hours=True, band="peak", department="marketing"
+    ) == (f"energy,band=peak,department=marketing,meter=m1,site=hq kwh=1.25,cost=1.4,after_hours=1i {NS}")
+    with pytest.raises(ValueError):
+        energy_line(site="hq", meter="m1", start=TS, kwh=float("nan"), cost=0, after_hours=False, band="flat")
+    assert service_line(site="hq", at=TS, devices_offline=1, rejects=2, outbox_depth=3, dropped=4, readings=5) == (
+        f"wattkeeper,site=hq devices_offline=1i,rejects=2i,outbox_depth=3i,dropped=4i,readings=5i {NS}"
+    )
+
+
+def test_round_trip_through_victoriametrics(victoria: servers.Server) -> None:
+    site = f"rt {uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC).replace(microsecond=0)
+    names = ["meter a,1", "v=l1", 'say "hi"', "2119 会议室", "back\\slash"]
+    lines = [
+        telemetry_line(
+            reading(float(i), device=name, point=name, ts=now + timedelta(milliseconds=i)), {"site": site, "room": name}
+        )
+        for i, name in enumerate(names)
+    ]
+    req = urllib.request.Request(
+        f"{victoria.url}/api/v2/write", data="\n".join(map(str, lines)).encode(), method="POST"
+    )
+    with urllib.request.urlopen(req, timeout=5) as r:
+        assert r.status == 204
+    query = urllib.parse.urlencode({"match[]": f'telemetry_value{{site="{site}"}}'})
+    deadline = time.monotonic() + 20
+    series: list[dict[str, object]] = []
+    while len(series) < len(names) and time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{victoria.url}/internal/force_flush", timeout=5):
+            pass
+        with urllib.request.urlopen(f"{victoria.url}/api/v1/export?{query}", timeout=5) as r:
+            series = [json.loads(x) for x in r.read().decode().splitlines()]
+        time.sleep(0.1)
+    got = {(s["metric"]["device"], s["metric"]["point"], s["metric"]["room"]): s["values"] for s in series}  # type: ignore[index]
+    assert got == {(name, name, name): [float(i)] for i, name in enumerate(names)}

@@ -1,0 +1,264 @@
+"""Notifier against a local HTTP receiver, a real SMTP server (aiosmtpd) and the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.header import decode_header, make_header
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiomqtt
+import pytest
+
+from service.clock import ManualClock
+from service.notify import Notifier, alarm_topic_level
+from service.site import EmailChannel, Notifications, Webhook
+from tests.servers import Mosquitto
+from tests.smtp import SmtpSink
+
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Alarm:
+    id: str
+    type: str
+    severity: str
+    subject: str
+    state: str
+    raised_at: datetime
+    cleared_at: datetime | None = None
+    acked_by: str | None = None
+    message: str = ""
+    value: float | str | None = None
+    updated_at: datetime = T0
+    shelved_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Transition:
+    alarm_id: str
+    from_state: str | None
+    to_state: str
+    at: datetime
+    who: str | None = None
+    value: float | str | None = None
+    note: str | None = None
+
+
+def raised(subject: str = "r2119", type: str = "lit_empty_room") -> tuple[Alarm, Transition]:
+    alarm = Alarm(
+        f"{type}:{subject}",
+        type,
+        "warning",
+        subject,
+        "active_unacked",
+        T0,
+        message="2119 会议室 lights on, nobody there",
+        value=1.0,
+    )
+    return alarm, Transition(alarm.id, None, "active_unacked", T0, value=1.0)
+
+
+@dataclass
+class Receiver:
+    """A local HTTP server recording POSTs; `fail` decides a status per request number."""
+
+    url: str
+    requests: list[tuple[str, Any]] = field(default_factory=list)
+    status: Callable[[int], int] = lambda n: 200
+
+    async def wait_for(self, count: int, timeout_s: float = 10.0) -> list[tuple[str, Any]]:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while len(self.requests) < count and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        return list(self.requests)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    box = Receiver("")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            box.requests.append((self.path, body))
+            self.send_response(box.status(len(box.requests)))
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    box.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield box
+    server.shutdown()
+    server.server_close()
+
+
+def notifier(notifications: Notifications, **kw: Any) -> Notifier:
+    return Notifier(
+        notifications,
+        site_id="hq",
+        site_name="HQ building",
+        clock=ManualClock(T0),
+        timezone=ZoneInfo("Asia/Shanghai"),
+        backoff_s=0.05,
+        **kw,
+    )
+
+
+async def test_webhook_bodies_per_format(receiver: Receiver) -> None:
+    hooks = [Webhook(url=f"{receiver.url}/{fmt}", format=fmt) for fmt in ("json", "dingtalk", "wecom", "slack")]
+    n = notifier(Notifications(webhooks=hooks))
+    await n.start()
+    await n.notify(*raised())
+    got = dict(await receiver.wait_for(4))
+    await n.stop()
+
+    body = got["/json"]
+    assert {k: body[k] for k in ("site", "id", "type", "severity", "subject", "state", "value")} == {
+        "site": "hq",
+        "id": "lit_empty_room:r2119",
+        "type": "lit_empty_room",
+        "severity": "warning",
+        "subject": "r2119",
+        "state": "active_unacked",
+        "value": 1.0,
+    }
+    assert body["raised_at"] == "2026-03-02T10:00:00+00:00"
+    assert body["transition"]["to"] == "active_unacked" and body["transition"]["from"] is None
+    ding = got["/dingtalk"]
+    assert ding["msgtype"] == "markdown" and "lit_empty_room r2119" in ding["markdown"]["title"]
+    assert "2119 会议室" in ding["markdown"]["text"] and "2026-03-02 18:00:00 CST" in ding["markdown"]["text"]
+    wecom = got["/wecom"]
+    assert wecom["msgtype"] == "markdown" and wecom["markdown"]["content"].startswith("### ")
+    slack = got["/slack"]
+    assert "HQ building" in slack["text"] and slack["blocks"][1]["text"]["type"] == "mrkdwn"
+
+
+async def test_webhook_retries_with_backoff_until_delivered(receiver: Receiver) -> None:
+    receiver.status = lambda n: 503 if n <= 2 else 204
+    n = notifier(Notifications(webhooks=[Webhook(url=receiver.url)]))
+    await n.start()
+    await n.notify(*raised())
+    assert len(await receiver.wait_for(3)) == 3
+    await asyncio.sleep(0.05)
+    channel = n.channels[0]
+    assert (channel.sent, channel.failed) == (1, 0)
+    await n.stop()
+
+
+async def test_webhook_client_error_is_not_retried(receiver: Receiver) -> None:
+    receiver.status = lambda n: 400
+    n = notifier(Notifications(webhooks=[Webhook(url=receiver.url)]))
+    await n.start()
+    await n.notify(*raised())
+    await receiver.wait_for(1)
+    await asyncio.sleep(0.3)
+    assert len(receiver.requests) == 1 and n.channels[0].failed == 1
+    await n.stop()
+
+
+async def test_flood_becomes_a_digest(receiver: Receiver) -> None:
+    n = notifier(Notifications(webhooks=[Webhook(url=receiver.url)]), max_per_window=3, window_s=60)
+    await n.start()
+    for i in range(40):
+        await n.notify(*raised(subject=f"r{i:03d}"))
+    got = await receiver.wait_for(3)
+    await asyncio.sleep(0.3)
+    assert len(receiver.requests) == 3
+    assert [b.get("digest") for _, b in got] == [None, None, True]
+    digest = got[2][1]
+    assert digest["count"] == 38
+    assert [a["subject"] for a in digest["alarms"]] == [f"r{i:03d}" for i in range(2, 40)]
+    assert n.channels[0].digests == 1
+    await n.stop()
+
+
+async def test_held_notices_wait_for_the_window(receiver: Receiver) -> None:
+    n = notifier(Notifications(webhooks=[Webhook(url=receiver.url, format="dingtalk")]), max_per_window=2, window_s=1.0)
+    await n.start()
+    for i in range(8):
+        await n.notify(*raised(subject=f"r{i}"))
+        if i == 4:
+            await receiver.wait_for(2)
+    await asyncio.sleep(0.2)
+    assert len(receiver.requests) == 2
+    got = await receiver.wait_for(3)
+    titles = [body["markdown"]["title"] for _, body in got]
+    assert "r0" in titles[0] and titles[1] == "[HQ building] 4 alarm notifications"
+    # The window frees one send at a time; the first free slot is also the last, so: a digest.
+    assert titles[2] == "[HQ building] 3 alarm notifications"
+    await n.stop()
+
+
+async def test_email_over_real_smtp(smtp_sink: SmtpSink) -> None:
+    email = EmailChannel(url=smtp_sink.url, sender="wk@example.com", to=["duty@example.com", "fm@example.com"])
+    n = notifier(Notifications(email=email))
+    await n.start()
+    await n.notify(*raised())
+    messages = await asyncio.to_thread(smtp_sink.wait_for, 1)
+    await n.stop()
+    assert len(messages) == 1
+    mail = messages[0]
+    assert mail["From"] == "wk@example.com" and mail["To"] == "duty@example.com, fm@example.com"
+    assert str(make_header(decode_header(mail["Subject"]))) == "🟡 [HQ building] lit_empty_room r2119: active_unacked"
+    text = mail.get_payload(decode=True).decode()
+    assert "2119 会议室 lights on" in text and "severity: warning" in text
+
+
+async def test_mqtt_retained_state_including_cleared(fresh_mosquitto: Mosquitto) -> None:
+    topic = "wattkeeper/hq/alarms"
+    async with aiomqtt.Client(fresh_mosquitto.host, fresh_mosquitto.port) as client:
+        n = notifier(Notifications(mqtt_topic=topic), mqtt=client)
+        await n.start()
+        alarm, first = raised()
+        await n.notify(alarm, first)
+        cleared_at = T0 + timedelta(minutes=3)
+        cleared = Alarm(
+            alarm.id,
+            alarm.type,
+            alarm.severity,
+            alarm.subject,
+            "cleared",
+            T0,
+            cleared_at=cleared_at,
+            updated_at=cleared_at,
+        )
+        await n.notify(cleared, Transition(alarm.id, "active_acked", "cleared", cleared_at))
+        await n.notify(*raised(subject="r2120", type="ac_too_cold"))
+        while n.channels[0].sent < 3:
+            await asyncio.sleep(0.02)
+        await n.stop()
+
+    retained: dict[str, dict[str, Any]] = {}
+    async with aiomqtt.Client(fresh_mosquitto.host, fresh_mosquitto.port) as sub:
+        await sub.subscribe(f"{topic}/#", qos=1)
+        async with asyncio.timeout(10):
+            async for msg in sub.messages:
+                assert msg.retain
+                retained[str(msg.topic)] = json.loads(msg.payload)  # type: ignore[arg-type]
+                if len(retained) == 2:
+                    break
+    assert retained[f"{topic}/lit_empty_room:r2119"]["state"] == "cleared"
+    assert retained[f"{topic}/lit_empty_room:r2119"]["cleared_at"] == "2026-03-02T10:03:00+00:00"
+    assert retained[f"{topic}/ac_too_cold:r2120"]["state"] == "active_unacked"
+
+
+def test_alarm_ids_become_one_topic_level() -> None:
+    assert alarm_topic_level("backfeed:gen-1") == "backfeed:gen-1"
+    assert alarm_topic_level("x/y+z#") == "x_y_z_"
+
+
+def test_mqtt_topic_needs_a_publisher() -> None:
+    with pytest.raises(ValueError, match="MQTT publisher"):
+        notifier(Notifications(mqtt_topic="wk/alarms"))
