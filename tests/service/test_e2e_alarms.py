@@ -1,0 +1,192 @@
+"""End to end: simulator faults over real Modbus/MQTT -> drivers -> core -> the right alarm, and back.
+
+The site's own delays (allowed_interruption_s, start_limit_s) are the demo site's. The office
+thresholds (empty_room_delay_s, door_open_delay_s) are site settings and are shortened here, as are
+the engine's on/off delays (their timing is tested in test_alarms.py), so each scenario takes
+seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.alarms import DEFAULT_CONFIG
+from service.site import Site, Thresholds
+from simulators.runner import Simulation
+from tests.harness import RunningService, eventually, running_service
+
+FAST = {k: replace(v, on_delay_s=min(v.on_delay_s, 2.0), off_delay_s=3.0) for k, v in DEFAULT_CONFIG.items()}
+POLL_S = 0.1  # how often the test asks the API; added to every bound as measuring slack
+
+
+@dataclass
+class Rig:
+    site: Site
+    sim: Simulation
+    svc: RunningService
+
+    async def alarms(self, state: str = "active") -> list[dict[str, Any]]:
+        async with self.svc.client("viewer") as c:
+            r = await c.get("/api/alarms", params={"state": state})
+            r.raise_for_status()
+            return list(r.json())
+
+    async def wait_alarm(self, type_: str, subject: str, timeout_s: float) -> tuple[dict[str, Any], float]:
+        """Wait for an active alarm; return it and the seconds it took."""
+        t0 = time.monotonic()
+
+        async def found() -> dict[str, Any] | None:
+            for a in await self.alarms():
+                if a["type"] == type_ and a["subject"] == subject and a["state"].startswith("active"):
+                    return a
+            return None
+
+        alarm = await eventually(found, timeout_s, POLL_S)
+        return alarm, time.monotonic() - t0
+
+    async def wait_cleared(self, type_: str, subject: str, timeout_s: float) -> None:
+        async def gone() -> bool:
+            return not any(
+                a["type"] == type_ and a["subject"] == subject and a["state"].startswith("active")
+                for a in await self.alarms()
+            )
+
+        await eventually(gone, timeout_s, 0.25)
+
+    async def supply(self) -> dict[str, Any]:
+        async with self.svc.client("viewer") as c:
+            return dict((await c.get("/api/supply")).json())
+
+
+@pytest.fixture
+async def rig(demo_site: Site, tmp_path: Path) -> AsyncIterator[Rig]:
+    thresholds = Thresholds(empty_room_delay_s=3, door_open_delay_s=3)
+    site = demo_site.model_copy(update={"site": demo_site.site.model_copy(update={"thresholds": thresholds})})
+    async with (
+        Simulation(site, control_port=None, speed=1.0, seed=7) as sim,
+        running_service(site, tmp_path, alarm_config=FAST) as svc,
+    ):
+        rig = Rig(site, sim, svc)
+
+        async def supply_known() -> bool:
+            s = await rig.supply()
+            return s["transfer_switches"][0]["position"] == "grid-a" and s["generators"][0]["state"] is not None
+
+        await eventually(supply_known, 20)
+        yield rig
+
+
+async def test_backfeed_within_one_poll_plus_one_second(rig: Rig) -> None:
+    rig.sim.fault("source_loss", "grid-a")
+    rig.sim.fault("source_loss", "grid-b")
+
+    async def generator_on_load() -> bool:
+        s = await rig.supply()
+        return s["transfer_switches"][0]["position"] == "gen-1"
+
+    await eventually(generator_on_load, 30)
+    rig.sim.fault("interlock_fail", "gen-1")
+    alarm, took = await rig.wait_alarm("backfeed", "gen-1", 10)
+    poll_s = rig.site.device("genset-1").poll_s
+    assert took <= poll_s + 1.0 + POLL_S, f"backfeed alarm after {took:.2f} s"
+    assert alarm["severity"] == "critical"
+    rig.sim.clear_faults()
+    await rig.wait_cleared("backfeed", "gen-1", 30)
+
+
+async def test_source_transfer_failed_within_allowed_interruption(rig: Rig) -> None:
+    rig.sim.fault("ats_stuck", "ats-1")
+    rig.sim.fault("source_loss", "grid-a")
+    allowed = rig.site.site.allowed_interruption_s
+    poll_s = rig.site.device("ats-1-ctrl").poll_s
+    alarm, took = await rig.wait_alarm("source_transfer_failed", "ats-1", allowed + 10)
+    assert took <= allowed + 2 * poll_s + POLL_S + 0.5, f"alarm after {took:.2f} s"
+    assert took >= allowed - 1.0, f"alarm after {took:.2f} s: before the allowed interruption ran out"
+    supply = await rig.supply()
+    assert supply["transfer_switches"][0]["position"] is None
+    rig.sim.clear_faults()
+    await rig.wait_cleared("source_transfer_failed", "ats-1", 30)
+
+
+async def test_generator_start_failed(rig: Rig) -> None:
+    rig.sim.fault("generator_fail_start", "gen-1")
+    rig.sim.fault("source_loss", "grid-a")
+    rig.sim.fault("source_loss", "grid-b")
+    limit = rig.site.generators[0].start_limit_s
+    transfer = rig.site.transfer_switches[0].transfer_delay_s
+    alarm, took = await rig.wait_alarm("generator_start_failed", "gen-1", transfer + limit + 10)
+    assert took >= limit, f"raised after {took:.1f} s, before start_limit_s ran out"
+    assert alarm["severity"] == "critical"
+    rig.sim.clear_faults()
+    await rig.wait_cleared("generator_start_failed", "gen-1", 30)
+
+
+async def test_redundancy_lost_when_one_substation_is_gone(rig: Rig) -> None:
+    rig.sim.fault("source_loss", "grid-b")
+    alarm, _ = await rig.wait_alarm("redundancy_lost", rig.site.site.id, 20)
+    assert "1" in alarm["message"] or alarm["value"] == 1
+    assert not [a for a in await rig.alarms() if a["type"] == "source_transfer_failed"]
+    rig.sim.clear_faults()
+    await rig.wait_cleared("redundancy_lost", rig.site.site.id, 20)
+
+
+@pytest.mark.parametrize("device", ["r2119-light", "meter-dept-it"])
+async def test_device_offline_raised_and_cleared(rig: Rig, device: str) -> None:
+    rig.sim.fault("device_offline", device)
+    await rig.wait_alarm("device_offline", device, 40)
+    rig.sim.clear_faults()
+    await rig.wait_cleared("device_offline", device, 40)
+
+
+def _room_alarms(alarms: list[dict[str, Any]], site: Site, room_id: str) -> set[tuple[str, str]]:
+    room = next(r for r in site.rooms if r.id == room_id)
+    subjects = {room.id, *room.devices}
+    return {(a["type"], a["subject"]) for a in alarms if a["subject"] in subjects}
+
+
+@pytest.mark.parametrize(
+    ("room", "setting", "expected"),
+    [
+        pytest.param("r2101", {"occupied": False, "lights": True}, ("lit_empty_room", "r2101"), id="lights-empty-room"),
+        pytest.param(
+            "r3101",
+            {"occupied": True, "lights": True, "temperature": 24.0, "ac": {"mode": "cool", "setpoint": 22.0}},
+            ("ac_too_cold", "r3101"),
+            id="cooling-22-in-24",
+        ),
+        pytest.param(
+            "r2119",
+            {"occupied": True, "lights": True, "plugs": {"r2119-plug": 2000.0}},
+            ("high_power_appliance", "r2119-plug"),
+            id="2kw-heater",
+        ),
+        pytest.param(
+            "r1102",
+            {
+                "occupied": True,
+                "lights": True,
+                "temperature": 30.0,
+                "door_open": True,
+                "ac": {"mode": "cool", "setpoint": 26.0},
+            },
+            ("ac_door_open", "r1102"),
+            id="door-open-ac-on",
+        ),
+    ],
+)
+async def test_office_scenario_raises_its_alarm_and_no_other(
+    rig: Rig, room: str, setting: dict[str, Any], expected: tuple[str, str]
+) -> None:
+    rig.sim.set_room(room, **setting)
+    await rig.wait_alarm(*expected, 30)
+    # Let every other rule of the room run past its own delays before judging "no other alarm".
+    await asyncio.sleep(5)
+    got = _room_alarms(await rig.alarms(), rig.site, room)
+    assert got == {expected}, got
