@@ -107,6 +107,7 @@ async def test_source_transfer_failed_within_allowed_interruption(rig: Rig) -> N
     allowed = rig.site.site.allowed_interruption_s
     poll_s = rig.site.device("ats-1-ctrl").poll_s
     alarm, took = await rig.wait_alarm("source_transfer_failed", "ats-1", allowed + 10)
+    assert alarm["severity"] == "critical"
     assert took <= allowed + 2 * poll_s + POLL_S + 0.5, f"alarm after {took:.2f} s"
     assert took >= allowed - 1.0, f"alarm after {took:.2f} s: before the allowed interruption ran out"
     supply = await rig.supply()
