@@ -363,21 +363,25 @@ class Site(_Strict):
     tariff: Tariff | None = None
     notifications: Notifications = Notifications()
 
-    _devices: dict[str, Device] = PrivateAttr(default_factory=dict)
-    _room_of: dict[str, Room] = PrivateAttr(default_factory=dict)
+    _index: tuple[object, dict[str, Device], object, dict[str, Room]] | None = PrivateAttr(None)
 
-    def model_post_init(self, context: Any, /) -> None:
-        """Index devices and rooms once."""
-        self._devices = {d.id: d for d in self.devices}
-        self._room_of = {dev: room for room in self.rooms for dev in room.devices}
+    def _indexes(self) -> tuple[dict[str, Device], dict[str, Room]]:
+        # Built lazily and rebuilt when model_copy(update=...) swaps the device or room list.
+        idx = self._index
+        if idx is None or idx[0] is not self.devices or idx[2] is not self.rooms:
+            devices = {d.id: d for d in self.devices}
+            room_of = {dev: room for room in self.rooms for dev in room.devices}
+            idx = (self.devices, devices, self.rooms, room_of)
+            self._index = idx
+        return idx[1], idx[3]
 
     def device(self, device_id: str) -> Device:
         """A device by id (KeyError if unknown)."""
-        return self._devices[device_id]
+        return self._indexes()[0][device_id]
 
     def room_of(self, device_id: str) -> Room | None:
         """The room holding a device, if any."""
-        return self._room_of.get(device_id)
+        return self._indexes()[1].get(device_id)
 
 
 class SiteError(Exception):
@@ -559,6 +563,9 @@ def parse_site(text: str, name: str = "site.yaml") -> Site:
         raise SiteError(name, [f"{name}: larger than {MAX_SITE_FILE_BYTES} bytes; not a site file"])
     try:
         node = yaml.compose(text, Loader=_LineLoader)
+    except RecursionError:
+        # PyYAML parses recursively: a few hundred nested brackets exhaust the stack.
+        raise SiteError(name, [f"{name}: nested too deeply; not a site file"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" ({name}:{mark.line + 1})" if mark is not None else ""

@@ -1,0 +1,1 @@
+"""Device simulators: a physical model of a site exposed over Modbus TCP and MQTT like real hardware."""

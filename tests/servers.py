@@ -88,8 +88,8 @@ class Server:
     def start(self) -> None:
         """(Re)start with the same arguments, port and data."""
         self.stop()
-        out = self.log.open("ab")
-        self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir)
+        with self.log.open("ab") as out:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir)
         wait_port(self.port)
 
 
@@ -126,6 +126,10 @@ def start_mosquitto(workdir: Path, extra_conf: str = "", port: int | None = None
     workdir.mkdir(parents=True, exist_ok=True)
     conf = workdir / "mosquitto.conf"
     body = extra_conf or "allow_anonymous true\n"
+    if os.geteuid() == 0 and "\nuser " not in f"\n{body}":
+        # As root Mosquitto drops to the `mosquitto` user, which cannot write a pytest tmp dir: the
+        # persistence file would fail ("Permission denied") and sessions would not survive a restart.
+        body += "user root\n"
     conf.write_text(
         f"listener {port} 127.0.0.1\n"
         f"persistence true\npersistence_location {workdir}/\n"

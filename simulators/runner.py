@@ -1,0 +1,194 @@
+"""Runs a simulated site: the world ticking in simulated time, its Modbus and MQTT faces, the control API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import socket
+from collections.abc import Iterator
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+import uvicorn
+
+from service.site import Site
+from simulators.control import RoomOverride, create_app
+from simulators.modbus_face import ModbusFace
+from simulators.mqtt_face import MqttFace
+from simulators.world import QUANTUM_S, World
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.1  # real seconds between world steps
+MAX_LAG_S = 2.0  # real seconds of lag the world catches up after a stall; beyond that, time is skipped
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: whoever runs the simulation decides what signals do."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Leave signal handlers alone."""
+        yield
+
+
+class Simulation:
+    """Every simulated device of a site, live on its sockets, for as long as the context is open."""
+
+    def __init__(
+        self,
+        site: Site,
+        *,
+        control_port: int | None = 8100,
+        speed: float = 1.0,
+        seed: int = 0,
+        mqtt_url: str | None = None,
+        start: datetime | None = None,
+        generator_start_s: float | None = None,
+    ) -> None:
+        if speed < 0:
+            raise ValueError("speed must be >= 0 (0 holds simulated time still)")
+        self.site = site
+        self.control_port = control_port
+        self.speed = speed
+        self.seed = seed
+        self.mqtt_url = mqtt_url or site.mqtt.url
+        self.world = World(
+            site,
+            seed=seed,
+            start=start or datetime.now(site.site.tz),
+            generator_start_s=generator_start_s,
+        )
+        self._modbus = ModbusFace(self.world)
+        self._mqtt = MqttFace(self.world, self.mqtt_url, client_tag=secrets.token_hex(3))
+        self._http: _Server | None = None
+        self._http_task: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Simulation:
+        """Start the Modbus servers, connect the MQTT devices, open the control API, start the clock."""
+        await self._modbus.start()
+        try:
+            await self._mqtt.start()
+            if self.control_port is not None:
+                await self._start_http(self.control_port)
+        except BaseException:
+            await self._stop()
+            raise
+        self._ticker = asyncio.create_task(self._tick_loop(), name="sim-clock")
+        log.info(
+            "simulating %s: %d modbus endpoints, %d mqtt devices on %s, speed %g, seed %d",
+            self.site.site.id,
+            len(self._modbus.endpoints),
+            len(self._mqtt.agents),
+            self.mqtt_url,
+            self.speed,
+            self.seed,
+        )
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Stop the clock and every face; MQTT devices announce they are gone."""
+        await self._stop()
+
+    async def _stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        if self._http is not None and self._http_task is not None:
+            self._http.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._http_task
+            self._http = self._http_task = None
+        await self._mqtt.stop()
+        await self._modbus.stop()
+
+    async def _start_http(self, port: int) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            sock.close()
+            raise OSError(f"control API cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
+        self.control_port = sock.getsockname()[1]
+        config = uvicorn.Config(create_app(self), log_level="warning", lifespan="off", access_log=False)
+        self._http = _Server(config)
+        self._http_task = asyncio.create_task(self._http.serve(sockets=[sock]), name="sim-control-api")
+        while not self._http.started:
+            if self._http_task.done():
+                self._http_task.result()
+                raise OSError("control API stopped while starting")
+            await asyncio.sleep(0.02)
+
+    @property
+    def control_url(self) -> str | None:
+        """Base URL of the control API, if it runs."""
+        return None if self._http is None else f"http://127.0.0.1:{self.control_port}"
+
+    async def _tick_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        owed_s = 0.0
+        while True:
+            await asyncio.sleep(TICK_S)
+            now = loop.time()
+            owed_s += min(now - last, MAX_LAG_S) * self.speed
+            last = now
+            # whole quanta only, so the world sees the same steps whatever the timer jitter
+            quanta = int(owed_s // QUANTUM_S)
+            try:
+                if quanta:
+                    self.world.step(quanta * QUANTUM_S)
+                    owed_s -= quanta * QUANTUM_S
+                await self._modbus.sync()
+                await self._mqtt.tick()
+            except Exception:
+                # a demo or a commissioning session should outlive one bad tick; the log says what broke
+                log.exception("simulation tick failed")
+
+    # ---- control (the same operations as the HTTP API) ---------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """The whole simulated world (GET /sim/state)."""
+        return {**self.world.state(), "speed": self.speed}
+
+    def fault(self, name: str, target: str, **params: float) -> None:
+        """Inject a fault (POST /sim/faults)."""
+        self.world.fault(name, target, **params)
+
+    def clear_faults(self) -> None:
+        """Clear every fault and restore every source (DELETE /sim/faults)."""
+        self.world.clear_faults()
+
+    def set_room(self, room_id: str, **fields: Any) -> None:
+        """Hold room fields (POST /sim/rooms/{room}); raises pydantic.ValidationError for bad fields."""
+        override = RoomOverride.model_validate(fields)
+        self.world.set_room(
+            room_id,
+            occupied=override.occupied,
+            lights=override.lights,
+            temperature=override.temperature,
+            ac_mode=override.ac.mode if override.ac else None,
+            ac_setpoint=override.ac.setpoint if override.ac else None,
+            door_open=override.door_open,
+            plugs=override.plugs,
+        )
+
+    def release_room(self, room_id: str) -> None:
+        """Hand a room back to its model (DELETE /sim/rooms/{room})."""
+        self.world.release_room(room_id)
+
+
+async def run(site: Site, *, port: int = 8100, speed: float = 1.0, seed: int = 0, mqtt_url: str | None = None) -> None:
+    """Run the site's simulators and their control API until cancelled."""
+    async with Simulation(site, control_port=port, speed=speed, seed=seed, mqtt_url=mqtt_url) as sim:
+        log.info("control API on %s/sim/state", sim.control_url)
+        await asyncio.Event().wait()
