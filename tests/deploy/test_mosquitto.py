@@ -1,0 +1,268 @@
+"""deploy/mosquitto: the real broker accepts the config, refuses anonymous clients and enforces the ACL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aiomqtt
+import pytest
+
+from drivers.hub import DriverHub
+from drivers.types import DeviceStatus, Quality, Reading, Value
+from simulators.runner import Simulation
+from tests import servers
+from tests.conftest import DEMO_SITE, site_for_test
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+MOSQUITTO = DEPLOY / "mosquitto"
+ACCOUNTS = ("wattkeeper", "simulators", "alarms", "healthcheck")
+
+
+@dataclass
+class DeployBroker:
+    """Mosquitto running deploy/mosquitto's config on a loopback port; `passwords` per account."""
+
+    server: servers.Server
+    passwords: dict[str, str]
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def url(self, account: str) -> str:
+        """The mqtt:// URL an account would put in WATTKEEPER_MQTT_URL."""
+        return f"mqtt://{account}:{self.passwords[account]}@127.0.0.1:{self.port}"
+
+
+def derived_config(workdir: Path, port: int) -> str:
+    """deploy/mosquitto/mosquitto.conf with its container paths and listener moved to workdir and loopback."""
+    text = (MOSQUITTO / "mosquitto.conf").read_text()
+    text = text.replace("/mosquitto/config/", f"{workdir}/").replace("/mosquitto/data/", f"{workdir}/data/")
+    text, n = re.subn(r"(?m)^listener 1883$", f"listener {port} 127.0.0.1", text)
+    assert n == 1, "mosquitto.conf has one plain listener on 1883"
+    return text
+
+
+@pytest.fixture
+def deploy_broker() -> Iterator[DeployBroker]:
+    # Run as root, Mosquitto reads its files after dropping to the `mosquitto` user, as in the
+    # container: the directory must be reachable for it (pytest's tmp_path is not).
+    with tempfile.TemporaryDirectory(prefix="wk-mosquitto-") as tmp:
+        workdir = Path(tmp)
+        workdir.chmod(0o755)
+        passwords = {a: secrets.token_hex(12) for a in ACCOUNTS}
+        env = {**os.environ, **{f"MQTT_{a.upper()}_PASSWORD": pw for a, pw in passwords.items()}}
+        subprocess.run(["sh", str(MOSQUITTO / "make-passwd.sh"), str(workdir / "passwd")], env=env, check=True)
+        (workdir / "acl").write_text((MOSQUITTO / "acl").read_text())
+        (workdir / "data").mkdir()
+        if os.getuid() == 0:
+            shutil.chown(workdir / "data", "mosquitto")
+        port = servers.free_port()
+        conf = workdir / "mosquitto.conf"
+        conf.write_text(derived_config(workdir, port))
+        argv = [servers.need("mosquitto"), "-c", str(conf)]
+        srv = servers.Server("mosquitto", subprocess.Popen(["true"]), port, workdir, argv, workdir / "mosquitto.log")
+        srv.start()
+        with servers.running(srv):
+            yield DeployBroker(srv, passwords)
+        log = srv.log.read_text()
+        assert "Error" not in log, log
+
+
+@asynccontextmanager
+async def client(url: str, name: str) -> AsyncIterator[aiomqtt.Client]:
+    """An aiomqtt client logged in with the user and password of an mqtt:// URL."""
+    u = urlsplit(url)
+    async with aiomqtt.Client(
+        u.hostname or "127.0.0.1", u.port or 1883, username=u.username, password=u.password, identifier=name
+    ) as c:
+        yield c
+
+
+async def next_message(c: aiomqtt.Client) -> aiomqtt.Message:
+    async with asyncio.timeout(10):
+        async for msg in c.messages:
+            return msg
+    raise AssertionError("no message")
+
+
+def test_password_file_holds_hashes_not_passwords(tmp_path: Path) -> None:
+    env = {**os.environ, "MQTT_WATTKEEPER_PASSWORD": "s3cret-wk", "MQTT_SIMULATORS_PASSWORD": ""}
+    subprocess.run(["sh", str(MOSQUITTO / "make-passwd.sh"), str(tmp_path / "passwd")], env=env, check=True)
+    text = (tmp_path / "passwd").read_text()
+    assert [line.split(":", 1)[0] for line in text.splitlines()] == ["wattkeeper"], "empty password: no account"
+    assert "s3cret-wk" not in text and text.startswith("wattkeeper:$7$")
+    assert (tmp_path / "passwd").stat().st_mode & 0o077 == 0
+
+
+def test_password_file_needs_the_service_password(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MQTT_")}
+    done = subprocess.run(
+        ["sh", str(MOSQUITTO / "make-passwd.sh"), str(tmp_path / "passwd")],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode != 0 and "MQTT_WATTKEEPER_PASSWORD" in done.stderr
+
+
+def test_config_keeps_state_and_refuses_anonymous_by_itself() -> None:
+    conf = (MOSQUITTO / "mosquitto.conf").read_text()
+    lines = {
+        line.split(None, 1)[0]: line.split(None, 1)[1]
+        for line in conf.splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert lines["allow_anonymous"] == "false"
+    assert lines["persistence"] == "true" and lines["persistence_location"] == "/mosquitto/data/"
+    assert lines["password_file"] == "/mosquitto/config/passwd" and lines["acl_file"] == "/mosquitto/config/acl"
+    for tls in ("listener 8883", "certfile /mosquitto/certs/", "keyfile /mosquitto/certs/", "cafile /mosquitto/certs/"):
+        assert f"#{tls}" in conf, f"the TLS listener is documented: {tls}"
+
+
+def test_anonymous_client_is_refused(deploy_broker: DeployBroker) -> None:
+    done = subprocess.run(
+        ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(deploy_broker.port), "-t", "zigbee2mqtt/x", "-m", "hi"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=20,
+    )
+    assert done.returncode != 0 and "not authorised" in done.stderr
+
+
+async def test_wrong_password_is_refused(deploy_broker: DeployBroker) -> None:
+    with pytest.raises(aiomqtt.MqttError, match=r"[Nn]ot authori[sz]ed"):
+        async with client(f"mqtt://wattkeeper:wrong@127.0.0.1:{deploy_broker.port}", "wk-wrong"):
+            pass
+
+
+def test_compose_healthcheck_command_succeeds(deploy_broker: DeployBroker) -> None:
+    done = subprocess.run(
+        [
+            "mosquitto_sub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(deploy_broker.port),
+            "-u",
+            "healthcheck",
+            "-P",
+            deploy_broker.passwords["healthcheck"],
+            "-t",
+            "$SYS/broker/uptime",
+            "-C",
+            "1",
+            "-W",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=20,
+    )
+    assert done.returncode == 0 and "seconds" in done.stdout
+
+
+async def test_wattkeeper_reads_devices_and_commands_them(deploy_broker: DeployBroker) -> None:
+    async with (
+        client(deploy_broker.url("wattkeeper"), "wk") as wk,
+        client(deploy_broker.url("simulators"), "sim") as sim,
+    ):
+        await wk.subscribe("zigbee2mqtt/#", qos=1)
+        await wk.subscribe("+/status/#", qos=1)
+        await sim.subscribe("zigbee2mqtt/+/set", qos=1)
+        await sim.publish("zigbee2mqtt/r2119-occ", b'{"occupancy": true}', qos=1)
+        msg = await next_message(wk)
+        assert (str(msg.topic), msg.payload) == ("zigbee2mqtt/r2119-occ", b'{"occupancy": true}')
+        await wk.publish("zigbee2mqtt/r2119-ac/set", b'{"system_mode": "off"}', qos=1)
+        cmd = await next_message(sim)
+        assert str(cmd.topic) == "zigbee2mqtt/r2119-ac/set"
+
+
+async def test_wattkeeper_cannot_spoof_device_states(deploy_broker: DeployBroker) -> None:
+    async with (
+        client(deploy_broker.url("wattkeeper"), "wk") as wk,
+        client(deploy_broker.url("simulators"), "sim") as sim,
+    ):
+        await sim.subscribe("zigbee2mqtt/#", qos=1)
+        # Refused first, allowed second, same publisher and QoS: had the first been delivered,
+        # it would arrive before the second.
+        await wk.publish("zigbee2mqtt/r2119-occ", b'{"occupancy": false}', qos=1)
+        await wk.publish("zigbee2mqtt/r2119-light/set", b'{"state": "OFF"}', qos=1)
+        msg = await next_message(sim)
+        assert str(msg.topic) == "zigbee2mqtt/r2119-light/set"
+
+
+async def test_wattkeeper_does_not_receive_other_senders_commands(deploy_broker: DeployBroker) -> None:
+    # Mosquitto grants every subscription and filters delivery by the ACL. The sender is a second
+    # wattkeeper instance: the only account allowed to publish commands.
+    async with (
+        client(deploy_broker.url("wattkeeper"), "wk") as wk,
+        client(deploy_broker.url("wattkeeper"), "wk-2") as other,
+    ):
+        await wk.subscribe("cmnd/#", qos=1)
+        await wk.subscribe("wattkeeper/#", qos=1)
+        await other.publish("cmnd/r2119-light/POWER", b"OFF", qos=1)
+        await other.publish("wattkeeper/hq/status", b"online", qos=1)
+        msg = await next_message(wk)
+        assert str(msg.topic) == "wattkeeper/hq/status"
+
+
+async def test_alarm_consumers_get_alarms_only(deploy_broker: DeployBroker) -> None:
+    async with client(deploy_broker.url("wattkeeper"), "wk") as wk, client(deploy_broker.url("alarms"), "bms") as bms:
+        await bms.subscribe("zigbee2mqtt/#", qos=1)
+        await bms.subscribe("wattkeeper/+/alarms", qos=1)
+        # A forged alarm is refused; the QoS 1 round trip is over before the real one is sent.
+        await bms.publish("wattkeeper/hq/alarms", b'{"forged": true}', qos=1)
+        await wk.publish("zigbee2mqtt/r2119-ac/set", b'{"system_mode": "off"}', qos=1)
+        await wk.publish("wattkeeper/hq/alarms", b'{"type": "backfeed"}', qos=1)
+        msg = await next_message(bms)
+        assert (str(msg.topic), msg.payload) == ("wattkeeper/hq/alarms", b'{"type": "backfeed"}')
+
+
+COMMANDS: list[tuple[str, str, Value]] = [
+    ("r2119-light", "on", False),
+    ("r2119-plug", "on", False),
+    ("r1102-pc", "on", False),
+    ("r2119-ac", "system_mode", "off"),
+]
+
+
+async def test_demo_site_runs_through_the_acl(deploy_broker: DeployBroker) -> None:
+    # The compose `simulators` profile: every simulated MQTT device logs in as `simulators`,
+    # wattkeeper's own drivers as `wattkeeper`; readings flow and verified commands confirm.
+    # Fast simulated time: sensors that missed the drivers' subscription report again within a second.
+    site = site_for_test(deploy_broker.url("simulators"), DEMO_SITE)
+    mqtt_devices = [d for d in site.devices if d.driver == "mqtt"]
+    heard: set[str] = set()
+
+    def take(batch: Sequence[Reading | DeviceStatus]) -> None:
+        heard.update(e.device for e in batch if isinstance(e, Reading) and e.quality is Quality.good)
+
+    async with (
+        Simulation(site, control_port=None, speed=60, seed=3, mqtt_url=deploy_broker.url("simulators")),
+        DriverHub(mqtt_devices, mqtt_url=deploy_broker.url("wattkeeper"), emit=take) as hub,
+    ):
+        try:
+            async with asyncio.timeout(20):
+                while heard < {d.id for d in mqtt_devices}:
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            raise AssertionError(f"never heard: {sorted({d.id for d in mqtt_devices} - heard)}") from None
+        assert hub.mqtt_connected
+        for device, point, value in COMMANDS:
+            result = await hub.command(device, point, value, timeout_s=10)
+            assert result.status == "confirmed", result
