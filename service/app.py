@@ -13,6 +13,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from drivers.base import DriverSettings
 from drivers.hub import DriverHub
 from service.alarms import AlarmTypeConfig
 from service.clock import Clock, SystemClock
@@ -21,6 +22,7 @@ from service.events import EventBus
 from service.metrics import Metrics
 from service.mqttpub import MqttPublisher
 from service.notify import Notifier
+from service.scheduler import install as install_control
 from service.settings import Settings
 from service.sink import TelemetrySink
 from service.site import Site
@@ -94,8 +96,18 @@ def build_services(
         core.sink = sink
     hub = None
     if drivers:
-        hub = DriverHub(site.devices, mqtt_url=mqtt_url, emit=core.emit, client_id=f"wattkeeper-{site.site.id}")
-    return Services(
+        hub = DriverHub(
+            site.devices,
+            mqtt_url=mqtt_url,
+            emit=core.emit,
+            client_id=f"wattkeeper-{site.site.id}",
+            # Tasmota stamps its messages with local time without an offset: the site's.
+            settings=DriverSettings(device_timezone=site.site.timezone),
+        )
+    if hub is not None:
+        drivers_hub = hub
+        core.rejects_source = lambda: {d: h.rejects + h.rejected_deltas for d, h in drivers_hub.health().items()}
+    svc = Services(
         site=site,
         settings=settings,
         clock=clock,
@@ -110,6 +122,8 @@ def build_services(
         notifier=notifier,
         publisher=publisher,
     )
+    install_control(svc)
+    return svc
 
 
 async def start_services(svc: Services) -> None:

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -33,6 +33,10 @@ from service.store import EnergyInterval, Rollup, Store, StoredAlarm, StoredTran
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
+# Under a stream of readings the rules run at most this often, each time over everything that
+# arrived meanwhile; a reading after a quiet spell is evaluated at once.
+EVALUATE_EVERY_S = 0.01
+INGEST_BATCH = 5000
 VIEW_PUBLISH_S = 1.0
 SERVICE_LINE_S = 10.0
 DROP_ALARM_HOLD = timedelta(minutes=10)
@@ -69,6 +73,7 @@ class CoreStats:
     store_errors: int = 0
     last_transition_at: datetime | None = None
     rejects_seen: dict[str, int] = field(default_factory=dict)
+    skew_seen: dict[str, int] = field(default_factory=dict)
 
 
 def _minute(ts: datetime) -> datetime:
@@ -158,6 +163,8 @@ class Core:
         self._meters = self._energy_meters()
         self._tasks: list[asyncio.Task[None]] = []
         self._last_service_line: datetime | None = None
+        # Set by the app: per-device reject counts from the drivers, read every tick.
+        self.rejects_source: Callable[[], dict[str, int]] | None = None
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -226,26 +233,45 @@ class Core:
         self._wake.set()
 
     def _drain(self, n: int) -> list[Reading | DeviceStatus]:
-        return [self._pending.popleft() for _ in range(min(n, len(self._pending)))]
+        if n >= len(self._pending):
+            batch = list(self._pending)
+            self._pending.clear()
+            return batch
+        return [self._pending.popleft() for _ in range(n)]
 
     async def _ingest_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        evaluated = -math.inf
         while True:
             await self._wake.wait()
+            wait_s = evaluated + EVALUATE_EVERY_S - loop.time()
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)
             self._wake.clear()
             while self._pending:
-                touched = self._apply(self._drain(5000))
+                touched = self._apply(self._drain(INGEST_BATCH))
                 if touched:
                     await self._evaluate(touched)
+                evaluated = loop.time()
                 await asyncio.sleep(0)
 
     def _apply(self, batch: Iterable[Reading | DeviceStatus]) -> set[str]:
         touched: set[str] = set()
         lines: list[str] = []
         readings = 0
+        # Conditions are timed once per instant (one message, one poll), on the state it left.
+        instant: datetime | None = None
+        instant_subjects: set[str] = set()
         for item in batch:
             if isinstance(item, Reading):
                 readings += 1
-                touched |= self.state.apply(item)
+                if item.ts != instant:
+                    self._track(instant_subjects, instant)
+                    instant, instant_subjects = item.ts, set()
+                subjects = self.state.apply(item, track=False)
+                if subjects:
+                    instant_subjects |= subjects
+                    touched |= subjects
                 tags = self._tags.get(item.device)
                 if tags is None:
                     continue
@@ -258,18 +284,25 @@ class Core:
                     if meter is not None and meter[0] == item.point and isinstance(item.value, int | float):
                         self._energy_reading(item, meter[1])
             else:
+                self._track(instant_subjects, instant)
+                instant, instant_subjects = None, set()
                 self.stats.statuses += 1
                 touched |= self.state.set_online(item.device, item.online, item.ts)
                 self.events.publish(
                     "device",
                     {"id": item.device, "online": item.online, "ts": item.ts.isoformat(), "reason": item.reason},
                 )
+        self._track(instant_subjects, instant)
         self.stats.readings += readings
         self.metrics.readings.inc(readings)
         if lines and self.sink is not None:
             self.sink.put_many(lines)
         self._dirty |= touched
         return touched
+
+    def _track(self, subjects: set[str], at: datetime | None) -> None:
+        if subjects and at is not None:
+            self.state.track(subjects, at)
 
     def _rollup(self, r: Reading) -> None:
         v = _numeric(r.value)
@@ -492,6 +525,8 @@ class Core:
             self.sink.put_many(lines)
 
     def _update_gauges(self, now: datetime) -> None:
+        if self.rejects_source is not None:
+            self.record_rejects(self.rejects_source())
         counts = {s.value: 0 for s in AlarmState}
         for a in self.engine.active():
             counts[a.state.value] += 1
@@ -526,3 +561,11 @@ class Core:
             if n > seen:
                 self.metrics.rejects.labels(device=device).inc(n - seen)
                 self.stats.rejects_seen[device] = n
+
+    def record_clock_skew(self, skews: dict[str, int]) -> None:
+        """Per-device counts of messages with a device timestamp far off the receive time, for /metrics."""
+        for device, n in skews.items():
+            seen = self.stats.skew_seen.get(device, 0)
+            if n > seen:
+                self.metrics.clock_skew.labels(device=device).inc(n - seen)
+                self.stats.skew_seen[device] = n

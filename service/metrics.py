@@ -18,6 +18,12 @@ class Metrics:
         self.rejects = Counter(
             "wattkeeper_payload_rejects", "Malformed payloads or implausible values, per device", ["device"], registry=r
         )
+        self.clock_skew = Counter(
+            "wattkeeper_device_clock_skew",
+            "Messages whose device timestamp was more than 5 min off the receive time, per device",
+            ["device"],
+            registry=r,
+        )
         self.outbox_depth = Gauge("wattkeeper_outbox_depth", "Telemetry lines waiting in the outbox", registry=r)
         self.dropped = Gauge("wattkeeper_telemetry_dropped", "Telemetry lines dropped (outbox full)", registry=r)
         self.written = Gauge("wattkeeper_telemetry_written", "Telemetry lines written to InfluxDB", registry=r)

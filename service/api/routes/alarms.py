@@ -68,10 +68,10 @@ async def shelve(alarm_id: AlarmId, body: ShelveIn, svc: ServicesDep, who: Opera
     """Hide an open alarm until `until` (at most 24 h); it returns by itself when the shelf ends."""
     if body.until.tzinfo is None:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, "until: needs a time zone, e.g. 2026-11-29T18:00:00+08:00"
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "until: needs a time zone, e.g. 2026-11-29T18:00:00+08:00"
         )
     if body.until - svc.clock.now() > timedelta(hours=24):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "until: a shelf may last at most 24 h")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "until: a shelf may last at most 24 h")
     try:
         alarm = await svc.core.shelve(alarm_id, body.until, who.who)
     except KeyError:
