@@ -6,6 +6,8 @@
 set -euo pipefail
 
 need_pkgs=()
+# CJK glyphs for the dashboard screenshots the browser tests save
+[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need_pkgs+=(fonts-wqy-microhei)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_pkgs+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || need_pkgs+=(mosquitto-clients)
 command -v victoria-metrics >/dev/null 2>&1 || need_pkgs+=(victoria-metrics)

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterable, Seque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any, ClassVar, Final, Protocol, TypeAlias, cast
+from typing import Any, ClassVar, Final, Protocol, TypeAlias, TypeVar, cast
 
 from sqlalchemy import (
     JSON,
@@ -30,6 +30,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    Select,
     String,
     Table,
     Text,
@@ -55,6 +56,7 @@ _JSON: Final = JSON(none_as_null=True)
 _ID: Final = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER keys only
 _KEY_PATTERN: Final = re.compile(r"^wk_([0-9a-f]{8})_[A-Za-z0-9_-]{32,}$")
 _MIGRATION_LOCK: Final = 0x77617474  # PostgreSQL advisory lock id ("watt")
+_Q = TypeVar("_Q", bound="Select[Any]")
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -635,15 +637,15 @@ class Store:
         *,
         device: str | None = None,
         since: datetime | None = None,
+        until: datetime | None = None,
+        who: str | None = None,
+        job: str | None = None,
+        result: str | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[AuditEntry]:
-        """Audit records newest first."""
-        query = select(AuditRow)
-        if device is not None:
-            query = query.where(AuditRow.device == device)
-        if since is not None:
-            query = query.where(AuditRow.at >= since)
+        """Audit records newest first, optionally filtered (times: since <= at < until)."""
+        query = _audit_filter(select(AuditRow), device, since, until, who, job, result)
         query = query.order_by(AuditRow.at.desc(), AuditRow.id.desc()).limit(limit).offset(offset)
         async with self._read() as s:
             return [
@@ -661,6 +663,21 @@ class Store:
                 )
                 for r in await s.scalars(query)
             ]
+
+    async def count_audit(
+        self,
+        *,
+        device: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        who: str | None = None,
+        job: str | None = None,
+        result: str | None = None,
+    ) -> int:
+        """How many audit records `list_audit` would page through with these filters."""
+        query = _audit_filter(select(func.count(AuditRow.id)), device, since, until, who, job, result)
+        async with self._read() as s:
+            return int(await s.scalar(query) or 0)
 
     # --- overrides ----------------------------------------------------------------------
 
@@ -925,6 +942,26 @@ class Store:
 
 def _table(model: type[Base]) -> Table:
     return cast(Table, model.__table__)
+
+
+def _audit_filter(
+    query: _Q,
+    device: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    who: str | None,
+    job: str | None,
+    result: str | None,
+) -> _Q:
+    exact = ((AuditRow.device, device), (AuditRow.who, who), (AuditRow.job, job), (AuditRow.result, result))
+    for column, value in exact:
+        if value is not None:
+            query = query.where(column == value)
+    if since is not None:
+        query = query.where(AuditRow.at >= since)
+    if until is not None:
+        query = query.where(AuditRow.at < until)
+    return query
 
 
 def _role(name: str) -> Role:

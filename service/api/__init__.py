@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from service.api import openapi
 from service.api.routes import ROUTERS
 
 log = logging.getLogger(__name__)
@@ -33,5 +34,8 @@ def install(app: FastAPI) -> None:
     """Add every router and the error handlers."""
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ValueError, _value_error)
+    # A number too large for the database (e.g. an offset of 10**30) is bad input, not a crash.
+    app.add_exception_handler(OverflowError, _value_error)
     for router in ROUTERS:
         app.include_router(router)
+    openapi.install(app)

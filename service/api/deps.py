@@ -14,6 +14,7 @@ from fastapi import Depends, HTTPException, Request, status
 from service.app import Services
 from service.settings import Role
 from service.store import _key_id as key_id
+from service.web import session
 
 RANK: dict[str, int] = {"viewer": 0, "operator": 1, "admin": 2}
 CACHE_S = 30.0
@@ -79,7 +80,8 @@ def _unauthorized(detail: str) -> HTTPException:
 
 
 async def get_principal(request: Request, svc: ServicesDep) -> Principal:
-    """The caller, from `Authorization: Bearer <key>`; 401 without a valid key, 429 after repeated failures."""
+    """The caller, from `Authorization: Bearer <key>` or else the dashboard's session cookie;
+    401 without a valid key or session, 429 after repeated failures."""
     cache: KeyCache = svc.extras.setdefault("key_cache", KeyCache())
     client = request.client.host if request.client else "unknown"
     if cache.blocked(client):
@@ -87,6 +89,9 @@ async def get_principal(request: Request, svc: ServicesDep) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if not header:
+        cookie = request.cookies.get(session.COOKIE)
+        if cookie:
+            return await _session_principal(request, svc, cookie)
         raise _unauthorized("missing API key: send 'Authorization: Bearer <key>'")
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized("malformed Authorization header: expected 'Bearer <key>'")
@@ -105,6 +110,18 @@ async def get_principal(request: Request, svc: ServicesDep) -> Principal:
     principal = Principal(key_id=_public_id(token), role=role)
     cache.put(digest, principal)
     return principal
+
+
+async def _session_principal(request: Request, svc: Services, cookie: str) -> Principal:
+    """The caller from a dashboard session; changes need a custom header (CSRF, see service.web.session)."""
+    found = await (await session.sessions_of(svc)).check(cookie, svc.clock.now())
+    if found is None:
+        raise _unauthorized("session expired or ended: log in again")
+    if not session.csrf_ok(request.method, request.headers):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, "a change made with a session needs an 'X-Requested-With' or 'HX-Request' header"
+        )
+    return Principal(key_id=found.key_id, role=found.role)
 
 
 def _public_id(token: str) -> str:

@@ -146,3 +146,92 @@ class Health(BaseModel):
     mqtt_connected: bool | None
     outbox_depth: int | None
     version: str
+
+
+class TelemetryBucket(BaseModel):
+    """One bucket of a device point's 1-minute rollups."""
+
+    ts: datetime = Field(description="start of the bucket")
+    min: float = Field(examples=[47.9])
+    max: float = Field(examples=[52.3])
+    mean: float = Field(examples=[50.1])
+    last: float = Field(examples=[51.0])
+    count: int = Field(description="readings in the bucket", examples=[60])
+
+
+class TelemetryOut(BaseModel):
+    """A device point over a time range, in buckets of `every`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "device": "meter-grid-a",
+                    "point": "power",
+                    "unit": "W",
+                    "every": "15m",
+                    "start": "2026-11-29T00:00:00+08:00",
+                    "end": "2026-11-29T12:00:00+08:00",
+                    "points": [
+                        {
+                            "ts": "2026-11-29T00:00:00+08:00",
+                            "min": 41200.0,
+                            "max": 45800.5,
+                            "mean": 43120.7,
+                            "last": 44010.2,
+                            "count": 900,
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    device: str
+    point: str
+    unit: str
+    every: str
+    start: datetime
+    end: datetime
+    points: list[TelemetryBucket]
+
+
+class AuditOut(BaseModel):
+    """One control action: who did what to which device point, and what came of it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 412,
+                    "at": "2026-11-29T18:30:02+08:00",
+                    "who": "schedule:after-hours",
+                    "job": "after-hours",
+                    "device": "r2119-light",
+                    "point": "on",
+                    "old": True,
+                    "new": False,
+                    "result": "confirmed",
+                    "detail": "",
+                }
+            ]
+        }
+    )
+
+    id: int
+    at: datetime
+    who: str
+    job: str | None
+    device: str | None
+    point: str | None
+    old: Any
+    new: Any
+    result: str
+    detail: str
+
+
+class ErrorOut(BaseModel):
+    """What was wrong with a request."""
+
+    detail: str = Field(examples=["start: must be before end"])
+    errors: list[dict[str, str]] | None = Field(None, description="validation errors: where and problem")

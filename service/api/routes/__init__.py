@@ -4,6 +4,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.routes import alarms, compliance, events, health, live
+from service.api.routes import alarms, audit, compliance, control, dashboard, events, health, live, reports, telemetry
 
-ROUTERS: list[APIRouter] = [health.router, live.router, alarms.router, compliance.router, events.router]
+ROUTERS: list[APIRouter] = [
+    health.router,
+    live.router,
+    alarms.router,
+    compliance.router,
+    events.router,
+    control.router,
+    reports.router,
+    telemetry.router,
+    audit.router,
+    dashboard.router,
+]

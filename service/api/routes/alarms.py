@@ -25,7 +25,7 @@ async def list_alarms(
     state: Annotated[Literal["active", "all"], Query(description="active: open lifecycles; all: history")] = "active",
     type: Annotated[AlarmType | None, Query(description="only this alarm type")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> list[dict[str, object]]:
     """Open alarms from the engine (`state=active`) or every stored lifecycle, newest first (`state=all`)."""
     if state == "active":

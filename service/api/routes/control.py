@@ -209,7 +209,7 @@ async def list_overrides(
     response: Response,
     active: Annotated[bool, Query(description="only those in force now")] = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> list[dict[str, Any]]:
     """Overrides newest first (`active=true`: only those in force now, soonest end first)."""
     now = svc.clock.now()

@@ -14,6 +14,7 @@ from service.api.deps import ServicesDep, Viewer
 router = APIRouter(prefix="/api", tags=["events"])
 
 KEEPALIVE_S = 15.0
+DISCONNECT_POLL_S = 1.0
 
 
 def sse(event: str, data: object) -> str:
@@ -35,12 +36,20 @@ async def events(request: Request, svc: ServicesDep, _: Viewer) -> StreamingResp
             svc.metrics.sse_clients.inc()
             try:
                 yield sse("hello", {"site": svc.site.site.id, "at": svc.clock.now().isoformat()})
+                idle_s = 0.0
+                # Look for a gone client every second: behind an ASGI 2.4 server Starlette notices one
+                # only when a send fails, so an idle stream would linger (and hold up a shutdown)
+                # until the next keepalive.
                 while not await request.is_disconnected():
                     try:
-                        item = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                        item = await asyncio.wait_for(queue.get(), DISCONNECT_POLL_S)
                     except TimeoutError:
-                        yield ": keepalive\n\n"
+                        idle_s += DISCONNECT_POLL_S
+                        if idle_s >= KEEPALIVE_S:
+                            idle_s = 0.0
+                            yield ": keepalive\n\n"
                         continue
+                    idle_s = 0.0
                     yield sse(item["event"], item["data"])
             finally:
                 svc.metrics.sse_clients.dec()

@@ -33,5 +33,7 @@ async def healthz(svc: ServicesDep) -> Health:
 async def metrics(svc: ServicesDep) -> Response:
     """Readings ingested, rejects per device, outbox depth, dropped points, alarms by state, command results."""
     if svc.hub is not None:
-        svc.core.record_rejects({d: h.rejects + h.rejected_deltas for d, h in svc.hub.health().items()})
+        health = svc.hub.health()
+        svc.core.record_rejects({d: h.rejects + h.rejected_deltas for d, h in health.items()})
+        svc.core.record_clock_skew({d: h.clock_skew for d, h in health.items()})
     return Response(svc.metrics.render(), media_type=CONTENT_TYPE_LATEST)

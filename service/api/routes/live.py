@@ -13,7 +13,7 @@ from service.app import Services
 router = APIRouter(prefix="/api", tags=["live"])
 
 Limit = Annotated[int, Query(ge=1, le=10_000, description="page size")]
-Offset = Annotated[int, Query(ge=0, description="items to skip")]
+Offset = Annotated[int, Query(ge=0, le=10_000_000, description="items to skip")]
 
 
 def page(items: list[Any], response: Response, limit: int, offset: int) -> list[Any]:

@@ -1,0 +1,454 @@
+"""The facility-manager dashboard: the page at `/`, the login, static files and the HTML fragments htmx loads.
+
+Reads come from the running services directly; every change the page makes (ack, shelve,
+override, sweep, command) is an htmx request to the JSON API with the session cookie, so the
+dashboard gets exactly the checks, audit and answers an API client gets.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Final, Literal
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+
+from service.alarms import AlarmState
+from service.api.deps import RANK, KeyCache, Operator, Principal, ServicesDep, Viewer, get_principal
+from service.app import Services
+from service.calendar import WorkCalendar
+from service.rules import AlarmType
+from service.scheduler import scheduler_of
+from service.settings import Role
+from service.store import _key_id as key_id
+from service.web import i18n, session, views
+from service.web.render import STATIC, Formatter, render
+
+router = APIRouter(tags=["dashboard"])
+
+VIEWS: Final = ("supply", "rooms", "alarms", "energy", "schedule", "audit")
+OPERATOR_VIEWS: Final = frozenset({"audit"})
+HISTORY_PAGE: Final = 20
+AUDIT_PAGE: Final = 50
+MAX_LOGIN_BODY: Final = 4096
+CHART_EVERY: Final = timedelta(minutes=15)
+# Pages hold role-specific live data (no caching) and buttons that act (never inside another site's
+# frame). Scripts come only from /static: htmx runs without eval here.
+PAGE_HEADERS: Final = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+}
+HTML: Final[dict[int | str, dict[str, Any]]] = {200: {"content": {"text/html": {}}, "description": "an HTML page"}}
+Lang = Annotated[Literal["zh", "en"] | None, Query(description="label language; remembered in a cookie")]
+
+
+def _lang(request: Request) -> i18n.Lang:
+    return i18n.pick(
+        request.query_params.get("lang"), request.cookies.get(i18n.COOKIE), request.headers.get("accept-language")
+    )
+
+
+def _base(request: Request, svc: Services, role: Role | None) -> dict[str, Any]:
+    """What every template gets: language, labels, role, site and a formatter."""
+    lang = _lang(request)
+    t = i18n.translator(lang)
+    now = svc.clock.now()
+    return {
+        "lang": lang,
+        "t": t,
+        "role": role,
+        "can_act": role is not None and RANK[role] >= RANK["operator"],
+        "site": svc.site.site,
+        "f": Formatter(svc.site.site.tz, now, t),
+        "now": now,
+    }
+
+
+def _html(body: str, status_code: int = 200, lang: str | None = None) -> HTMLResponse:
+    response = HTMLResponse(body, status_code=status_code, headers=PAGE_HEADERS)
+    if lang is not None:
+        response.set_cookie(i18n.COOKIE, lang, max_age=365 * 86400, samesite="lax")
+    return response
+
+
+def _login_page(
+    request: Request,
+    svc: Services,
+    *,
+    error: str | None,
+    status_code: int,
+    next_url: str = "/",
+    lang: str | None = None,
+) -> Response:
+    ctx = _base(request, svc, None)
+    return _html(render("login.html", **ctx, error=error, next_url=next_url), status_code, lang)
+
+
+def _safe_next(raw: str | None) -> str:
+    """Only a local path: never another host (`//evil`, `https://...`)."""
+    if not raw or not raw.startswith("/") or raw.startswith("//") or "\\" in raw:
+        return "/"
+    return raw
+
+
+# -- page, login, logout, static ------------------------------------------------------------------
+
+
+@router.get(
+    "/",
+    response_class=HTMLResponse,
+    summary="The dashboard (HTML); the login page with 401 when not logged in",
+    responses={**HTML, 401: {"content": {"text/html": {}}, "description": "not logged in: the login page"}},
+)
+async def page(
+    request: Request,
+    svc: ServicesDep,
+    view: Annotated[str, Query(max_length=20, description=f"panel: {', '.join(VIEWS)}")] = "supply",
+    lang: Lang = None,
+) -> Response:
+    """The whole page with one panel; the panels then stay live through `/api/events`."""
+    try:
+        principal = await get_principal(request, svc)
+    except HTTPException as exc:
+        if exc.status_code != status.HTTP_401_UNAUTHORIZED:
+            raise
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return _login_page(request, svc, error=None, status_code=401, next_url=_safe_next(here), lang=lang)
+    if view not in VIEWS or (view in OPERATOR_VIEWS and RANK[principal.role] < RANK["operator"]):
+        view = "supply"
+    ctx = _base(request, svc, principal.role)
+    ctx.update(await PANELS[view](request, svc, ctx))
+    ctx["view"] = view
+    ctx["views"] = [v for v in VIEWS if v not in OPERATOR_VIEWS or ctx["can_act"]]
+    ctx["badge"] = _badge(svc)
+    ctx["sweep_labels"] = {k.removeprefix("sweep."): ctx["t"](k) for k in i18n.LABELS if k.startswith("sweep.")}
+    return _html(render("page.html", **ctx), lang=lang)
+
+
+@router.get("/login", response_class=HTMLResponse, summary="The login page", responses=HTML)
+async def login_page(
+    request: Request,
+    svc: ServicesDep,
+    lang: Lang = None,
+    next: Annotated[str | None, Query(max_length=200, description="where to go after logging in")] = None,
+) -> Response:
+    """A form that exchanges an API key for a session cookie (POST /login)."""
+    return _login_page(request, svc, error=None, status_code=200, next_url=_safe_next(next), lang=lang)
+
+
+@router.post(
+    "/login",
+    response_class=HTMLResponse,
+    summary="Exchange an API key for a dashboard session cookie",
+    status_code=303,
+    responses={
+        303: {"description": "logged in: `wk_session` cookie set, redirect to `next`"},
+        401: {"content": {"text/html": {}}, "description": "bad key: the login page again"},
+        413: {"description": "form too large"},
+        429: {"content": {"text/html": {}}, "description": "too many failed attempts"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["key"],
+                        "properties": {
+                            "key": {"type": "string", "maxLength": 512, "description": "an API key"},
+                            "next": {"type": "string", "maxLength": 200, "description": "local path to go to"},
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def login(request: Request, svc: ServicesDep) -> Response:
+    """Verify the key (failures count towards the same rate limit as API calls) and set an HttpOnly cookie.
+
+    The cookie is SameSite=Lax so a link into the dashboard works; changes made with it need the
+    `X-Requested-With` or `HX-Request` header (see service.web.session).
+    """
+    if int(request.headers.get("content-length") or 0) > MAX_LOGIN_BODY:
+        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "a login form is a key and a path")
+    body = (await request.body())[:MAX_LOGIN_BODY].decode("utf-8", "replace")
+    form = parse_qs(body, max_num_fields=10)
+    key = (form.get("key") or [""])[0].strip()
+    next_url = _safe_next((form.get("next") or ["/"])[0])
+    t = i18n.translator(_lang(request))
+    cache: KeyCache = svc.extras.setdefault("key_cache", KeyCache())
+    client = request.client.host if request.client else "unknown"
+    if cache.blocked(client):
+        return _login_page(request, svc, error=t("login.blocked"), status_code=429, next_url=next_url)
+    if not key:
+        return _login_page(request, svc, error=t("login.missing"), status_code=401, next_url=next_url)
+    role = await svc.store.verify(key) if len(key) <= 512 else None
+    if role is None:
+        cache.fail(client)
+        return _login_page(request, svc, error=t("login.bad"), status_code=401, next_url=next_url)
+    cookie, max_age = (await session.sessions_of(svc)).issue(key_id(key), role, svc.clock.now())
+    response = RedirectResponse(next_url, status_code=status.HTTP_303_SEE_OTHER)
+    response.set_cookie(
+        session.COOKIE,
+        cookie,
+        max_age=max_age,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+@router.post("/logout", include_in_schema=False)
+async def logout() -> Response:
+    """Forget the session cookie."""
+    response = RedirectResponse("/login", status_code=status.HTTP_303_SEE_OTHER)
+    response.delete_cookie(session.COOKIE, httponly=True, samesite="lax")
+    return response
+
+
+@router.get("/static/{path:path}", include_in_schema=False)
+async def static(path: str) -> Response:
+    """The dashboard's CSS, JavaScript and vendored libraries (no key needed)."""
+    file = (STATIC / path).resolve()
+    if not file.is_relative_to(STATIC) or not file.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no static file '{path}'")
+    media = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+    # Pages link static files with ?v=<content hash>, so a day of caching never serves stale code.
+    return FileResponse(file, media_type=media, headers={"Cache-Control": "public, max-age=86400"})
+
+
+# -- panels ------------------------------------------------------------------------------------------
+
+
+def _badge(svc: Services) -> dict[str, int]:
+    return views.badge_counts(svc.core.engine.active())
+
+
+async def _supply(request: Request, svc: Services, ctx: dict[str, Any]) -> dict[str, Any]:
+    now = ctx["now"]
+    supply = svc.core.state.supply(now)
+    alarms = [a for a in svc.core.engine.active() if a.type in views.SUPPLY_TYPES or a.subject in _supply_devices(svc)]
+    return {
+        "diagram": views.diagram(svc.site, supply),
+        "layout": views,
+        "supply": supply,
+        "conf": svc.site,
+        "compliance": views.compliance(svc.site, supply, svc.extras.get("last_transfer")),
+        "supply_alarms": views.alarm_rows(svc.site, alarms),
+    }
+
+
+def _supply_devices(svc: Services) -> set[str]:
+    site = svc.site
+    ids = {s.meter for s in site.sources} | {g.device for g in site.generators} | {g.meter for g in site.generators}
+    ids |= {t.device for t in site.transfer_switches}
+    return {i for i in ids if i}
+
+
+async def _rooms(request: Request, svc: Services, ctx: dict[str, Any]) -> dict[str, Any]:
+    now = ctx["now"]
+    department = request.query_params.get("department") or ""
+    state = svc.core.state
+
+    def on_of(device: str) -> bool | None:
+        point = state.point(device, "on", now)
+        return point.value if point is not None and isinstance(point.value, bool) else None
+
+    room_views = [v for v in state.rooms(now) if not department or v.department == department]
+    cards = views.room_cards(svc.site, room_views, svc.core.overrides, svc.core.engine.active(), on_of)
+    return {
+        "cards": cards,
+        "department": department,
+        "departments": [(d.id, d.name) for d in svc.site.departments],
+        "lit_empty": sum(1 for c in cards if c.view.lights_on and c.view.occupied is False),
+        "acs_on": sum(1 for c in cards for a in c.view.acs if a.on),
+        "office_kw": sum(c.view.power_w or 0.0 for c in cards if not c.critical) / 1000,
+        "violations": sum(1 for c in cards if c.alarms),
+    }
+
+
+async def _alarms(request: Request, svc: Services, ctx: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "active": views.alarm_rows(svc.site, svc.core.engine.active()),
+        "types": [t.value for t in AlarmType],
+        "states": [s.value for s in AlarmState],
+    }
+
+
+async def _energy(request: Request, svc: Services, ctx: dict[str, Any]) -> dict[str, Any]:
+    now: datetime = ctx["now"]
+    calendar = WorkCalendar(svc.site.calendar, svc.site.site.tz)
+    day_start, day_end = views.day_bounds(now, calendar)
+    month, month_start, month_end = views.month_of(now, calendar)
+    today = views.energy_rows(svc.site, await svc.store.energy_by_department(day_start, day_end))
+    this_month = views.energy_rows(svc.site, await svc.store.energy_by_department(month_start, month_end))
+    chart: dict[str, Any] = {"x": [], "series": []}
+    buckets = int((min(now, day_end) - day_start) / CHART_EVERY) + 1
+    chart["x"] = [int((day_start + i * CHART_EVERY).timestamp()) for i in range(buckets)]
+    for d in svc.site.departments:
+        if d.meter is None:
+            continue
+        rollups = await svc.store.telemetry(d.meter, "power", day_start, day_end, CHART_EVERY)
+        by_ts = {int(r.minute.timestamp()): round(r.mean / 1000, 2) for r in rollups}
+        chart["series"].append({"label": d.name, "values": [by_ts.get(x) for x in chart["x"]]})
+    bands = [b.name for b in svc.site.tariff.bands] if svc.site.tariff else []
+    return {
+        "today": today,
+        "month_rows": this_month,
+        "month": month,
+        "bands": bands,
+        "prices": {b.name: b.price for b in svc.site.tariff.bands} if svc.site.tariff else {},
+        "currency": svc.site.tariff.currency if svc.site.tariff else "",
+        "strip": views.tariff_strip(svc.site),
+        "hour_now": now.astimezone(svc.site.site.tz).hour,
+        "chart_json": json.dumps(chart),
+        "has_chart": any(v is not None for series in chart["series"] for v in series["values"]),
+        "has_data": any(r.kwh for r in this_month),
+    }
+
+
+async def _schedule(request: Request, svc: Services, ctx: dict[str, Any]) -> dict[str, Any]:
+    now: datetime = ctx["now"]
+    calendar = WorkCalendar(svc.site.calendar, svc.site.site.tz)
+    try:
+        schedules: list[dict[str, Any]] | None = await scheduler_of(svc).schedules()
+    except RuntimeError:  # a service assembled without the scheduler (e.g. a read-only replica)
+        schedules = None
+    overrides = await svc.store.list_overrides(limit=20)
+    return {
+        "working_now": calendar.is_working(now),
+        "today_hours": views.today_hours(calendar, now),
+        "sweeps": svc.site.calendar.sweeps,
+        "next_sweep": calendar.next_sweep(now),
+        "schedules": schedules,
+        "overrides": views.override_rows(svc.site, overrides, now),
+        "rooms": views.overridable_rooms(svc.site),
+        "hours": views.override_hours(svc.site),
+        "max_h": svc.site.site.thresholds.override_max_h,
+    }
+
+
+async def _audit(request: Request, svc: Services, ctx: dict[str, Any]) -> dict[str, Any]:
+    q = request.query_params
+    device = q.get("device") or None
+    result = q.get("result") or None
+    offset = int(q["offset"]) if q.get("offset", "").isdigit() else 0
+    total = await svc.store.count_audit(device=device, result=result)
+    entries = await svc.store.list_audit(device=device, result=result, limit=AUDIT_PAGE, offset=offset)
+    return {
+        "entries": entries,
+        "total": total,
+        "offset": offset,
+        "page": AUDIT_PAGE,
+        "device": device or "",
+        "result": result or "",
+        "devices": [d.id for d in svc.site.devices],
+    }
+
+
+PANELS: Final = {
+    "supply": _supply,
+    "rooms": _rooms,
+    "alarms": _alarms,
+    "energy": _energy,
+    "schedule": _schedule,
+    "audit": _audit,
+}
+
+
+async def _panel(request: Request, svc: Services, principal: Principal, name: str) -> Response:
+    ctx = _base(request, svc, principal.role)
+    ctx.update(await PANELS[name](request, svc, ctx))
+    return _html(render(f"_{name}.html", **ctx))
+
+
+@router.get("/ui/badge", include_in_schema=False)
+async def ui_badge(request: Request, svc: ServicesDep, who: Viewer) -> Response:
+    """The alarm counts in the header."""
+    ctx = _base(request, svc, who.role)
+    return _html(render("_badge.html", **ctx, badge=_badge(svc)))
+
+
+@router.get("/ui/supply", include_in_schema=False)
+async def ui_supply(request: Request, svc: ServicesDep, who: Viewer) -> Response:
+    """The single-line diagram, supply figures and compliance."""
+    return await _panel(request, svc, who, "supply")
+
+
+@router.get("/ui/rooms", include_in_schema=False)
+async def ui_rooms(request: Request, svc: ServicesDep, who: Viewer) -> Response:
+    """The room grid."""
+    return await _panel(request, svc, who, "rooms")
+
+
+@router.get("/ui/alarms", include_in_schema=False)
+async def ui_alarms(request: Request, svc: ServicesDep, who: Viewer) -> Response:
+    """Active alarms and the history filters."""
+    return await _panel(request, svc, who, "alarms")
+
+
+@router.get("/ui/alarms/active", include_in_schema=False)
+async def ui_alarms_active(request: Request, svc: ServicesDep, who: Viewer) -> Response:
+    """Only the active alarm list (refreshed on alarm events)."""
+    ctx = _base(request, svc, who.role)
+    ctx.update(await _alarms(request, svc, ctx))
+    return _html(render("_alarms_active.html", **ctx))
+
+
+@router.get("/ui/alarms/history", include_in_schema=False)
+async def ui_alarm_history(
+    request: Request,
+    svc: ServicesDep,
+    who: Viewer,
+    type: Annotated[str, Query(max_length=64)] = "",
+    state: Annotated[str, Query(max_length=32)] = "",
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> Response:
+    """One page of stored alarms, newest first, by type and state."""
+    ctx = _base(request, svc, who.role)
+    states = [state] if state in AlarmState.__members__ else None
+    kind = type if type in AlarmType.__members__ else None
+    stored = await svc.store.list_alarms(states=states, type=kind, limit=HISTORY_PAGE + 1, offset=offset)
+    return _html(
+        render(
+            "_alarm_history.html",
+            **ctx,
+            rows=stored[:HISTORY_PAGE],
+            more=len(stored) > HISTORY_PAGE,
+            offset=offset,
+            page=HISTORY_PAGE,
+            type=kind or "",
+            state=state if states else "",
+            where=lambda subject: views.where(svc.site, subject),
+        )
+    )
+
+
+@router.get("/ui/energy", include_in_schema=False)
+async def ui_energy(request: Request, svc: ServicesDep, who: Viewer) -> Response:
+    """Energy today and this month by department, the tariff bands, today's load chart."""
+    return await _panel(request, svc, who, "energy")
+
+
+@router.get("/ui/schedule", include_in_schema=False)
+async def ui_schedule(request: Request, svc: ServicesDep, who: Viewer) -> Response:
+    """Working calendar, sweeps, scheduled jobs, overrides."""
+    return await _panel(request, svc, who, "schedule")
+
+
+@router.get("/ui/audit", include_in_schema=False)
+async def ui_audit(request: Request, svc: ServicesDep, who: Operator) -> Response:
+    """The audit log (operator, admin)."""
+    return await _panel(request, svc, who, "audit")

@@ -1,0 +1,55 @@
+"""Labels: both languages for every key the templates use; the language a request gets."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from service.alarms import AlarmState
+from service.rules import AlarmType, Severity
+from service.site import RoomKind
+from service.web import i18n
+from service.web.render import TEMPLATES
+
+LITERAL_KEY = re.compile(r"""\bt\(\s*["']([a-z_]+\.[A-Za-z0-9_.\-/ ]+)["']""")
+
+
+def test_every_literal_template_key_has_both_languages() -> None:
+    """A key a template names literally exists, non-empty, in Chinese and English."""
+    used = {k for path in TEMPLATES.glob("*.html") for k in LITERAL_KEY.findall(path.read_text())}
+    assert len(used) > 80
+    missing = sorted(k for k in used if k not in i18n.LABELS)
+    assert not missing
+    assert all(zh and en for zh, en in i18n.LABELS.values())
+
+
+def test_labels_for_every_alarm_type_state_severity_and_room_kind() -> None:
+    """Keys the templates build from data: alarm types, states, severities, room kinds."""
+    keys = [f"type.{t.value}" for t in AlarmType] + [f"state.{s.value}" for s in AlarmState]
+    keys += [f"sev.{s.value}" for s in Severity] + [f"kind.{k.value}" for k in RoomKind]
+    assert [k for k in keys if k not in i18n.LABELS] == []
+
+
+@pytest.mark.parametrize(
+    ("query", "cookie", "accept", "expected"),
+    [
+        ("en", "zh", "zh-CN", "en"),
+        (None, "en", "zh-CN", "en"),
+        ("xx", None, "en-GB,en;q=0.9", "en"),
+        (None, None, "zh-TW,zh;q=0.9,en;q=0.5", "zh"),
+        (None, None, "fr-FR", "zh"),
+        (None, None, None, "zh"),
+    ],
+)
+def test_language_choice(query: str | None, cookie: str | None, accept: str | None, expected: str) -> None:
+    """Query, then cookie, then Accept-Language, then Chinese."""
+    assert i18n.pick(query, cookie, accept) == expected
+
+
+def test_unknown_key_shows_itself_and_formats() -> None:
+    """A missing label shows its key rather than failing; labels take format arguments."""
+    t = i18n.translator("en")
+    assert t("no.such.key") == "no.such.key"
+    assert t("age.m", n=3) == "3 min"
+    assert i18n.translator("zh")("age.m", n=3) == "3 分钟"

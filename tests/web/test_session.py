@@ -1,0 +1,90 @@
+"""Dashboard session cookies: signed, expiring, bound to a live key and its role."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from service.store import Store
+from service.store import _key_id as key_id
+from service.web.session import TTL, Sessions, csrf_ok
+
+NOW = datetime(2026, 11, 29, 18, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """An empty state store in SQLite."""
+    s = Store(f"sqlite:///{tmp_path}/wk.db")
+    await s.open()
+    yield s
+    await s.close()
+
+
+async def test_issue_and_check(store: Store) -> None:
+    """A fresh cookie names its key and role; the key itself is not in it."""
+    key = await store.create_key("operator", at=NOW)
+    sessions = Sessions(b"s" * 32, store, key_check_s=0)
+    cookie, max_age = sessions.issue(key_id(key), "operator", NOW)
+    assert key not in cookie and max_age == TTL.total_seconds()
+    found = await sessions.check(cookie, NOW + timedelta(minutes=5))
+    assert found is not None and found.key_id == key_id(key) and found.role == "operator"
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda c: c.replace("operator", "admin"),
+        lambda c: c[:-1] + ("0" if c[-1] != "0" else "1"),
+        lambda c: c + ".x",
+        lambda c: "",
+        lambda c: "a" * 500,
+    ],
+)
+async def test_forged_cookies_are_refused(store: Store, tamper: object) -> None:
+    """Any change to the cookie breaks its signature."""
+    key = await store.create_key("operator", at=NOW)
+    sessions = Sessions(b"s" * 32, store, key_check_s=0)
+    cookie, _ = sessions.issue(key_id(key), "operator", NOW)
+    assert await sessions.check(tamper(cookie), NOW) is None  # type: ignore[operator]
+
+
+async def test_expiry_revocation_and_role_change(store: Store) -> None:
+    """A session ends at TTL, when its key is revoked, and when its key's role changes."""
+    key = await store.create_key("operator", at=NOW)
+    sessions = Sessions(b"s" * 32, store, key_check_s=0)
+    cookie, _ = sessions.issue(key_id(key), "operator", NOW)
+    assert await sessions.check(cookie, NOW + TTL + timedelta(seconds=1)) is None
+    assert await sessions.check(cookie, NOW + TTL - timedelta(seconds=1)) is not None
+    await store.import_key(key, "viewer", at=NOW)
+    assert await sessions.check(cookie, NOW) is None
+    await store.import_key(key, "operator", at=NOW)
+    assert await sessions.check(cookie, NOW) is not None
+    assert await store.revoke_key(key_id(key), NOW)
+    assert await sessions.check(cookie, NOW) is None
+
+
+async def test_other_secret_other_signature(store: Store) -> None:
+    """A cookie signed by another instance's secret is not accepted."""
+    key = await store.create_key("admin", at=NOW)
+    cookie, _ = Sessions(b"a" * 32, store).issue(key_id(key), "admin", NOW)
+    assert await Sessions(b"b" * 32, store).check(cookie, NOW) is None
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "ok"),
+    [
+        ("GET", {}, True),
+        ("HEAD", {}, True),
+        ("POST", {}, False),
+        ("DELETE", {}, False),
+        ("POST", {"hx-request": "true"}, True),
+        ("PATCH", {"x-requested-with": "XMLHttpRequest"}, True),
+    ],
+)
+def test_csrf_header_rule(method: str, headers: dict[str, str], ok: bool) -> None:
+    """Cookie-authenticated changes need a header a cross-site form cannot send."""
+    assert csrf_ok(method, headers) is ok
