@@ -1,0 +1,1 @@
+"""Device drivers: Modbus and MQTT devices in, wattkeeper readings out; see drivers/README.md."""

@@ -63,3 +63,20 @@ class CommandResult:
 
 class CommandRefused(Exception):
     """A command the allow-list refuses; it never reaches the device."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceHealth:
+    """What the drivers know about one device's link and data quality (all counters since start)."""
+
+    online: bool  # False until the device has been heard from
+    last_seen: datetime | None  # last good poll or message; the service decides staleness
+    consecutive_failures: int = 0  # failed polls in a row (Modbus)
+    failures: int = 0  # failed polls (Modbus)
+    overruns: int = 0  # polls that ended after the next one was due (Modbus)
+    rejects: int = 0  # malformed payloads and values of the wrong type or out of range
+    out_of_order: int = 0  # stale, duplicate or replayed messages ignored (MQTT)
+    rejected_deltas: int = 0  # energy-counter steps above rated power x elapsed time
+    counter_resets: int = 0  # counters that went backwards (meter replaced or rolled over)
+    clock_skew: int = 0  # messages whose device timestamp was more than max_clock_skew_s off the receive time (MQTT)
+    readings: int = 0  # readings emitted

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -26,6 +27,20 @@ PointKind = Literal["gauge", "counter", "state"]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _fits_type(value: int, dtype: str) -> bool:
+    """A sentinel may be written as the unsigned bit pattern or as the signed value."""
+    bits = 16 * REGISTER_COUNT[dtype]
+    return -(1 << (bits - 1)) <= value < (1 << bits)
+
+
+def _check_delta_names(points: list[tuple[str, str]]) -> None:
+    """Counters also emit `<name>_delta`; no point may already carry that name."""
+    names = {name for name, _ in points}
+    for name, kind in points:
+        if kind == "counter" and f"{name}_delta" in names:
+            raise ValueError(f"point '{name}_delta' clashes with the delta of counter '{name}'")
 
 
 class ModbusPoint(_Strict):
@@ -56,12 +71,24 @@ class ModbusPoint(_Strict):
             return 2
         return REGISTER_COUNT[self.type]
 
+    @property
+    def polled(self) -> bool:
+        """Whether the engine reads this point every poll (control keys are write-only)."""
+        return self.write_as != "complement_pair"
+
     @model_validator(mode="after")
     def _fits(self) -> ModbusPoint:
         if self.address + self.count > 65536:
             raise ValueError(f"point '{self.name}' runs past register 65535")
         if self.write_as == "complement_pair" and (self.type != "uint16" or not self.writable):
             raise ValueError(f"point '{self.name}': complement_pair needs a writable uint16")
+        if self.writable and self.table != "holding":
+            raise ValueError(f"point '{self.name}': only holding registers can be written")
+        if self.scale == 0:
+            raise ValueError(f"point '{self.name}': scale must not be 0")
+        bad = [s for s in self.sentinels if not _fits_type(s, self.type)]
+        if bad:
+            raise ValueError(f"point '{self.name}': sentinel {bad[0]} does not fit a {self.type}")
         return self
 
 
@@ -83,6 +110,11 @@ class ModbusProfile(_Strict):
 
     @model_validator(mode="after")
     def _no_overlap(self) -> ModbusProfile:
+        for dtype, values in self.sentinels.items():
+            bad = [v for v in values if not _fits_type(v, dtype)]
+            if bad:
+                raise ValueError(f"sentinel {bad[0]} does not fit a {dtype}")
+        _check_delta_names([(p.name, p.kind) for p in self.points])
         names: set[str] = set()
         taken: dict[tuple[str, int], str] = {}
         for p in self.points:
@@ -104,8 +136,9 @@ class ModbusProfile(_Strict):
         raise KeyError(name)
 
     def sentinels_for(self, point: ModbusPoint) -> frozenset[int]:
-        """Raw values that mean 'not available' for a point."""
-        return frozenset(point.sentinels) | frozenset(self.sentinels.get(point.type, ()))
+        """Raw values that mean 'not available' for a point, as unsigned register bit patterns."""
+        mask = (1 << (16 * REGISTER_COUNT[point.type])) - 1
+        return frozenset(v & mask for v in (*point.sentinels, *self.sentinels.get(point.type, ())))
 
 
 class MqttSource(_Strict):
@@ -138,6 +171,38 @@ class MqttPoint(_Strict):
     max: float | None = None
     description: str = ""
 
+    @model_validator(mode="after")
+    def _consistent(self) -> MqttPoint:
+        if self.type == "bool" and not (self.true_values and self.false_values):
+            raise ValueError(f"point '{self.name}': a bool point needs true_values and false_values")
+        if self.scale == 0:
+            raise ValueError(f"point '{self.name}': scale must not be 0")
+        return self
+
+
+# What a channel name looks like under each convention (see drivers.conventions for the topics).
+CHANNEL_PATTERNS: dict[str, str] = {
+    "zigbee2mqtt": r"state",
+    "tasmota": r"(stat|tele)/[A-Za-z0-9_]+",
+    "shelly-gen2": r"status/[a-z]+:[0-9]+",
+}
+
+
+def _check_writable(convention: str, p: MqttPoint) -> None:
+    """A writable point must be one the convention knows how to command, with explicit bounds."""
+    if p.type in ("float", "int") and (p.min is None or p.max is None):
+        raise ValueError(f"point '{p.name}': a writable number needs min and max")
+    if p.type == "str" and not p.choices:
+        raise ValueError(f"point '{p.name}': a writable string needs choices")
+    if convention == "zigbee2mqtt" and (not p.key or "." in p.key):
+        raise ValueError(f"point '{p.name}': zigbee2mqtt commands set a top-level key")
+    if convention == "tasmota" and not (p.channel.startswith("stat/") and p.key == "" and p.type == "bool"):
+        raise ValueError(f"point '{p.name}': tasmota commands are ON/OFF on a stat/<COMMAND> plain channel")
+    if convention == "shelly-gen2" and not (
+        p.channel.startswith("status/switch:") and p.key == "output" and p.type == "bool"
+    ):
+        raise ValueError(f"point '{p.name}': shelly-gen2 commands are Switch.Set on status/switch:<n> output")
+
 
 class MqttProfile(_Strict):
     """An MQTT device model following one vendor convention."""
@@ -155,6 +220,17 @@ class MqttProfile(_Strict):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"point name '{sorted(dup)[0]}' appears twice")
+        _check_delta_names([(p.name, p.kind) for p in self.points])
+        pattern = CHANNEL_PATTERNS[self.convention]
+        plain: dict[str, bool] = {}
+        for p in self.points:
+            for channel, key in ((p.channel, p.key), *((a.channel, a.key) for a in p.also)):
+                if not re.fullmatch(pattern, channel):
+                    raise ValueError(f"point '{p.name}': channel '{channel}' is not a {self.convention} channel")
+                if plain.setdefault(channel, key == "") != (key == ""):
+                    raise ValueError(f"channel '{channel}' mixes a plain-text point with JSON keys")
+            if p.writable:
+                _check_writable(self.convention, p)
         return self
 
     def point(self, name: str) -> MqttPoint:

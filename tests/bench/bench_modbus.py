@@ -1,0 +1,309 @@
+"""Modbus polling: DriverHub vs a bare pymodbus loop, 50/200/500 simulated SDM630 meters at 1 s, same run.
+
+Fairness: the meters are pymodbus servers (SimDevice; one port per meter, as meters with their own IP)
+in a separate process pinned to one core; each poller runs in a fresh process pinned to the other
+core, so neither is charged for the other's work. The bare loop does exactly the engine's reads (the
+three blocks the engine plans for the SDM630 profile, same first-poll spread, same skip-on-overrun
+schedule) without decoding. Both poll WARMUP_S before MEASURE_S of counting.
+
+    python -m tests.bench.bench_modbus            # run alone, prints the rows
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SIZES = (50, 200, 500)
+POLL_S = 1.0
+WARMUP_S = 4.0
+MEASURE_S = 10.0
+ROOT = Path(__file__).resolve().parent.parent.parent
+POLLER_CPU, SERVER_CPU = 0, 1
+METER_IDS = [f"meter-{i:03d}" for i in range(max(SIZES))]
+
+
+def _pin(cpu: int) -> None:
+    if len(os.sched_getaffinity(0)) > 1:
+        os.sched_setaffinity(0, {cpu})
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _blocks() -> list[tuple[int, int]]:
+    """The reads the engine plans for one SDM630 (so the bare loop does the same)."""
+    from drivers.modbus import plan_blocks
+    from drivers.profiles import ModbusProfile, load_profile
+
+    profile = load_profile("sdm630")
+    assert isinstance(profile, ModbusProfile)
+    return [
+        (b.address, b.count) for b in plan_blocks(profile.points, max_block=profile.max_block, max_gap=profile.max_gap)
+    ]
+
+
+# ---- the meters (server process) ----------------------------------------------------------------
+
+
+async def _serve(count: int) -> None:
+    import struct
+
+    from pymodbus.server import ModbusTcpServer
+    from pymodbus.simulator import DataType, SimData, SimDevice
+
+    registers: list[int] = []
+    for i in range(0, 0x15A, 2):  # the whole SDM630 input table, every float a plausible number
+        registers += struct.unpack(">2H", struct.pack(">f", 230.0 + i / 10))
+    servers = []
+    for _ in range(count):
+        device = SimDevice(
+            id=1, simdata=[SimData(address=0, count=1, values=list(registers), datatype=DataType.REGISTERS)]
+        )
+        server = ModbusTcpServer(device, address=("127.0.0.1", 0))
+        await server.serve_forever(background=True)
+        servers.append(server)
+    ports = [s.transport.sockets[0].getsockname()[1] for s in servers]  # type: ignore[attr-defined]
+    print(json.dumps(ports), flush=True)
+    await asyncio.Event().wait()
+
+
+# ---- the pollers (poller process) ---------------------------------------------------------------
+
+
+@dataclass
+class Window:
+    """What happened between the end of the warm-up and the end of the measurement."""
+
+    requests: int = 0
+    polls: int = 0
+    overruns: int = 0
+    readings: int = 0
+    failures: int = 0
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+
+
+def _stagger(device_id: str) -> float:
+    return POLL_S * (zlib.crc32(device_id.encode()) % 1000) / 1000
+
+
+async def _bare(ports: list[int]) -> Window:
+    from pymodbus.client import AsyncModbusTcpClient
+
+    blocks = _blocks()
+    counts = Window()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+
+    async def meter(device_id: str, port: int) -> None:
+        client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=1.0, retries=0, reconnect_delay=0)
+        await client.connect()
+        due = start + _stagger(device_id)
+        while True:
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            ok = True
+            for address, count in blocks:
+                try:
+                    pdu = await client.read_input_registers(address, count=count, device_id=1)
+                except Exception:
+                    ok = False
+                    break
+                if pdu.isError():
+                    ok = False
+                    break
+                counts.requests += 1
+            counts.polls += ok
+            counts.failures += not ok
+            following = due + POLL_S
+            now = loop.time()
+            if now > following:
+                counts.overruns += 1
+                following += POLL_S * math.ceil((now - following) / POLL_S)
+            due = following
+
+    tasks = [asyncio.create_task(meter(d, p)) for d, p in zip(METER_IDS, ports, strict=False)]
+    window = await _measure(lambda: counts)
+    # cancel until done: 3.11's wait_for inside pymodbus can swallow a cancel that meets an answer
+    pending = set(tasks)
+    while pending:
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+    return window
+
+
+@dataclass(frozen=True)
+class _Meter:
+    id: str
+    port: int
+    driver: str = "modbus"
+    profile: str = "sdm630"
+    host: str = "127.0.0.1"
+    unit: int = 1
+    poll_s: float = POLL_S
+    topic: str | None = None
+    rated_kw: float | None = 500.0
+
+
+async def _engine(ports: list[int]) -> Window:
+    from drivers.hub import DriverHub
+    from drivers.types import Reading
+
+    blocks = len(_blocks())
+    counts = Window()
+
+    def emit(batch: Any) -> None:
+        # one batch per successful poll of one meter, made of its readings
+        counts.polls += 1
+        counts.requests += blocks
+        counts.readings += sum(isinstance(e, Reading) for e in batch)
+
+    hub = DriverHub([_Meter(d, p) for d, p in zip(METER_IDS, ports, strict=False)], mqtt_url=None, emit=emit)
+
+    def snapshot() -> Window:
+        health = hub.health().values()
+        return Window(
+            requests=counts.requests,
+            polls=counts.polls,
+            readings=counts.readings,
+            overruns=sum(h.overruns for h in health),
+            failures=sum(h.failures for h in health),
+        )
+
+    async with hub:
+        return await _measure(snapshot)
+
+
+async def _measure(snapshot: Any) -> Window:
+    await asyncio.sleep(WARMUP_S)
+    before = Window(**vars(snapshot()))  # a copy: the bare loop's counters keep moving
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    await asyncio.sleep(MEASURE_S)
+    after, cpu1, wall1 = snapshot(), time.process_time(), time.perf_counter()
+    return Window(
+        requests=after.requests - before.requests,
+        polls=after.polls - before.polls,
+        overruns=after.overruns - before.overruns,
+        readings=after.readings - before.readings,
+        failures=after.failures - before.failures,
+        cpu_s=cpu1 - cpu0,
+        wall_s=wall1 - wall0,
+    )
+
+
+# ---- orchestration ------------------------------------------------------------------------------
+
+
+def _python(*args: str, **kw: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "tests.bench.bench_modbus", *args], cwd=ROOT, text=True, **kw)
+
+
+def _poll(variant: str, ports: list[int]) -> Window:
+    proc = _python("poll", variant, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        out, _ = proc.communicate(json.dumps(ports), timeout=WARMUP_S + MEASURE_S + 60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+    if proc.returncode:
+        raise RuntimeError(f"{variant} poller exited with {proc.returncode}")
+    return Window(**json.loads(out.strip().splitlines()[-1]))
+
+
+def run() -> list[dict[str, Any]]:
+    """Rows for `make bench`."""
+    server = _python("serve", str(max(SIZES)), stdout=subprocess.PIPE)
+    assert server.stdout is not None
+    try:
+        ports = json.loads(server.stdout.readline())
+        rows: list[dict[str, Any]] = []
+        for n in SIZES:
+            bare = _poll("bare", ports[:n])
+            engine = _poll("engine", ports[:n])
+            rows += _rows(n, engine, bare)
+            print(
+                f"   {n} meters: engine {engine.requests / engine.wall_s:,.0f} req/s "
+                f"{100 * engine.cpu_s / engine.wall_s:.0f}% CPU, bare {bare.requests / bare.wall_s:,.0f} req/s "
+                f"{100 * bare.cpu_s / bare.wall_s:.0f}% CPU",
+                flush=True,
+            )
+        return rows
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _rows(n: int, engine: Window, bare: Window) -> list[dict[str, Any]]:
+    rate, base = engine.requests / engine.wall_s, bare.requests / bare.wall_s
+    overrun = 100 * engine.overruns / max(1, engine.polls + engine.failures)
+    bare_overrun = 100 * bare.overruns / max(1, bare.polls + bare.failures)
+    cpu, bare_cpu = 100 * engine.cpu_s / engine.wall_s, 100 * bare.cpu_s / bare.wall_s
+    return [
+        {
+            "name": f"modbus {n} meters @1s: requests/s",
+            "value": rate,
+            "unit": "req/s",
+            "baseline": base,
+            "ratio": rate / base if base else None,
+            "target": ">= 0.8x bare pymodbus",
+            "met": bool(base) and rate / base >= 0.8,
+        },
+        {
+            "name": f"modbus {n} meters @1s: readings/s",
+            "value": engine.readings / engine.wall_s,
+            "unit": "readings/s",
+            "baseline": None,
+            "ratio": None,
+            "target": None,
+            "met": None,
+        },
+        {
+            "name": f"modbus {n} meters @1s: poll overruns",
+            "value": overrun,
+            "unit": "%",
+            "baseline": bare_overrun,
+            "ratio": None,
+            "target": "< 1 %" if n == 200 else None,
+            "met": overrun < 1 if n == 200 else None,
+        },
+        {
+            "name": f"modbus {n} meters @1s: poller CPU",
+            "value": cpu,
+            "unit": "% of a core",
+            "baseline": bare_cpu,
+            "ratio": cpu / bare_cpu if bare_cpu else None,
+            "target": None,
+            "met": None,
+        },
+    ]
+
+
+def _main(argv: list[str]) -> None:
+    if argv[0] == "serve":
+        _pin(SERVER_CPU)
+        asyncio.run(_serve(int(argv[1])))
+    elif argv[0] == "poll":
+        _pin(POLLER_CPU)
+        ports = json.loads(sys.stdin.read())
+        window = asyncio.run(_bare(ports) if argv[1] == "bare" else _engine(ports))
+        print(json.dumps(vars(window)), flush=True)
+    else:
+        for row in run():
+            print(row)
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:] or ["run"])
