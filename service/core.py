@@ -33,10 +33,15 @@ from service.store import EnergyInterval, Rollup, Store, StoredAlarm, StoredTran
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
-# Under a stream of readings the rules run at most this often, each time over everything that
-# arrived meanwhile; a reading after a quiet spell is evaluated at once.
+# A reading after a quiet spell is evaluated at once. Under a stream of readings the rules run
+# over everything that arrived meanwhile, at most every EVALUATE_EVERY_S and, on a site so large
+# that evaluating takes long, seldom enough to take no more than RULES_SHARE of the core's time.
 EVALUATE_EVERY_S = 0.01
-INGEST_BATCH = 5000
+RULES_SHARE = 0.1
+# Work is cut in parts of a few milliseconds with a look at the sockets in between: an MQTT broker
+# sends a QoS 1 subscriber only so many unacknowledged messages, and HTTP requests wait too.
+INGEST_BATCH = 1000  # readings
+EVALUATE_BATCH = 20  # subjects (rooms, SUPPLY, devices)
 VIEW_PUBLISH_S = 1.0
 SERVICE_LINE_S = 10.0
 DROP_ALARM_HOLD = timedelta(minutes=10)
@@ -55,8 +60,10 @@ class _Acc:
     count: int = 1
 
     def add(self, v: float) -> None:
-        self.min = min(self.min, v)
-        self.max = max(self.max, v)
+        if v < self.min:
+            self.min = v
+        elif v > self.max:
+            self.max = v
         self.total += v
         self.last = v
         self.count += 1
@@ -71,6 +78,7 @@ class CoreStats:
     evaluations: int = 0
     transitions: int = 0
     store_errors: int = 0
+    ingest_errors: int = 0
     last_transition_at: datetime | None = None
     rejects_seen: dict[str, int] = field(default_factory=dict)
     skew_seen: dict[str, int] = field(default_factory=dict)
@@ -241,37 +249,45 @@ class Core:
 
     async def _ingest_loop(self) -> None:
         loop = asyncio.get_running_loop()
-        evaluated = -math.inf
+        next_round = -math.inf
         while True:
             await self._wake.wait()
-            wait_s = evaluated + EVALUATE_EVERY_S - loop.time()
+            wait_s = next_round - loop.time()
             if wait_s > 0:
                 await asyncio.sleep(wait_s)
             self._wake.clear()
-            while self._pending:
-                touched = self._apply(self._drain(INGEST_BATCH))
-                if touched:
-                    await self._evaluate(touched)
-                evaluated = loop.time()
-                await asyncio.sleep(0)
+            try:
+                started = loop.time()
+                # What waits now; what arrives meanwhile waits for the next round.
+                touched: set[str] = set()
+                backlog = len(self._pending)
+                while backlog > 0 and self._pending:
+                    batch = self._drain(min(backlog, INGEST_BATCH))
+                    backlog -= len(batch)
+                    touched |= self._apply(batch)
+                    await asyncio.sleep(0)
+                evaluating_s = 0.0
+                subjects = list(touched)
+                for i in range(0, len(subjects), EVALUATE_BATCH):
+                    began = loop.time()
+                    await self._evaluate(set(subjects[i : i + EVALUATE_BATCH]))
+                    evaluating_s += loop.time() - began
+                    await asyncio.sleep(0)
+                next_round = started + max(EVALUATE_EVERY_S, evaluating_s / RULES_SHARE)
+            except Exception:
+                # One bad batch must not stop ingestion for good: log it, count it, carry on.
+                self.stats.ingest_errors += 1
+                log.exception("ingest round failed; its readings are lost, later ones are taken")
+                next_round = loop.time() + EVALUATE_EVERY_S
 
     def _apply(self, batch: Iterable[Reading | DeviceStatus]) -> set[str]:
         touched: set[str] = set()
         lines: list[str] = []
-        readings = 0
-        # Conditions are timed once per instant (one message, one poll), on the state it left.
-        instant: datetime | None = None
-        instant_subjects: set[str] = set()
+        readings: list[Reading] = []  # taken by the live state together, up to the next status
+        minutes: dict[datetime, datetime] = {}  # one message's or poll's readings share a timestamp
         for item in batch:
             if isinstance(item, Reading):
-                readings += 1
-                if item.ts != instant:
-                    self._track(instant_subjects, instant)
-                    instant, instant_subjects = item.ts, set()
-                subjects = self.state.apply(item, track=False)
-                if subjects:
-                    instant_subjects |= subjects
-                    touched |= subjects
+                readings.append(item)
                 tags = self._tags.get(item.device)
                 if tags is None:
                     continue
@@ -279,37 +295,40 @@ class Core:
                 if line is not None:
                     lines.append(line)
                 if item.quality is Quality.good:
-                    self._rollup(item)
+                    minute = minutes.get(item.ts)
+                    if minute is None:
+                        minute = minutes[item.ts] = _minute(item.ts)
+                    self._rollup(item, minute)
                     meter = self._meters.get(item.device)
                     if meter is not None and meter[0] == item.point and isinstance(item.value, int | float):
                         self._energy_reading(item, meter[1])
             else:
-                self._track(instant_subjects, instant)
-                instant, instant_subjects = None, set()
+                touched |= self._take(readings)
+                readings = []
                 self.stats.statuses += 1
                 touched |= self.state.set_online(item.device, item.online, item.ts)
                 self.events.publish(
                     "device",
                     {"id": item.device, "online": item.online, "ts": item.ts.isoformat(), "reason": item.reason},
                 )
-        self._track(instant_subjects, instant)
-        self.stats.readings += readings
-        self.metrics.readings.inc(readings)
+        touched |= self._take(readings)
         if lines and self.sink is not None:
             self.sink.put_many(lines)
         self._dirty |= touched
         return touched
 
-    def _track(self, subjects: set[str], at: datetime | None) -> None:
-        if subjects and at is not None:
-            self.state.track(subjects, at)
+    def _take(self, readings: list[Reading]) -> set[str]:
+        if not readings:
+            return set()
+        self.stats.readings += len(readings)
+        self.metrics.readings.inc(len(readings))
+        return self.state.apply_all(readings)
 
-    def _rollup(self, r: Reading) -> None:
+    def _rollup(self, r: Reading, minute: datetime) -> None:
         v = _numeric(r.value)
         if v is None:
             return
         key = (r.device, r.point)
-        minute = _minute(r.ts)
         flushed = self._flushed_minute.get(key)
         if flushed is not None and minute <= flushed:
             return  # the store replaces a minute; a late reading must not overwrite a complete one

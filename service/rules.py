@@ -359,9 +359,8 @@ def _office(
 
 
 def _office_rooms(site: Site, state: LiveState, now: datetime, scope: Scope) -> Iterable[tuple[Room, RoomView]]:
-    for room in site.rooms:
-        if _wanted(scope, room.id):
-            yield room, state.room(room.id, now)
+    for room in site.rooms if scope is None else state.rooms_in(scope):
+        yield room, state.room(room.id, now)
 
 
 def check_lit_empty_room(
@@ -393,7 +392,7 @@ def _checked_acs(site: Site, room: Room, view: RoomView) -> list[AcView]:
     """ACs the office rules look at: none in server rooms, never critical or life-safety units."""
     if room.kind is RoomKind.server:
         return []
-    return [a for a in view.acs if site.device(a.device).role not in PROTECTED_ROLES]
+    return [a for a in view.acs if a.role not in PROTECTED_ROLES]
 
 
 @dataclass(frozen=True, slots=True)
@@ -544,10 +543,10 @@ def check_device_offline(
 ) -> list[Finding]:
     """A device its driver reports offline; high severity for supply-side devices."""
     out = []
-    for dev in state.devices():
-        subjects = state.subjects_of(dev.id)
-        if not _wanted(scope, dev.id, *subjects) or dev.status_since is None:
+    for dev in state.devices(None if scope is None else state.devices_in(scope)):
+        if dev.status_since is None:
             continue
+        subjects = state.subjects_of(dev.id)
         severity = Severity.high if SUPPLY in subjects else Severity.warning
         seen = dev.last_seen.isoformat() if dev.last_seen else "never"
         if dev.online:

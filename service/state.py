@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from drivers.profiles import ModbusPoint, load_profile
@@ -66,6 +66,16 @@ AC_DOOR_OPEN: Final = "ac_door_open"  # room: an AC on with the door or window o
 UNPOWERED: Final = "unpowered"  # transfer switch: the load has no source
 UNPOWERED_WITH_ALTERNATIVE: Final = "unpowered_with_alternative"  # ... while another source could feed it
 START_PENDING: Final = "start_pending"  # generator: start demanded, not ready yet
+
+# The point of each kind of room device that the timed room conditions (LIT_EMPTY, AC_DOOR_OPEN) read.
+_CONDITION_POINTS: Final = {
+    "light": frozenset({"on"}),
+    "occupancy": frozenset({"occupancy"}),
+    "ac": frozenset({"system_mode"}),
+    "contact": frozenset({"contact"}),
+}
+_SUPPLY_ONLY: Final = frozenset({SUPPLY})
+_FOREVER: Final = datetime.max.replace(tzinfo=UTC)
 
 _COOL_MODES = frozenset({"cool", "auto", "dry"})  # modes in which an AC may be cooling
 _HEAT_MODES = frozenset({"heat", "auto"})
@@ -109,7 +119,7 @@ class PointState:
     quality: Quality
 
     def to_dict(self) -> dict[str, object]:
-        """JSON-ready form for GET /api/state."""
+        """JSON-ready form (GET /api/state serves these fields, built by `LiveState.point_rows`)."""
         return {
             "device": self.device,
             "point": self.point,
@@ -147,6 +157,7 @@ class AcView:
     """One air-conditioner (thermostat) as the rules see it."""
 
     device: str
+    role: DeviceRole
     on: bool | None
     mode: str | None
     setpoint_c: float | None  # the setpoint of the current mode (heating in heat mode, else cooling)
@@ -318,20 +329,29 @@ class LiveState:
     ) -> None:
         self.site = site
         self._latest: dict[tuple[str, str], Reading] = {}
+        self._sorted: list[tuple[str, str]] = []  # the keys of _latest, sorted
         self._online: dict[str, tuple[bool, datetime]] = {}
         self._last_seen: dict[str, datetime] = {}
         self._since: dict[tuple[str, str], datetime] = {}
 
-        self._stale_polls = stale_polls
-        self._mqtt_gauge_age_s = stale_polls * mqtt_report_interval_s
-        self._mqtt_state_age_s = mqtt_state_max_age_s
+        gauge_age_s = stale_polls * mqtt_report_interval_s
         self._state_points: dict[str, frozenset[str]] = {}
         self._class: dict[str, str] = {}
         self._enums: dict[tuple[str, str], dict[int, str]] = {}
+        self._devices: dict[str, Device] = {d.id: d for d in site.devices}
+        self._condition_points: dict[str, frozenset[str]] = {}
+        # Maximum age of a good value: (polled or measured points, MQTT state points) per device.
+        self._age: dict[str, tuple[timedelta, timedelta]] = {}
         for d in site.devices:
             profile = load_profile(d.profile)
             self._state_points[d.id] = frozenset(p.name for p in profile.points if p.kind == "state")
+            if d.driver == "modbus":
+                polled = timedelta(seconds=stale_polls * d.poll_s)
+                self._age[d.id] = (polled, polled)
+            else:
+                self._age[d.id] = (timedelta(seconds=gauge_age_s), timedelta(seconds=mqtt_state_max_age_s))
             self._class[d.id] = _device_class(d, frozenset(p.name for p in profile.points))
+            self._condition_points[d.id] = _CONDITION_POINTS.get(self._class[d.id], frozenset())
             for p in profile.points:
                 if isinstance(p, ModbusPoint) and p.enum:
                     self._enums[(d.id, p.name)] = p.enum
@@ -339,12 +359,23 @@ class LiveState:
         supply_devices |= {g.device for g in site.generators} | {g.meter for g in site.generators}
         supply_devices |= {t.device for t in site.transfer_switches}
         self._subjects: dict[str, frozenset[str]] = {}
+        self._members: dict[str, list[str]] = {}  # subject -> its devices, in site order
         for d in site.devices:
             room = site.room_of(d.id)
             subjects = {room.id} if room else set()
             if d.id in supply_devices:
                 subjects.add(SUPPLY)
             self._subjects[d.id] = frozenset(subjects)
+            for subject in subjects:
+                self._members.setdefault(subject, []).append(d.id)
+        self._device_index = {d.id: i for i, d in enumerate(site.devices)}
+        self._room_index = {r.id: i for i, r in enumerate(site.rooms)}
+        # Views are pure functions of (state, now), and `now` only matters through staleness: a view
+        # is kept, as (view, computed at, valid until), from the `now` it was computed at until its
+        # first good value goes stale or a change touches its subject (`_invalidate`).
+        self._room_views: dict[str, tuple[RoomView, datetime, datetime]] = {}
+        self._supply_view: tuple[SupplyView, datetime, datetime] | None = None
+        self._valid_until = _FOREVER  # while a view is computed: when its first good value goes stale
         # Each room's devices by what they are: "ac", "occupancy", "contact", "light", "plug", "other".
         self._rooms: dict[str, tuple[Room, dict[str, tuple[str, ...]]]] = {}
         for room in site.rooms:
@@ -368,6 +399,35 @@ class LiveState:
 
     def apply(self, reading: Reading) -> frozenset[str]:
         """Take one reading; return the subjects (room ids, SUPPLY) whose view may have changed."""
+        subjects = self._take(reading)
+        if subjects:
+            self._track(self._timed_by(reading, subjects), reading.ts)
+        return subjects
+
+    def apply_all(self, readings: Iterable[Reading]) -> set[str]:
+        """Take readings in order as `apply` does; return the subjects whose view may have changed.
+
+        Conditions are timed once per instant (the readings of one message or one poll share a
+        timestamp), on the state the whole instant left rather than on each step of it.
+        """
+        touched: set[str] = set()
+        timed: set[str] = set()
+        instant: datetime | None = None
+        for reading in readings:
+            if reading.ts != instant:
+                if timed and instant is not None:
+                    self._track(timed, instant)
+                    timed = set()
+                instant = reading.ts
+            subjects = self._take(reading)
+            if subjects:
+                touched |= subjects
+                timed |= self._timed_by(reading, subjects)
+        if timed and instant is not None:
+            self._track(timed, instant)
+        return touched
+
+    def _take(self, reading: Reading) -> frozenset[str]:
         subjects = self._subjects.get(reading.device)
         if subjects is None:
             return frozenset()  # not a device of this site
@@ -379,8 +439,19 @@ class LiveState:
         seen = self._last_seen.get(reading.device)
         if seen is None or reading.ts > seen:
             self._last_seen[reading.device] = reading.ts
-        self._track(subjects, reading.ts)
+        self._invalidate(subjects)
         return subjects
+
+    def _timed_by(self, reading: Reading, subjects: frozenset[str]) -> frozenset[str]:
+        """The subjects whose timed conditions this reading can change.
+
+        A room's conditions rest on its lights' `on`, its sensors' `occupancy` and `contact` and
+        its ACs' `system_mode`; any other point (power, temperature, energy, ...) cannot make them
+        hold or end. Staleness only ever makes a condition unknown, which changes no mark.
+        """
+        if reading.point in self._condition_points[reading.device]:
+            return subjects
+        return subjects & _SUPPLY_ONLY
 
     def set_online(self, device: str, online: bool, ts: datetime) -> frozenset[str]:
         """Record a driver's online/offline report; return the subjects to re-evaluate."""
@@ -390,11 +461,32 @@ class LiveState:
         if old is not None and ts < old[1]:
             return frozenset()
         self._online[device] = (online, ts)
+        self._invalidate(self._subjects[device])
+        self._track(self._subjects[device], ts)
         return self._subjects[device] | {device}
+
+    def _invalidate(self, subjects: frozenset[str]) -> None:
+        for subject in subjects:
+            if subject == SUPPLY:
+                self._supply_view = None
+            else:
+                self._room_views.pop(subject, None)
 
     def subjects_of(self, device: str) -> frozenset[str]:
         """The view subjects (room id, SUPPLY) a device feeds."""
         return self._subjects.get(device, frozenset())
+
+    def devices_in(self, subjects: Iterable[str]) -> list[str]:
+        """Device ids that are among `subjects` or feed one of them, in site order."""
+        found = {s for s in subjects if s in self._device_index}
+        for s in subjects:
+            found.update(self._members.get(s, ()))
+        return sorted(found, key=self._device_index.__getitem__)
+
+    def rooms_in(self, subjects: Iterable[str]) -> list[Room]:
+        """The rooms among `subjects`, in site order."""
+        ids = sorted((s for s in subjects if s in self._room_index), key=self._room_index.__getitem__)
+        return [self._rooms[i][0] for i in ids]
 
     def since(self, subject: str, condition: str) -> datetime | None:
         """When `condition` (LIT_EMPTY, UNPOWERED, ...) last became true for `subject`, if it holds."""
@@ -408,18 +500,39 @@ class LiveState:
         return None if r is None else self._point_state(r, now)
 
     def points(self, now: datetime) -> list[PointState]:
-        """Every point read so far, by device and point name (GET /api/state)."""
-        return [self._point_state(self._latest[key], now) for key in sorted(self._latest)]
+        """Every point read so far, by device and point name."""
+        return [self._point_state(self._latest[key], now) for key in self._keys()]
+
+    def point_rows(self, now: datetime, device: str | None = None) -> list[dict[str, object]]:
+        """GET /api/state's items: `points` as dicts, of one device or all, `ts` left a datetime.
+
+        Built straight from the readings: a PointState per point first would cost as much again.
+        """
+        rows: list[dict[str, object]] = []
+        for key in self._keys():
+            if device is not None and key[0] != device:
+                continue
+            r = self._latest[key]
+            quality = self._quality(r, now).value
+            rows.append(
+                {"device": r.device, "point": r.point, "value": r.value, "unit": r.unit, "ts": r.ts, "quality": quality}
+            )
+        return rows
+
+    def _keys(self) -> list[tuple[str, str]]:
+        if len(self._sorted) != len(self._latest):  # keys are only ever added
+            self._sorted = sorted(self._latest)
+        return self._sorted
 
     def _point_state(self, r: Reading, now: datetime) -> PointState:
         return PointState(
             device=r.device, point=r.point, value=r.value, unit=r.unit, ts=r.ts, quality=self._quality(r, now)
         )
 
-    def devices(self) -> list[DeviceView]:
-        """Every device of the site with its link state (GET /api/devices)."""
+    def devices(self, only: Iterable[str] | None = None) -> list[DeviceView]:
+        """Every device of the site (or those of `only`, in that order) with its link state (GET /api/devices)."""
         out = []
-        for d in self.site.devices:
+        for d in self.site.devices if only is None else (self._devices[i] for i in only):
             status = self._online.get(d.id)
             last_seen = self._last_seen.get(d.id)
             out.append(
@@ -440,12 +553,9 @@ class LiveState:
         status = self._online.get(device)
         return status[0] if status else None
 
-    def _max_age_s(self, device: Device, point: str) -> float:
-        if device.driver == "modbus":
-            return self._stale_polls * device.poll_s
-        if point in self._state_points[device.id]:
-            return self._mqtt_state_age_s
-        return self._mqtt_gauge_age_s
+    def _max_age(self, device: str, point: str) -> timedelta:
+        measured, state = self._age[device]
+        return state if point in self._state_points[device] else measured
 
     def _quality(self, r: Reading, now: datetime) -> Quality:
         if r.quality is not Quality.good:
@@ -453,8 +563,12 @@ class LiveState:
         status = self._online.get(r.device)
         if status is not None and not status[0]:
             return Quality.stale
-        if (now - r.ts).total_seconds() > self._max_age_s(self.site.device(r.device), r.point):
+        max_age = self._max_age(r.device, r.point)
+        if now - r.ts > max_age:
             return Quality.stale
+        expires = r.ts + max_age
+        if expires < self._valid_until:
+            self._valid_until = expires
         return Quality.good
 
     def _good(self, device: str | None, point: str, now: datetime) -> Value:
@@ -487,12 +601,21 @@ class LiveState:
 
     def room(self, room_id: str, now: datetime) -> RoomView:
         """The derived view of one room (KeyError if the site has no such room)."""
+        cached = self._room_views.get(room_id)
+        if cached is not None and cached[1] <= now < cached[2]:
+            return cached[0]
+        self._valid_until = _FOREVER
+        view = self._room(room_id, now)
+        self._room_views[room_id] = (view, now, self._valid_until)
+        return view
+
+    def _room(self, room_id: str, now: datetime) -> RoomView:
         room, by_class = self._rooms[room_id]
         acs = tuple(self._ac(d, now) for d in by_class.get("ac", ()))
         plugs = tuple(
             PlugView(
                 device=d,
-                role=self.site.device(d).role,
+                role=self._devices[d].role,
                 on=self._bool(d, "on", now),
                 power_w=self._num(d, "power", now),
             )
@@ -507,8 +630,8 @@ class LiveState:
             name=room.name,
             department=room.department,
             kind=room.kind.value,
-            occupied=tri_any(self._bool(d, "occupancy", now) for d in sensors),
-            lights_on=tri_any(self._bool(d, "on", now) for d in lights),
+            occupied=self._occupied(sensors, now),
+            lights_on=self._lights_on(lights, now),
             temperature_c=sum(temps) / len(temps) if temps else None,
             ac=acs[0] if acs else None,
             acs=acs,
@@ -518,8 +641,21 @@ class LiveState:
             contacts=contacts,
             plugs_w=_sum_known(p.power_w for p in plugs),
             power_w=_sum_known(self._num(d, "power", now) for d in room.devices),
-            door_open=tri_any(tri_not(self._bool(d, "contact", now)) for d in contacts),  # true = closed
+            door_open=self._door_open(contacts, now),
         )
+
+    def _occupied(self, sensors: Iterable[str], now: datetime) -> bool | None:
+        return tri_any(self._bool(d, "occupancy", now) for d in sensors)
+
+    def _lights_on(self, lights: Iterable[str], now: datetime) -> bool | None:
+        return tri_any(self._bool(d, "on", now) for d in lights)
+
+    def _door_open(self, contacts: Iterable[str], now: datetime) -> bool | None:
+        return tri_any(tri_not(self._bool(d, "contact", now)) for d in contacts)  # contact true = closed
+
+    def _ac_on(self, device: str, now: datetime) -> bool | None:
+        mode = self._str(device, "system_mode", now)
+        return None if mode is None else mode != "off"
 
     def rooms(self, now: datetime) -> list[RoomView]:
         """Every room's view, in site-file order."""
@@ -532,7 +668,8 @@ class LiveState:
         heating_sp = self._num(device, "heating_setpoint", now)
         return AcView(
             device=device,
-            on=None if mode is None else mode != "off",
+            role=self._devices[device].role,
+            on=self._ac_on(device, now),
             mode=mode,
             setpoint_c=heating_sp if mode == "heat" else cooling_sp,
             cooling_setpoint_c=cooling_sp,
@@ -546,6 +683,15 @@ class LiveState:
 
     def supply(self, now: datetime) -> SupplyView:
         """The derived view of the supply side."""
+        cached = self._supply_view
+        if cached is not None and cached[1] <= now < cached[2]:
+            return cached[0]
+        self._valid_until = _FOREVER
+        view = self._supply(now)
+        self._supply_view = (view, now, self._valid_until)
+        return view
+
+    def _supply(self, now: datetime) -> SupplyView:
         sources = tuple(self._source(s.id, s.meter, now) for s in self.site.sources)
         generators = tuple(self._generator(g.id, g.device, g.meter, now) for g in self.site.generators)
         by_source = {s.id: s for s in sources}
@@ -687,15 +833,19 @@ class LiveState:
             self._since.pop(key, None)
         # Unknown keeps the mark: a gap in the data neither starts nor ends a condition.
 
-    def _track(self, subjects: frozenset[str], at: datetime) -> None:
+    def _track(self, subjects: Iterable[str], at: datetime) -> None:
         for subject in subjects:
             if subject == SUPPLY:
                 self._track_supply(at)
             else:
-                view = self.room(subject, at)
-                self._mark(subject, LIT_EMPTY, tri_and(view.lights_on, tri_not(view.occupied)), at)
-                ac_on = tri_any(a.on for a in view.acs)
-                self._mark(subject, AC_DOOR_OPEN, tri_and(ac_on, view.door_open), at)
+                # What the room view would say, without building it: this runs once per message.
+                by_class = self._rooms[subject][1]
+                lit = self._lights_on(by_class.get("light", ()), at)
+                self._mark(
+                    subject, LIT_EMPTY, tri_and(lit, tri_not(self._occupied(by_class.get("occupancy", ()), at))), at
+                )
+                ac_on = tri_any(self._ac_on(d, at) for d in by_class.get("ac", ()))
+                self._mark(subject, AC_DOOR_OPEN, tri_and(ac_on, self._door_open(by_class.get("contact", ()), at)), at)
 
     def _track_supply(self, at: datetime) -> None:
         view = self.supply(at)

@@ -66,8 +66,8 @@ class KeyCache:
         self._failed.setdefault(client, deque()).append(time.monotonic())
 
 
-def get_services(request: Request) -> Services:
-    """The running services of this app."""
+async def get_services(request: Request) -> Services:
+    """The running services of this app (async: a plain def would cost a worker-thread hop per request)."""
     svc: Services = request.app.state.services
     return svc
 
