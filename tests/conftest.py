@@ -70,7 +70,12 @@ def site_for_test(mqtt_url: str, path: Path = DEMO_SITE) -> Site:
     for dev in site.devices:
         if dev.driver == "modbus" and dev.port is not None:
             key = (dev.host or "127.0.0.1", dev.port)
-            ports.setdefault(key, servers.free_port())
+            if key not in ports:
+                # free_port() may hand out a port again once released: keep the site's ports distinct.
+                port = servers.free_port()
+                while port in ports.values():
+                    port = servers.free_port()
+                ports[key] = port
             dev = dev.model_copy(update={"port": ports[key]})
         devices.append(dev)
     return site.model_copy(update={"devices": devices, "mqtt": MqttConfig(url=mqtt_url)})
