@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -269,9 +270,7 @@ class Core:
                 evaluating_s = 0.0
                 subjects = list(touched)
                 for i in range(0, len(subjects), EVALUATE_BATCH):
-                    began = loop.time()
-                    await self._evaluate(set(subjects[i : i + EVALUATE_BATCH]))
-                    evaluating_s += loop.time() - began
+                    evaluating_s += await self._evaluate(set(subjects[i : i + EVALUATE_BATCH]))
                     await asyncio.sleep(0)
                 next_round = started + max(EVALUATE_EVERY_S, evaluating_s / RULES_SHARE)
             except Exception:
@@ -347,7 +346,10 @@ class Core:
 
     # -- evaluation -----------------------------------------------------------------------
 
-    async def _evaluate(self, subjects: set[str] | None) -> None:
+    async def _evaluate(self, subjects: set[str] | None) -> float:
+        """Run the rules for `subjects` (None: all) and act on the transitions; the seconds the rules
+        and the engine took (the store's and notifiers' waits not counted)."""
+        began = time.perf_counter()
         now = self.clock.now()
         findings = rules.evaluate(
             self.site,
@@ -358,9 +360,13 @@ class Core:
             extra=list(self._external.values()),
         )
         self.stats.evaluations += 1
+        spent_s = time.perf_counter() - began
         async with self._lock:
+            began = time.perf_counter()
             transitions = self.engine.update(findings, now)
+            spent_s += time.perf_counter() - began
             await self._handle(transitions)
+        return spent_s
 
     async def _handle(self, transitions: Sequence[Transition]) -> None:
         for t in transitions:
