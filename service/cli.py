@@ -80,6 +80,7 @@ def simulate(
     sim_port = port if port is not None else _env_port("WATTKEEPER_SIM_PORT", 8100)
     mqtt_url = os.environ.get("WATTKEEPER_MQTT_URL") or the_site.mqtt.url
     typer.echo(f"simulating {the_site.site.name}: control API on http://127.0.0.1:{sim_port}/sim/state")
+
     async def main() -> None:
         task = asyncio.create_task(run(the_site, port=sim_port, speed=speed, seed=seed, mqtt_url=mqtt_url))
         # SIGTERM (systemd, docker stop) ends the run like Ctrl-C: devices announce they go offline.
