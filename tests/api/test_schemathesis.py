@@ -35,6 +35,10 @@ EXCLUDED = [
     schemathesis.checks.ignored_auth,
     schemathesis.checks.allow_header_conformance,
     schemathesis.checks.positive_data_acceptance,
+    # Its negative cases may rest on a part the test replaces (the Authorization header carries a
+    # valid key) or a value the HTTP client normalises, so a correct 200 reads as "accepted bad
+    # data"; bad input is checked on purpose in test_api_live.py and tests/faults/test_input_validation.py.
+    schemathesis.checks.negative_data_rejection,
 ]
 
 
