@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -20,6 +21,7 @@ from tests.conftest import DEMO_SITE
 
 TZ = ZoneInfo("Asia/Shanghai")
 WORKDAY_10AM = datetime(2026, 7, 15, 10, 0, tzinfo=TZ)  # a Wednesday in July
+LINE_LIMIT = 1 << 20  # mosquitto_sub -v lines (topic and payload) kept whole up to this size
 
 
 @pytest.fixture(scope="session")
@@ -130,7 +132,7 @@ class Watch:
         probe = f"probe/{uuid.uuid4().hex}"
         args = [a for t in (*topics, probe) for a in ("-t", t)]
         self._proc = await asyncio.create_subprocess_exec(
-            "mosquitto_sub", "-p", str(self.port), "-v", *args, stdout=asyncio.subprocess.PIPE
+            "mosquitto_sub", "-p", str(self.port), "-v", *args, stdout=asyncio.subprocess.PIPE, limit=LINE_LIMIT
         )
         self._reader = asyncio.create_task(self._read())
         deadline = time.monotonic() + 10
@@ -141,9 +143,22 @@ class Watch:
         return self
 
     async def _read(self) -> None:
+        """Keep every line until mosquitto_sub's stdout ends.
+
+        The reader must outlive any payload (bytes that are not UTF-8, an over-long line): if it
+        stopped, the pipe would fill, never reach EOF, and waiting for the process would hang.
+        """
         assert self._proc is not None and self._proc.stdout is not None
-        async for raw in self._proc.stdout:
-            topic, _, payload = raw.decode().rstrip("\n").partition(" ")
+        stdout = self._proc.stdout
+        while True:
+            try:
+                raw = await stdout.readline()
+            except ValueError:  # a line over LINE_LIMIT: dropped by the stream, reading goes on
+                self.lines.append(("", "<over-long line>"))
+                continue
+            if not raw:
+                return
+            topic, _, payload = raw.decode(errors="replace").rstrip("\n").partition(" ")
             self.lines.append((topic, payload))
 
     async def expect(self, topic: str, check: Callable[[str], bool] = lambda _p: True, timeout_s: float = 10) -> str:
@@ -160,12 +175,21 @@ class Watch:
         self.lines.clear()
 
     async def stop(self) -> None:
-        """Unsubscribe."""
-        if self._proc is not None and self._proc.returncode is None:
-            self._proc.terminate()
-            await self._proc.wait()
+        """Unsubscribe: end mosquitto_sub, read its output to the end, reap it (killed if it lingers)."""
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
         if self._reader is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._reader), 5)
             self._reader.cancel()
+        if proc is not None:
+            try:
+                await asyncio.wait_for(proc.wait(), 5)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
 
 
 def json_has(**expected: Any) -> Callable[[str], bool]:
