@@ -67,6 +67,9 @@ class Simulation:
         self._http: _Server | None = None
         self._http_task: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
+        # Set when the world is changed from outside (a fault, a room held): the devices report at
+        # once, as real ones do on a change, instead of at the next tick.
+        self._nudge = asyncio.Event()
 
     async def __aenter__(self) -> Simulation:
         """Start the Modbus servers, connect the MQTT devices, open the control API, start the clock."""
@@ -138,7 +141,9 @@ class Simulation:
         last = loop.time()
         owed_s = 0.0
         while True:
-            await asyncio.sleep(TICK_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._nudge.wait(), TICK_S)
+            self._nudge.clear()
             now = loop.time()
             owed_s += min(now - last, MAX_LAG_S) * self.speed
             last = now
@@ -163,10 +168,12 @@ class Simulation:
     def fault(self, name: str, target: str, **params: float) -> None:
         """Inject a fault (POST /sim/faults)."""
         self.world.fault(name, target, **params)
+        self._nudge.set()
 
     def clear_faults(self) -> None:
         """Clear every fault and restore every source (DELETE /sim/faults)."""
         self.world.clear_faults()
+        self._nudge.set()
 
     def set_room(self, room_id: str, **fields: Any) -> None:
         """Hold room fields (POST /sim/rooms/{room}); raises pydantic.ValidationError for bad fields."""
@@ -181,10 +188,12 @@ class Simulation:
             door_open=override.door_open,
             plugs=override.plugs,
         )
+        self._nudge.set()
 
     def release_room(self, room_id: str) -> None:
         """Hand a room back to its model (DELETE /sim/rooms/{room})."""
         self.world.release_room(room_id)
+        self._nudge.set()
 
 
 async def run(site: Site, *, port: int = 8100, speed: float = 1.0, seed: int = 0, mqtt_url: str | None = None) -> None:
