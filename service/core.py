@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from drivers.profiles import ModbusProfile, load_profile
 from drivers.types import DeviceStatus, Quality, Reading
@@ -46,7 +47,15 @@ EVALUATE_BATCH = 20  # subjects (rooms, SUPPLY, devices)
 VIEW_PUBLISH_S = 1.0
 SERVICE_LINE_S = 10.0
 DROP_ALARM_HOLD = timedelta(minutes=10)
+# Rollup minutes and energy intervals the store could not take are kept and written with the next
+# flush (upserts: writing one twice is harmless), up to this many of each; beyond, the oldest go.
+UNSAVED_MAX = 100_000
+STOP_GRACE_S = 15.0  # how long stop() lets a loop finish a store write before cancelling it
 METER_ENERGY_POINTS = ("import_energy", "energy")
+
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 
 @dataclass(slots=True)
@@ -95,6 +104,14 @@ def _numeric(value: object) -> float | None:
     if isinstance(value, int | float) and math.isfinite(value):
         return float(value)
     return None
+
+
+def _keep_newest(rows: dict[_K, _V], what: str) -> dict[_K, _V]:
+    """Rows to retry, the newest UNSAVED_MAX of them (dicts keep insertion order: oldest first)."""
+    if len(rows) <= UNSAVED_MAX:
+        return rows
+    log.error("the store is away: %d %s dropped, the oldest", len(rows) - UNSAVED_MAX, what)
+    return dict(list(rows.items())[-UNSAVED_MAX:])
 
 
 def stored_to_alarm(a: StoredAlarm) -> EngineAlarm:
@@ -168,6 +185,9 @@ class Core:
         self._finished_rollups: list[tuple[tuple[str, str], _Acc]] = []
         self._flushed_minute: dict[tuple[str, str], datetime] = {}
         self._finished_energy: list[EnergyChunk] = []
+        self._unsaved_rollups: dict[tuple[str, str, datetime], Rollup] = {}
+        self._unsaved_energy: dict[tuple[str, datetime], EnergyInterval] = {}
+        self._stopping = asyncio.Event()
         self._tags = {d.id: self._tags_of(d.id) for d in site.devices}
         self._meters = self._energy_meters()
         self._tasks: list[asyncio.Task[None]] = []
@@ -219,12 +239,20 @@ class Core:
         ]
 
     async def stop(self) -> None:
-        """Stop the loops and write what is buffered."""
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        """Stop the loops and write what is buffered.
+
+        The loops are asked to stop and finish what they are doing: cancelling one inside a store
+        write would lose that write's rows. One that takes longer than STOP_GRACE_S is cancelled.
+        """
+        self._stopping.set()
+        self._wake.set()
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=STOP_GRACE_S)
+            for t in late:
+                t.cancel()
+            for t in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
         self._tasks = []
         if self._pending:
             touched = self._apply(self._drain(len(self._pending)))
@@ -253,6 +281,8 @@ class Core:
         next_round = -math.inf
         while True:
             await self._wake.wait()
+            if self._stopping.is_set():
+                return  # stop() takes what is pending
             wait_s = next_round - loop.time()
             if wait_s > 0:
                 await asyncio.sleep(wait_s)
@@ -437,8 +467,11 @@ class Core:
     # -- periodic -------------------------------------------------------------------------
 
     async def _tick_loop(self) -> None:
-        while True:
-            await asyncio.sleep(TICK_S)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), TICK_S)
+            if self._stopping.is_set():
+                return
             try:
                 await self.tick()
             except Exception:
@@ -477,14 +510,15 @@ class Core:
             if force or acc.minute < now_minute:
                 done.append((key, acc))
                 del self._rollups[key]
-        if not done:
+        if not done and not self._unsaved_rollups:
             return
         for key, acc in done:
             self._flushed_minute[key] = max(acc.minute, self._flushed_minute.get(key, acc.minute))
-        rows = [
-            Rollup(
-                device=k[0],
-                point=k[1],
+        rows = self._unsaved_rollups
+        for (device, point), a in done:
+            rows[(device, point, a.minute)] = Rollup(
+                device=device,
+                point=point,
                 minute=a.minute,
                 min=a.min,
                 max=a.max,
@@ -492,22 +526,23 @@ class Core:
                 last=a.last,
                 count=a.count,
             )
-            for k, a in done
-        ]
+        self._unsaved_rollups = {}
         try:
-            await self.store.upsert_rollups(rows)
+            await self.store.upsert_rollups(list(rows.values()))
         except Exception:
             self.stats.store_errors += 1
-            log.exception("could not store %d rollups", len(rows))
+            self._unsaved_rollups = _keep_newest(rows, "rollup minutes")
+            log.exception("could not store %d rollups; kept for the next flush", len(rows))
 
     async def _flush_energy(self, force: bool = False) -> None:
         if force:
             for _, tracker in self._meters.values():
                 self._finished_energy.extend(tracker.flush())
         done, self._finished_energy = self._finished_energy, []
-        if not done or self.site.tariff is None:
+        if (not done and not self._unsaved_energy) or self.site.tariff is None:
             return
-        rows = []
+        rows = self._unsaved_energy
+        self._unsaved_energy = {}
         lines = []
         for iv in done:
             parts = price(iv, self.site.tariff, self.calendar)
@@ -517,16 +552,14 @@ class Core:
             tags = self._tags.get(main.meter, {})
             kwh = sum(p.kwh for p in parts)
             cost = sum(p.cost for p in parts)
-            rows.append(
-                EnergyInterval(
-                    meter=main.meter,
-                    start=main.start,
-                    kwh=kwh,
-                    band=main.band,
-                    cost=cost,
-                    after_hours=main.after_hours,
-                    department=tags.get("department") if "room" not in tags else None,
-                )
+            rows[(main.meter, main.start)] = EnergyInterval(
+                meter=main.meter,
+                start=main.start,
+                kwh=kwh,
+                band=main.band,
+                cost=cost,
+                after_hours=main.after_hours,
+                department=tags.get("department") if "room" not in tags else None,
             )
             lines.append(
                 energy_line(
@@ -542,10 +575,11 @@ class Core:
                 )
             )
         try:
-            await self.store.upsert_energy(rows)
+            await self.store.upsert_energy(list(rows.values()))
         except Exception:
             self.stats.store_errors += 1
-            log.exception("could not store %d energy intervals", len(rows))
+            self._unsaved_energy = _keep_newest(rows, "energy intervals")
+            log.exception("could not store %d energy intervals; kept for the next flush", len(rows))
         if self.sink is not None and lines:
             self.sink.put_many(lines)
 

@@ -279,3 +279,49 @@ async def test_departments_reconcile_with_site_meters_over_a_simulated_day(site:
             assert any(d.top_rooms for d in report.departments)
     finally:
         await rollups.close()
+
+
+async def test_rows_the_store_refused_are_written_at_the_next_flush(
+    site: Site, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store away for a while loses no rollup minute and no energy interval: they are kept and
+    written with the next flush."""
+    start = datetime(2026, 4, 1, 9, 0, tzinfo=TZ).astimezone(UTC)
+    clock = ManualClock(start)
+    core = Core(site, store=store, clock=clock, events=EventBus(), metrics=Metrics())
+    meter = next(d.id for d in site.devices if d.profile == "sdm630")
+    real_rollups, real_energy = store.upsert_rollups, store.upsert_energy
+    away = True
+
+    async def refuse_rollups(rows: list[Rollup]) -> None:
+        if away:
+            raise ConnectionError("store away")
+        await real_rollups(rows)
+
+    async def refuse_energy(rows: list[EnergyInterval]) -> None:
+        if away:
+            raise ConnectionError("store away")
+        await real_energy(rows)
+
+    monkeypatch.setattr(store, "upsert_rollups", refuse_rollups)
+    monkeypatch.setattr(store, "upsert_energy", refuse_energy)
+    kwh = 1000.0
+    for minute in range(0, 61, 5):  # an hour of readings: four 15-minute intervals, 12 minutes of rollups
+        at = start + timedelta(minutes=minute)
+        clock.set(at)
+        kwh += 2.5
+        core.emit([Reading(device=meter, point="import_energy", value=kwh, unit="kWh", ts=at)])
+        core._apply(core._drain(len(core._pending)))
+        await core._flush_rollups()
+        await core._flush_energy()
+    assert core.stats.store_errors > 0
+    assert await store.telemetry(meter, "import_energy", start, start + timedelta(hours=2)) == []
+    away = False
+    clock.set(start + timedelta(minutes=62))
+    await core._flush_rollups()
+    await core._flush_energy()
+    minutes = await store.telemetry(meter, "import_energy", start, start + timedelta(hours=2))
+    assert [r.minute for r in minutes] == [start + timedelta(minutes=m) for m in range(0, 61, 5)]
+    intervals = await store.energy_intervals(start, start + timedelta(hours=2), meter=meter)
+    assert [i.start for i in intervals] == [start + timedelta(minutes=m) for m in (0, 15, 30, 45)]
+    assert sum(i.kwh for i in intervals) == pytest.approx(30.0)
