@@ -196,9 +196,12 @@ def create_app(
         version="0.1.0",
         summary="Power monitoring and control for an important power customer's office site",
         lifespan=lifespan,
+        # FastAPI's native OpenTelemetry asks the global providers on every request; wattkeeper
+        # exports its own Prometheus metrics (/metrics), so it is on only when asked for.
+        telemetry=None if settings.otel else {"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = svc
-    install(app)
+    install(app, max_body=settings.max_body_bytes)
     return app
 
 

@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     http_port: int = Field(8000, ge=1, le=65535)
     sim_port: int = Field(8100, ge=1, le=65535)
     data_dir: Path = Path("./var")
+    # FastAPI's native OpenTelemetry (tracing, metrics, logs through the global providers).
+    otel: bool = False
+    # Largest request body the API reads; a larger one is answered 413 before it is parsed.
+    max_body_bytes: int = Field(1_048_576, ge=1024)
 
     @field_validator("api_keys", mode="before")
     @classmethod

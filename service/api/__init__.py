@@ -8,7 +8,8 @@ from urllib.parse import parse_qsl
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api import openapi
 from service.api.routes import ROUTERS
@@ -32,15 +33,32 @@ async def _value_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=400)
 
 
-class SingleQueryValues:
-    """Refuse a query parameter given more than once: every parameter of this API takes one value,
-    and silently using the last of several would hide a caller's mistake."""
+class _TooLarge(HTTPException):
+    """The request body grew past the limit while being read (an HTTPException, so that the body
+    parser passes it on and the API's handler answers it, JSON with a reason, like any other 4xx)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, limit: int) -> None:
+        super().__init__(status_code=413, detail=f"request body larger than {limit} bytes")
+
+
+class RequestChecks:
+    """Checks every request passes before routing, in one cheap ASGI layer:
+
+    - a query parameter given more than once is refused (422): every parameter of this API takes
+      one value, and silently using the last of several would hide a caller's mistake;
+    - a body larger than `max_body` bytes is refused (413) by its Content-Length before it is read,
+      or, sent chunked, as soon as it grows past the limit; nothing of it is parsed.
+    """
+
+    def __init__(self, app: ASGIApp, max_body: int) -> None:
         self.app = app
+        self.max_body = max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("query_string"):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope.get("query_string"):
             seen: set[str] = set()
             for key, _ in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True):
                 if key in seen:
@@ -49,12 +67,52 @@ class SingleQueryValues:
                     await JSONResponse(body, status_code=422)(scope, receive, send)
                     return
                 seen.add(key)
-        await self.app(scope, receive, send)
+        length: int | None = None
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = int(value) if value.isdigit() else None
+            elif name == b"transfer-encoding":
+                chunked = True
+        if length is None and not chunked:
+            await self.app(scope, receive, send)  # no body
+            return
+        if length is not None and length > self.max_body:
+            await self._refuse(scope, receive, send)
+            return
+        got = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal got
+            message = await receive()
+            if message["type"] == "http.request":
+                got += len(message.get("body", b""))
+                if got > self.max_body:
+                    raise _TooLarge(self.max_body)
+            return message
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, watched_send)
+        except _TooLarge:
+            if started:
+                raise
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        detail = f"request body larger than {self.max_body} bytes"
+        body = {"detail": detail, "errors": [{"where": "body", "problem": "too large"}]}
+        await JSONResponse(body, status_code=413, headers={"Connection": "close"})(scope, receive, send)
 
 
-def install(app: FastAPI) -> None:
-    """Add every router and the error handlers."""
-    app.add_middleware(SingleQueryValues)
+def install(app: FastAPI, *, max_body: int) -> None:
+    """Add every router, the request checks and the error handlers."""
+    app.add_middleware(RequestChecks, max_body=max_body)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ValueError, _value_error)
     # A number too large for the database (e.g. an offset of 10**30) is bad input, not a crash.

@@ -66,6 +66,12 @@ class KeyCache:
         self._failed.setdefault(client, deque()).append(time.monotonic())
 
 
+def services(request: Request) -> Services:
+    """The running services of this app, for routes that take the request itself."""
+    svc: Services = request.app.state.services
+    return svc
+
+
 async def get_services(request: Request) -> Services:
     """The running services of this app (async: a plain def would cost a worker-thread hop per request)."""
     svc: Services = request.app.state.services
@@ -79,7 +85,7 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-async def get_principal(request: Request, svc: ServicesDep) -> Principal:
+async def get_principal(request: Request, svc: Services) -> Principal:
     """The caller, from `Authorization: Bearer <key>` or else the dashboard's session cookie;
     401 without a valid key or session, 429 after repeated failures."""
     cache: KeyCache = svc.extras.setdefault("key_cache", KeyCache())
@@ -128,10 +134,16 @@ def _public_id(token: str) -> str:
     return key_id(token)
 
 
-def require(role: Role) -> Callable[[Principal], Awaitable[Principal]]:
-    """A dependency admitting callers of at least `role`."""
+def require(role: Role) -> Callable[[Request], Awaitable[Principal]]:
+    """A dependency admitting callers of at least `role`.
 
-    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    One dependency rather than a chain (services -> principal -> role): FastAPI resolves every
+    dependency of every request anew, and on the small, often polled live views the resolving
+    took longer than the answer.
+    """
+
+    async def check(request: Request) -> Principal:
+        principal = await get_principal(request, request.app.state.services)
         if RANK[principal.role] < RANK[role]:
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"this needs the {role} role; your key is {principal.role}")
         return principal

@@ -7,6 +7,7 @@ input goes to the running service over HTTP.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -198,3 +199,29 @@ async def test_hostile_api_input_is_refused_with_a_clear_error(api: RunningServi
     assert server_errors == {}, server_errors
     assert vague == {}, vague
     assert still_up == 200
+
+
+async def test_a_body_over_the_limit_is_refused_before_it_is_read(api: RunningService) -> None:
+    """WATTKEEPER_MAX_BODY_BYTES (1 MiB): a larger body gets 413 with a reason, whether its
+    Content-Length says so or it arrives chunked; a body within the limit is read as usual."""
+    limit = api.services.settings.max_body_bytes
+    reason = "r" * (limit + 1)
+    body = {"room": "r2119", "until": "2099-01-01T00:00:00+08:00", "reason": reason}
+
+    async def chunked() -> AsyncIterator[bytes]:
+        payload = json.dumps(body).encode()
+        for i in range(0, len(payload), 65536):
+            yield payload[i : i + 65536]
+
+    async with api.client("operator", timeout=60) as c:
+        sized = await c.post("/api/overrides", json=body)
+        streamed = await c.post(
+            "/api/overrides", content=chunked(), headers={**c.headers, "content-type": "application/json"}
+        )
+        within = await c.post("/api/overrides", json={**body, "reason": "r" * 100, "room": "no-such-room"})
+        assert (await c.get("/healthz")).status_code == 200
+    for r in (sized, streamed):
+        assert r.status_code == 413, r.text[:200]
+        assert f"larger than {limit} bytes" in r.json()["detail"]
+    assert within.status_code in (400, 404, 422), within.text[:200]
+    assert "no-such-room" in within.text
