@@ -90,12 +90,20 @@ class DeviceStats:
         return DeviceStatus(device=self.device, online=online, ts=ts, reason=reason)
 
     def counter_delta(
-        self, point: str, value: float, unit: str, ts: datetime, source_s: float | None = None
+        self,
+        point: str,
+        value: float,
+        unit: str,
+        ts: datetime,
+        source_s: float | None = None,
+        *,
+        resolution: float = 0.0,
     ) -> Reading:
-        """The `<point>_delta` reading that follows a good counter reading taken at `ts`."""
+        """The `<point>_delta` reading that follows a good counter reading taken at `ts`
+        (`resolution`: the counter's smallest step, one register count)."""
         counter = self.counters.get(point)
         if counter is None:
-            counter = self.counters[point] = EnergyCounter.for_unit(unit, self.rated_kw)
+            counter = self.counters[point] = EnergyCounter.for_unit(unit, self.rated_kw, resolution)
         step = counter.update(value, ts.timestamp(), source_s)
         if step.outcome == "rejected":
             log.warning(

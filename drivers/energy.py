@@ -9,7 +9,8 @@ from typing import Literal
 ENERGY_UNITS: dict[str, float] = {"Wh": 1000.0, "kWh": 1.0, "MWh": 0.001}
 # A counter step may exceed rated power x elapsed time by this factor (meters round, clocks jitter)...
 RATE_MARGIN = 1.25
-# ...plus this much energy in kWh, so a one-digit step on a quiet load is never called absurd.
+# ...plus this much energy in kWh, or one count of the counter if that is more: a one-digit step
+# on a quiet load, or a 0.1 kWh register's one count within a short poll, is never called absurd.
 SLACK_KWH = 0.01
 
 Outcome = Literal["first", "ok", "reset", "rejected"]
@@ -45,12 +46,13 @@ class EnergyCounter:
     resets: int = 0
 
     @classmethod
-    def for_unit(cls, unit: str, rated_kw: float | None) -> EnergyCounter:
-        """A counter in `unit` on a device rated `rated_kw` (no rate check for non-energy units)."""
+    def for_unit(cls, unit: str, rated_kw: float | None, resolution: float = 0.0) -> EnergyCounter:
+        """A counter in `unit` on a device rated `rated_kw` (no rate check for non-energy units);
+        `resolution` is the counter's smallest step in `unit` (one register count), 0 if fine."""
         per_kwh = ENERGY_UNITS.get(unit)
         if per_kwh is None or rated_kw is None:
             return cls(max_per_h=None)
-        return cls(max_per_h=rated_kw * per_kwh, slack=SLACK_KWH * per_kwh)
+        return cls(max_per_h=rated_kw * per_kwh, slack=max(SLACK_KWH * per_kwh, resolution))
 
     def update(self, value: float, at_s: float, source_s: float | None = None) -> CounterStep:
         """Take a good reading `value` received at `at_s` (epoch seconds).

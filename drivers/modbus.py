@@ -166,6 +166,7 @@ class _Slot:
     codec: PointCodec
     unit: str
     counter: bool
+    resolution: float
 
 
 class ModbusDevice:
@@ -191,7 +192,13 @@ class ModbusDevice:
         for block in plan_blocks(self._polled, max_block=max_block, max_gap=max_gap):
             slots = [
                 _Slot(
-                    p.name, p.address - block.address, p.count, codec_for(self.profile, p), p.unit, p.kind == "counter"
+                    p.name,
+                    p.address - block.address,
+                    p.count,
+                    codec_for(self.profile, p),
+                    p.unit,
+                    p.kind == "counter",
+                    p.resolution,
                 )
                 for p in block.points
             ]
@@ -306,7 +313,9 @@ class Coordinator:
                     value = slot.codec.decode(regs[slot.offset : slot.offset + slot.count])[0]
                 events.append(reading(stats, slot.name, value, slot.unit, ts))
                 if slot.counter and value is not None:
-                    events.append(stats.counter_delta(slot.name, float(value), slot.unit, ts))
+                    events.append(
+                        stats.counter_delta(slot.name, float(value), slot.unit, ts, resolution=slot.resolution)
+                    )
         if events:
             self.ctx.emit(events)
 

@@ -265,7 +265,9 @@ class MqttDriver:
             dev.latest[name] = value
             events.append(reading(stats, name, value, point.unit, now))
             if point.kind == "counter" and isinstance(value, int | float):
-                events.append(stats.counter_delta(name, float(value), point.unit, now, order))
+                events.append(
+                    stats.counter_delta(name, float(value), point.unit, now, order, resolution=point.resolution)
+                )
         for name in (*parsed.unavailable, *parsed.implausible):
             events.append(reading(stats, name, None, profile.point(name).unit, now))
         if events:

@@ -224,7 +224,9 @@ class Core:
             names = {p.name: p for p in profile.points}
             for point in METER_ENERGY_POINTS:
                 if point in names and names[point].unit in ("kWh", "Wh"):
-                    out[d.id] = (point, CounterTracker(d.id, unit=names[point].unit, rated_kw=d.rated_kw))
+                    p = names[point]
+                    tracker = CounterTracker(d.id, unit=p.unit, rated_kw=d.rated_kw, resolution=p.resolution)
+                    out[d.id] = (point, tracker)
                     break
         return out
 

@@ -77,12 +77,14 @@ def split_15m(start: datetime, end: datetime, kwh: float) -> list[tuple[datetime
 class CounterTracker:
     """Quarter-hour energy of one meter, fed its energy-counter readings in time order."""
 
-    def __init__(self, meter: str, *, unit: str = "kWh", rated_kw: float | None = None) -> None:
+    def __init__(
+        self, meter: str, *, unit: str = "kWh", rated_kw: float | None = None, resolution: float = 0.0
+    ) -> None:
         if unit not in ENERGY_UNITS:
             raise ValueError(f"'{unit}' is not an energy unit ({', '.join(ENERGY_UNITS)})")
         self.meter = meter
         self._per_kwh = ENERGY_UNITS[unit]
-        self._counter = EnergyCounter.for_unit(unit, rated_kw)
+        self._counter = EnergyCounter.for_unit(unit, rated_kw, resolution)
         self._last: datetime | None = None
         self._open: dict[datetime, tuple[float, float]] = {}  # quarter start -> (kWh, seconds covered)
 

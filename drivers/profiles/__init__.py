@@ -72,6 +72,11 @@ class ModbusPoint(_Strict):
         return REGISTER_COUNT[self.type]
 
     @property
+    def resolution(self) -> float:
+        """The smallest step an integer register can show (one count, in the point's unit); 0 for floats."""
+        return 0.0 if self.type.startswith("float") else abs(self.scale)
+
+    @property
     def polled(self) -> bool:
         """Whether the engine reads this point every poll (control keys are write-only)."""
         return self.write_as != "complement_pair"
@@ -170,6 +175,11 @@ class MqttPoint(_Strict):
     min: float | None = None
     max: float | None = None
     description: str = ""
+
+    @property
+    def resolution(self) -> float:
+        """The smallest step an int point can show (one count, in the point's unit); 0 otherwise."""
+        return abs(self.scale) if self.type == "int" else 0.0
 
     @model_validator(mode="after")
     def _consistent(self) -> MqttPoint:

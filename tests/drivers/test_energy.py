@@ -53,6 +53,19 @@ def test_limit_is_rated_power_times_elapsed_time_with_margin() -> None:
     assert counter.rejected == 1
 
 
+def test_one_count_of_a_coarse_counter_is_always_plausible() -> None:
+    # A genset's 0.1 kWh register polled every 0.5 s: at rated 250 kW a poll covers 0.035 kWh, yet
+    # the register moves a whole count at a time. One count passes; two counts in 0.5 s do not.
+    counter = EnergyCounter.for_unit("kWh", rated_kw=250, resolution=0.1)
+    counter.update(1693.5, 0.0)
+    assert [counter.update(1693.5 + 0.1 * n, 0.5 * n * 3).outcome for n in range(1, 5)] == ["ok"] * 4
+    assert counter.total == pytest.approx(0.4)
+    assert counter.update(1694.1, 6.5).outcome == "rejected"  # 0.2 kWh in 0.5 s is 1,440 kW
+    fine = EnergyCounter.for_unit("kWh", rated_kw=250)
+    fine.update(1693.5, 0.0)
+    assert fine.update(1693.6, 0.5).outcome == "rejected"  # without the resolution it would be absurd
+
+
 def test_wh_counters_are_scaled() -> None:
     counter = EnergyCounter.for_unit("Wh", rated_kw=1.0)  # 1000 Wh per hour
     counter.update(0.0, 0.0)
