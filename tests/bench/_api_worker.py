@@ -28,6 +28,7 @@ REFRESH_S = 1.0
 
 async def snapshot(mqtt_url: str, out: Path, seconds: float = 8.0) -> None:
     """Every reading the demo site's simulators give the drivers within `seconds`."""
+    from drivers.base import DriverSettings
     from drivers.hub import DriverHub
     from drivers.types import Reading
     from simulators.runner import Simulation
@@ -41,7 +42,13 @@ async def snapshot(mqtt_url: str, out: Path, seconds: float = 8.0) -> None:
             if isinstance(e, Reading):
                 latest[(e.device, e.point)] = e
 
-    hub = DriverHub(site.devices, mqtt_url=mqtt_url, emit=keep, client_id=f"bench-snap-{time.time_ns()}")
+    hub = DriverHub(
+        site.devices,
+        mqtt_url=mqtt_url,
+        emit=keep,
+        client_id=f"bench-snap-{time.time_ns()}",
+        settings=DriverSettings(device_timezone=site.site.timezone),  # as the service sets it
+    )
     async with Simulation(site, control_port=None, speed=1.0, seed=7), hub:
         await asyncio.sleep(seconds)
     rows = [

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
 
+from drivers.base import DriverSettings
 from drivers.hub import DriverHub
 from service.app import build_services, start_services, stop_services
 from service.settings import Settings
@@ -110,7 +111,14 @@ async def record(site: Site, mqtt_url: str, workdir: Path) -> Recording:
     sink = CollectingSink()
     svc.core.sink = sink  # type: ignore[assignment]
     svc.core.state = LiveState(site, stale_polls=math.ceil(3 * SPEED))
-    hub = DriverHub(site.devices, mqtt_url=mqtt_url, emit=svc.core.emit, client_id="wattkeeper-boards", clock=clock.now)
+    hub = DriverHub(
+        site.devices,
+        mqtt_url=mqtt_url,
+        emit=svc.core.emit,
+        client_id="wattkeeper-boards",
+        clock=clock.now,
+        settings=DriverSettings(device_timezone=site.site.timezone),  # as the service sets it
+    )
     svc.hub = hub
 
     def alarms(active: bool) -> set[tuple[str, str]]:
