@@ -60,7 +60,8 @@ def run() -> list[dict[str, Any]]:
         delay = ms["report_delay_s"]
         print(
             f"   heater plugged in -> the simulated plug's report on the broker: "
-            f"p50 {median(delay):.0f} ms, p99 {percentile(delay, 99):.0f} ms (a simulated device reports a change at once)",
+            f"p50 {median(delay):.0f} ms, p99 {percentile(delay, 99):.0f} ms "
+            "(a simulated device reports a change at once)",
             flush=True,
         )
     rows = [
