@@ -51,6 +51,10 @@ async def test_devices_state_rooms_supply(live: Live) -> None:
         rooms = (await c.get("/api/rooms")).json()
         assert [r["id"] for r in rooms] == [r.id for r in site.rooms]
         assert all(set(r) >= ROOM_KEYS for r in rooms)
+        paged = await c.get("/api/rooms", params={"limit": 2, "offset": 1})
+        assert [r["id"] for r in paged.json()] == [r["id"] for r in rooms][1:3]
+        assert paged.headers["x-total-count"] == str(len(rooms))
+        assert [r["id"] for r in (await c.get("/api/rooms")).json()] == [r["id"] for r in rooms]
         # Sensors report on change (and once a minute): flip what the room is doing now.
         before = live.sim.state()["rooms"]["r2119"]
         occupied, lights = not before["occupied"], not before["lights_on"]

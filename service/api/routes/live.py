@@ -39,16 +39,37 @@ def json_page(items: list[dict[str, object]], limit: int, offset: int) -> Respon
     return Response(body, media_type="application/json", headers={"X-Total-Count": str(len(items))})
 
 
-def room_dicts(svc: Services) -> list[dict[str, object]]:
-    """Every room as GET /api/rooms shows it."""
-    now = svc.clock.now()
-    out = []
-    for view in svc.core.state.rooms(now):
-        d = view.to_dict()
-        until = svc.core.overrides.get(view.id)
-        d["override_until"] = until
-        out.append(d)
-    return out
+class _RoomsAnswer:
+    """The last /api/rooms body, kept while the room views it was made of are the live state's.
+
+    Room views are immutable and the live state keeps each until its room changes or a value in it
+    goes stale, and overrides are replaced, never changed in place; so while every view (and the
+    overrides) is the very same object, the JSON is the same too.
+    """
+
+    __slots__ = ("body", "overrides", "page", "total", "views")
+
+    def __init__(self) -> None:
+        self.views: tuple[object, ...] = ()
+        self.overrides: object = None
+        self.page = (0, 0)
+        self.body = b""
+        self.total = 0
+
+    def answer(self, svc: Services, limit: int, offset: int) -> Response:
+        views = tuple(svc.core.state.rooms(svc.clock.now()))
+        overrides = svc.core.overrides
+        same = (
+            overrides is self.overrides
+            and self.page == (limit, offset)
+            and len(views) == len(self.views)
+            and all(a is b for a, b in zip(views, self.views, strict=True))
+        )
+        if not same:
+            items = [{**v.to_dict(), "override_until": overrides.get(v.id)} for v in views]
+            self.body = orjson.dumps(items[offset : offset + limit], option=orjson.OPT_UTC_Z)
+            self.views, self.overrides, self.page, self.total = views, overrides, (limit, offset), len(items)
+        return Response(self.body, media_type="application/json", headers={"X-Total-Count": str(self.total)})
 
 
 @router.get("/devices", response_model=list[DeviceOut], summary="Devices and their link state")
@@ -76,7 +97,12 @@ async def state(
 @router.get("/rooms", response_model=list[RoomOut], summary="Rooms now")
 async def rooms(request: Request, _: Viewer, limit: Limit = 1000, offset: Offset = 0) -> Response:
     """Occupancy, lights, temperature, AC, plug power and override of every room."""
-    return json_page(room_dicts(services(request)), limit, offset)
+    svc = services(request)
+    cache = svc.extras.get("rooms_answer")
+    if cache is None:
+        cache = svc.extras["rooms_answer"] = _RoomsAnswer()
+    assert isinstance(cache, _RoomsAnswer)
+    return cache.answer(svc, limit, offset)
 
 
 @router.get("/supply", response_model=SupplyOut, summary="Sources, transfer switches, generators, load")
