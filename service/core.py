@@ -232,6 +232,7 @@ class Core:
 
     async def start(self) -> None:
         """Restore alarms from the store, then start the loops."""
+        self._stopping.clear()
         stored = await self.store.load_alarms()
         restored = self.engine.restore(stored_to_alarm(a) for a in stored)
         await self._handle(restored)

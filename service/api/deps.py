@@ -74,8 +74,7 @@ def services(request: Request) -> Services:
 
 async def get_services(request: Request) -> Services:
     """The running services of this app (async: a plain def would cost a worker-thread hop per request)."""
-    svc: Services = request.app.state.services
-    return svc
+    return services(request)
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
@@ -143,7 +142,7 @@ def require(role: Role) -> Callable[[Request], Awaitable[Principal]]:
     """
 
     async def check(request: Request) -> Principal:
-        principal = await get_principal(request, request.app.state.services)
+        principal = await get_principal(request, services(request))
         if RANK[principal.role] < RANK[role]:
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"this needs the {role} role; your key is {principal.role}")
         return principal

@@ -35,8 +35,11 @@ def json_page(items: list[dict[str, object]], limit: int, offset: int) -> Respon
     model's shape already, and checking them against it again took most of a request's time. The
     JSON is what FastAPI would write (orjson, UTC datetimes with Z, as pydantic writes them).
     """
-    body = orjson.dumps(items[offset : offset + limit], option=orjson.OPT_UTC_Z)
-    return Response(body, media_type="application/json", headers={"X-Total-Count": str(len(items))})
+    return _json_response(orjson.dumps(items[offset : offset + limit], option=orjson.OPT_UTC_Z), len(items))
+
+
+def _json_response(body: bytes, total: int) -> Response:
+    return Response(body, media_type="application/json", headers={"X-Total-Count": str(total)})
 
 
 class _RoomsAnswer:
@@ -69,7 +72,7 @@ class _RoomsAnswer:
             items = [{**v.to_dict(), "override_until": overrides.get(v.id)} for v in views]
             self.body = orjson.dumps(items[offset : offset + limit], option=orjson.OPT_UTC_Z)
             self.views, self.overrides, self.page, self.total = views, overrides, (limit, offset), len(items)
-        return Response(self.body, media_type="application/json", headers={"X-Total-Count": str(self.total)})
+        return _json_response(self.body, self.total)
 
 
 @router.get("/devices", response_model=list[DeviceOut], summary="Devices and their link state")
