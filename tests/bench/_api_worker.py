@@ -21,7 +21,7 @@ from typing import Any
 
 import uvicorn
 
-from tests.bench._common import report
+from tests.bench._common import report, service_settings
 
 REFRESH_S = 1.0
 
@@ -63,19 +63,11 @@ def service(cfg: dict[str, Any]) -> None:
     """wattkeeper's app for the demo site, drivers off, the snapshot re-injected every REFRESH_S (as polls would)."""
     from drivers.types import Quality, Reading
     from service.app import create_app
-    from service.settings import Settings
     from tests.conftest import site_for_test
 
     site = site_for_test(cfg["mqtt_url"])
     work = Path(cfg["workdir"])
-    settings = Settings(
-        _env_file=None,
-        env="test",
-        database_url=f"sqlite:///{work}/wattkeeper.db",
-        data_dir=work / "var",
-        mqtt_url=site.mqtt.url,
-        api_keys={cfg["key"]: "viewer"},
-    )
+    settings = service_settings(work, site.mqtt.url, api_keys={cfg["key"]: "viewer"})
     app = create_app(site, settings, drivers=False)
     rows = json.loads(Path(cfg["snapshot"]).read_text())
     svc = app.state.services

@@ -23,7 +23,7 @@ from typing import Any
 import aiomqtt
 import uvloop
 
-from tests.bench._common import report
+from tests.bench._common import report, service_settings
 
 
 def _cpu_s() -> float:
@@ -60,21 +60,12 @@ async def baseline(cfg: dict[str, Any]) -> dict[str, Any]:
 async def candidate(cfg: dict[str, Any]) -> dict[str, Any]:
     """The stream through DriverHub -> Core; seconds from connect until the sentinel is in the live state."""
     from service.app import build_services, start_services, stop_services
-    from service.settings import Settings
     from service.site import load_site
     from tests.bench import _synthetic
 
     work = Path(cfg["workdir"])
     site = load_site(cfg["site"])
-    settings = Settings(
-        _env_file=None,
-        env="test",
-        database_url=f"sqlite:///{work}/wattkeeper.db",
-        data_dir=work / "var",
-        mqtt_url=site.mqtt.url,
-        influx_url=cfg["influx_url"],
-        influx_bucket="bench",
-    )
+    settings = service_settings(work, site.mqtt.url, cfg["influx_url"])
     svc = build_services(site, settings, drivers=True)
     # The hub exactly as the service builds it (its client id names this round's session), started on the clock.
     hub, svc.hub = svc.hub, None

@@ -31,7 +31,7 @@ from typing import Any
 import aiomqtt
 import uvloop
 
-from tests.bench._common import report, spawn
+from tests.bench._common import report, service_settings, spawn
 
 OFF_DELAY_S = 0.5
 PLUG, ROOM = "r2119-plug", "r2119"
@@ -93,7 +93,6 @@ async def broker_round_trips(port: int, count: int) -> list[float]:
 async def measure(cfg: dict[str, Any]) -> dict[str, Any]:
     from service.alarms import DEFAULT_CONFIG
     from service.app import build_services, start_services, stop_services
-    from service.settings import Settings
     from simulators.runner import Simulation
     from tests.conftest import site_for_test
 
@@ -102,15 +101,7 @@ async def measure(cfg: dict[str, Any]) -> dict[str, Any]:
     rnd = random.Random(cfg.get("seed", 1))
     site = site_for_test(cfg["mqtt_url"])
     alarm_config = {k: replace(v, on_delay_s=0.0, off_delay_s=OFF_DELAY_S) for k, v in DEFAULT_CONFIG.items()}
-    settings = Settings(
-        _env_file=None,
-        env="test",
-        database_url=f"sqlite:///{work}/wattkeeper.db",
-        data_dir=work / "var",
-        mqtt_url=site.mqtt.url,
-        influx_url=cfg["influx_url"],
-        influx_bucket="bench",
-    )
+    settings = service_settings(work, site.mqtt.url, cfg["influx_url"])
     plug = site.device(PLUG)
     observer = Observer(cfg["port"], [f"{plug.topic}/status/switch:0"])
     if not await asyncio.to_thread(observer.ready.wait, 30):

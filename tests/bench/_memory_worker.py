@@ -23,7 +23,7 @@ import uvicorn
 import uvloop
 
 from drivers.types import Value
-from tests.bench._common import report
+from tests.bench._common import report, service_settings
 
 
 def status_kb(field: str) -> int:
@@ -59,21 +59,11 @@ async def run(cfg: dict[str, Any]) -> dict[str, Any]:
     from drivers.profiles import load_profile
     from drivers.types import Reading
     from service.app import create_app
-    from service.settings import Settings
     from service.site import load_site
 
     site = load_site(cfg["site"])
     work = Path(cfg["workdir"])
-    settings = Settings(
-        _env_file=None,
-        env="test",
-        database_url=f"sqlite:///{work}/wattkeeper.db",
-        data_dir=work / "var",
-        mqtt_url=site.mqtt.url,
-        influx_url=cfg["influx_url"],
-        influx_bucket="bench",
-        api_keys={cfg["key"]: "viewer"},
-    )
+    settings = service_settings(work, site.mqtt.url, cfg["influx_url"], api_keys={cfg["key"]: "viewer"})
     app = create_app(site, settings, drivers=False)
     core = app.state.services.core
     config = uvicorn.Config(app, host="127.0.0.1", port=cfg["port"], log_level="warning", access_log=False)
