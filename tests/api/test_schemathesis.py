@@ -11,6 +11,11 @@ Bounded: a few examples per operation. Left out, each for a reason:
   `Allow` names that route's methods only (GET and POST on one path are two routes);
 - `positive_data_acceptance`: schema-valid is not domain-valid here: a made-up alarm id is 404,
   start after end is 422.
+
+Generated headers that frame the HTTP message itself (`Content-Length`, `Transfer-Encoding`, ...)
+are dropped before the call: a malformed one is refused by the HTTP server (uvicorn's parser
+answers `400 Invalid HTTP request received.` in text/plain) before any route of the API runs, so it
+says nothing about the API's document.
 """
 
 from __future__ import annotations
@@ -62,10 +67,23 @@ def _document() -> dict[str, object]:
 schema = schemathesis.openapi.from_dict(_document()).exclude(path="/api/events").exclude(path="/login", method="POST")
 
 
+# Headers the HTTP server reads to frame or switch the connection, answered before the application.
+FRAMING_HEADERS = frozenset(
+    {"content-length", "transfer-encoding", "host", "connection", "upgrade", "expect", "te", "trailer"}
+)
+
+
+def _without_framing_headers(case: schemathesis.Case) -> None:
+    if case.headers:
+        for name in [name for name in case.headers if name.lower() in FRAMING_HEADERS]:
+            del case.headers[name]
+
+
 @schema.parametrize()
 @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms(case: schemathesis.Case, fuzzed: RunningService) -> None:
     """No 5xx; status, content type, headers and body as documented."""
+    _without_framing_headers(case)
     case.call_and_validate(
         base_url=fuzzed.url,
         headers={"Authorization": f"Bearer {fuzzed.keys['admin']}"},
