@@ -52,6 +52,11 @@ DROP_ALARM_HOLD = timedelta(minutes=10)
 UNSAVED_MAX = 100_000
 STOP_GRACE_S = 15.0  # how long stop() lets a loop finish a store write before cancelling it
 METER_ENERGY_POINTS = ("import_energy", "energy")
+# The meters' energy trackers are written to the store's service state at every stop and every
+# CHECKPOINT_S, and taken up again at start: the energy used while the service was away (or since
+# the last checkpoint before a crash) is counted from the counters, not lost.
+ENERGY_CHECKPOINT = "energy_counters"
+CHECKPOINT_S = 60.0
 
 
 _K = TypeVar("_K")
@@ -192,6 +197,7 @@ class Core:
         self._meters = self._energy_meters()
         self._tasks: list[asyncio.Task[None]] = []
         self._last_service_line: datetime | None = None
+        self._last_checkpoint: datetime | None = None
         # Set by the app: per-device reject counts from the drivers, read every tick.
         self.rejects_source: Callable[[], dict[str, int]] | None = None
 
@@ -233,6 +239,7 @@ class Core:
     async def start(self) -> None:
         """Restore alarms from the store, then start the loops."""
         self._stopping.clear()
+        await self._resume_energy()
         stored = await self.store.load_alarms()
         restored = self.engine.restore(stored_to_alarm(a) for a in stored)
         await self._handle(restored)
@@ -261,9 +268,11 @@ class Core:
             touched = self._apply(self._drain(len(self._pending)))
             with contextlib.suppress(Exception):
                 await self._evaluate(touched)
+        checkpoint = self._energy_checkpoint()  # before the flush closes the open quarter hours
         with contextlib.suppress(Exception):
             await self._flush_rollups(force=True)
             await self._flush_energy(force=True)
+        await self._save_checkpoint(checkpoint, self.clock.now())
 
     # -- input ----------------------------------------------------------------------------
 
@@ -490,6 +499,8 @@ class Core:
         self._publish_views(now)
         await self._flush_rollups()
         await self._flush_energy()
+        if self._last_checkpoint is None or (now - self._last_checkpoint).total_seconds() >= CHECKPOINT_S:
+            await self._save_checkpoint(self._energy_checkpoint(), now)
         self._update_gauges(now)
 
     def _publish_views(self, now: datetime) -> None:
@@ -585,6 +596,50 @@ class Core:
             log.exception("could not store %d energy intervals; kept for the next flush", len(rows))
         if self.sink is not None and lines:
             self.sink.put_many(lines)
+
+    def _energy_checkpoint(self) -> dict[str, object]:
+        out: dict[str, object] = {}
+        for meter, (_, tracker) in self._meters.items():
+            checkpoint = tracker.checkpoint()
+            if checkpoint is not None:
+                out[meter] = checkpoint
+        return out
+
+    async def _save_checkpoint(self, checkpoint: dict[str, object], now: datetime) -> None:
+        self._last_checkpoint = now
+        if not checkpoint:
+            return
+        try:
+            await self.store.set_state(ENERGY_CHECKPOINT, checkpoint, at=now)
+        except Exception:
+            self.stats.store_errors += 1
+            log.exception("could not store the energy counters' checkpoint")
+
+    async def _resume_energy(self) -> None:
+        """Take up the meters' energy trackers where the last checkpoint left them."""
+        if not self._meters:
+            return
+        try:
+            stored = await self.store.get_state(ENERGY_CHECKPOINT)
+        except Exception:
+            self.stats.store_errors += 1
+            log.exception("could not read the energy counters' checkpoint; counting starts afresh")
+            return
+        if not isinstance(stored, dict):
+            return
+        now = self.clock.now()
+        resumed = []
+        for meter, checkpoint in stored.items():
+            entry = self._meters.get(meter)
+            if entry is None or not isinstance(checkpoint, dict):
+                continue  # no longer a meter of this site
+            try:
+                if entry[1].resume(checkpoint, now):
+                    resumed.append(meter)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("meter %s: energy checkpoint not used (%s); counting starts afresh", meter, exc)
+        if resumed:
+            log.info("energy counting of %d meter(s) goes on from the last checkpoint", len(resumed))
 
     def _update_gauges(self, now: datetime) -> None:
         if self.rejects_source is not None:

@@ -9,9 +9,11 @@ quarter-hour boundaries (UTC quarter hours are local quarter hours in every zone
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from drivers.energy import ENERGY_UNITS, EnergyCounter
@@ -83,6 +85,7 @@ class CounterTracker:
         if unit not in ENERGY_UNITS:
             raise ValueError(f"'{unit}' is not an energy unit ({', '.join(ENERGY_UNITS)})")
         self.meter = meter
+        self._unit = unit
         self._per_kwh = ENERGY_UNITS[unit]
         self._counter = EnergyCounter.for_unit(unit, rated_kw, resolution)
         self._last: datetime | None = None
@@ -114,6 +117,50 @@ class CounterTracker:
     def flush(self) -> list[EnergyInterval]:
         """Every quarter hour not yet returned, the unfinished last one included."""
         return self._take(lambda q: True)
+
+    def checkpoint(self) -> dict[str, Any] | None:
+        """What a restarted service needs to go on counting: the last counter value and its time,
+        and the kWh of every quarter hour not yet complete. None before the first reading."""
+        last_value = self._counter.last_value
+        if self._last is None or last_value is None:
+            return None
+        return {
+            "unit": self._unit,
+            "value": last_value,
+            "at": self._last.isoformat(),
+            "open": {q.isoformat(): [kwh, seconds] for q, (kwh, seconds) in sorted(self._open.items())},
+        }
+
+    def resume(self, checkpoint: Mapping[str, Any], now: datetime) -> bool:
+        """Go on from a checkpoint written before a restart, unless this tracker is already further.
+
+        The counter's next reading then steps from the checkpointed value, so the energy used
+        while the service was away is counted (spread evenly over the gap, as for a device that
+        was unreachable), and the quarter hours open at the checkpoint are completed with what
+        they had, rather than written again with only the part after the restart.
+        Raises ValueError for a checkpoint of another unit, one that does not parse, or one later
+        than `now` (a clock set back since: readings before it would all be taken as replays).
+        """
+        if checkpoint.get("unit") != self._unit:
+            raise ValueError(f"checkpoint in {checkpoint.get('unit')!r}, the meter counts in {self._unit!r}")
+        value = float(checkpoint["value"])
+        at = _utc(datetime.fromisoformat(checkpoint["at"]))
+        opened = {
+            _utc(datetime.fromisoformat(q)): (float(kwh), float(seconds))
+            for q, (kwh, seconds) in dict(checkpoint["open"]).items()
+        }
+        if not math.isfinite(value) or any(not math.isfinite(k) or k < 0 for k, _ in opened.values()):
+            raise ValueError("checkpoint holds a value that is not a finite energy")
+        if at > _utc(now):
+            raise ValueError(f"checkpoint at {at.isoformat()} is later than now ({_utc(now).isoformat()})")
+        if self._last is not None and self._last > at:
+            return False
+        self._counter.last_value, self._counter.last_s, self._counter.last_source_s = value, at.timestamp(), None
+        self._last = at
+        for q, (kwh, seconds) in opened.items():
+            if q not in self._open:  # a quarter this tracker still holds is already the fuller one
+                self._open[q] = (kwh, seconds)
+        return True
 
     def _take(self, done: Callable[[datetime], bool]) -> list[EnergyInterval]:
         ready = sorted(q for q in self._open if done(q))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -101,6 +102,41 @@ def test_tracker_completes_quarters_as_readings_pass_them() -> None:
     assert (rest.start, rest.covered_s) == (at(15), 300.0)
     assert rest.kwh == pytest.approx(0.5)
     assert tracker.flush() == []
+
+
+def test_a_resumed_tracker_counts_the_gap_and_completes_the_open_quarter() -> None:
+    before = CounterTracker("m1", rated_kw=100.0)
+    before.add(at(0), 100.0)
+    before.add(at(7), 103.5)
+    checkpoint = before.checkpoint()
+    (partial,) = before.flush()  # what a stopping service writes: 10:00-10:07 so far
+    assert partial.kwh == pytest.approx(3.5)
+    after = CounterTracker("m1", rated_kw=100.0)
+    assert checkpoint is not None and after.resume(checkpoint, now=at(11))
+    # Away from 10:07 to 10:11 (2 kWh, spread over the gap), then readings again.
+    assert after.add(at(11), 105.5) == []
+    (quarter,) = after.add(at(16), 108.0)
+    assert (quarter.start, quarter.complete) == (at(0), True)
+    assert quarter.kwh == pytest.approx(7.5)  # the whole quarter hour, not only 10:11-10:15
+    assert sum(i.kwh for i in after.flush()) == pytest.approx(0.5)
+
+
+def test_a_checkpoint_round_trips_through_json_and_refuses_what_does_not_fit() -> None:
+    tracker = CounterTracker("m1", unit="Wh")
+    assert tracker.checkpoint() is None
+    tracker.add(at(0), 1000.0)
+    tracker.add(at(5), 1500.0)
+    checkpoint = json.loads(json.dumps(tracker.checkpoint()))
+    assert CounterTracker("m1", unit="Wh").resume(checkpoint, now=at(6))
+    with pytest.raises(ValueError, match="counts in 'kWh'"):
+        CounterTracker("m1").resume(checkpoint, now=at(6))
+    with pytest.raises(ValueError, match="later than now"):
+        CounterTracker("m1", unit="Wh").resume(checkpoint, now=at(4))
+    with pytest.raises(ValueError, match="finite"):
+        CounterTracker("m1", unit="Wh").resume({**checkpoint, "value": "nan"}, now=at(6))
+    further = CounterTracker("m1", unit="Wh")
+    further.add(at(10), 2000.0)
+    assert not further.resume(checkpoint, now=at(11))  # it already has a later reading
 
 
 @pytest.mark.parametrize(
