@@ -81,10 +81,12 @@ class DriverHub:
         self._started = False
 
     def _emit(self, batch: Sequence[Event]) -> None:
+        stats, readings = self._stats, 0
         for event in batch:
             if isinstance(event, Reading):
-                self._stats[event.device].readings += 1
-        self.readings_total += sum(isinstance(e, Reading) for e in batch)
+                stats[event.device].readings += 1
+                readings += 1
+        self.readings_total += readings
         try:
             self._sink(batch)
         except Exception:  # the consumer's bug must not stop polling

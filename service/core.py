@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from drivers.profiles import ModbusProfile, load_profile
-from drivers.types import DeviceStatus, Quality, Reading
+from drivers.types import DeviceStatus, Reading
 from service import rules
 from service.alarms import Alarm as EngineAlarm
 from service.alarms import AlarmEngine, AlarmState, AlarmTypeConfig, Transition
@@ -23,7 +23,7 @@ from service.clock import Clock
 from service.energy import CounterTracker, price
 from service.energy import EnergyInterval as EnergyChunk
 from service.events import EventBus
-from service.lineproto import alarm_line, energy_line, service_line, telemetry_line
+from service.lineproto import TelemetryLines, alarm_line, energy_line, service_line
 from service.metrics import Metrics
 from service.notify import Notifier
 from service.rules import AlarmType, Finding, Severity
@@ -194,6 +194,7 @@ class Core:
         self._unsaved_energy: dict[tuple[str, datetime], EnergyInterval] = {}
         self._stopping = asyncio.Event()
         self._tags = {d.id: self._tags_of(d.id) for d in site.devices}
+        self._lines = TelemetryLines(self._tags)
         self._meters = self._energy_meters()
         self._tasks: list[asyncio.Task[None]] = []
         self._last_service_line: datetime | None = None
@@ -326,23 +327,21 @@ class Core:
         lines: list[str] = []
         readings: list[Reading] = []  # taken by the live state together, up to the next status
         minutes: dict[datetime, datetime] = {}  # one message's or poll's readings share a timestamp
+        line_of = self._lines.line
         for item in batch:
             if isinstance(item, Reading):
                 readings.append(item)
-                tags = self._tags.get(item.device)
-                if tags is None:
-                    continue
-                line = telemetry_line(item, tags)
-                if line is not None:
-                    lines.append(line)
-                if item.quality is Quality.good:
-                    minute = minutes.get(item.ts)
-                    if minute is None:
-                        minute = minutes[item.ts] = _minute(item.ts)
-                    self._rollup(item, minute)
-                    meter = self._meters.get(item.device)
-                    if meter is not None and meter[0] == item.point and isinstance(item.value, int | float):
-                        self._energy_reading(item, meter[1])
+                line = line_of(item)
+                if line is None:
+                    continue  # not a good value of a device of this site: nothing to write or roll up
+                lines.append(line)
+                minute = minutes.get(item.ts)
+                if minute is None:
+                    minute = minutes[item.ts] = _minute(item.ts)
+                self._rollup(item, minute)
+                meter = self._meters.get(item.device)
+                if meter is not None and meter[0] == item.point and isinstance(item.value, int | float):
+                    self._energy_reading(item, meter[1])
             else:
                 touched |= self._take(readings)
                 readings = []

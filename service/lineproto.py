@@ -74,27 +74,71 @@ def _telemetry_series(device: str, point: str, unit: str, extra: tuple[tuple[str
     return _series(m.TELEMETRY, tuple((k, given.get(k)) for k in m.TELEMETRY_TAGS)) + " "
 
 
+def _value_field(value: object) -> str | None:
+    """`value=...` for a number or boolean (as 0/1), `text="..."` for a string; None for NaN/infinity."""
+    kind = type(value)
+    if kind is float:
+        return f"value={value!r}" if math.isfinite(value) else None  # type: ignore[arg-type]
+    if kind is bool:
+        return "value=1" if value else "value=0"
+    if kind is int:
+        return f"value={value}"
+    if kind is str:
+        return "text=" + string_field(value)  # type: ignore[arg-type]
+    # Subclasses (an IntEnum, a numpy scalar): by what they are.
+    if isinstance(value, bool):
+        return "value=1" if value else "value=0"
+    if isinstance(value, int):
+        return f"value={int(value)}"
+    if isinstance(value, float):
+        return f"value={float(value)!r}" if math.isfinite(value) else None
+    return "text=" + string_field(str(value))
+
+
 def telemetry_line(reading: Reading, tags: Mapping[str, str]) -> str | None:
     """The `telemetry` line of a good reading; None when there is nothing to write.
 
     `tags` holds the optional tags (site, room, department, source); device, point and unit
     come from the reading. Numbers and booleans (as 0/1) go to `value`, strings to `text`.
     """
-    value = reading.value
-    if reading.quality is not Quality.good or value is None:
+    if reading.quality is not Quality.good or reading.value is None:
         return None
-    if isinstance(value, bool):
-        field = "value=1" if value else "value=0"
-    elif isinstance(value, int):
-        field = f"value={value}"
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            return None
-        field = f"value={value!r}"
-    else:
-        field = "text=" + string_field(value)
+    field = _value_field(reading.value)
+    if field is None:
+        return None
     series = _telemetry_series(reading.device, reading.point, reading.unit, tuple(tags.items()))
     return f"{series}{field} {timestamp_ns(reading.ts)}"
+
+
+class TelemetryLines:
+    """`telemetry_line` for the devices of one site: each series rendered once, and the
+    timestamp once for the readings of one message or poll (they share it)."""
+
+    def __init__(self, tags: Mapping[str, Mapping[str, str]]) -> None:
+        self._tags = {device: tuple(t.items()) for device, t in tags.items()}
+        self._series: dict[tuple[str, str, str], str] = {}
+        self._ts: datetime | None = None
+        self._ns = ""
+
+    def line(self, reading: Reading) -> str | None:
+        """The reading's line, or None when there is nothing to write or the device is not the site's."""
+        value = reading.value
+        if value is None or reading.quality is not Quality.good:
+            return None
+        field = _value_field(value)
+        if field is None:
+            return None
+        key = (reading.device, reading.point, reading.unit)
+        series = self._series.get(key)
+        if series is None:
+            tags = self._tags.get(reading.device)
+            if tags is None:
+                return None
+            series = self._series[key] = _telemetry_series(*key, tags)
+        if reading.ts is not self._ts:
+            self._ns = str(timestamp_ns(reading.ts))
+            self._ts = reading.ts
+        return f"{series}{field} {self._ns}"
 
 
 def alarm_line(*, site: str, type: str, subject: str, severity: str, state: str, at: datetime) -> str:

@@ -15,6 +15,7 @@ from influxdb_client.domain.write_precision import WritePrecision
 
 from drivers.types import Quality, Reading
 from service.lineproto import (
+    TelemetryLines,
     alarm_line,
     energy_line,
     escape_key,
@@ -105,6 +106,26 @@ def test_empty_tags_are_left_out_and_unknown_tags_refused() -> None:
     assert line == rf"telemetry,device=meter-grid-a,point=power_kw,site=hq,source=grid\ a value=1.0 {NS}"
     with pytest.raises(ValueError, match="no tag"):
         telemetry_line(reading(1.0), {"site": "hq", "colour": "red"})
+
+
+def test_the_site_renderer_writes_what_telemetry_line_writes() -> None:
+    tags = {"meter-grid-a": {"site": "hq", "source": "grid-a"}, "plug 1": {"site": "hq", "room": "2119 会议室"}}
+    lines = TelemetryLines(tags)
+    later = TS + timedelta(seconds=1)
+    readings = [
+        reading(230.25),
+        reading(7, point="count", unit=""),
+        reading(True, device="plug 1", point="on", unit=""),
+        reading("heat", device="plug 1", point="mode", unit=""),
+        reading(231.0, ts=later),  # another instant: its own timestamp, not the last one's
+        reading(230.5, ts=later.astimezone(timezone(timedelta(hours=8)))),  # the same instant, another object
+        reading(232.0),  # back to the first instant
+        reading(float("nan")),
+        reading(None, quality=Quality.bad),
+    ]
+    for r in readings:
+        assert lines.line(r) == telemetry_line(r, tags[r.device])
+    assert lines.line(reading(1.0, device="not-on-site")) is None
 
 
 def test_same_line_as_influxdb_client_point() -> None:
