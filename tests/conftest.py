@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import settings
 
 from service.site import MqttConfig, Site, load_site
 from tests import servers
@@ -15,6 +17,14 @@ from tests.smtp import SmtpSink
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_SITE = ROOT / "deploy" / "sites" / "demo.yaml"
+
+# Property tests and schemathesis draw the same examples every run by default, so `make test` on a
+# clean checkout passes or fails for the code, not for the draw, and a failure reproduces; and no
+# test has a per-example deadline (these machines are shared and noisy). `HYPOTHESIS_PROFILE=explore`
+# draws new examples each run, to look for what the repeatable set does not reach.
+settings.register_profile("repeatable", derandomize=True, deadline=None, database=None, print_blob=True)
+settings.register_profile("explore", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 @pytest.fixture(scope="session")
