@@ -109,6 +109,8 @@ class DeviceStats:
             log.warning(
                 "device %s: %s jumped to %s %s, above rated power; delta rejected", self.device, point, value, unit
             )
+        elif step.outcome == "behind":
+            log.debug("device %s: %s read %s %s, behind its last value; passed over", self.device, point, value, unit)
         elif step.outcome == "reset":
             log.warning(
                 "device %s: %s went back to %s %s; counting restarts from there", self.device, point, value, unit

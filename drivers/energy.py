@@ -13,7 +13,15 @@ RATE_MARGIN = 1.25
 # on a quiet load, or a 0.1 kWh register's one count within a short poll, is never called absurd.
 SLACK_KWH = 0.01
 
-Outcome = Literal["first", "ok", "reset", "rejected"]
+# A reading at most this fraction below the last one is an old reading delivered again (an MQTT
+# QoS 1 message re-sent after a broker restart arrives after newer ones) or a glitch, not a new
+# meter or a rollover (those drop to near zero): it is passed over and the last value stays the
+# baseline, so the steps after it are not counted twice.
+BEHIND_FRACTION = 0.01
+# ...unless readings stay behind this long: then the counter was set back after all.
+BEHIND_MAX_S = 900.0
+
+Outcome = Literal["first", "ok", "reset", "rejected", "behind"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +37,11 @@ class EnergyCounter:
     """Follows one counter; `total` only ever grows.
 
     - The first reading sets the baseline (delta 0).
-    - A reading below the last one (meter replaced, counter rolled over) restarts from the new
-      value: delta 0, counted in `resets`.
+    - A reading a little below the last one (at most BEHIND_FRACTION of it) is an old reading
+      replayed or a glitch: delta 0, counted in `behind`, and the last value stays the baseline;
+      readings that stay behind for BEHIND_MAX_S are a counter set back, i.e. a reset.
+    - A reading further below the last one (meter replaced, counter rolled over) restarts from the
+      new value: delta 0, counted in `resets`.
     - A step above `max_per_h` x elapsed hours x RATE_MARGIN + slack is rejected (delta 0,
       counted in `rejected`) and the new value becomes the baseline, so one bad step never
       blocks the counter for good.
@@ -44,6 +55,9 @@ class EnergyCounter:
     total: float = 0.0
     rejected: int = 0
     resets: int = 0
+    behind: int = 0
+    behind_since_s: float | None = None  # arrival of the first reading of the current run behind the baseline
+    doubtful: bool = False  # the baseline is a refused step's value: a drop back from it is no replay
 
     @classmethod
     def for_unit(cls, unit: str, rated_kw: float | None, resolution: float = 0.0) -> EnergyCounter:
@@ -63,6 +77,14 @@ class EnergyCounter:
         makes a real step look absurd.
         """
         last, last_s, last_source_s = self.last_value, self.last_s, self.last_source_s
+        doubtful, self.doubtful = self.doubtful, False
+        if not doubtful and last is not None and last - BEHIND_FRACTION * abs(last) <= value < last:
+            if self.behind_since_s is None:
+                self.behind_since_s = at_s
+            if at_s - self.behind_since_s < BEHIND_MAX_S:
+                self.behind += 1
+                return CounterStep(0.0, "behind")
+        self.behind_since_s = None
         self.last_value, self.last_s, self.last_source_s = value, at_s, source_s
         if last is None or last_s is None:
             return CounterStep(0.0, "first")
@@ -76,6 +98,7 @@ class EnergyCounter:
                 elapsed = max(elapsed, source_s - last_source_s)
             if delta > self.max_per_h * max(0.0, elapsed) / 3600.0 * RATE_MARGIN + self.slack:
                 self.rejected += 1
+                self.doubtful = True
                 return CounterStep(0.0, "rejected")
         self.total += delta
         return CounterStep(delta, "ok")

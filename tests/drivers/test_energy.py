@@ -37,6 +37,31 @@ def steps(counter: EnergyCounter, readings: list[tuple[float, float]]) -> list[t
         ([(0, 10.0), (60, 9000.0), (120, 9000.02)], [(0.0, "first"), (0.0, "rejected"), (0.02, "ok")], 0.02),
         # unchanged value: zero delta
         ([(0, 5.0), (1, 5.0)], [(0.0, "first"), (0.0, "ok")], 0.0),
+        # old readings delivered again after newer ones (QoS 1 re-sent after a broker restart):
+        # passed over, and the steps after them are not counted twice
+        (
+            [(0, 100.0), (1, 100.001), (2, 100.002), (3, 100.001), (4, 100.002), (5, 100.003)],
+            [(0.0, "first"), (0.001, "ok"), (0.001, "ok"), (0.0, "behind"), (0.0, "ok"), (0.001, "ok")],
+            0.003,
+        ),
+        # a one-poll glitch 50 kWh low on a large register costs nothing
+        (
+            [(0, 60_000.0), (60, 60_001.0), (120, 59_951.5), (180, 60_002.5)],
+            [(0.0, "first"), (1.0, "ok"), (0.0, "behind"), (1.5, "ok")],
+            2.5,
+        ),
+        # a glitch a little above, refused; the drop back from it is no replay, counting goes on
+        (
+            [(0, 1000.0), (60, 1005.0), (120, 1000.1), (180, 1000.2)],
+            [(0.0, "first"), (0.0, "rejected"), (0.0, "reset"), (0.1, "ok")],
+            0.1,
+        ),
+        # readings that stay a little behind for BEHIND_MAX_S: the counter was set back after all
+        (
+            [(0, 2000.0), (60, 1990.0), (600, 1990.5), (960, 1991.0), (1020, 1991.1)],
+            [(0.0, "first"), (0.0, "behind"), (0.0, "behind"), (0.0, "reset"), (0.1, "ok")],
+            0.1,
+        ),
     ],
 )
 def test_counter_rules(readings: list[tuple[float, float]], expected: list[tuple[float, str]], total: float) -> None:

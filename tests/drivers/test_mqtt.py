@@ -161,6 +161,33 @@ async def test_out_of_order_and_duplicate_messages_never_move_state_backwards(
     assert hub.health()["light"].out_of_order == 1 and hub.health()["ac"].out_of_order == 1
 
 
+async def test_old_counter_readings_delivered_again_are_not_counted_twice(
+    mosquitto: servers.Mosquitto, recorder: Recorder
+) -> None:
+    """A plug re-sends its unacknowledged QoS 1 messages after a broker restart; the broker had
+    already passed some of them on, so older totals arrive after newer ones within the same
+    second of the device's clock (Tasmota's `Time` has whole seconds)."""
+    n = uid()
+    hub = DriverHub(
+        [mqtt_dev("plug", "tasmota-relay", f"p-{n}")],
+        mqtt_url=mosquitto.url,
+        emit=recorder,
+        client_id=f"wk-{n}",
+        settings=FAST,
+    )
+    now = datetime.now(UTC).replace(microsecond=0).isoformat().removesuffix("+00:00")
+    totals = [10.0, 10.001, 10.002, 10.001, 10.002, 10.003]  # the fourth and fifth are the re-sent ones
+    async with hub, client(mosquitto) as c:
+        await connected(hub)
+        for total in totals:
+            payload = json.dumps({"Time": now, "ENERGY": {"Power": 100, "Total": total}}).encode()
+            await c.publish(f"tele/p-{n}/SENSOR", payload, qos=1)
+        await wait_until(lambda: recorder.value("plug", "energy") == 10.003, what="the last total")
+    deltas = [r.value for r in recorder.readings if r.device == "plug" and r.point == "energy_delta"]
+    assert sum(deltas) == pytest.approx(0.003)  # type: ignore[arg-type]
+    assert hub.health()["plug"].counter_resets == 0
+
+
 async def test_retained_replay_after_reconnect_is_ignored(mosquitto: servers.Mosquitto, recorder: Recorder) -> None:
     """A retained message re-sent on resubscription is older than the live state already seen."""
     n = uid()
