@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import os
+import sys
+import threading
 import uuid
-from collections.abc import Iterator
+import weakref
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +30,54 @@ DEMO_SITE = ROOT / "deploy" / "sites" / "demo.yaml"
 settings.register_profile("repeatable", derandomize=True, deadline=None, database=None, print_blob=True)
 settings.register_profile("explore", deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
+
+# A test that hangs is ended by pytest-timeout (300 s), whose report shows the threads, not the
+# asyncio tasks, so it cannot say what a coroutine waits for. STALL_DUMP_S before that, every task
+# of the running event loops prints its stack into the test's captured output.
+STALL_DUMP_S = 240.0
+_LOOPS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+_run_forever = asyncio.BaseEventLoop.run_forever
+
+
+def _tracked_run_forever(self: asyncio.BaseEventLoop) -> None:
+    _LOOPS.add(self)
+    _run_forever(self)
+
+
+asyncio.BaseEventLoop.run_forever = _tracked_run_forever  # type: ignore[method-assign]
+
+
+def _task_stacks() -> str:
+    out = io.StringIO()
+    for loop in list(_LOOPS):
+        if loop.is_closed() or not loop.is_running():
+            continue
+        try:
+            tasks = list(asyncio.all_tasks(loop))
+        except RuntimeError as exc:  # the loop's task set changed under us too often
+            out.write(f"(tasks not listed: {exc})\n")
+            continue
+        for task in tasks:
+            out.write(f"--- {task!r}\n")
+            task.print_stack(limit=25, file=out)
+    return out.getvalue()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    finished = threading.Event()
+
+    def watch() -> None:
+        if not finished.wait(STALL_DUMP_S):
+            sys.stderr.write(f"\n{item.nodeid} still running after {STALL_DUMP_S:g} s; its asyncio tasks:\n")
+            sys.stderr.write(_task_stacks())
+            sys.stderr.flush()
+
+    threading.Thread(target=watch, name="stall-dump", daemon=True).start()
+    try:
+        yield
+    finally:
+        finished.set()
 
 
 @pytest.fixture(scope="session")
