@@ -83,8 +83,16 @@ async def running_service(
         yield RunningService(f"http://127.0.0.1:{port}", app.state.services, keys, app)
     finally:
         server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 20)
+        # Not asyncio.wait_for: on its timeout it cancels and then waits for the task without bound,
+        # so a shutdown that swallows the cancellation would hang the test instead of failing it.
+        _, pending = await asyncio.wait({task}, timeout=20)
+        if pending:
+            task.cancel()
+            _, pending = await asyncio.wait({task}, timeout=10)
+        if pending:
+            raise RuntimeError("the service did not stop within 30 s, nor when cancelled")
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            task.result()
 
 
 async def eventually(check: Callable[[], Awaitable[T | None]], timeout_s: float = 20.0, every_s: float = 0.2) -> T:
