@@ -76,17 +76,7 @@ def _telemetry_series(device: str, point: str, unit: str, extra: tuple[tuple[str
 
 def _value_field(value: object) -> str | None:
     """`value=...` for a number or boolean (as 0/1), `text="..."` for a string; None for NaN/infinity."""
-    kind = type(value)
-    if kind is float:
-        return f"value={value!r}" if math.isfinite(value) else None  # type: ignore[arg-type]
-    if kind is bool:
-        return "value=1" if value else "value=0"
-    if kind is int:
-        return f"value={value}"
-    if kind is str:
-        return "text=" + string_field(value)  # type: ignore[arg-type]
-    # Subclasses (an IntEnum, a numpy scalar): by what they are.
-    if isinstance(value, bool):
+    if isinstance(value, bool):  # before int: a bool is an int
         return "value=1" if value else "value=0"
     if isinstance(value, int):
         return f"value={int(value)}"
