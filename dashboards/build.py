@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 39
+# Grafana's unit for the site's tariff currency (deploy/sites/*.yaml: tariff.currency is CNY).
+# A site billed in another currency changes this, e.g. currencyEUR, and regenerates the boards.
+CURRENCY_UNIT = "currencyCNY"
 DATASOURCE = {"type": "influxdb", "uid": "wattkeeper-influxdb"}
 BOARDS_DIR = Path(__file__).resolve().parent / "boards"
 
@@ -66,6 +69,14 @@ def mapping(*pairs: tuple[str, str, str]) -> list[Json]:
     ]
 
 
+def override(matcher: str, options: str, **properties: Any) -> Json:
+    """A field override: the fields a matcher picks get these properties (dotted ids as in Grafana)."""
+    return {
+        "matcher": {"id": matcher, "options": options},
+        "properties": [{"id": k.replace("__", "."), "value": v} for k, v in properties.items()],
+    }
+
+
 LEGEND = {"showLegend": True, "displayMode": "list", "placement": "bottom", "calcs": []}
 TOOLTIP = {"mode": "multi", "sort": "desc"}
 REDUCE_LAST = {"calcs": ["lastNotNull"], "fields": "", "values": False}
@@ -91,6 +102,7 @@ class Panel:
     mappings: list[Json] = field(default_factory=list)
     interval: str = ""
     transformations: list[Json] = field(default_factory=list)
+    overrides: list[Json] = field(default_factory=list)
 
 
 def timeseries(title: str, description: str, targets: list[Json], unit: str, **kw: Any) -> Panel:
@@ -153,10 +165,18 @@ def timeline(title: str, description: str, targets: list[Json], mappings: list[J
     )
 
 
-def stat(title: str, description: str, targets: list[Json], unit: str, reduce: Json = REDUCE_LAST, **kw: Any) -> Panel:
+def stat(
+    title: str,
+    description: str,
+    targets: list[Json],
+    unit: str,
+    reduce: Json = REDUCE_LAST,
+    color_mode: str = "value",
+    **kw: Any,
+) -> Panel:
     options = {
         "reduceOptions": reduce,
-        "colorMode": "value",
+        "colorMode": color_mode,
         "graphMode": "none",
         "textMode": "auto",
         "orientation": "auto",
@@ -234,7 +254,7 @@ def layout(panels: list[Panel]) -> list[Json]:
             "datasource": DATASOURCE,
             "gridPos": {"h": p.height, "w": p.width, "x": x, "y": y},
             "targets": p.targets,
-            "fieldConfig": {"defaults": defaults, "overrides": []},
+            "fieldConfig": {"defaults": defaults, "overrides": p.overrides},
             "options": p.options,
         }
         if p.interval:
@@ -382,8 +402,30 @@ ACTIVE_ALARMS = (
 )
 
 
+def site_info(select: str, by: str = "") -> str:
+    """The site file's figures the service writes (site_info), per time bucket, carried forward."""
+    group = "time($__interval)" + (f", {by}" if by else "")
+    return f'SELECT {select} FROM "site_info" WHERE {SITE} AND $timeFilter GROUP BY {group} fill(previous)'
+
+
+# The generator controller reports watts; the site file's figures are kW.
+GENERATOR_KW = telemetry('mean("value") / 1000', "power", '"device" =~ /^$generator$/', '"device"')
+DASHED = {"custom__lineStyle": {"fill": "dash", "dash": [10, 10]}, "custom__lineWidth": 2, "custom__fillOpacity": 0}
+# service/measurements.py COMPLIANCE_LEVELS: the `level` the service writes for each status.
+COMPLIANCE_STATUS = mapping(
+    ("-1", "N/A", "text"),
+    ("0", "PASS", "green"),
+    ("1", "WARN", "orange"),
+    ("2", "FAIL", "red"),
+)
+COMPLIANCE_LEVEL = f'SELECT last("level") FROM "compliance" WHERE {SITE} AND $timeFilter GROUP BY "rule"'
+COMPLIANCE_DETAIL = (
+    'SELECT last("status") AS "status", last("title") AS "check", last("detail") AS "finding" '
+    f'FROM "compliance" WHERE {SITE} AND $timeFilter GROUP BY "rule"'
+)
+
+
 def site_overview() -> Json:
-    generator_power = telemetry('mean("value")', "power", '"device" =~ /^$generator$/', '"device"')
     supply_alarms = "|".join(SUPPLY_ALARMS)
     panels = [
         timeseries(
@@ -441,36 +483,81 @@ def site_overview() -> Json:
             height=6,
         ),
         timeseries(
-            "Generator output",
-            "Active power the generator delivers.",
-            [target(generator_power, alias="$tag_device")],
-            "watt",
-            width=12,
+            "Generator output against the security load",
+            "Active power the generator delivers, beside the site file's security load and 120 % of it "
+            "(the red line: a generator must be rated for at least 120 % of the security load) and each "
+            "generator's rated power. Rated below the red line fails the capacity rule; output above the "
+            "security load means more than the security load is on the generator. The figures are the "
+            "ones the service reads from the site file (site_info).",
+            [
+                target(GENERATOR_KW, alias="$tag_device output"),
+                target(site_info('last("security_load_kw") * 1.2'), "B", alias="120 % of security load"),
+                target(site_info('last("security_load_kw")'), "C", alias="security load"),
+                target(site_info('last("rated_kw")', by='"generator"'), "D", alias="$tag_generator rated"),
+            ],
+            "kwatt",
+            width=16,
+            custom={"axisSoftMin": 0},
+            overrides=[
+                override("byFrameRefID", "B", color={"mode": "fixed", "fixedColor": "red"}, **DASHED),
+                override("byFrameRefID", "C", color={"mode": "fixed", "fixedColor": "orange"}, **DASHED),
+                override("byFrameRefID", "D", color={"mode": "fixed", "fixedColor": "green"}, **DASHED),
+            ],
         ),
-        timeseries(
-            "Generator output / security load",
-            "Generator output as a share of the declared security "
-            "load. The red line is 120 %: a generator must be rated for at least 120 % of the security "
-            "load, so output above it means load beyond the security load is on the generator. Set the "
-            "security load in the variable above (site file: security_load_kw).",
+        stat(
+            "Site supply figures",
+            "From the site file, as the service last wrote them: security load, 120 % of it, each "
+            "generator's rating and the allowed interruption of supply.",
             [
                 target(
-                    telemetry(
-                        'mean("value") / $security_load_kw / 10', "power", '"device" =~ /^$generator$/', '"device"'
-                    ),
-                    alias="$tag_device",
-                )
+                    f'SELECT last("security_load_kw") FROM "site_info" WHERE {SITE} AND $timeFilter',
+                    alias="security load",
+                ),
+                target(
+                    f'SELECT last("security_load_kw") * 1.2 FROM "site_info" WHERE {SITE} AND $timeFilter',
+                    "B",
+                    alias="120 % of it",
+                ),
+                target(
+                    f'SELECT last("rated_kw") FROM "site_info" WHERE {SITE} AND $timeFilter GROUP BY "generator"',
+                    "C",
+                    alias="$tag_generator rated",
+                ),
+                target(
+                    f'SELECT last("allowed_interruption_s") FROM "site_info" WHERE {SITE} AND $timeFilter',
+                    "D",
+                    alias="allowed interruption",
+                ),
             ],
-            "percent",
+            "kwatt",
+            width=8,
+            thresholds=steps((None, "blue")),
+            overrides=[override("byFrameRefID", "D", unit="s")],
+        ),
+        stat(
+            "Static compliance (site file)",
+            "Each supply rule of `wattkeeper check` for the site file the service runs with: PASS, WARN, "
+            "FAIL, or N/A where the rule does not apply to the site's grade.",
+            [target(COMPLIANCE_LEVEL, alias="$tag_rule")],
+            "none",
+            width=24,
+            height=5,
+            color_mode="background",
+            mappings=COMPLIANCE_STATUS,
+        ),
+        table(
+            "Static compliance: details",
+            "What each rule found in the site file.",
+            [target(COMPLIANCE_DETAIL, fmt="table")],
             width=12,
-            thresholds=steps((None, "green"), (120, "red")),
-            custom={"thresholdsStyle": {"mode": "dashed"}, "axisSoftMin": 0, "axisSoftMax": 130},
+            height=8,
+            transformations=[{"id": "organize", "options": {"excludeByName": {"Time": True}}}],
         ),
         timeline(
             "Supply-side compliance (live)",
             "Live supply rules: redundancy, transfer, generator start and "
             "load, anti-backfeed interlock. A row appears once an alarm of that kind was raised; OK "
-            "when it cleared. The static rules are `wattkeeper check` and /api/compliance.",
+            "when it cleared.",
             [
                 target(
                     f'SELECT last("active") FROM "alarm" WHERE {SITE} AND "type" =~ /^({supply_alarms})$/ '
@@ -479,8 +566,8 @@ def site_overview() -> Json:
                 )
             ],
             ACTIVE,
-            width=24,
-            height=6,
+            width=12,
+            height=8,
         ),
     ]
     variables = [
@@ -491,20 +578,11 @@ def site_overview() -> Json:
             f'SHOW TAG VALUES FROM "telemetry" WITH KEY = "device" WHERE {SITE} AND "point" = \'engine_state\'',
             hide=2,
         ),
-        {
-            "name": "security_load_kw",
-            "label": "Security load (kW)",
-            "type": "textbox",
-            "query": "150",
-            "current": {"text": "150", "value": "150"},
-            "options": [{"selected": True, "text": "150", "value": "150"}],
-            "hide": 0,
-        },
     ]
     return board(
         "wattkeeper-site-overview",
         "wattkeeper: site overview",
-        "Sources, transfer switch, generator, load and live supply compliance.",
+        "Sources, transfer switch, generator, load, and supply compliance (static and live).",
         panels,
         variables,
         (ALARM_ANNOTATION,),
@@ -539,7 +617,7 @@ def energy() -> Json:
                     alias="$tag_department",
                 )
             ],
-            "none",
+            CURRENCY_UNIT,
             width=8,
             defaults={"decimals": 2},
         ),
@@ -593,6 +671,10 @@ def energy() -> Json:
             width=12,
             transformations=[{"id": "organize", "options": {"excludeByName": {"Time": True}}}],
             defaults={"decimals": 2},
+            overrides=[
+                override("byName", "kWh", unit="kwatth"),
+                override("byName", "cost", unit=CURRENCY_UNIT),
+            ],
         ),
         timeseries(
             "Department power",

@@ -23,7 +23,7 @@ from service.clock import Clock
 from service.energy import CounterTracker, price
 from service.energy import EnergyInterval as EnergyChunk
 from service.events import EventBus
-from service.lineproto import TelemetryLines, alarm_line, energy_line, service_line
+from service.lineproto import TelemetryLines, alarm_line, energy_line, service_line, site_lines
 from service.metrics import Metrics
 from service.notify import Notifier
 from service.rules import AlarmType, Finding, Severity
@@ -669,6 +669,9 @@ class Core:
                         readings=self.stats.readings,
                     )
                 )
+                # The site's supply figures and static compliance ride along, so a board drawn over
+                # any time range finds them (the 120 % line, the compliance table).
+                self.sink.put_many(site_lines(self.site, now))
 
     def record_rejects(self, rejects: dict[str, int]) -> None:
         """Per-device reject counters from the drivers, for /metrics and the data-quality board."""

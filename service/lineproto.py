@@ -11,13 +11,17 @@ Timestamps are integer nanoseconds.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from drivers.types import Quality, Reading
 from service import measurements as m
+from service.compliance import check_site
+
+if TYPE_CHECKING:
+    from service.site import Site
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _CONTROL: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -131,11 +135,26 @@ class TelemetryLines:
         return f"{series}{field} {self._ns}"
 
 
+def _record(
+    measurement: str,
+    tags: Iterable[tuple[str, str | None]],
+    fields: Iterable[tuple[str, str]],
+    at: datetime,
+) -> str:
+    """One line: tag and field keys come zipped from the key tuples in service/measurements.py."""
+    body = ",".join(f"{escape_key(k)}={v}" for k, v in fields)
+    return f"{_series(measurement, tuple(tags))} {body} {timestamp_ns(at)}"
+
+
 def alarm_line(*, site: str, type: str, subject: str, severity: str, state: str, at: datetime) -> str:
     """The `alarm` line of one alarm transition; `active` is 1 while the condition is active."""
     active = 1 if state in ("active_unacked", "active_acked") else 0
-    series = _series(m.ALARM, (("site", site), ("type", type), ("subject", subject), ("severity", severity)))
-    return f"{series} state={string_field(state)},active={active}i {timestamp_ns(at)}"
+    return _record(
+        m.ALARM,
+        zip(m.ALARM_TAGS, (site, type, subject, severity), strict=True),
+        zip(m.ALARM_FIELDS, (string_field(state), f"{active}i"), strict=True),
+        at,
+    )
 
 
 def energy_line(
@@ -151,12 +170,12 @@ def energy_line(
     source: str | None = None,
 ) -> str:
     """The `energy` line of one 15-minute interval of a meter, stamped with the interval start."""
-    series = _series(
+    return _record(
         m.ENERGY,
-        (("site", site), ("meter", meter), ("department", department), ("source", source), ("band", band)),
+        zip(m.ENERGY_TAGS, (site, meter, department, source, band), strict=True),
+        zip(m.ENERGY_FIELDS, (float_field(kwh), float_field(cost), f"{int(after_hours)}i"), strict=True),
+        start,
     )
-    fields = f"kwh={float_field(kwh)},cost={float_field(cost)},after_hours={int(after_hours)}i"
-    return f"{series} {fields} {timestamp_ns(start)}"
 
 
 def service_line(
@@ -170,8 +189,59 @@ def service_line(
     readings: int,
 ) -> str:
     """The `wattkeeper` line: the service's own data-quality counters."""
-    fields = (
-        f"devices_offline={devices_offline}i,rejects={rejects}i,outbox_depth={outbox_depth}i,"
-        f"dropped={dropped}i,readings={readings}i"
+    counts = (devices_offline, rejects, outbox_depth, dropped, readings)
+    return _record(
+        m.SERVICE,
+        zip(m.SERVICE_TAGS, (site,), strict=True),
+        zip(m.SERVICE_FIELDS, (f"{int(n)}i" for n in counts), strict=True),
+        at,
     )
-    return f"{_series(m.SERVICE, (('site', site),))} {fields} {timestamp_ns(at)}"
+
+
+def site_lines(site: Site, at: datetime) -> list[str]:
+    """The site file's supply figures (`site_info`) and its static compliance (`compliance`), for the boards."""
+    info = site.site
+    lines = [
+        _record(
+            m.SITE_INFO,
+            ((m.SITE_INFO_TAGS[0], info.id),),
+            zip(
+                m.SITE_FIELDS,
+                (
+                    string_field(info.grade.value),
+                    float_field(info.security_load_kw),
+                    float_field(info.allowed_interruption_s),
+                ),
+                strict=True,
+            ),
+            at,
+        )
+    ]
+    lines.extend(
+        _record(
+            m.SITE_INFO,
+            zip(m.SITE_INFO_TAGS, (info.id, g.id), strict=True),
+            zip(m.GENERATOR_FIELDS, (float_field(g.rated_kw), float_field(g.start_limit_s)), strict=True),
+            at,
+        )
+        for g in site.generators
+    )
+    lines.extend(
+        _record(
+            m.COMPLIANCE,
+            zip(m.COMPLIANCE_TAGS, (info.id, r.rule), strict=True),
+            zip(
+                m.COMPLIANCE_FIELDS,
+                (
+                    string_field(r.status),
+                    f"{m.COMPLIANCE_LEVELS[r.status]}i",
+                    string_field(r.title),
+                    string_field(r.detail),
+                ),
+                strict=True,
+            ),
+            at,
+        )
+        for r in check_site(site).rules
+    )
+    return lines

@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+from service import measurements as m
+from service.compliance import check_site
 from tests import servers
 from tests.conftest import DEMO_SITE, site_for_test
 from tests.deploy import grafana as g
@@ -82,7 +84,6 @@ def test_variables_list_the_demo_site(loaded: Loaded) -> None:
     overview = next(b for b in BOARDS.values() if b["uid"] == "wattkeeper-site-overview")
     _, raw = g.resolve_variables(overview, loaded.meta)
     assert raw["generator"] == [g_.device for g_ in site.generators]
-    assert raw["security_load_kw"] == [f"{site.site.security_load_kw:g}"]
 
 
 def has_values(result: dict[str, Any]) -> bool:
@@ -98,3 +99,45 @@ def test_query_returns_rows_for_the_demo_site(loaded: Loaded, board: str, where:
     query = g.interpolate(target["query"], values, loaded.time_range, g.min_interval(panel))
     assert not re.search(r"\$\{?\w", query), f"left unsubstituted: {query}"
     assert has_values(loaded.query(query)), f"no rows:\n{query}"
+
+
+def test_the_core_wrote_only_names_declared_in_measurements(loaded: Loaded) -> None:
+    # What InfluxDB found in the lines the service's core wrote during the run.
+    def keys(q: str) -> dict[str, set[str]]:
+        return {s["name"]: {row[0] for row in s["values"]} for s in loaded.query(q).get("series", [])}
+
+    tags, fields = keys("SHOW TAG KEYS"), keys("SHOW FIELD KEYS")
+    assert set(fields) == set(m.SCHEMA)
+    for name, (declared_tags, declared_fields) in m.SCHEMA.items():
+        assert tags.get(name, set()) <= set(declared_tags), name
+        assert fields[name] <= set(declared_fields), name
+
+
+def panel_rows(loaded: Loaded, uid: str, title: str, ref: str) -> list[dict[str, Any]]:
+    """One panel target run as Grafana would: its series with their rows."""
+    spec = next(b for b in BOARDS.values() if b["uid"] == uid)
+    values, _ = g.resolve_variables(spec, loaded.meta)
+    panel = next(p for p in g.panels(spec) if p["title"] == title)
+    target = next(t for t in panel["targets"] if t["refId"] == ref)
+    query = g.interpolate(target["query"], values, loaded.time_range, g.min_interval(panel))
+    return list(loaded.query(query).get("series", []))
+
+
+def last_value(series: dict[str, Any]) -> Any:
+    return [row[1] for row in series["values"] if row[1] is not None][-1]
+
+
+def test_the_120_percent_line_is_the_site_files(loaded: Loaded) -> None:
+    site = loaded.recording.site
+    title = "Generator output against the security load"
+    (line,) = panel_rows(loaded, "wattkeeper-site-overview", title, "B")
+    assert last_value(line) == pytest.approx(1.2 * site.site.security_load_kw)
+    rated = panel_rows(loaded, "wattkeeper-site-overview", title, "D")
+    assert {s["tags"]["generator"]: last_value(s) for s in rated} == {g_.id: g_.rated_kw for g_ in site.generators}
+
+
+def test_static_compliance_is_the_site_files(loaded: Loaded) -> None:
+    report = check_site(loaded.recording.site)
+    series = panel_rows(loaded, "wattkeeper-site-overview", "Static compliance (site file)", "A")
+    shown = {s["tags"]["rule"]: last_value(s) for s in series}
+    assert shown == {r.rule: m.COMPLIANCE_LEVELS[r.status] for r in report.rules}

@@ -1,13 +1,19 @@
-"""deploy/docker-compose.yml and the image, checked without a Docker engine: the file parses, every
-file it mounts exists, every service is health-checked and every piece of state is in a volume."""
+"""deploy/docker-compose.yml and the image, checked without a Docker engine: the file is valid for the
+Compose specification's JSON schema, every file it mounts exists, every service is health-checked,
+every piece of state is in a volume, and the InfluxDB init script does what the image expects."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 import pytest
 import yaml
 
@@ -17,6 +23,9 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 ROOT = DEPLOY.parent
 COMPOSE = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]
+# The Compose specification's schema, vendored: tests/deploy/schemas/README.md has its source and licence.
+COMPOSE_SCHEMA = Path(__file__).resolve().parent / "schemas" / "compose-spec.json"
+COMPOSE_SCHEMA_SHA256 = "d549057ebc2925f39f62799eab0db7b9e2c18b35b6c00595199116da3ed10e64"
 
 
 def interpolate(text: str, env: dict[str, str]) -> str:
@@ -94,6 +103,41 @@ def filled_env() -> dict[str, str]:
             env[key] = f"{key.lower().replace('_', '')}0123456789abcdef"
     env["WATTKEEPER_API_KEYS"] = "0123456789abcdef0123:admin,fedcba9876543210fedc:viewer"
     return env
+
+
+def schema_errors(document: Any) -> list[str]:
+    """Where and why a compose document breaks the Compose specification's schema."""
+    validator = jsonschema_rs.validator_for(json.loads(COMPOSE_SCHEMA.read_text()))
+    return [f"/{'/'.join(map(str, e.instance_path))}: {e.message}" for e in validator.iter_errors(document)]
+
+
+def test_vendored_compose_schema_is_the_recorded_one() -> None:
+    assert hashlib.sha256(COMPOSE_SCHEMA.read_bytes()).hexdigest() == COMPOSE_SCHEMA_SHA256
+
+
+def test_compose_file_is_valid_for_the_compose_specification() -> None:
+    # As written, and as `docker compose` validates it: after variable substitution from .env.
+    assert schema_errors(COMPOSE) == []
+    assert schema_errors(resolved(filled_env())) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "complaint"),
+    [
+        (("services", "mosquitto", "healthcheck", "intervall"), "5s", "'intervall' was unexpected"),
+        (("services", "wattkeeper", "depends_on", "mosquitto", "condition"), "service_ready", "oneOf"),
+        (("services", "grafana", "restart"), ["always"], "not of type"),
+        (("volumes", "grafana-data"), "named", "not of type"),
+    ],
+)
+def test_schema_check_reports_a_broken_compose_file(path: tuple[str, ...], value: Any, complaint: str) -> None:
+    broken = json.loads(json.dumps(resolved(filled_env())))
+    node = broken
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    errors = schema_errors(broken)
+    assert any(complaint in e for e in errors), errors
 
 
 def test_services_and_profiles() -> None:
@@ -181,10 +225,65 @@ def test_influxdb_is_initialised_with_org_bucket_token_and_dbrp() -> None:
     for key in ("USERNAME", "PASSWORD", "ORG", "BUCKET", "ADMIN_TOKEN"):
         assert f"DOCKER_INFLUXDB_INIT_{key}" in env
     assert "./influxdb/init:/docker-entrypoint-initdb.d:ro" in SERVICES["influxdb"]["volumes"]
-    script = (DEPLOY / "influxdb" / "init" / "10-dbrp.sh").read_text()
-    assert "influx v1 dbrp create" in script
-    for flag in ('--bucket-id "${DOCKER_INFLUXDB_INIT_BUCKET_ID:?}"', '--db "$db"', "--rp autogen", "--default"):
-        assert flag in script
+
+
+INIT_DIR = DEPLOY / "influxdb" / "init"
+# What the influxdb:2.7 image's entrypoint exports to the init scripts after `influx setup`.
+INIT_ENV = {
+    "DOCKER_INFLUXDB_INIT_ORG": "wattkeeper",
+    "DOCKER_INFLUXDB_INIT_BUCKET": "wattkeeper",
+    "DOCKER_INFLUXDB_INIT_BUCKET_ID": "0123456789abcdef",
+}
+
+
+def run_init_scripts(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], list[list[str]]]:
+    """deploy/influxdb/init run as the image runs it (run-parts), the `influx` CLI recording its arguments.
+
+    No InfluxDB 2.x or its CLI is available here: the recorder stands in for the CLI only to show
+    which commands the script runs; the flags are those of `influx v1 dbrp create` in InfluxDB's CLI
+    reference (--org, --bucket-id, --db, --rp, --default).
+    """
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    calls = tmp_path / "calls.jsonl"
+    recorder = bindir / "influx"
+    recorder.write_text(
+        f"#!{sys.executable}\nimport json, sys\n"
+        f"open({str(calls)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+    )
+    recorder.chmod(0o755)
+    done = subprocess.run(
+        ["run-parts", "--regex", ".*sh$", "--report", "--exit-on-error", str(INIT_DIR)],
+        env={"PATH": f"{bindir}:{os.environ['PATH']}", **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    made = [json.loads(line) for line in calls.read_text().splitlines()] if calls.exists() else []
+    return done, made
+
+
+def test_dbrp_script_runs_under_run_parts_and_maps_the_bucket_as_the_default(tmp_path: Path) -> None:
+    # run-parts runs only executable files whose name matches, exactly as the image's entrypoint does.
+    assert os.access(INIT_DIR / "10-dbrp.sh", os.X_OK)
+    done, calls = run_init_scripts(tmp_path, INIT_ENV)
+    assert done.returncode == 0, done.stderr
+    assert calls == [
+        [
+            "v1", "dbrp", "create", "--org", "wattkeeper", "--bucket-id", "0123456789abcdef", "--db", "wattkeeper",
+            "--rp", "autogen", "--default",
+        ]
+    ]  # fmt: skip
+    # The database Grafana's data source names is the bucket the service writes.
+    compose = resolved(filled_env())
+    assert compose["services"]["grafana"]["environment"]["INFLUX_BUCKET"] == calls[0][calls[0].index("--db") + 1]
+
+
+def test_dbrp_script_stops_initialisation_without_the_bucket_id(tmp_path: Path) -> None:
+    env = {k: v for k, v in INIT_ENV.items() if k != "DOCKER_INFLUXDB_INIT_BUCKET_ID"}
+    done, calls = run_init_scripts(tmp_path, env)
+    assert done.returncode != 0 and "DOCKER_INFLUXDB_INIT_BUCKET_ID" in done.stderr
+    assert calls == []
 
 
 def test_grafana_datasource_reads_the_bucket_the_service_writes() -> None:

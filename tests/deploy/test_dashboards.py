@@ -16,18 +16,15 @@ from drivers.profiles import PROFILE_DIR, known_profiles, load_profile
 from service import measurements as m
 from service.alarms import AlarmState
 from service.rules import AlarmType
+from service.site import load_site
 from tests.deploy import grafana as g
 
 BOARDS = g.boards()
 SCHEMA_VERSION = 39
 PANEL_TYPES = {"timeseries", "stat", "bargauge", "piechart", "table", "state-timeline", "text", "row"}
 RESULT_FORMATS = {"time_series", "table"}
-MEASUREMENTS = {
-    m.TELEMETRY: set(m.TELEMETRY_TAGS) | set(m.TELEMETRY_FIELDS),
-    m.ALARM: set(m.ALARM_TAGS) | set(m.ALARM_FIELDS),
-    m.ENERGY: set(m.ENERGY_TAGS) | set(m.ENERGY_FIELDS),
-    m.SERVICE: set(m.SERVICE_TAGS) | set(m.SERVICE_FIELDS),
-}
+MEASUREMENTS = {name: set(tags) | set(fields) for name, (tags, fields) in m.SCHEMA.items()}
+CURRENCY = "currencyCNY"
 GRAFANA_MACROS = {"timeFilter", "__interval", "__interval_ms", "__from", "__to"}
 
 
@@ -255,10 +252,43 @@ def test_units_follow_what_the_query_reads() -> None:
             query = t["query"]
             unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit")
             for point in re.findall(r"\"point\" = '([^']+)'", query):
-                expected = "percent" if "/ $security_load_kw" in query else UNITS.get(point)
+                expected = UNITS.get(point)
+                if expected == "watt" and '"value") / 1000' in query:
+                    expected = "kwatt"
                 assert expected is None or unit == expected, f"{where}: {point} shown as {unit}"
             if query.startswith('SELECT sum("kwh") FROM'):
                 assert unit == "kwatth", where
+            if query.startswith('SELECT sum("cost") FROM'):
+                assert unit == CURRENCY, where
+
+
+def unit_of(panel: dict[str, Any], name: str) -> str:
+    """The unit Grafana shows a field of this name in: an override by name, else the panel's."""
+    for o in panel["fieldConfig"]["overrides"]:
+        if o["matcher"] == {"id": "byName", "options": name}:
+            units = [p["value"] for p in o["properties"] if p["id"] == "unit"]
+            if units:
+                return str(units[0])
+    return str(panel["fieldConfig"]["defaults"]["unit"])
+
+
+def test_cost_is_shown_in_the_tariff_currency() -> None:
+    # Grafana's currency units are currency<ISO 4217 code>; the demo and example sites bill in CNY.
+    currencies = {
+        load_site(g.ROOT / "deploy" / "sites" / f).tariff.currency for f in ("demo.yaml", "production.example.yaml")
+    }
+    assert {f"currency{c}" for c in currencies} == {CURRENCY}
+    table = panel_by_title("wattkeeper-energy", "Cost by department and band")
+    assert unit_of(table, "cost") == CURRENCY and unit_of(table, "kWh") == "kwatth"
+    costs = [
+        (where, panel)
+        for board in BOARDS.values()
+        for where, panel, t in g.queries(board)
+        if re.search(r'\bsum\("cost"\)', t["query"])
+    ]
+    assert len(costs) == 2, "the cost bar gauge and the cost table"
+    for where, panel in costs:
+        assert unit_of(panel, "cost") == CURRENCY, where
 
 
 def test_temperature_thresholds_are_the_office_rules() -> None:
@@ -270,13 +300,26 @@ def test_temperature_thresholds_are_the_office_rules() -> None:
     assert step_values(heating) == [17] and shows_thresholds(heating)
 
 
-def test_generator_panel_draws_the_120_percent_line() -> None:
-    panel = panel_by_title("wattkeeper-site-overview", "Generator output / security load")
-    assert panel["fieldConfig"]["defaults"]["unit"] == "percent"
-    assert step_values(panel) == [120] and shows_thresholds(panel)
-    # W / (kW * 1000) * 100 = W / kW / 10: the query turns watts into percent of the security load.
-    assert 'mean("value") / $security_load_kw / 10' in panel["targets"][0]["query"]
-    assert panel["fieldConfig"]["defaults"]["custom"]["axisSoftMax"] > 120, "the line stays in view at low output"
+def test_generator_panel_draws_the_120_percent_line_from_the_site_figures() -> None:
+    panel = panel_by_title("wattkeeper-site-overview", "Generator output against the security load")
+    assert panel["fieldConfig"]["defaults"]["unit"] == "kwatt"
+    queries = {t["refId"]: t["query"] for t in panel["targets"]}
+    # The generator controller reports W; the site figures are kW.
+    assert "\"point\" = 'power'" in queries["A"] and 'mean("value") / 1000' in queries["A"]
+    assert queries["B"].startswith(f'SELECT last("security_load_kw") * 1.2 FROM "{m.SITE_INFO}"')
+    line = next(o for o in panel["fieldConfig"]["overrides"] if o["matcher"]["options"] == "B")
+    assert {"id": "color", "value": {"mode": "fixed", "fixedColor": "red"}} in line["properties"]
+    # The figure is data now: no board asks the user for it.
+    variables = {v["name"] for b in BOARDS.values() for v in g.variables(b)}
+    assert not variables & {"security_load_kw", "security_load"}
+    assert not any("$security" in q for _, _, q in QUERIES)
+
+
+def test_compliance_status_mapping_is_the_services() -> None:
+    panel = panel_by_title("wattkeeper-site-overview", "Static compliance (site file)")
+    options = panel["fieldConfig"]["defaults"]["mappings"][0]["options"]
+    assert {int(raw): o["text"] for raw, o in options.items()} == {v: k for k, v in m.COMPLIANCE_LEVELS.items()}
+    assert f'SELECT last("level") FROM "{m.COMPLIANCE}"' in panel["targets"][0]["query"]
 
 
 def test_state_panels_map_the_profile_codes() -> None:

@@ -1,4 +1,5 @@
-"""deploy/mosquitto: the real broker accepts the config, refuses anonymous clients and enforces the ACL."""
+"""deploy/mosquitto: the real broker accepts the config, refuses anonymous clients, enforces the ACL,
+keeps queued messages across a crash, and serves TLS with certificates made as deploy/README.md says."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import os
 import re
 import secrets
 import shutil
+import ssl
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -35,6 +37,7 @@ class DeployBroker:
 
     server: servers.Server
     passwords: dict[str, str]
+    tls_port: int | None = None
 
     @property
     def port(self) -> int:
@@ -45,22 +48,45 @@ class DeployBroker:
         return f"mqtt://{account}:{self.passwords[account]}@127.0.0.1:{self.port}"
 
 
-def derived_config(workdir: Path, port: int) -> str:
-    """deploy/mosquitto/mosquitto.conf with its container paths and listener moved to workdir and loopback."""
+def derived_config(workdir: Path, port: int, tls_port: int | None = None) -> str:
+    """deploy/mosquitto/mosquitto.conf with its container paths and listener moved to workdir and loopback.
+
+    With `tls_port`, its commented TLS listener is switched on there, as deploy/README.md says to.
+    """
     text = (MOSQUITTO / "mosquitto.conf").read_text()
     text = text.replace("/mosquitto/config/", f"{workdir}/").replace("/mosquitto/data/", f"{workdir}/data/")
+    text = text.replace("/mosquitto/certs/", f"{workdir}/certs/")
     text, n = re.subn(r"(?m)^listener 1883$", f"listener {port} 127.0.0.1", text)
     assert n == 1, "mosquitto.conf has one plain listener on 1883"
+    if tls_port is not None:
+        text, n = re.subn(r"(?m)^#listener 8883$", f"listener {tls_port} 127.0.0.1", text)
+        text, m = re.subn(r"(?m)^#((certfile|keyfile|cafile|tls_version|require_certificate) .*)$", r"\1", text)
+        assert (n, m) == (1, 5), "mosquitto.conf documents one TLS listener with five settings"
     return text
+
+
+def conf_value(key: str) -> str:
+    """A setting of deploy/mosquitto/mosquitto.conf (its only uncommented line for the key)."""
+    (value,) = re.findall(rf"(?m)^{key} (.+)$", (MOSQUITTO / "mosquitto.conf").read_text())
+    return value.strip()
 
 
 @pytest.fixture
 def deploy_broker() -> Iterator[DeployBroker]:
+    with running_deploy_broker() as broker:
+        yield broker
+
+
+@contextmanager
+def running_deploy_broker(certs: Path | None = None) -> Iterator[DeployBroker]:
+    """The deploy config on loopback; with `certs` (a folder of ca.crt, server.crt, server.key) TLS on too."""
     # Run as root, Mosquitto reads its files after dropping to the `mosquitto` user, as in the
     # container: the directory must be reachable for it (pytest's tmp_path is not).
     with tempfile.TemporaryDirectory(prefix="wk-mosquitto-") as tmp:
         workdir = Path(tmp)
         workdir.chmod(0o755)
+        if certs is not None:
+            shutil.copytree(certs, workdir / "certs")
         passwords = {a: secrets.token_hex(12) for a in ACCOUNTS}
         env = {**os.environ, **{f"MQTT_{a.upper()}_PASSWORD": pw for a, pw in passwords.items()}}
         subprocess.run(["sh", str(MOSQUITTO / "make-passwd.sh"), str(workdir / "passwd")], env=env, check=True)
@@ -68,24 +94,35 @@ def deploy_broker() -> Iterator[DeployBroker]:
         (workdir / "data").mkdir()
         if os.getuid() == 0:
             shutil.chown(workdir / "data", "mosquitto")
+            if certs is not None:
+                for path in (workdir / "certs", *(workdir / "certs").iterdir()):
+                    shutil.chown(path, "mosquitto")
         port = servers.free_port()
+        tls_port = servers.free_port() if certs is not None else None
         conf = workdir / "mosquitto.conf"
-        conf.write_text(derived_config(workdir, port))
+        conf.write_text(derived_config(workdir, port, tls_port))
         argv = [servers.need("mosquitto"), "-c", str(conf)]
         srv = servers.Server("mosquitto", subprocess.Popen(["true"]), port, workdir, argv, workdir / "mosquitto.log")
         srv.start()
         with servers.running(srv):
-            yield DeployBroker(srv, passwords)
+            if tls_port is not None:
+                servers.wait_port(tls_port)
+            yield DeployBroker(srv, passwords, tls_port)
         log = srv.log.read_text()
         assert "Error" not in log, log
 
 
 @asynccontextmanager
-async def client(url: str, name: str) -> AsyncIterator[aiomqtt.Client]:
+async def client(url: str, name: str, **kw: object) -> AsyncIterator[aiomqtt.Client]:
     """An aiomqtt client logged in with the user and password of an mqtt:// URL."""
     u = urlsplit(url)
     async with aiomqtt.Client(
-        u.hostname or "127.0.0.1", u.port or 1883, username=u.username, password=u.password, identifier=name
+        u.hostname or "127.0.0.1",
+        u.port or 1883,
+        username=u.username,
+        password=u.password,
+        identifier=name,
+        **kw,  # type: ignore[arg-type]
     ) as c:
         yield c
 
@@ -130,6 +167,10 @@ def test_config_keeps_state_and_refuses_anonymous_by_itself() -> None:
     assert lines["password_file"] == "/mosquitto/config/passwd" and lines["acl_file"] == "/mosquitto/config/acl"
     for tls in ("listener 8883", "certfile /mosquitto/certs/", "keyfile /mosquitto/certs/", "cafile /mosquitto/certs/"):
         assert f"#{tls}" in conf, f"the TLS listener is documented: {tls}"
+    # Saved on a clock, not on changes: a crash loses at most this many seconds of queued messages
+    # at any message rate (the reasons are in the file).
+    assert lines["autosave_on_changes"] == "false"
+    assert 0 < int(lines["autosave_interval"]) <= 10
 
 
 def test_anonymous_client_is_refused(deploy_broker: DeployBroker) -> None:
@@ -266,3 +307,104 @@ async def test_demo_site_runs_through_the_acl(deploy_broker: DeployBroker) -> No
         for device, point, value in COMMANDS:
             result = await hub.command(device, point, value, timeout_s=10)
             assert result.status == "confirmed", result
+
+
+def saved_stamp(db: Path) -> tuple[int, int] | None:
+    """(inode, mtime) of Mosquitto's database file: each save writes a new file and renames it over."""
+    try:
+        st = db.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+async def test_queued_messages_and_retained_states_survive_a_broker_crash(deploy_broker: DeployBroker) -> None:
+    # The service's persistent session (clean_session=False, as drivers/mqtt.py connects) is away,
+    # say restarting, while a device reports; then the broker is killed (no save on the way down)
+    # and started again on the same data.
+    wk_url, sim_url = deploy_broker.url("wattkeeper"), deploy_broker.url("simulators")
+    async with client(wk_url, "wk-persist", clean_session=False) as wk:
+        await wk.subscribe("zigbee2mqtt/#", qos=1)
+    sent = [f'{{"occupancy": {str(i % 2 == 0).lower()}, "n": {i}}}'.encode() for i in range(5)]
+    async with client(sim_url, "sim") as sim:
+        for payload in sent:
+            await sim.publish("zigbee2mqtt/r2119-occ", payload, qos=1)
+        await sim.publish("tele/r2119-light/LWT", b"Online", qos=1, retain=True)
+    # Every PUBACK is in: the broker holds it all in memory. Wait for the next save to disk.
+    db = deploy_broker.server.workdir / "data" / "mosquitto.db"
+    before = saved_stamp(db)
+    interval_s = float(conf_value("autosave_interval"))
+    async with asyncio.timeout(3 * interval_s + 30):
+        while saved_stamp(db) in (before, None):
+            await asyncio.sleep(0.05)
+    deploy_broker.server.kill()
+    deploy_broker.server.start()
+    got: list[bytes] = []
+    async with client(wk_url, "wk-persist", clean_session=False) as wk:
+        async with asyncio.timeout(15):
+            async for msg in wk.messages:
+                got.append(bytes(msg.payload))  # type: ignore[arg-type]
+                if len(got) == len(sent):
+                    break
+        await wk.subscribe("tele/+/LWT", qos=1)
+        lwt = await next_message(wk)
+    assert got == sent
+    assert (str(lwt.topic), lwt.payload, lwt.retain) == ("tele/r2119-light/LWT", b"Online", True)
+
+
+def readme_certificate_commands() -> list[str]:
+    """The openssl commands of deploy/README.md's TLS section, continuation lines joined."""
+    text = (DEPLOY / "README.md").read_text()
+    section = text[text.index("**TLS.**") :]
+    block = section[section.index("```sh") + len("```sh") : section.index("```", section.index("```sh") + 5)]
+    commands = block.replace("\\\n", " ").splitlines()
+    return [c.strip() for c in commands if c.strip().startswith("openssl ")]
+
+
+def test_tls_listener_serves_certificates_made_as_the_readme_says(tmp_path: Path) -> None:
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    commands = readme_certificate_commands()
+    assert len(commands) == 3, commands
+    for command in commands:  # bash: the README's -extfile <(printf ...) is a process substitution
+        done = subprocess.run(["bash", "-c", command], cwd=certs, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, f"{command}\n{done.stderr}"
+    for name in ("ca.crt", "server.crt", "server.key"):
+        assert (certs / name).is_file(), name
+    with running_deploy_broker(certs) as broker:
+        assert broker.tls_port is not None
+        # The chain and the name the README puts in the certificate, checked by OpenSSL's client.
+        done = subprocess.run(
+            [
+                "openssl", "s_client", "-connect", f"127.0.0.1:{broker.tls_port}", "-CAfile", str(certs / "ca.crt"),
+                "-verify_hostname", "mosquitto", "-verify_return_error", "-brief",
+            ],
+            input="",
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "Verification: OK" in done.stderr, done.stderr
+        # An MQTT session over that TLS listener: the service's account gets in, an anonymous client does not.
+        # (The certificate names mosquitto and mqtt.example.internal, not 127.0.0.1: OpenSSL checked the name.)
+        trusted = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+        trusted.check_hostname = False
+
+        async def sessions() -> tuple[bytes, str]:
+            url = f"mqtt://wattkeeper:{broker.passwords['wattkeeper']}@127.0.0.1:{broker.tls_port}"
+            async with client(url, "wk-tls", tls_context=trusted) as wk:
+                await wk.subscribe("wattkeeper/#", qos=1)
+                await wk.publish("wattkeeper/hq/status", b"online", qos=1)
+                payload = bytes((await next_message(wk)).payload)  # type: ignore[arg-type]
+            try:
+                async with client(f"mqtt://127.0.0.1:{broker.tls_port}", "anon-tls", tls_context=trusted):
+                    refused = ""
+            except aiomqtt.MqttError as exc:
+                refused = str(exc)
+            return payload, refused
+
+        payload, refused = asyncio.run(sessions())
+        assert payload == b"online"
+        assert re.search(r"[Nn]ot authori[sz]ed", refused), refused

@@ -9,11 +9,14 @@ import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
+import httpx
 import pytest
 from influxdb_client.client.write.point import Point
 from influxdb_client.domain.write_precision import WritePrecision
 
 from drivers.types import Quality, Reading
+from service import measurements as m
+from service.compliance import check_site
 from service.lineproto import (
     TelemetryLines,
     alarm_line,
@@ -21,11 +24,14 @@ from service.lineproto import (
     escape_key,
     escape_measurement,
     service_line,
+    site_lines,
     string_field,
     telemetry_line,
     timestamp_ns,
 )
+from service.site import load_site
 from tests import servers
+from tests.conftest import DEMO_SITE
 
 TS = datetime(2026, 3, 2, 10, 0, 0, 123456, tzinfo=UTC)
 NS = 1772445600123456000
@@ -165,6 +171,63 @@ def test_alarm_energy_and_service_lines() -> None:
     assert service_line(site="hq", at=TS, devices_offline=1, rejects=2, outbox_depth=3, dropped=4, readings=5) == (
         f"wattkeeper,site=hq devices_offline=1i,rejects=2i,outbox_depth=3i,dropped=4i,readings=5i {NS}"
     )
+
+
+def test_site_lines_carry_the_site_file_figures_and_compliance() -> None:
+    site = load_site(DEMO_SITE)
+    lines = site_lines(site, TS)
+    info = site.site
+    assert lines[0] == (
+        f'site_info,site={info.id} grade="{info.grade.value}",security_load_kw={info.security_load_kw!r},'
+        f"allowed_interruption_s={info.allowed_interruption_s!r} {NS}"
+    )
+    generators = [f"site_info,generator={g.id},site={info.id} rated_kw={g.rated_kw!r}," for g in site.generators]
+    assert [line.split("start_limit_s=")[0] for line in lines[1 : 1 + len(generators)]] == generators
+    report = check_site(site)
+    compliance = lines[1 + len(generators) :]
+    assert len(compliance) == len(report.rules)
+    for line, rule in zip(compliance, report.rules, strict=True):
+        assert line.startswith(f"compliance,rule={rule.rule},site={info.id} ")
+        assert f'status="{rule.status}",level={m.COMPLIANCE_LEVELS[rule.status]}i,' in line
+
+
+def test_every_key_the_sink_writes_is_declared_in_measurements(influxdb1: servers.Server) -> None:
+    # InfluxDB itself parses what every renderer writes and lists the tag and field keys it found.
+    db = f"keys_{uuid.uuid4().hex[:8]}"
+    full = {"site": "hq", "room": "2119 会议室", "department": "marketing", "source": "grid-a"}
+    lines = [
+        telemetry_line(reading(230.5), full),
+        telemetry_line(reading("heat", point="system_mode", unit=""), full),
+        alarm_line(site="hq", type="backfeed", subject="gen-1", severity="critical", state="active_unacked", at=TS),
+        energy_line(
+            site="hq", meter="m1", start=TS, kwh=1.0, cost=0.7, after_hours=False, band="flat", department="it",
+            source="grid-a",
+        ),
+        service_line(site="hq", at=TS, devices_offline=0, rejects=0, outbox_depth=0, dropped=0, readings=1),
+        *site_lines(load_site(DEMO_SITE), TS),
+    ]  # fmt: skip
+
+    def query(q: str) -> list[dict[str, object]]:
+        r = httpx.post(f"{influxdb1.url}/query", data={"db": db, "q": q}, timeout=30)
+        r.raise_for_status()
+        (result,) = r.json()["results"]
+        assert "error" not in result, result
+        return list(result.get("series", []))
+
+    query(f"CREATE DATABASE {db}")
+    try:
+        r = httpx.post(
+            f"{influxdb1.url}/write", params={"db": db, "precision": "ns"}, content="\n".join(map(str, lines))
+        )
+        assert r.status_code == 204, r.text
+        tags = {s["name"]: {row[0] for row in s["values"]} for s in query("SHOW TAG KEYS")}  # type: ignore[union-attr]
+        fields = {s["name"]: {row[0] for row in s["values"]} for s in query("SHOW FIELD KEYS")}  # type: ignore[union-attr]
+    finally:
+        query(f"DROP DATABASE {db}")
+    assert set(fields) == set(m.SCHEMA), "every measurement written, and only those declared"
+    for name, (declared_tags, declared_fields) in m.SCHEMA.items():
+        assert tags[name] == set(declared_tags), name
+        assert fields[name] == set(declared_fields), name
 
 
 def test_round_trip_through_victoriametrics(victoria: servers.Server) -> None:
