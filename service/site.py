@@ -744,6 +744,8 @@ def load_site(path: str | Path) -> Site:
         raise SiteError(str(p), [f"{p}: not UTF-8 text"]) from None
     except IsADirectoryError:
         raise SiteError(str(p), [f"{p}: not a file"]) from None
+    except OSError as exc:  # permission denied, a file where a directory should be, ...
+        raise SiteError(str(p), [f"{p}: cannot read: {exc.strerror or exc}"]) from None
     return parse_site(text, p.name)
 
 

@@ -365,6 +365,9 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
         load_site(tmp_path / "nope.yaml")
     with pytest.raises(SiteError, match="not a file"):
         load_site(tmp_path)
+    (tmp_path / "plain").write_text("")
+    with pytest.raises(SiteError, match=r"plain/site\.yaml: cannot read: Not a directory"):
+        load_site(tmp_path / "plain" / "site.yaml")
 
 
 def test_huge_file_refused() -> None:
