@@ -5,9 +5,11 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint bench install dev test-deps clean
+# A recipe that fails leaves no target behind (e.g. a venv whose pip upgrade failed is made again).
+.DELETE_ON_ERROR:
 
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+	./.ci/make-venv.sh $(PYTHON) $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml

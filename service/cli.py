@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from service.compliance import check_site, render_table
+from service.compliance import check_configuration, check_site, render_table, unrated_energy_counters, with_rows
 from service.site import DEMO_SITE, Site, SiteError, load_site
 
 app = typer.Typer(
@@ -25,6 +26,8 @@ keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(report_app, name="report")
 app.add_typer(keys_app, name="keys")
 
+log = logging.getLogger(__name__)
+
 SiteOpt = Annotated[Path, typer.Option("--site", help="site file (YAML)", show_default=True)]
 
 
@@ -36,6 +39,14 @@ def _load(path: Path) -> Site:
         for line in exc.errors:
             typer.echo(f"  {line}", err=True)
         raise typer.Exit(2) from None
+
+
+def _warn_unrated(site: Site) -> None:
+    unrated = unrated_energy_counters(site)
+    if unrated:
+        log.warning(
+            "no rated_kw for %s: their energy counter steps are not checked for plausibility", ", ".join(unrated)
+        )
 
 
 def _env_port(name: str, default: int) -> int:
@@ -58,7 +69,8 @@ def check(
 
     Exit 0 when every rule passes (warnings allowed), 1 when a rule fails, 2 for an invalid file.
     """
-    report = check_site(_load(site))
+    the_site = _load(site)
+    report = with_rows(check_site(the_site), check_configuration(the_site))
     if as_json:
         typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     else:
@@ -101,6 +113,7 @@ def serve(
     from service.app import serve as run_service
 
     the_site = _load(site)
+    _warn_unrated(the_site)
     http_port = port if port is not None else _env_port("WATTKEEPER_HTTP_PORT", 8000)
     run_service(the_site, site_path=site, port=http_port)
 
@@ -110,7 +123,9 @@ def demo(site: SiteOpt = DEMO_SITE) -> None:
     """Run everything on this machine: a broker, the simulators and the service with SQLite."""
     from service.demo import run_demo
 
-    run_demo(_load(site), site_path=site)
+    the_site = _load(site)
+    _warn_unrated(the_site)
+    run_demo(the_site, site_path=site)
 
 
 @report_app.command("energy")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
-from service.site import Grade, Site
+from drivers.energy import ENERGY_UNITS
+from drivers.profiles import load_profile
+from service.site import Device, Grade, Site, Source
 
 Status = Literal["PASS", "FAIL", "WARN", "N/A"]
 
@@ -24,6 +26,7 @@ CLAUSES: dict[str, str] = {
     "generator.capacity": "自备应急电源配置: rated >= 120 % of the security load",
     "generator.start_time": "自备应急电源配置: start time within the allowed interruption time",
     "generator.interlock": "自备应急电源配置: interlock between generator and grid prevents backfeed (倒送电)",
+    "energy.rated_kw": "wattkeeper energy accounting: a counter step above rated_kw x elapsed time is refused",
 }
 
 RULE_TITLES: dict[str, str] = {
@@ -38,6 +41,7 @@ RULE_TITLES: dict[str, str] = {
     "generator.capacity": "generator >= 120 % of security load",
     "generator.start_time": "generator start time",
     "generator.interlock": "anti-backfeed interlock",
+    "energy.rated_kw": "energy counters bounded by rated_kw",
 }
 
 REQUIRED_SOURCES: dict[Grade, int] = {Grade.special: 3, Grade.first: 2, Grade.second: 2, Grade.temporary: 2}
@@ -85,10 +89,18 @@ class ComplianceReport:
         }
 
 
-def _row(rule: str, status: Status, detail: str, *, soft: bool = False) -> RuleResult:
-    # Temporary customers: "where conditions allow" — a shortfall is a warning, never a failure.
-    if soft and status == "FAIL":
-        status = "WARN"
+# Why a grade requirement is only advice at some grades: temporary customers meet it "where
+# conditions allow"; ordinary (ungraded) sites are not bound by it at all.
+ADVICE_ONLY: dict[Grade, str] = {
+    Grade.temporary: "temporary grade: where conditions allow",
+    Grade.ordinary: "advice: an ungraded site is not bound by this rule",
+}
+
+
+def _row(rule: str, status: Status, detail: str, *, soft: str | None = None) -> RuleResult:
+    # `soft` names why a shortfall is a warning rather than a failure at this grade.
+    if soft is not None and status == "FAIL":
+        status, detail = "WARN", f"{detail} ({soft})"
     return RuleResult(rule, RULE_TITLES[rule], status, detail, CLAUSES[rule])
 
 
@@ -96,7 +108,7 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
-def _supply_rules(site: Site, soft: bool) -> list[RuleResult]:
+def _supply_rules(site: Site, soft: str | None) -> list[RuleResult]:
     grade = site.site.grade
     rows: list[RuleResult] = []
     sources = site.sources
@@ -177,7 +189,7 @@ def _supply_rules(site: Site, soft: bool) -> list[RuleResult]:
     return rows
 
 
-def _line_rules(site: Site, soft: bool) -> list[RuleResult]:
+def _line_rules(site: Site, soft: str | None) -> list[RuleResult]:
     rows: list[RuleResult] = []
     low = [s for s in site.sources if s.voltage_kv <= 10]
     high = [s for s in site.sources if s.voltage_kv >= 35]
@@ -190,38 +202,45 @@ def _line_rules(site: Site, soft: bool) -> list[RuleResult]:
         kinds = ", ".join(f"{s.id} {s.line_type}" for s in low)
         rows.append(_row("lines.type", "PASS", kinds))
 
-    def shared(group: list[str]) -> dict[str, list[str]]:
-        by_support: dict[str, list[str]] = {}
-        for s in site.sources:
-            if s.id in group and s.support and s.line_type != "cable":
-                by_support.setdefault(s.support, []).append(s.id)
-        return {k: v for k, v in by_support.items() if len(v) > 1}
-
-    overhead_low = [s.id for s in low if s.line_type != "cable"]
-    if not overhead_low:
+    low_overhead = [s for s in low if s.line_type != "cable"]
+    if not low_overhead:
         rows.append(_row("lines.pole", "N/A", "no overhead circuit at <= 10 kV"))
     else:
-        clash = shared(overhead_low)
-        if clash:
-            detail = "; ".join(f"{', '.join(ids)} on {sup}" for sup, ids in clash.items())
-            rows.append(_row("lines.pole", "FAIL", f"two circuits on one pole line: {detail}", soft=soft))
-        else:
-            rows.append(_row("lines.pole", "PASS", f"{len(overhead_low)} overhead circuit(s) on separate poles"))
-    overhead_high = [s.id for s in high if s.line_type != "cable"]
-    if len(overhead_high) < 2:
+        rows.append(_support_row("lines.pole", low_overhead, "pole", "FAIL", soft))
+    high_overhead = [s for s in high if s.line_type != "cable"]
+    if len(high_overhead) < 2:
         rows.append(_row("lines.tower", "N/A", "fewer than two overhead sources at >= 35 kV"))
     else:
-        clash = shared(overhead_high)
-        if clash:
-            detail = "; ".join(f"{', '.join(ids)} on {sup}" for sup, ids in clash.items())
-            # "should not": a recommendation, so a warning rather than a failure.
-            rows.append(_row("lines.tower", "WARN", f"dual sources share a tower line: {detail}"))
-        else:
-            rows.append(_row("lines.tower", "PASS", "overhead sources on separate towers"))
+        # "should not": a recommendation, so a warning rather than a failure.
+        rows.append(_support_row("lines.tower", high_overhead, "tower", "WARN", soft))
     return rows
 
 
-def _generator_rules(site: Site, soft: bool) -> list[RuleResult]:
+def _support_row(rule: str, overhead: list[Source], what: str, clash_status: Status, soft: str | None) -> RuleResult:
+    """Whether overhead circuits share a pole or tower line, as far as their `support` keys show."""
+    if len(overhead) == 1:
+        return _row(rule, "PASS", f"one overhead circuit ({overhead[0].id}); no other circuit to share a {what}")
+    by_support: dict[str, list[str]] = {}
+    for s in overhead:
+        if s.support:
+            by_support.setdefault(s.support, []).append(s.id)
+    clash = {sup: ids for sup, ids in by_support.items() if len(ids) > 1}
+    if clash:
+        detail = "; ".join(f"{', '.join(ids)} on {sup}" for sup, ids in clash.items())
+        return _row(rule, clash_status, f"two circuits on one {what} line: {detail}", soft=soft)
+    undeclared = [s.id for s in overhead if not s.support]
+    if undeclared:
+        return _row(
+            rule,
+            "WARN",
+            f"support not declared for {', '.join(undeclared)}: cannot show the {len(overhead)} overhead "
+            f"circuits are on separate {what}s",
+        )
+    placed = ", ".join(f"{s.id} on {s.support}" for s in overhead)
+    return _row(rule, "PASS", f"{len(overhead)} overhead circuits on separate {what} lines: {placed}")
+
+
+def _generator_rules(site: Site, soft: str | None) -> list[RuleResult]:
     rows: list[RuleResult] = []
     grade = site.site.grade
     gens = site.generators
@@ -237,7 +256,16 @@ def _generator_rules(site: Site, soft: bool) -> list[RuleResult]:
     security = site.site.security_load_kw
     rated = sum(g.rated_kw for g in gens)
     if security <= 0:
-        rows.append(_row("generator.capacity", "WARN", "security_load_kw not declared"))
+        # Without the security load the 120 % rule cannot be shown; where the grade requires the
+        # generator that is a failure, not a pass with a footnote.
+        rows.append(
+            _row(
+                "generator.capacity",
+                "FAIL" if required else "WARN",
+                f"security_load_kw not declared: rated {_fmt(rated)} kW cannot be shown to be >= 120 % of it",
+                soft=soft,
+            )
+        )
     else:
         # Compare in tenths to avoid binary rounding at exactly 120 %.
         ok = round(rated * 10, 6) >= round(security * 12, 6)
@@ -257,7 +285,8 @@ def _generator_rules(site: Site, soft: bool) -> list[RuleResult]:
     rows.append(_row("generator.start_time", "FAIL" if slow else "PASS", detail, soft=soft))
     interlock = site.site.interlock
     if interlock == "none":
-        rows.append(_row("generator.interlock", "FAIL", "no interlock declared between generator and grid", soft=soft))
+        # Backfeed endangers people working on the grid: a failure at every grade, never advice.
+        rows.append(_row("generator.interlock", "FAIL", "no interlock declared between generator and grid"))
     else:
         rows.append(_row("generator.interlock", "PASS", f"{interlock} interlock declared"))
     return rows
@@ -265,9 +294,43 @@ def _generator_rules(site: Site, soft: bool) -> list[RuleResult]:
 
 def check_site(site: Site) -> ComplianceReport:
     """Evaluate every static supply-side rule that applies to the site's grade."""
-    soft = site.site.grade == Grade.temporary
+    soft = ADVICE_ONLY.get(site.site.grade)
     rows = _supply_rules(site, soft) + _line_rules(site, soft) + _generator_rules(site, soft)
     return ComplianceReport(site.site.id, site.site.grade.value, tuple(rows))
+
+
+def energy_counter_devices(site: Site) -> list[Device]:
+    """Devices whose profile has an energy counter (kWh, Wh or MWh)."""
+    return [
+        dev
+        for dev in site.devices
+        if any(p.kind == "counter" and p.unit in ENERGY_UNITS for p in load_profile(dev.profile).points)
+    ]
+
+
+def unrated_energy_counters(site: Site) -> list[str]:
+    """Devices with an energy counter but no `rated_kw`: an absurd counter step from them (a garbled
+    register, a swapped meter) is counted as energy instead of refused."""
+    return [dev.id for dev in energy_counter_devices(site) if dev.rated_kw is None]
+
+
+def check_configuration(site: Site) -> list[RuleResult]:
+    """Rows about the site file itself that `wattkeeper check` shows below the supply rules."""
+    counting = energy_counter_devices(site)
+    unrated = [dev.id for dev in counting if dev.rated_kw is None]
+    if not counting:
+        return [_row("energy.rated_kw", "N/A", "no device with an energy counter")]
+    if unrated:
+        detail = f"no rated_kw for {', '.join(unrated)}: their counter steps are not checked for plausibility"
+        return [_row("energy.rated_kw", "WARN", detail)]
+    return [
+        _row("energy.rated_kw", "PASS", f"rated_kw declared for all {len(counting)} device(s) with an energy counter")
+    ]
+
+
+def with_rows(report: ComplianceReport, rows: list[RuleResult]) -> ComplianceReport:
+    """The report with more rows appended."""
+    return replace(report, rules=(*report.rules, *rows))
 
 
 def render_table(report: ComplianceReport) -> str:

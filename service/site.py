@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from datetime import date
+from collections.abc import Iterator, Mapping
+from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from drivers.profiles import known_profiles, load_profile
 
@@ -20,6 +31,7 @@ MAX_SITE_FILE_BYTES = 2_000_000
 Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")]
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _SPAN = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 class Grade(StrEnum):
@@ -82,6 +94,61 @@ def parse_span(text: str) -> tuple[int, int]:
     if start == end:
         raise ValueError(f"'{text}' is empty")
     return start, end
+
+
+def _work_hours(text: str) -> str:
+    """Working hours of one day: spans 'HH:MM-HH:MM' separated by commas, none past midnight."""
+    for part in text.split(","):
+        start, end = parse_span(part)
+        if end < start:
+            raise ValueError(f"'{part.strip()}' runs past midnight; split it over two days")
+    return text
+
+
+def _makeup_hours(text: str) -> str:
+    """Hours of a make-up workday: spans separated by commas, which may run past midnight (a make-up
+    day is one date, with no next day in the file to carry the rest of a night shift)."""
+    for part in text.split(","):
+        parse_span(part)
+    return text
+
+
+def _hhmm(text: str) -> str:
+    parse_hhmm(text)
+    return text
+
+
+def _band_span(text: str) -> str:
+    """A tariff band span; it starts and ends on a quarter hour, as energy is priced per 15 minutes."""
+    start, end = parse_span(text)
+    for minute in (start, end):
+        if minute % 15:
+            raise ValueError(
+                f"'{text}': {minute // 60:02d}:{minute % 60:02d} is not on a quarter hour; "
+                "energy is priced in 15-minute intervals, so bands start and end at :00, :15, :30 or :45"
+            )
+    return text
+
+
+def _site_date(value: object) -> object:
+    # Dates arrive as text (the loader does not let YAML build dates) and are read here, so a
+    # date that does not exist is an error with its key path, never a crash in the YAML library.
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _DATE.match(value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError(f"'{value}' is not a date ({exc})") from None
+    raise ValueError(f"{value!r} is not a date YYYY-MM-DD")
+
+
+WorkHours = Annotated[str, AfterValidator(_work_hours)]
+MakeupHours = Annotated[str, AfterValidator(_makeup_hours)]
+TimeOfDay = Annotated[str, AfterValidator(_hhmm)]
+BandSpan = Annotated[str, AfterValidator(_band_span)]
+SiteDate = Annotated[date, BeforeValidator(_site_date)]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
 class Thresholds(_Strict):
@@ -216,60 +283,28 @@ class Device(_Strict):
 class Calendar(_Strict):
     """Working hours, holidays, make-up workdays and after-hours sweep times."""
 
-    working_hours: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], str] = {}
-    holidays: list[date] = []
-    workdays: list[date] = []
-    makeup_hours: str | None = Field(None, description="hours on make-up workdays (default: Monday's)")
-    sweeps: list[str] = []
+    working_hours: dict[Weekday, WorkHours] = {}
+    holidays: list[SiteDate] = []
+    workdays: list[SiteDate] = []
+    makeup_hours: MakeupHours | None = Field(None, description="hours on make-up workdays (default: Monday's)")
+    sweeps: list[TimeOfDay] = []
 
-    @field_validator("working_hours")
+    @field_validator("workdays")
     @classmethod
-    def _spans(cls, v: dict[str, str]) -> dict[str, str]:
-        for day, text in v.items():
-            for part in text.split(","):
-                try:
-                    s, e = parse_span(part)
-                except ValueError as exc:
-                    raise ValueError(f"{day}: {exc}") from None
-                if e < s:
-                    raise ValueError(f"{day}: '{part}' wraps midnight; split it over two days")
-        return v
-
-    @field_validator("sweeps")
-    @classmethod
-    def _sweeps(cls, v: list[str]) -> list[str]:
-        for t in v:
-            parse_hhmm(t)
-        return v
-
-    @field_validator("makeup_hours")
-    @classmethod
-    def _makeup(cls, v: str | None) -> str | None:
-        if v is not None:
-            parse_span(v)
-        return v
-
-    @model_validator(mode="after")
-    def _disjoint(self) -> Calendar:
-        both = set(self.holidays) & set(self.workdays)
+    def _not_holidays(cls, v: list[date], info: ValidationInfo) -> list[date]:
+        # A field validator, not a model one: it still runs when another calendar key is wrong.
+        both = set(info.data.get("holidays") or ()) & set(v)
         if both:
             raise ValueError(f"{min(both)} is both a holiday and a make-up workday")
-        return self
+        return v
 
 
 class TariffBand(_Strict):
     """One time-of-use price band."""
 
     name: str
-    hours: list[str] = Field(min_length=1)
+    hours: list[BandSpan] = Field(min_length=1)
     price: float = Field(ge=0)
-
-    @field_validator("hours")
-    @classmethod
-    def _spans(cls, v: list[str]) -> list[str]:
-        for span in v:
-            parse_span(span)
-        return v
 
     def minutes(self) -> Iterator[int]:
         """Every minute of the day this band covers."""
@@ -393,21 +428,77 @@ class SiteError(Exception):
         self.errors = errors
 
 
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that refuses aliases and remembers the line of every key path."""
+KeyPath = tuple[str | int, ...]
+Problem = tuple[KeyPath, str]
+
+_YAML_INT = "tag:yaml.org,2002:int"
+_YAML_FLOAT = "tag:yaml.org,2002:float"
+_YAML_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+# YAML 1.1's numbers without its base-60 forms: unquoted 18:30 is the text '18:30', not 1110.
+_INT_RE = re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$")
+_FLOAT_RE = re.compile(
+    r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9_]+(?:[eE][-+][0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
 
 
-def _line_map(node: yaml.Node, path: tuple[str | int, ...], out: dict[tuple[str | int, ...], int]) -> None:
-    out[path] = node.start_mark.line + 1
+def _site_resolvers() -> dict[Any, list[tuple[str, re.Pattern[str]]]]:
+    # Unquoted dates stay text: the models read them, so 2026-02-30 is an error with a key path
+    # rather than a ValueError from inside PyYAML.
+    out: dict[Any, list[tuple[str, re.Pattern[str]]]] = {}
+    for first, pairs in yaml.SafeLoader.yaml_implicit_resolvers.items():
+        kept = []
+        for tag, regexp in pairs:
+            if tag == _YAML_TIMESTAMP:
+                continue
+            kept.append((tag, _INT_RE if tag == _YAML_INT else _FLOAT_RE if tag == _YAML_FLOAT else regexp))
+        out[first] = kept
+    return out
+
+
+class _SiteLoader(yaml.SafeLoader):
+    """SafeLoader that leaves dates and HH:MM as text and turns bad tagged scalars into marked errors."""
+
+    yaml_implicit_resolvers = _site_resolvers()
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, TypeError, OverflowError) as exc:
+            # e.g. `!!int abc` or `!!timestamp 2026-02-30`: PyYAML raises a bare ValueError.
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {node.tag}: {exc}", node.start_mark
+            ) from None
+
+
+def _line_map(node: yaml.Node, path: KeyPath, out: dict[KeyPath, int]) -> None:
+    """Line of every key path: a mapping key's own line, a sequence item's first line."""
+    out.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
             key = k.value if isinstance(k, yaml.ScalarNode) else str(k.value)
             out[(*path, key)] = k.start_mark.line + 1
             _line_map(v, (*path, key), out)
-            out[(*path, key)] = k.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _line_map(item, (*path, i), out)
+
+
+def _repeated_keys(node: yaml.Node, path: KeyPath, out: list[tuple[KeyPath, str, int]]) -> None:
+    """Keys given twice in one mapping (YAML would keep the last silently)."""
+    if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
+        for k, v in node.value:
+            key = k.value if isinstance(k, yaml.ScalarNode) else str(k.value)
+            line = k.start_mark.line + 1
+            if key in first:
+                out.append(((*path, key), f"key '{key}' given twice (first at line {first[key]})", line))
+            else:
+                first[key] = line
+            _repeated_keys(v, (*path, key), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _repeated_keys(item, (*path, i), out)
 
 
 def _check_no_alias(node: yaml.Node, seen: set[int]) -> str | None:
@@ -427,7 +518,7 @@ def _check_no_alias(node: yaml.Node, seen: set[int]) -> str | None:
     return None
 
 
-def fmt_path(path: tuple[str | int, ...]) -> str:
+def fmt_path(path: KeyPath) -> str:
     """('rooms', 3, 'department') -> 'rooms[3].department'."""
     out = ""
     for part in path:
@@ -438,7 +529,7 @@ def fmt_path(path: tuple[str | int, ...]) -> str:
     return out or "(top)"
 
 
-def _nearest_line(lines: dict[tuple[str | int, ...], int], path: tuple[str | int, ...]) -> int | None:
+def _nearest_line(lines: dict[KeyPath, int], path: KeyPath) -> int | None:
     while path:
         if path in lines:
             return lines[path]
@@ -446,10 +537,11 @@ def _nearest_line(lines: dict[tuple[str | int, ...], int], path: tuple[str | int
     return lines.get(())
 
 
-def _pydantic_messages(exc: ValidationError) -> list[tuple[tuple[str | int, ...], str]]:
+def _pydantic_messages(exc: ValidationError) -> list[Problem]:
     out = []
     for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        # A dict key's error is located at the key itself ('[key]' marks it).
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and (p.startswith("function-") or p == "[key]")))
         msg = err["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
@@ -463,145 +555,176 @@ def _pydantic_messages(exc: ValidationError) -> list[tuple[tuple[str | int, ...]
     return out
 
 
-def cross_check(site: Site) -> list[tuple[tuple[str | int, ...], str]]:
-    """Uniqueness and references between the parts of a site file."""
-    errors: list[tuple[tuple[str | int, ...], str]] = []
-    kinds: dict[str, list[Any]] = {
-        "sources": site.sources,
-        "generators": site.generators,
-        "transfer_switches": site.transfer_switches,
-        "departments": site.departments,
-        "rooms": site.rooms,
-        "devices": site.devices,
-    }
-    for kind, items in kinds.items():
-        seen: dict[str, int] = {}
-        for i, item in enumerate(items):
-            if item.id in seen:
-                errors.append(((kind, i, "id"), f"duplicate id '{item.id}' (first at {kind}[{seen[item.id]}])"))
-            else:
-                seen[item.id] = i
-    supply_ids = {s.id for s in site.sources} | {g.id for g in site.generators}
-    clash = {s.id for s in site.sources} & {g.id for g in site.generators}
-    for i, g in enumerate(site.generators):
-        if g.id in clash:
-            errors.append((("generators", i, "id"), f"id '{g.id}' is also a source id"))
-    devices = {d.id: d for d in site.devices}
-    departments = {d.id for d in site.departments}
-    meters = {d.id for d in site.devices if d.driver == "modbus"}
+def _entries(data: Mapping[str, Any], kind: str) -> list[tuple[int, Mapping[str, Any]]]:
+    items = data.get(kind)
+    if not isinstance(items, list):
+        return []
+    return [(i, item) for i, item in enumerate(items) if isinstance(item, dict)]
 
-    def need_device(path: tuple[str | int, ...], ref: str | None, what: str, meter: bool = False) -> None:
+
+def _text(item: Mapping[str, Any], key: str) -> str | None:
+    value = item.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _number(item: Mapping[str, Any], key: str, default: int | None = None) -> int | None:
+    value = item.get(key, default)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def cross_check(data: Mapping[str, Any]) -> list[Problem]:
+    """Uniqueness and references between the parts of a site file.
+
+    Works on the parsed mapping, not on the models, so these problems are reported together with
+    schema errors: whatever holds a usable id or reference is checked even when other keys of the
+    same file (or item) are wrong.
+    """
+    errors: list[Problem] = []
+    kinds = ("sources", "generators", "transfer_switches", "departments", "rooms", "devices")
+    ids: dict[str, dict[str, int]] = {}
+    for kind in kinds:
+        seen = ids[kind] = {}
+        for i, item in _entries(data, kind):
+            ident = _text(item, "id")
+            if ident is None:
+                continue
+            if ident in seen:
+                errors.append(((kind, i, "id"), f"duplicate id '{ident}' (first at {kind}[{seen[ident]}])"))
+            else:
+                seen[ident] = i
+    for i, g in _entries(data, "generators"):
+        ident = _text(g, "id")
+        if ident is not None and ident in ids["sources"]:
+            errors.append((("generators", i, "id"), f"id '{ident}' is also a source id"))
+    supply_ids = ids["sources"].keys() | ids["generators"].keys()
+    devices: dict[str, Mapping[str, Any]] = {}
+    for _, dev in _entries(data, "devices"):
+        ident = _text(dev, "id")
+        if ident is not None:
+            devices.setdefault(ident, dev)
+
+    def need_device(path: KeyPath, item: Mapping[str, Any], key: str, *, meter: bool = False) -> None:
+        ref = _text(item, key)
         if ref is None:
             return
         if ref not in devices:
-            errors.append((path, f"unknown device '{ref}'"))
-        elif meter and ref not in meters:
-            errors.append((path, f"{what} '{ref}' is not a modbus meter"))
+            errors.append(((*path, key), f"unknown device '{ref}'"))
+        elif meter and devices[ref].get("driver") != "modbus":
+            errors.append(((*path, key), f"meter '{ref}' is not a modbus meter"))
 
-    for i, s in enumerate(site.sources):
-        need_device(("sources", i, "meter"), s.meter, "meter", meter=True)
-    for i, g in enumerate(site.generators):
-        need_device(("generators", i, "device"), g.device, "device")
-        need_device(("generators", i, "meter"), g.meter, "meter", meter=True)
-    for i, t in enumerate(site.transfer_switches):
-        need_device(("transfer_switches", i, "device"), t.device, "device")
-        for j, src in enumerate(t.sources):
-            if src not in supply_ids:
-                errors.append((("transfer_switches", i, "sources", j), f"unknown source or generator '{src}'"))
-        if len(set(t.sources)) != len(t.sources):
-            errors.append((("transfer_switches", i, "sources"), "a source is listed twice"))
-    for i, d in enumerate(site.departments):
-        need_device(("departments", i, "meter"), d.meter, "meter", meter=True)
+    for i, s in _entries(data, "sources"):
+        need_device(("sources", i), s, "meter", meter=True)
+    for i, g in _entries(data, "generators"):
+        need_device(("generators", i), g, "device")
+        need_device(("generators", i), g, "meter", meter=True)
+    for i, t in _entries(data, "transfer_switches"):
+        need_device(("transfer_switches", i), t, "device")
+        refs = t.get("sources")
+        if isinstance(refs, list):
+            for j, src in enumerate(refs):
+                if isinstance(src, str) and src not in supply_ids:
+                    errors.append((("transfer_switches", i, "sources", j), f"unknown source or generator '{src}'"))
+            if len(set(map(str, refs))) != len(refs):
+                errors.append((("transfer_switches", i, "sources"), "a source is listed twice"))
+    for i, d in _entries(data, "departments"):
+        need_device(("departments", i), d, "meter", meter=True)
     placed: dict[str, str] = {}
-    for i, room in enumerate(site.rooms):
-        if room.department not in departments:
-            errors.append((("rooms", i, "department"), f"unknown department '{room.department}'"))
-        for j, dev_id in enumerate(room.devices):
+    for i, room in _entries(data, "rooms"):
+        department = _text(room, "department")
+        if department is not None and department not in ids["departments"]:
+            errors.append((("rooms", i, "department"), f"unknown department '{department}'"))
+        held = room.get("devices")
+        for j, dev_id in enumerate(held if isinstance(held, list) else []):
+            if not isinstance(dev_id, str):
+                continue
             if dev_id not in devices:
                 errors.append((("rooms", i, "devices", j), f"unknown device '{dev_id}'"))
             elif dev_id in placed:
                 errors.append((("rooms", i, "devices", j), f"device '{dev_id}' is already in room '{placed[dev_id]}'"))
             else:
-                placed[dev_id] = room.id
+                placed[dev_id] = _text(room, "id") or f"rooms[{i}]"
     profiles = known_profiles()
-    for i, dev in enumerate(site.devices):
-        if dev.profile not in profiles:
-            errors.append(
-                (
-                    ("devices", i, "profile"),
-                    f"unknown profile '{dev.profile}' (known: {', '.join(sorted(profiles))})",
-                )
-            )
-            continue
-        prof = load_profile(dev.profile)
-        if prof.driver != dev.driver:
-            errors.append((("devices", i, "driver"), f"profile '{dev.profile}' is a {prof.driver} profile"))
     endpoints: dict[tuple[str, int, int], str] = {}
-    for i, dev in enumerate(site.devices):
-        if dev.driver == "modbus" and dev.host and dev.port:
-            key = (dev.host, dev.port, dev.unit)
-            if key in endpoints:
-                errors.append(
-                    (
-                        ("devices", i, "port"),
-                        f"{dev.host}:{dev.port} unit {dev.unit} is also used by '{endpoints[key]}'",
-                    )
-                )
-            endpoints[key] = dev.id
     topics: dict[str, str] = {}
-    for i, dev in enumerate(site.devices):
-        if dev.topic:
-            if dev.topic in topics:
-                errors.append((("devices", i, "topic"), f"topic '{dev.topic}' is also used by '{topics[dev.topic]}'"))
-            topics[dev.topic] = dev.id
+    for i, dev in _entries(data, "devices"):
+        ident = _text(dev, "id") or f"devices[{i}]"
+        profile, driver = _text(dev, "profile"), dev.get("driver")
+        if profile is not None and profile not in profiles:
+            errors.append(
+                (("devices", i, "profile"), f"unknown profile '{profile}' (known: {', '.join(sorted(profiles))})")
+            )
+        elif profile is not None and driver in ("modbus", "mqtt"):
+            prof = load_profile(profile)
+            if prof.driver != driver:
+                errors.append((("devices", i, "driver"), f"profile '{profile}' is a {prof.driver} profile"))
+        host, port, unit = _text(dev, "host"), _number(dev, "port"), _number(dev, "unit", 1)
+        if driver == "modbus" and host and port and unit is not None:
+            key = (host, port, unit)
+            if key in endpoints:
+                errors.append((("devices", i, "port"), f"{host}:{port} unit {unit} is also used by '{endpoints[key]}'"))
+            endpoints[key] = ident
+        topic = _text(dev, "topic")
+        if topic:
+            if topic in topics:
+                errors.append((("devices", i, "topic"), f"topic '{topic}' is also used by '{topics[topic]}'"))
+            topics[topic] = ident
     return errors
 
 
+def _yaml_error(name: str, exc: yaml.YAMLError, prefix: str) -> SiteError:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f" ({name}:{mark.line + 1})" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or str(exc)
+    return SiteError(name, [f"{name}: {prefix}{problem}{where}"])
+
+
 def parse_site(text: str, name: str = "site.yaml") -> Site:
-    """Parse and validate site-file text; raise SiteError listing every problem."""
+    """Parse and validate site-file text; raise SiteError listing every problem, in file order."""
     if len(text.encode("utf-8", "replace")) > MAX_SITE_FILE_BYTES:
         raise SiteError(name, [f"{name}: larger than {MAX_SITE_FILE_BYTES} bytes; not a site file"])
+    loader = _SiteLoader(text)
     try:
-        node = yaml.compose(text, Loader=_LineLoader)
-    except RecursionError:
-        # PyYAML parses recursively: a few hundred nested brackets exhaust the stack.
-        raise SiteError(name, [f"{name}: nested too deeply; not a site file"]) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" ({name}:{mark.line + 1})" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SiteError(name, [f"{name}: not valid YAML: {problem}{where}"]) from None
-    if node is None:
-        raise SiteError(name, [f"{name}: empty file"])
-    alias_err = _check_no_alias(node, set())
-    if alias_err:
-        raise SiteError(name, [f"{name}: {alias_err}"])
-    try:
-        data = _LineLoader(text).get_single_data()
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        where = f" ({name}:{mark.line + 1})" if mark is not None else ""
-        raise SiteError(name, [f"{name}: {getattr(exc, 'problem', None) or exc}{where}"]) from None
+        try:
+            node = loader.get_single_node()
+        except RecursionError:
+            # PyYAML parses recursively: a few hundred nested brackets exhaust the stack.
+            raise SiteError(name, [f"{name}: nested too deeply; not a site file"]) from None
+        except yaml.YAMLError as exc:
+            raise _yaml_error(name, exc, "not valid YAML: ") from None
+        if node is None:
+            raise SiteError(name, [f"{name}: empty file"])
+        alias_err = _check_no_alias(node, set())
+        if alias_err:
+            raise SiteError(name, [f"{name}: {alias_err}"])
+        try:
+            data = loader.construct_document(node)
+        except yaml.YAMLError as exc:
+            raise _yaml_error(name, exc, "") from None
+    finally:
+        loader.dispose()
     if not isinstance(data, dict):
         raise SiteError(name, [f"{name}: the top level must be a mapping with a 'site' key"])
-    lines: dict[tuple[str | int, ...], int] = {}
+    lines: dict[KeyPath, int] = {}
     _line_map(node, (), lines)
+    repeated: list[tuple[KeyPath, str, int]] = []
+    _repeated_keys(node, (), repeated)
 
-    def render(items: list[tuple[tuple[str | int, ...], str]]) -> list[str]:
-        out = []
-        for path, msg in items:
-            line = _nearest_line(lines, path)
-            where = f" ({name}:{line})" if line else ""
-            out.append(f"{fmt_path(path)}: {msg}{where}")
-        return out
-
+    site: Site | None = None
+    schema: list[Problem] = []
     try:
         site = Site.model_validate(data)
     except ValidationError as exc:
-        raise SiteError(name, render(_pydantic_messages(exc))) from None
-    problems = cross_check(site)
-    if problems:
-        raise SiteError(name, render(problems))
+        schema = _pydantic_messages(exc)
+    # A reference problem at a key the schema already refused would say the same thing twice.
+    refused = {path for path, _ in schema}
+    problems: list[tuple[KeyPath, str, int | None]] = [(path, msg, line) for path, msg, line in repeated]
+    problems += [(path, msg, _nearest_line(lines, path)) for path, msg in schema]
+    problems += [(path, msg, _nearest_line(lines, path)) for path, msg in cross_check(data) if path not in refused]
+    if problems or site is None:
+        problems.sort(key=lambda p: p[2] or 0)
+        raise SiteError(
+            name, [f"{fmt_path(path)}: {msg}" + (f" ({name}:{line})" if line else "") for path, msg, line in problems]
+        )
     return site
 
 
@@ -621,6 +744,8 @@ def load_site(path: str | Path) -> Site:
         raise SiteError(str(p), [f"{p}: not UTF-8 text"]) from None
     except IsADirectoryError:
         raise SiteError(str(p), [f"{p}: not a file"]) from None
+    except OSError as exc:  # permission denied, a file where a directory should be, ...
+        raise SiteError(str(p), [f"{p}: cannot read: {exc.strerror or exc}"]) from None
     return parse_site(text, p.name)
 
 

@@ -108,10 +108,27 @@ def influxdb1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Serv
         yield srv
 
 
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[str]:
+    """Admin URL (postgresql://...) of a PostgreSQL server: WATTKEEPER_TEST_POSTGRES when set, else
+    one started for this session on a free loopback port with its data in a temporary directory."""
+    given = os.environ.get("WATTKEEPER_TEST_POSTGRES")
+    if given:
+        yield given
+        return
+    with servers.private_postgres() as url:
+        # Subprocesses the tests start find the same server through the environment.
+        os.environ["WATTKEEPER_TEST_POSTGRES"] = url
+        try:
+            yield url
+        finally:
+            os.environ.pop("WATTKEEPER_TEST_POSTGRES", None)
+
+
 @pytest.fixture
-def postgres_url() -> str:
+def postgres_url(postgres_admin: str) -> str:
     """A fresh, empty PostgreSQL database (postgresql://... URL) for one test."""
-    return servers.create_database(f"wk_test_{uuid.uuid4().hex[:12]}")
+    return servers.create_database(f"wk_test_{uuid.uuid4().hex[:12]}", postgres_admin)
 
 
 @pytest.fixture

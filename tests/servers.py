@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import pwd
 import shutil
+import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -64,15 +69,17 @@ class Server:
     workdir: Path
     argv: list[str]
     log: Path
+    user: str | None = None  # run as this system user (a server that refuses to run as root)
+    stop_signal: int = signal.SIGTERM
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        """Terminate and wait."""
+        """Ask the server to stop and wait."""
         if self.proc.poll() is None:
-            self.proc.terminate()
+            self.proc.send_signal(self.stop_signal)
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
@@ -89,8 +96,17 @@ class Server:
         """(Re)start with the same arguments, port and data."""
         self.stop()
         with self.log.open("ab") as out:  # the child keeps its own copy of the descriptor
-            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir)
+            self.proc = subprocess.Popen(
+                self.argv, stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir, **_as_user(self.user)
+            )
         wait_port(self.port)
+
+
+def _as_user(user: str | None) -> dict[str, Any]:
+    """Popen arguments that run a child as `user` with that user's group only (no root groups)."""
+    if user is None:
+        return {}
+    return {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []}
 
 
 def _spawn(name: str, argv: list[str], port: int, workdir: Path) -> Server:
@@ -175,14 +191,96 @@ def start_influxdb1(workdir: Path) -> Server:
     return srv
 
 
+def postgres_bin(name: str) -> str:
+    """A PostgreSQL server program (initdb, postgres): Debian keeps them out of PATH, per version."""
+    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda d: int(Path(d).parent.name.split(".")[0]))
+    for directory in reversed(versions):
+        candidate = Path(directory) / name
+        if os.access(candidate, os.X_OK):
+            return str(candidate)
+    return need(name)
+
+
+# Loopback only; and test data is thrown away, so no waiting for the disk.
+PG_SETTINGS = (
+    "listen_addresses=127.0.0.1",
+    "fsync=off",
+    "synchronous_commit=off",
+    "full_page_writes=off",
+    "shared_buffers=16MB",
+)
+
+
+@contextlib.contextmanager
+def private_postgres() -> Iterator[str]:
+    """A PostgreSQL server of one's own on a free loopback port, its data in a temporary directory
+    removed afterwards; yields the admin URL (trust auth, user postgres, database postgres).
+
+    initdb and postgres refuse to run as root: as root they run as the `postgres` system user, in a
+    directory that user owns (outside pytest's temporary tree, which only root may enter).
+    """
+    user = "postgres" if os.geteuid() == 0 else None
+    workdir = Path(tempfile.mkdtemp(prefix="wattkeeper-pg-"))
+    try:
+        if user is not None:
+            entry = pwd.getpwnam(user)
+            os.chown(workdir, entry.pw_uid, entry.pw_gid)
+        data = workdir / "data"
+        initdb = [postgres_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]
+        done = subprocess.run(
+            [*initdb, "-E", "UTF8", "--no-locale", "--no-sync"],
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            check=False,
+            **_as_user(user),
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"initdb failed: {done.stdout}{done.stderr}")
+        port = free_port()
+        argv = [postgres_bin("postgres"), "-D", str(data), "-p", str(port), "-k", str(workdir)]
+        for setting in PG_SETTINGS:
+            argv += ["-c", setting]
+        log = workdir / "postgres.log"
+        # SIGINT is PostgreSQL's fast shutdown; SIGTERM would wait for every client to leave.
+        server = Server("postgres", subprocess.Popen(["true"]), port, workdir, argv, log, user, signal.SIGINT)
+        url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        with running(server):
+            try:
+                server.start()
+                _wait_postgres(url)
+            except TimeoutError as exc:
+                raise RuntimeError(f"{exc}; its log:\n{log.read_text(errors='replace')[-3000:]}") from None
+            yield url
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _wait_postgres(url: str, timeout_s: float = 60.0) -> None:
+    # The port opens before the server accepts sessions ("the database system is starting up").
+    psql = need("psql")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        done = subprocess.run([psql, url, "-qAt", "-c", "SELECT 1"], capture_output=True, text=True, check=False)
+        if done.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"PostgreSQL at {url} did not accept sessions: {done.stderr.strip()}")
+        time.sleep(0.2)
+
+
 def postgres_admin_url() -> str:
-    """The PostgreSQL server `make test` made sure is running (trust auth on loopback)."""
-    return os.environ.get("WATTKEEPER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+    """Admin URL of the tests' PostgreSQL: WATTKEEPER_TEST_POSTGRES, which the `postgres_admin`
+    fixture sets to the server it started unless it was given."""
+    url = os.environ.get("WATTKEEPER_TEST_POSTGRES")
+    if not url:
+        raise RuntimeError("no PostgreSQL for the tests: use the postgres_admin or postgres_url fixture")
+    return url
 
 
-def create_database(name: str) -> str:
+def create_database(name: str, admin_url: str | None = None) -> str:
     """Create a fresh PostgreSQL database and return its URL."""
-    admin = postgres_admin_url()
+    admin = admin_url or postgres_admin_url()
     base = admin.rsplit("/", 1)[0]
     psql = need("psql")
     subprocess.run([psql, admin, "-q", "-c", f'DROP DATABASE IF EXISTS "{name}"'], check=True, capture_output=True)

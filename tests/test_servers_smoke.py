@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import urllib.parse
 import urllib.request
+from pathlib import Path
+
+import pytest
 
 from tests import servers
 
@@ -51,3 +55,24 @@ def test_influxdb1_answers_influxql(influxdb1: servers.Server) -> None:
     req = urllib.request.Request(f"{influxdb1.url}/query?{q}", method="POST")
     with urllib.request.urlopen(req, timeout=5) as r:
         assert b"error" not in r.read()
+
+
+def _psql(url: str, sql: str) -> str:
+    done = subprocess.run(["psql", url, "-qAt", "-c", sql], capture_output=True, text=True, check=True, timeout=30)
+    return done.stdout.strip()
+
+
+def test_postgres_url_is_a_fresh_database_on_the_session_server(postgres_admin: str, postgres_url: str) -> None:
+    assert postgres_url.rsplit("/", 1)[0] == postgres_admin.rsplit("/", 1)[0]
+    assert _psql(postgres_url, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == "0"
+
+
+def test_private_postgres_runs_in_a_temporary_directory_and_stops() -> None:
+    with servers.private_postgres() as url:
+        data_dir = Path(_psql(url, "SHOW data_directory"))
+        assert data_dir.is_dir()
+        port = int(urllib.parse.urlsplit(url).port or 0)
+        servers.wait_port(port)
+    assert not data_dir.exists()
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass

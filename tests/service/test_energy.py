@@ -250,14 +250,16 @@ def test_tou_split(start: datetime, minutes: int, split: dict[str, float]) -> No
     assert tou_split(start, 1.5, DEMO_TARIFF, SHANGHAI, minutes=minutes) == pytest.approx(split)
 
 
-def test_tou_split_inside_a_quarter() -> None:
+def test_tou_split_at_a_quarter_hour_band_boundary() -> None:
+    # Band times are on quarter hours (the site loader refuses others), so each quarter is in one band.
     tariff = Tariff(
         bands=[
-            TariffBand(name="a", hours=["10:10-22:00"], price=1),
-            TariffBand(name="b", hours=["22:00-10:10"], price=0),
+            TariffBand(name="a", hours=["10:15-22:00"], price=1),
+            TariffBand(name="b", hours=["22:00-10:15"], price=0),
         ]
     )
-    assert tou_split(local(2026, 3, 2, 10, 0), 1.5, tariff, SHANGHAI) == pytest.approx({"b": 1.0, "a": 0.5})
+    assert tou_split(local(2026, 3, 2, 10, 0), 1.5, tariff, SHANGHAI) == pytest.approx({"b": 1.5})
+    assert tou_split(local(2026, 3, 2, 10, 15), 1.5, tariff, SHANGHAI) == pytest.approx({"a": 1.5})
 
 
 def test_tou_split_follows_dst() -> None:
