@@ -98,12 +98,13 @@ class DeviceStats:
         source_s: float | None = None,
         *,
         resolution: float = 0.0,
+        wraps_at: float | None = None,
     ) -> Reading:
         """The `<point>_delta` reading that follows a good counter reading taken at `ts`
-        (`resolution`: the counter's smallest step, one register count)."""
+        (`resolution`: the counter's smallest step, one register count; `wraps_at`: where it rolls over)."""
         counter = self.counters.get(point)
         if counter is None:
-            counter = self.counters[point] = EnergyCounter.for_unit(unit, self.rated_kw, resolution)
+            counter = self.counters[point] = EnergyCounter.for_unit(unit, self.rated_kw, resolution, wraps_at)
         step = counter.update(value, ts.timestamp(), source_s)
         if step.outcome == "rejected":
             log.warning(
@@ -111,6 +112,8 @@ class DeviceStats:
             )
         elif step.outcome == "behind":
             log.debug("device %s: %s read %s %s, behind its last value; passed over", self.device, point, value, unit)
+        elif step.outcome == "rollover":
+            log.info("device %s: %s rolled over to %s %s; counted across the wrap", self.device, point, value, unit)
         elif step.outcome == "reset":
             log.warning(
                 "device %s: %s went back to %s %s; counting restarts from there", self.device, point, value, unit
