@@ -266,7 +266,15 @@ class MqttDriver:
             events.append(reading(stats, name, value, point.unit, now))
             if point.kind == "counter" and isinstance(value, int | float):
                 events.append(
-                    stats.counter_delta(name, float(value), point.unit, now, order, resolution=point.resolution)
+                    stats.counter_delta(
+                        name,
+                        float(value),
+                        point.unit,
+                        now,
+                        order,
+                        resolution=point.resolution,
+                        wraps_at=point.wraps_at,
+                    )
                 )
         for name in (*parsed.unavailable, *parsed.implausible):
             events.append(reading(stats, name, None, profile.point(name).unit, now))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -78,7 +79,14 @@ def test_gencomm_control_key_is_never_polled() -> None:
     p = modbus("dse-gencomm")
     blocks = plan_blocks([x for x in p.points if x.polled], max_block=125, max_gap=8)
     assert all(4104 not in range(b.address, b.address + b.count) for b in blocks)
-    assert [(b.address, b.count) for b in blocks] == [(1029, 9), (1059, 3), (1408, 3), (1536, 2), (1800, 10)]
+    assert [(b.address, b.count) for b in blocks] == [
+        (772, 1),
+        (1029, 9),
+        (1059, 3),
+        (1408, 3),
+        (1536, 2),
+        (1800, 10),
+    ]
 
 
 # --- against a server ---
@@ -226,19 +234,67 @@ async def test_write_to_read_only_point_is_refused_and_never_reaches_the_device(
     assert srv.writes == []
 
 
-async def test_gencomm_control_key_written_as_complement_pair(recorder: Recorder) -> None:
+def _controller(unit: Unit, *, obeys: bool = True) -> Callable[[int, int, list[int]], list[int]]:
+    """What a DSE controller does with a key written to 4104-4105 (`obeys=False`: it takes the write
+    and does nothing, as a controller whose remote control is locked)."""
+
+    def on_write(_unit: int, address: int, values: list[int]) -> list[int]:
+        if obeys and address == 4104 and len(values) == 2 and values[0] + values[1] == 0xFFFF:
+            mode = unit.holding[772]
+            if values[0] in (35700, 35701, 35702):
+                unit.holding[772] = values[0] - 35700  # 0 stop, 1 auto, 2 manual
+            elif values[0] == 35705 and mode == 2:
+                unit.holding[1408] = 1  # pre-start: the engine cranks
+        return [0, 0]  # the controller consumes the key
+
+    return on_write
+
+
+def _genset(mode: int = 1, engine: int = 0) -> Unit:
     profile = modbus("dse-gencomm")
-    unit = unit_with(profile, sample_values(profile))
+    unit = unit_with(profile, {**sample_values(profile), "control_mode": mode, "engine_state": engine})
     unit.put_raw("holding", 4104, [0, 0])
+    return unit
+
+
+async def test_gencomm_control_key_confirmed_by_its_effect(recorder: Recorder) -> None:
+    unit = _genset(mode=1)  # auto, engine stopped
     async with RegisterServer({1: unit}) as srv:
+        srv.on_write = _controller(unit)
         hub = DriverHub([modbus_dev("gen", "dse-gencomm", srv.port)], mqtt_url=None, emit=recorder, settings=FAST)
         async with hub:
             await wait_until(lambda: recorder.online("gen") is True, what="online")
-            by_name = await hub.command("gen", "control_key", "start")
-            by_code = await hub.command("gen", "control_key", 35700)
-    assert by_name.status == "confirmed" and by_name.observed == 35705
-    assert by_code.status == "confirmed" and by_code.observed == 35700
-    assert srv.writes == [(1, 4104, [35705, 65535 - 35705]), (1, 4104, [35700, 65535 - 35700])]
+            manual = await hub.command("gen", "control_key", "manual")
+            start = await hub.command("gen", "control_key", 35705)
+            stop = await hub.command("gen", "control_key", "stop")
+    assert (manual.status, manual.requested, manual.observed) == ("confirmed", "manual", 2)
+    assert manual.detail == "control_mode = 2 (manual)"
+    assert (start.status, start.observed, start.detail) == ("confirmed", 1, "engine_state = 1 (pre-start)")
+    assert (stop.status, stop.observed) == ("confirmed", 0)
+    assert srv.writes == [(1, 4104, [k, 65535 - k]) for k in (35702, 35705, 35700)]
+    # the effect is read back from the controller itself (polls read 1408 as part of a 3-register block)
+    assert (1, 3, 1408, 1) in srv.reads
+
+
+async def test_gencomm_control_key_without_its_effect_fails(recorder: Recorder) -> None:
+    unit = _genset(mode=1)  # auto: GenComm starts the engine only in manual or test mode
+    async with RegisterServer({1: unit}) as srv:
+        srv.on_write = _controller(unit)
+        hub = DriverHub([modbus_dev("gen", "dse-gencomm", srv.port)], mqtt_url=None, emit=recorder, settings=FAST)
+        async with hub:
+            await wait_until(lambda: recorder.online("gen") is True, what="online")
+            start = await hub.command("gen", "control_key", "start", timeout_s=1.0)
+            srv.on_write = _controller(unit, obeys=False)  # the controller takes keys and ignores them
+            manual = await hub.command("gen", "control_key", "manual", timeout_s=1.0)
+            srv.fail_code = ExcCodes.ILLEGAL_VALUE  # GenComm refuses a key it does not support
+            refused = await hub.command("gen", "control_key", "reset_alarms", timeout_s=1.0)
+    assert (start.status, start.observed) == ("failed", 0)
+    assert "no effect within 1.0 s" in start.detail and "engine_state = 0 (stopped)" in start.detail
+    assert (manual.status, manual.observed) == ("failed", 1)
+    assert "control_mode = 1 (auto)" in manual.detail
+    assert (refused.status, refused.observed) == ("failed", None)
+    assert "refused key 'reset_alarms'" in refused.detail
+    assert [w[2][0] for w in srv.writes] == [35705, 35702]  # each key written once; the refused one stored nothing
 
 
 def _setpoint_profile() -> ModbusProfile:
@@ -249,7 +305,7 @@ def _setpoint_profile() -> ModbusProfile:
             "device": "test controller",
             "documentation": "test",
             "points": [
-                {"name": "temperature", "table": "holding", "address": 10, "type": "int16", "scale": 0.1},
+                {"name": "temperature", "table": "holding", "address": 10, "type": "int16", "scale": 0.1, "unit": "°C"},
                 {
                     "name": "setpoint",
                     "table": "holding",
