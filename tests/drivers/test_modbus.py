@@ -89,6 +89,39 @@ def test_gencomm_control_key_is_never_polled() -> None:
     ]
 
 
+def _float_meter(points: int) -> ModbusProfile:
+    """A meter of `points` contiguous float32 input registers (2 registers each, no gaps)."""
+    return ModbusProfile.model_validate(
+        {
+            "name": "test-wide",
+            "driver": "modbus",
+            "device": "wide test meter",
+            "documentation": "test",
+            "points": [
+                {"name": f"v{i:03d}", "table": "input", "address": 2 * i, "type": "float32", "unit": "V"}
+                for i in range(points)
+            ],
+        }
+    )
+
+
+def test_200_float32_points_split_into_reads_of_at_most_125_registers() -> None:
+    profile = _float_meter(200)  # 400 contiguous registers, max_block left at its default
+    assert profile.max_block == 125
+    blocks = plan_blocks(profile.points, max_block=profile.max_block, max_gap=profile.max_gap)
+    assert all(b.count <= 125 for b in blocks)
+    # a float32 is never split across two reads: 62 points (124 registers) fit, the 63rd would not
+    assert [(b.address, b.count, len(b.points)) for b in blocks] == [
+        (0, 124, 62),
+        (124, 124, 62),
+        (248, 124, 62),
+        (372, 28, 14),
+    ]
+    assert [p.name for b in blocks for p in b.points] == [p.name for p in profile.points]
+    for b in blocks:
+        assert all(b.address <= p.address and p.address + p.count <= b.address + b.count for p in b.points)
+
+
 # --- against a server ---
 
 
