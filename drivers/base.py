@@ -55,6 +55,9 @@ class DriverSettings:
     reconnect_min_s: float = 0.5  # first pause before reconnecting (Modbus connection, MQTT broker)
     reconnect_max_s: float = 30.0  # the pause doubles up to this
     mqtt_keepalive_s: int = 30
+    mqtt_timeout_s: float = (
+        10.0  # connecting (until CONNACK), subscribing: a broker that hangs up unanswered costs this
+    )
     mqtt_max_payload: int = 65536  # bytes; larger payloads are rejected unread
     device_timezone: str = "UTC"  # the zone of device timestamps without an offset (Tasmota `Time`): the site's
     max_clock_skew_s: float = 300.0  # a device timestamp further than this from the receive time is flagged

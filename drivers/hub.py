@@ -158,6 +158,12 @@ class DriverHub:
         driver = self._drivers.get("mqtt")
         return driver.connected if isinstance(driver, MqttDriver) else None
 
+    @property
+    def mqtt_loop_errors(self) -> int:
+        """Unexpected failures of the MQTT bridge's loop (bugs), each logged and followed by a reconnect."""
+        driver = self._drivers.get("mqtt")
+        return driver.loop_errors if isinstance(driver, MqttDriver) else 0
+
 
 class EventStream:
     """An `emit` target to iterate: `stream = EventStream()`, `DriverHub(..., emit=stream.put)`, `async for`."""

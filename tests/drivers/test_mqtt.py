@@ -13,7 +13,7 @@ import pytest
 
 from drivers.base import DriverSettings
 from drivers.hub import DriverHub, EventStream
-from drivers.mqtt import parse_mqtt_url
+from drivers.mqtt import MqttDriver, parse_mqtt_url
 from drivers.types import DeviceStatus, Quality, Reading
 from tests import servers
 from tests.drivers.fake_mqtt import FakeDevice, FakeDevices
@@ -462,3 +462,37 @@ async def test_device_clock_far_off_is_flagged_and_never_blocks_later_messages(
     health = hub.health()["ac"]
     assert health.clock_skew == 1 and health.out_of_order == 0
     assert all(r.ts <= datetime.now(UTC) for r in recorder.readings)  # readings keep the receive time
+
+
+async def test_an_unexpected_error_in_the_bridge_is_logged_counted_and_reconnected(
+    mosquitto: servers.Mosquitto, recorder: Recorder, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug outside payload handling (here: asking devices for their state on connect) must not end
+    the bridge for good: it is logged with its traceback, counted, and the bridge connects again."""
+    n = uid()
+    real = MqttDriver._ask_for_state
+    calls = 0
+
+    async def broken_once(self: MqttDriver, c: aiomqtt.Client) -> None:
+        nonlocal calls
+        calls += 1
+        if calls <= 2:
+            raise RuntimeError("injected bug")
+        await real(self, c)
+
+    monkeypatch.setattr(MqttDriver, "_ask_for_state", broken_once)
+    hub = DriverHub(
+        [mqtt_dev("pc", "z2m-plug", f"zigbee2mqtt/pc-{n}")],
+        mqtt_url=mosquitto.url,
+        emit=recorder,
+        client_id=f"wk-{n}",
+        settings=FAST,
+    )
+    async with hub, client(mosquitto) as c:
+        await wait_until(lambda: calls >= 3 and hub.mqtt_connected, what="connected after two failures")
+        await c.publish(f"zigbee2mqtt/pc-{n}", b'{"power": 42}', qos=1)
+        await wait_until(lambda: recorder.value("pc", "power") == 42.0, what="messages flow again")
+    assert hub.mqtt_loop_errors == 2
+    failures = [r for r in caplog.records if "MQTT bridge failed unexpectedly" in r.getMessage()]
+    assert len(failures) == 2
+    assert all(r.exc_info and isinstance(r.exc_info[1], RuntimeError) for r in failures)
