@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +19,7 @@ from drivers.profiles import ModbusProfile, Profile, known_profiles, load_profil
 from drivers.types import Quality
 from tests.drivers.helpers import FAST, Recorder, modbus_dev, wait_until
 from tests.drivers.register_server import RegisterServer, Unit
+from tests.drivers.tcp_gate import TcpGate
 
 MODBUS_PROFILES = sorted(n for n in known_profiles() if load_profile(n).driver == "modbus")
 
@@ -459,3 +462,70 @@ async def test_injected_clock_stamps_readings(recorder: Recorder) -> None:
             await wait_until(lambda: recorder.readings, what="a reading")
     assert {r.ts for r in recorder.readings} == {fixed}
     assert hub.health()["m"].last_seen == fixed
+
+
+def transition_logs(caplog: pytest.LogCaptureFixture, device: str) -> list[bool]:
+    """The online (True) / offline (False) lines the drivers logged for a device, in order."""
+    out: list[bool] = []
+    for record in caplog.records:
+        if record.name != "wattkeeper.drivers":
+            continue
+        message = record.getMessage()
+        if message.startswith(f"device {device} online"):
+            out.append(True)
+        elif message.startswith(f"device {device} offline"):
+            out.append(False)
+    return out
+
+
+async def test_every_online_offline_transition_is_logged_once(
+    recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="wattkeeper.drivers")
+    profile = modbus("sdm120")
+    async with RegisterServer({1: unit_with(profile, sample_values(profile))}) as srv, TcpGate(srv.port) as gate:
+        hub = DriverHub(
+            [modbus_dev("m", "sdm120", gate.port, poll_s=0.05)], mqtt_url=None, emit=recorder, settings=FAST
+        )
+
+        async def more_failed_polls() -> None:
+            failures = hub.health()["m"].failures
+            await wait_until(lambda: hub.health()["m"].failures >= failures + 3, what="failed polls while offline")
+
+        async with hub:
+            await wait_until(lambda: recorder.online("m") is True, what="online")
+            gate.shut()  # the meter hangs up on every connection
+            await wait_until(lambda: recorder.online("m") is False, what="offline")
+            await more_failed_polls()
+            gate.open()
+            await wait_until(lambda: recorder.online("m") is True, what="online again")
+            srv.hang = True  # the meter stops answering: timeouts
+            await wait_until(lambda: recorder.online("m") is False, what="offline again")
+            await more_failed_polls()
+            srv.hang = False
+            await wait_until(lambda: recorder.online("m") is True, what="back")
+            polls = hub.health()["m"].readings
+            await wait_until(lambda: hub.health()["m"].readings > polls + 10, what="good polls")
+    statuses = [s.online for s in recorder.statuses if s.device == "m"]
+    assert statuses == [True, False, True, False, True]
+    assert transition_logs(caplog, "m") == statuses  # one line per transition, none per failed or good poll
+
+
+async def test_an_offline_device_is_tried_less_and_less_often(recorder: Recorder) -> None:
+    """Connection attempts to a meter that hangs up on connect, seen at the meter: the pauses grow.
+
+    (pymodbus notices the hang-up only when the request times out, so the timeout is kept well
+    below the poll interval: a poll that overran would be rescheduled on the interval's grid.)"""
+    profile = modbus("sdm120")
+    settings = DriverSettings(
+        modbus_timeout_s=0.05, modbus_retries=0, offline_after=1, offline_poll_max_s=30.0, reconnect_min_s=0.05
+    )
+    async with RegisterServer({1: unit_with(profile, sample_values(profile))}) as srv, TcpGate(srv.port) as gate:
+        gate.shut()
+        dev = modbus_dev("m", "sdm120", gate.port, poll_s=0.1)
+        async with DriverHub([dev], mqtt_url=None, emit=recorder, settings=settings):
+            await wait_until(lambda: len(gate.accepts) >= 5, timeout_s=30, what="five connection attempts")
+    gaps = gate.gaps()[:4]
+    assert all(later > earlier for earlier, later in itertools.pairwise(gaps)), gaps
+    assert gaps[-1] > 2 * gaps[0], gaps
+    assert recorder.online("m") is False
