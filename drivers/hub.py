@@ -164,6 +164,12 @@ class DriverHub:
         driver = self._drivers.get("mqtt")
         return driver.loop_errors if isinstance(driver, MqttDriver) else 0
 
+    @property
+    def modbus_requests(self) -> int:
+        """Modbus requests answered since start (every read and write, exception responses included)."""
+        driver = self._drivers.get("modbus")
+        return driver.requests if isinstance(driver, ModbusDriver) else 0
+
 
 class EventStream:
     """An `emit` target to iterate: `stream = EventStream()`, `DriverHub(..., emit=stream.put)`, `async for`."""

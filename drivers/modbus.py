@@ -95,6 +95,7 @@ class Link:
         self._lock = asyncio.Lock()
         self._retry_at = 0.0
         self._backoff = settings.reconnect_min_s
+        self.requests = 0  # requests answered (reads and writes, exception responses included)
 
     async def read(self, table: Table, address: int, count: int, unit: int) -> list[int]:
         """Read registers; LinkDown or DeviceError on failure."""
@@ -148,6 +149,7 @@ class Link:
             # After a timeout the TCP stream may still deliver the late answer: start afresh.
             self._drop()
             raise LinkDown(f"{self.name}: {type(exc).__name__}: {exc}") from None
+        self.requests += 1
         if pdu.isError():
             raise DeviceError(pdu.exception_code)
         return pdu
@@ -374,8 +376,14 @@ class ModbusDriver:
         for link in self._links.values():
             link.close()
 
+    @property
+    def requests(self) -> int:
+        """Modbus requests answered on every link since start."""
+        return sum(link.requests for link in self._links.values())
+
     async def command(self, device_id: str, point: str, value: Value, timeout_s: float) -> CommandResult:
-        """Write a writable point, then read it back; one retry of the write before `failed`."""
+        """Write a writable point and verify it within `timeout_s`: a value by reading it back, a
+        control key by reading back the effect its profile declares."""
         dev = self._devices[device_id]
         p = dev.profile.point(point)
         codec = codec_for(dev.profile, p)

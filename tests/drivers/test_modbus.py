@@ -154,6 +154,22 @@ async def test_gaps_are_read_through_when_the_device_allows(recorder: Recorder) 
     assert {(a, c) for _, _, a, c in srv.reads} == {(0x00, 18), (0x34, 24), (0x156, 2)}
 
 
+async def test_requests_are_counted_as_the_device_answers_them(recorder: Recorder) -> None:
+    profile = modbus("sdm120")
+    units = {u: unit_with(profile, sample_values(profile), fill_gaps=True) for u in (1, 2)}
+    async with RegisterServer(units) as srv:
+        devices = [modbus_dev(f"m{u}", "sdm120", srv.port, unit=u, poll_s=0.05) for u in (1, 2)]
+        hub = DriverHub(devices, mqtt_url=None, emit=recorder, settings=FAST)
+        async with hub:
+            await wait_until(lambda: len(srv.reads) >= 20, what="polls")
+            srv.fail_code = ExcCodes.GATEWAY_NO_RESPONSE  # answered with an exception: still a request
+            await wait_until(lambda: recorder.online("m1") is False, what="offline")
+    # every request the server served, exception responses included; stopping may cut off the answer
+    # to the last one
+    assert srv.requests - 1 <= hub.modbus_requests <= srv.requests
+    assert srv.requests > len(srv.reads) >= 20
+
+
 async def test_device_refusing_gap_reads_falls_back_to_gapless_blocks(recorder: Recorder) -> None:
     profile = modbus("sdm630")
     async with RegisterServer({1: unit_with(profile, sample_values(profile))}) as srv:  # gaps are illegal
