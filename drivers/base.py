@@ -55,6 +55,9 @@ class DriverSettings:
     reconnect_min_s: float = 0.5  # first pause before reconnecting (Modbus connection, MQTT broker)
     reconnect_max_s: float = 30.0  # the pause doubles up to this
     mqtt_keepalive_s: int = 30
+    mqtt_timeout_s: float = (
+        10.0  # connecting (until CONNACK), subscribing: a broker that hangs up unanswered costs this
+    )
     mqtt_max_payload: int = 65536  # bytes; larger payloads are rejected unread
     device_timezone: str = "UTC"  # the zone of device timestamps without an offset (Tasmota `Time`): the site's
     max_clock_skew_s: float = 300.0  # a device timestamp further than this from the receive time is flagged
@@ -98,12 +101,13 @@ class DeviceStats:
         source_s: float | None = None,
         *,
         resolution: float = 0.0,
+        wraps_at: float | None = None,
     ) -> Reading:
         """The `<point>_delta` reading that follows a good counter reading taken at `ts`
-        (`resolution`: the counter's smallest step, one register count)."""
+        (`resolution`: the counter's smallest step, one register count; `wraps_at`: where it rolls over)."""
         counter = self.counters.get(point)
         if counter is None:
-            counter = self.counters[point] = EnergyCounter.for_unit(unit, self.rated_kw, resolution)
+            counter = self.counters[point] = EnergyCounter.for_unit(unit, self.rated_kw, resolution, wraps_at)
         step = counter.update(value, ts.timestamp(), source_s)
         if step.outcome == "rejected":
             log.warning(
@@ -111,6 +115,8 @@ class DeviceStats:
             )
         elif step.outcome == "behind":
             log.debug("device %s: %s read %s %s, behind its last value; passed over", self.device, point, value, unit)
+        elif step.outcome == "rollover":
+            log.info("device %s: %s rolled over to %s %s; counted across the wrap", self.device, point, value, unit)
         elif step.outcome == "reset":
             log.warning(
                 "device %s: %s went back to %s %s; counting restarts from there", self.device, point, value, unit

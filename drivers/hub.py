@@ -158,6 +158,18 @@ class DriverHub:
         driver = self._drivers.get("mqtt")
         return driver.connected if isinstance(driver, MqttDriver) else None
 
+    @property
+    def mqtt_loop_errors(self) -> int:
+        """Unexpected failures of the MQTT bridge's loop (bugs), each logged and followed by a reconnect."""
+        driver = self._drivers.get("mqtt")
+        return driver.loop_errors if isinstance(driver, MqttDriver) else 0
+
+    @property
+    def modbus_requests(self) -> int:
+        """Modbus requests answered since start (every read and write, exception responses included)."""
+        driver = self._drivers.get("modbus")
+        return driver.requests if isinstance(driver, ModbusDriver) else 0
+
 
 class EventStream:
     """An `emit` target to iterate: `stream = EventStream()`, `DriverHub(..., emit=stream.put)`, `async for`."""

@@ -31,7 +31,7 @@ from drivers.base import (
 )
 from drivers.codec import PointCodec, codec_for
 from drivers.profiles import ModbusPoint, ModbusProfile
-from drivers.types import CommandRefused, CommandResult, Value
+from drivers.types import CommandRefused, CommandResult, CommandStatus, Value
 
 Table = Literal["input", "holding"]
 ILLEGAL_ADDRESS = 2  # Modbus exception codes meaning "these registers do not exist"
@@ -95,6 +95,7 @@ class Link:
         self._lock = asyncio.Lock()
         self._retry_at = 0.0
         self._backoff = settings.reconnect_min_s
+        self.requests = 0  # requests answered (reads and writes, exception responses included)
 
     async def read(self, table: Table, address: int, count: int, unit: int) -> list[int]:
         """Read registers; LinkDown or DeviceError on failure."""
@@ -148,6 +149,7 @@ class Link:
             # After a timeout the TCP stream may still deliver the late answer: start afresh.
             self._drop()
             raise LinkDown(f"{self.name}: {type(exc).__name__}: {exc}") from None
+        self.requests += 1
         if pdu.isError():
             raise DeviceError(pdu.exception_code)
         return pdu
@@ -167,6 +169,7 @@ class _Slot:
     unit: str
     counter: bool
     resolution: float
+    wraps_at: float | None
 
 
 class ModbusDevice:
@@ -199,6 +202,7 @@ class ModbusDevice:
                     p.unit,
                     p.kind == "counter",
                     p.resolution,
+                    p.wraps_at,
                 )
                 for p in block.points
             ]
@@ -314,7 +318,14 @@ class Coordinator:
                 events.append(reading(stats, slot.name, value, slot.unit, ts))
                 if slot.counter and value is not None:
                     events.append(
-                        stats.counter_delta(slot.name, float(value), slot.unit, ts, resolution=slot.resolution)
+                        stats.counter_delta(
+                            slot.name,
+                            float(value),
+                            slot.unit,
+                            ts,
+                            resolution=slot.resolution,
+                            wraps_at=slot.wraps_at,
+                        )
                     )
         if events:
             self.ctx.emit(events)
@@ -365,12 +376,32 @@ class ModbusDriver:
         for link in self._links.values():
             link.close()
 
+    @property
+    def requests(self) -> int:
+        """Modbus requests answered on every link since start."""
+        return sum(link.requests for link in self._links.values())
+
     async def command(self, device_id: str, point: str, value: Value, timeout_s: float) -> CommandResult:
-        """Write a writable point, then read it back; one retry of the write before `failed`."""
+        """Write a writable point and verify it within `timeout_s`: a value by reading it back, a
+        control key by reading back the effect its profile declares."""
         dev = self._devices[device_id]
         p = dev.profile.point(point)
         codec = codec_for(dev.profile, p)
         registers, requested = _encode_command(p, codec, value)
+        if p.write_as == "complement_pair":
+            return await self._send_key(dev, p, value, int(requested), registers, timeout_s)
+        return await self._write_value(dev, p, value, codec, registers, timeout_s)
+
+    async def _write_value(
+        self,
+        dev: ModbusDevice,
+        p: ModbusPoint,
+        requested: Value,
+        codec: PointCodec,
+        registers: list[int],
+        timeout_s: float,
+    ) -> CommandResult:
+        """Write registers, read them back; one retry of the write before `failed`."""
         last = "no attempt finished"
         observed: Value = None
         try:
@@ -382,27 +413,76 @@ class ModbusDriver:
                     except (LinkDown, DeviceError) as exc:
                         last = str(exc)
                         continue
-                    if p.write_as == "complement_pair":
-                        # The controller consumes a control key; acknowledged + readable is all we can see.
-                        return CommandResult(
-                            device=device_id,
-                            point=point,
-                            requested=value,
-                            status="confirmed",
-                            observed=requested,
-                            detail="control key acknowledged; its effect shows in the device's state points",
-                        )
                     observed = codec.decode(back)[0]
                     if back == registers:
-                        return CommandResult(
-                            device=device_id, point=point, requested=value, status="confirmed", observed=observed
-                        )
+                        return _result(dev, p, requested, "confirmed", observed)
                     last = f"read back {observed!r}"
         except TimeoutError:
             last = f"no confirmation within {timeout_s} s ({last})"
-        return CommandResult(
-            device=device_id, point=point, requested=value, status="failed", observed=observed, detail=last
-        )
+        return _result(dev, p, requested, "failed", observed, last)
+
+    async def _send_key(
+        self, dev: ModbusDevice, p: ModbusPoint, requested: Value, key: int, registers: list[int], timeout_s: float
+    ) -> CommandResult:
+        """Write a control key, then read its effect point until it shows the effect or time is up.
+
+        The controller consumes a key (reading the key registers back shows nothing), so the key is
+        confirmed only by what it does: `observed` is the effect point's value, `detail` names it.
+        A write that fails on the link is sent once more; a key the controller refuses (a Modbus
+        exception) fails at once, as the same key would be refused again.
+        """
+        effect = p.effects[key]
+        target = dev.profile.point(effect.point)
+        target_codec = codec_for(dev.profile, target)
+        name = p.enum[key]
+        observed: Value = None
+        last = "no attempt finished"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        pause_s = min(dev.poll_s, 0.25, timeout_s / 10)
+        try:
+            async with asyncio.timeout(timeout_s):
+                for attempt in range(2):
+                    try:
+                        await dev.link.write(p.address, registers, dev.unit)
+                        break
+                    except DeviceError as exc:
+                        return _result(dev, p, requested, "failed", None, f"the controller refused key '{name}': {exc}")
+                    except LinkDown as exc:
+                        last = f"write failed: {exc}"
+                        if attempt == 1:
+                            return _result(dev, p, requested, "failed", None, last)
+                while True:
+                    try:
+                        back = await dev.link.read(target.table, target.address, target.count, dev.unit)
+                    except (LinkDown, DeviceError) as exc:
+                        last = f"reading {target.name} failed: {exc}"
+                    else:
+                        observed = target_codec.decode(back)[0]
+                        shown = _describe(target, observed)
+                        if effect.shows(observed):
+                            return _result(dev, p, requested, "confirmed", observed, f"{target.name} = {shown}")
+                        last = f"{target.name} = {shown}"
+                    await asyncio.sleep(max(0.0, min(pause_s, deadline - loop.time())))
+        except TimeoutError:
+            last = f"key '{name}' sent, no effect within {timeout_s} s: {last}"
+        return _result(dev, p, requested, "failed", observed, last)
+
+
+def _describe(point: ModbusPoint, value: Value) -> str:
+    """A value read back, with its enum meaning where the profile gives one."""
+    if value is None:
+        return "not available"
+    meaning = point.enum.get(value) if isinstance(value, int) else None
+    return f"{value} ({meaning})" if meaning else repr(value)
+
+
+def _result(
+    dev: ModbusDevice, p: ModbusPoint, requested: Value, status: CommandStatus, observed: Value, detail: str = ""
+) -> CommandResult:
+    return CommandResult(
+        device=dev.id, point=p.name, requested=requested, status=status, observed=observed, detail=detail
+    )
 
 
 def _encode_command(point: ModbusPoint, codec: PointCodec, value: Value) -> tuple[list[int], int | float]:

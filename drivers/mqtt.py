@@ -125,6 +125,7 @@ class MqttDriver:
         self._connected = asyncio.Event()
         self._request_ids = itertools.count(1)
         self._task: asyncio.Task[None] | None = None
+        self.loop_errors = 0  # unexpected failures of the connection loop (bugs), each followed by a reconnect
 
     @property
     def connected(self) -> bool:
@@ -142,12 +143,22 @@ class MqttDriver:
             self._task = None
 
     async def _run(self) -> None:
+        """Connect, subscribe, dispatch; on any failure log, count, back off and connect again.
+
+        Only cancellation ends this loop: a lost broker is an aiomqtt.MqttError; anything else is a
+        bug (ours or a library's), logged with its traceback and counted in `loop_errors`, and the
+        bridge reconnects rather than leave every MQTT device unread for good. The pause doubles
+        from reconnect_min_s to reconnect_max_s; it starts again from the minimum only after a
+        connection that held for reconnect_max_s, so a failure right after each connect backs off too.
+        """
         settings = self.ctx.settings
+        loop = asyncio.get_running_loop()
         backoff = settings.reconnect_min_s
         was_up: bool | None = None
         topics = [*self._routes, *([self._reply_topic] if self._reply_topic else [])]
         while True:
             reason = "connection closed"
+            up_since: float | None = None
             try:
                 async with aiomqtt.Client(
                     self.broker.host,
@@ -158,24 +169,32 @@ class MqttDriver:
                     clean_session=False,
                     protocol=aiomqtt.ProtocolVersion.V311,
                     keepalive=settings.mqtt_keepalive_s,
+                    timeout=settings.mqtt_timeout_s,
                     tls_context=self.broker.tls,
                 ) as client:
+                    up_since = loop.time()
                     # Subscribing again is harmless on a resumed session and needed on a fresh one.
                     for i in range(0, len(topics), 100):
                         await client.subscribe([(t, 1) for t in topics[i : i + 100]])
                     self._client = client
                     self._connected.set()
-                    await self._ask_for_state(client)
                     if was_up is not True:
                         log.info("MQTT broker %s:%s connected", self.broker.host, self.broker.port)
-                    was_up, backoff = True, settings.reconnect_min_s
+                    was_up = True
+                    await self._ask_for_state(client)
                     async for message in client.messages:
                         self._dispatch(message.topic.value, bytes(message.payload or b""), message.retain)
             except aiomqtt.MqttError as exc:
                 reason = str(exc)
+            except Exception as exc:
+                self.loop_errors += 1
+                reason = f"{type(exc).__name__}: {exc}"
+                log.exception("MQTT bridge failed unexpectedly (%d so far); reconnecting", self.loop_errors)
             finally:
                 self._client = None
                 self._connected.clear()
+            if up_since is not None and loop.time() - up_since >= settings.reconnect_max_s:
+                backoff = settings.reconnect_min_s
             if was_up is not False:
                 log.warning("MQTT broker %s:%s lost: %s; reconnecting", self.broker.host, self.broker.port, reason)
                 was_up = False
@@ -266,7 +285,15 @@ class MqttDriver:
             events.append(reading(stats, name, value, point.unit, now))
             if point.kind == "counter" and isinstance(value, int | float):
                 events.append(
-                    stats.counter_delta(name, float(value), point.unit, now, order, resolution=point.resolution)
+                    stats.counter_delta(
+                        name,
+                        float(value),
+                        point.unit,
+                        now,
+                        order,
+                        resolution=point.resolution,
+                        wraps_at=point.wraps_at,
+                    )
                 )
         for name in (*parsed.unavailable, *parsed.implausible):
             events.append(reading(stats, name, None, profile.point(name).unit, now))

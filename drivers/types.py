@@ -77,6 +77,6 @@ class DeviceHealth:
     rejects: int = 0  # malformed payloads and values of the wrong type or out of range
     out_of_order: int = 0  # stale, duplicate or replayed messages ignored (MQTT)
     rejected_deltas: int = 0  # energy-counter steps above rated power x elapsed time
-    counter_resets: int = 0  # counters that went backwards (meter replaced or rolled over)
+    counter_resets: int = 0  # counters that went backwards, not by rolling over (meter replaced or set back)
     clock_skew: int = 0  # messages whose device timestamp was more than max_clock_skew_s off the receive time (MQTT)
     readings: int = 0  # readings emitted

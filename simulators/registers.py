@@ -150,6 +150,9 @@ def _sdm120(world: World, device_id: str) -> Image:
 
 # ---- Deep Sea GenComm (holding registers, page * 256 + offset) ---------------------------------
 
+GENCOMM_PAGE_3 = (768, 256)  # page 3: generating set status
+GENCOMM_CONTROL_MODE = 772  # page 3 offset 4
+GENCOMM_MODES = {"stop": 0, "auto": 1, "manual": 2}  # GenComm control mode codes
 GENCOMM_PAGES_4_7 = (1024, 1024)  # pages 4 (instrumentation) to 7 (accumulated) in one run
 GENCOMM_PAGE_16 = (4096, 256)  # page 16: system control keys
 GENCOMM_KEY = 4104
@@ -180,6 +183,7 @@ def _gencomm(world: World, device_id: str) -> Image:
         mains_v, mains_hz = world.sources[grid].voltage_v(epoch), world.sources[grid].frequency_hz(epoch)
     elif running and gen.mains_breaker and gen.gen_breaker:
         mains_v, mains_hz = gen_v, gen_hz  # backfeed: the mains terminals are live from the generator
+    image[GENCOMM_CONTROL_MODE] = GENCOMM_MODES[gen.mode]
     image[1024] = 420 if running else 0  # oil pressure, kPa
     image[1025] = 82 if running else 38  # coolant temperature, °C (jacket heater keeps it warm)
     image[1027] = 78  # fuel level, %
@@ -233,7 +237,7 @@ REGISTER_MAPS: dict[str, RegisterMap] = {
     "dse-gencomm": RegisterMap(
         profile="dse-gencomm",
         table="holding",
-        blocks=(GENCOMM_PAGES_4_7, GENCOMM_PAGE_16),
+        blocks=(GENCOMM_PAGE_3, GENCOMM_PAGES_4_7, GENCOMM_PAGE_16),
         writable=((GENCOMM_KEY, 2),),
         fill=UNIMPLEMENTED_U16,
         render=_gencomm,

@@ -35,12 +35,32 @@ def _fits_type(value: int, dtype: str) -> bool:
     return -(1 << (bits - 1)) <= value < (1 << bits)
 
 
+def _check_unit(name: str, kind: str, numeric: bool, given: bool) -> None:
+    """A number is meaningless without its unit: a gauge or counter names it, `unit: ""` when dimensionless."""
+    if numeric and kind != "state" and not given:
+        raise ValueError(f"point '{name}': give its unit (unit: \"\" if it has none, like a power factor)")
+
+
 def _check_delta_names(points: list[tuple[str, str]]) -> None:
     """Counters also emit `<name>_delta`; no point may already carry that name."""
     names = {name for name, _ in points}
     for name, kind in points:
         if kind == "counter" and f"{name}_delta" in names:
             raise ValueError(f"point '{name}_delta' clashes with the delta of counter '{name}'")
+
+
+class KeyEffect(_Strict):
+    """What shows that a control key took effect: `point` reads one of `values` (after `mask`, if given)."""
+
+    point: str
+    values: list[int] = Field(min_length=1)
+    mask: int | None = Field(None, ge=1, le=0xFFFFFFFF, description="compare only these bits of the point")
+
+    def shows(self, value: object) -> bool:
+        """Whether a value read from `point` shows the effect."""
+        if isinstance(value, bool) or not isinstance(value, int):
+            return False
+        return (value & self.mask if self.mask is not None else value) in self.values
 
 
 class ModbusPoint(_Strict):
@@ -62,6 +82,12 @@ class ModbusPoint(_Strict):
         "value", description="complement_pair: write [v, 65535-v] to address, address+1 (GenComm keys)"
     )
     enum: dict[int, str] = Field({}, description="meaning of state codes, for documentation and display")
+    effects: dict[int, KeyEffect] = Field(
+        {}, description="complement_pair keys: per key, the point and value that show it took effect"
+    )
+    rollover: float | None = Field(
+        None, gt=0, description="counters: the value at which the counter wraps to 0, if not the register's range"
+    )
     description: str = ""
 
     @property
@@ -81,6 +107,16 @@ class ModbusPoint(_Strict):
         """Whether the engine reads this point every poll (control keys are write-only)."""
         return self.write_as != "complement_pair"
 
+    @property
+    def wraps_at(self) -> float | None:
+        """Where a counter rolls over to 0: `rollover` if declared, else an integer register's range
+        times the scale (a float register has no fixed wrap)."""
+        if self.rollover is not None:
+            return self.rollover
+        if self.type.startswith("float"):
+            return None
+        return float(1 << (16 * REGISTER_COUNT[self.type])) * abs(self.scale)
+
     @model_validator(mode="after")
     def _fits(self) -> ModbusPoint:
         if self.address + self.count > 65536:
@@ -94,6 +130,20 @@ class ModbusPoint(_Strict):
         bad = [s for s in self.sentinels if not _fits_type(s, self.type)]
         if bad:
             raise ValueError(f"point '{self.name}': sentinel {bad[0]} does not fit a {self.type}")
+        if self.write_as == "complement_pair":
+            if not self.enum:
+                raise ValueError(f"point '{self.name}': a complement_pair key needs its keys listed in enum")
+            missing = sorted(set(self.enum) - set(self.effects))
+            if missing:
+                raise ValueError(f"point '{self.name}': key {missing[0]} needs an effect (the point that shows it)")
+        if self.effects and self.write_as != "complement_pair":
+            raise ValueError(f"point '{self.name}': effects are for complement_pair keys")
+        unknown = sorted(set(self.effects) - set(self.enum))
+        if unknown:
+            raise ValueError(f"point '{self.name}': effect for key {unknown[0]}, which enum does not list")
+        if self.rollover is not None and self.kind != "counter":
+            raise ValueError(f"point '{self.name}': rollover is for counters")
+        _check_unit(self.name, self.kind, self.polled, "unit" in self.model_fields_set)
         return self
 
 
@@ -120,6 +170,7 @@ class ModbusProfile(_Strict):
             if bad:
                 raise ValueError(f"sentinel {bad[0]} does not fit a {dtype}")
         _check_delta_names([(p.name, p.kind) for p in self.points])
+        self._check_effects()
         names: set[str] = set()
         taken: dict[tuple[str, int], str] = {}
         for p in self.points:
@@ -132,6 +183,19 @@ class ModbusProfile(_Strict):
                     raise ValueError(f"points '{other}' and '{p.name}' overlap at {p.table} register {reg}")
                 taken[(p.table, reg)] = p.name
         return self
+
+    def _check_effects(self) -> None:
+        """A key's effect is read back from a polled whole-number point of this profile (a code, not a measurement)."""
+        by_name = {p.name: p for p in self.points}
+        for p in self.points:
+            for key, effect in p.effects.items():
+                target = by_name.get(effect.point)
+                if target is None:
+                    raise ValueError(f"point '{p.name}': key {key} names effect point '{effect.point}', not in profile")
+                if not target.polled or target.type.startswith("float") or target.scale != 1 or target.offset != 0:
+                    raise ValueError(
+                        f"point '{p.name}': effect point '{target.name}' must be a polled integer code (scale 1)"
+                    )
 
     def point(self, name: str) -> ModbusPoint:
         """A point by name."""
@@ -174,6 +238,7 @@ class MqttPoint(_Strict):
     choices: list[str] = Field([], description="allowed values of a str point")
     min: float | None = None
     max: float | None = None
+    rollover: float | None = Field(None, gt=0, description="counters: the value at which the counter wraps to 0")
     description: str = ""
 
     @property
@@ -181,12 +246,20 @@ class MqttPoint(_Strict):
         """The smallest step an int point can show (one count, in the point's unit); 0 otherwise."""
         return abs(self.scale) if self.type == "int" else 0.0
 
+    @property
+    def wraps_at(self) -> float | None:
+        """Where a counter rolls over to 0; a JSON number has no fixed range, so only a declared `rollover`."""
+        return self.rollover
+
     @model_validator(mode="after")
     def _consistent(self) -> MqttPoint:
         if self.type == "bool" and not (self.true_values and self.false_values):
             raise ValueError(f"point '{self.name}': a bool point needs true_values and false_values")
         if self.scale == 0:
             raise ValueError(f"point '{self.name}': scale must not be 0")
+        if self.rollover is not None and self.kind != "counter":
+            raise ValueError(f"point '{self.name}': rollover is for counters")
+        _check_unit(self.name, self.kind, self.type in ("float", "int"), "unit" in self.model_fields_set)
         return self
 
 

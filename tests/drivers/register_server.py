@@ -62,6 +62,7 @@ class RegisterServer:
         self.on_write: Callable[[int, int, list[int]], list[int]] | None = None  # what the device stores
         self.in_flight = 0
         self.max_in_flight = 0
+        self.requests = 0  # requests served, exception responses included
         self._server: ModbusTcpServer | None = None
 
     def _device(self, unit_id: int, unit: Unit) -> SimDevice:
@@ -107,6 +108,7 @@ class RegisterServer:
     ) -> ExcCodes | None:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self.requests += 1
         try:
             if self.hang:
                 await asyncio.sleep(3600)

@@ -24,7 +24,8 @@ def steps(counter: EnergyCounter, readings: list[tuple[float, float]]) -> list[t
             [(0.0, "first"), (0.1, "ok"), (0.0, "reset"), (0.1, "ok")],
             0.2,
         ),
-        # a 32-bit counter rolled over: no negative energy, no huge positive step
+        # a drop on a counter whose wrap is unknown (a float register): no negative energy, no
+        # huge positive step, a reset
         ([(0, 429496.7), (60, 0.5), (120, 1.5)], [(0.0, "first"), (0.0, "reset"), (1.0, "ok")], 1.0),
         # a corrupt read of 1e9 kWh is rejected; the next good value is a drop (a reset), so the
         # total stays true
@@ -68,6 +69,86 @@ def test_counter_rules(readings: list[tuple[float, float]], expected: list[tuple
     counter = EnergyCounter.for_unit("kWh", rated_kw=120)
     assert steps(counter, readings) == expected
     assert counter.total == pytest.approx(total)
+
+
+# GenComm's generator kWh: a uint32 register of tenths of a kWh wraps at 2**32 x 0.1 kWh.
+WRAP_U32_TENTHS = 2**32 * 0.1
+
+
+@pytest.mark.parametrize(
+    ("readings", "expected", "total"),
+    [
+        # rolled over between two polls: the 0.5 kWh across the wrap counts in full
+        (
+            [(0, WRAP_U32_TENTHS - 0.3), (60, 0.2), (120, 0.4)],
+            [(0.0, "first"), (0.5, "rollover"), (0.2, "ok")],
+            0.7,
+        ),
+        # exactly at the wrap: the register reads 0
+        ([(0, WRAP_U32_TENTHS - 0.1), (60, 0.0)], [(0.0, "first"), (0.1, "rollover")], 0.1),
+        # a step across the wrap is held to rated power like any other (120 kW for 60 s is 2 kWh)
+        ([(0, WRAP_U32_TENTHS - 0.3), (60, 50.0)], [(0.0, "first"), (0.0, "rejected")], 0.0),
+        # a drop of less than half the range is no wrap: the meter was replaced, a reset
+        ([(0, 48213.6), (60, 3.1), (120, 3.2)], [(0.0, "first"), (0.0, "reset"), (0.1, "ok")], 0.1),
+    ],
+)
+def test_counter_with_a_known_wrap(
+    readings: list[tuple[float, float]], expected: list[tuple[float, str]], total: float
+) -> None:
+    counter = EnergyCounter.for_unit("kWh", rated_kw=120, resolution=0.1, wraps_at=WRAP_U32_TENTHS)
+    # float64 holds 4.3e8 kWh to about 6e-8 kWh: the deltas are compared to that
+    assert steps(counter, readings) == [(pytest.approx(d, abs=1e-6), outcome) for d, outcome in expected]
+    assert counter.total == pytest.approx(total)
+    assert counter.rollovers == sum(outcome == "rollover" for _, outcome in expected)
+    assert counter.resets == sum(outcome == "reset" for _, outcome in expected)
+
+
+@given(
+    start=st.integers(0, 2**16 - 1),
+    increments=st.lists(st.integers(0, 2**15 - 1), min_size=1, max_size=60),
+    scale=st.sampled_from([1.0, 0.1, 0.01]),
+)
+def test_steps_across_any_number_of_wraps_add_up_to_the_true_energy(
+    start: int, increments: list[int], scale: float
+) -> None:
+    """A uint16 counter read after every step of less than half its range: the register shows the
+    true count modulo 2**16, and the deltas add up to the true total, however often it wrapped."""
+    counter = EnergyCounter.for_unit("kWh", rated_kw=None, resolution=scale, wraps_at=2**16 * scale)
+    unknown = EnergyCounter.for_unit("kWh", rated_kw=None, resolution=scale)
+    true_count = start
+    counter.update(round(start * scale, 2), 0.0)
+    unknown.update(round(start * scale, 2), 0.0)
+    wraps = 0
+    for t, increment in enumerate(increments, start=1):
+        before = true_count % 2**16
+        true_count += increment
+        shown = round((true_count % 2**16) * scale, 2)
+        wraps += true_count % 2**16 < before
+        step = counter.update(shown, t * 60.0)
+        assert step.delta == pytest.approx(increment * scale, abs=1e-6)
+        unknown.update(shown, t * 60.0)
+    assert counter.total == pytest.approx((true_count - start) * scale, abs=1e-6 * len(increments))
+    assert (counter.rollovers, counter.resets) == (wraps, 0)
+    # without the modulus every wrap is a reset worth nothing: exactly the steps across wraps are lost
+    assert unknown.resets == wraps
+    assert unknown.total <= counter.total + 1e-6
+
+
+@given(
+    last=st.integers(0, 2**16 - 1),
+    value=st.integers(0, 2**16 - 1),
+)
+def test_a_drop_is_a_wrap_only_the_short_way_round(last: int, value: int) -> None:
+    counter = EnergyCounter.for_unit("", rated_kw=None, wraps_at=2**16)
+    counter.update(float(last), 0.0)
+    step = counter.update(float(value), 60.0)
+    assert step.delta >= 0
+    if value >= last:
+        assert (step.outcome, step.delta) == ("ok", value - last)
+    elif value + 2**16 - last <= 2**15:
+        assert (step.outcome, step.delta) == ("rollover", value + 2**16 - last)
+    else:
+        assert step.outcome in ("reset", "behind") and step.delta == 0
 
 
 def test_limit_is_rated_power_times_elapsed_time_with_margin() -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +19,7 @@ from drivers.profiles import ModbusProfile, Profile, known_profiles, load_profil
 from drivers.types import Quality
 from tests.drivers.helpers import FAST, Recorder, modbus_dev, wait_until
 from tests.drivers.register_server import RegisterServer, Unit
+from tests.drivers.tcp_gate import TcpGate
 
 MODBUS_PROFILES = sorted(n for n in known_profiles() if load_profile(n).driver == "modbus")
 
@@ -78,7 +82,47 @@ def test_gencomm_control_key_is_never_polled() -> None:
     p = modbus("dse-gencomm")
     blocks = plan_blocks([x for x in p.points if x.polled], max_block=125, max_gap=8)
     assert all(4104 not in range(b.address, b.address + b.count) for b in blocks)
-    assert [(b.address, b.count) for b in blocks] == [(1029, 9), (1059, 3), (1408, 3), (1536, 2), (1800, 10)]
+    assert [(b.address, b.count) for b in blocks] == [
+        (772, 1),
+        (1029, 9),
+        (1059, 3),
+        (1408, 3),
+        (1536, 2),
+        (1800, 10),
+    ]
+
+
+def _float_meter(points: int) -> ModbusProfile:
+    """A meter of `points` contiguous float32 input registers (2 registers each, no gaps)."""
+    return ModbusProfile.model_validate(
+        {
+            "name": "test-wide",
+            "driver": "modbus",
+            "device": "wide test meter",
+            "documentation": "test",
+            "points": [
+                {"name": f"v{i:03d}", "table": "input", "address": 2 * i, "type": "float32", "unit": "V"}
+                for i in range(points)
+            ],
+        }
+    )
+
+
+def test_200_float32_points_split_into_reads_of_at_most_125_registers() -> None:
+    profile = _float_meter(200)  # 400 contiguous registers, max_block left at its default
+    assert profile.max_block == 125
+    blocks = plan_blocks(profile.points, max_block=profile.max_block, max_gap=profile.max_gap)
+    assert all(b.count <= 125 for b in blocks)
+    # a float32 is never split across two reads: 62 points (124 registers) fit, the 63rd would not
+    assert [(b.address, b.count, len(b.points)) for b in blocks] == [
+        (0, 124, 62),
+        (124, 124, 62),
+        (248, 124, 62),
+        (372, 28, 14),
+    ]
+    assert [p.name for b in blocks for p in b.points] == [p.name for p in profile.points]
+    for b in blocks:
+        assert all(b.address <= p.address and p.address + p.count <= b.address + b.count for p in b.points)
 
 
 # --- against a server ---
@@ -108,6 +152,22 @@ async def test_gaps_are_read_through_when_the_device_allows(recorder: Recorder) 
         async with hub:
             await wait_until(lambda: len(srv.reads) >= 6, what="two polls")
     assert {(a, c) for _, _, a, c in srv.reads} == {(0x00, 18), (0x34, 24), (0x156, 2)}
+
+
+async def test_requests_are_counted_as_the_device_answers_them(recorder: Recorder) -> None:
+    profile = modbus("sdm120")
+    units = {u: unit_with(profile, sample_values(profile), fill_gaps=True) for u in (1, 2)}
+    async with RegisterServer(units) as srv:
+        devices = [modbus_dev(f"m{u}", "sdm120", srv.port, unit=u, poll_s=0.05) for u in (1, 2)]
+        hub = DriverHub(devices, mqtt_url=None, emit=recorder, settings=FAST)
+        async with hub:
+            await wait_until(lambda: len(srv.reads) >= 20, what="polls")
+            srv.fail_code = ExcCodes.GATEWAY_NO_RESPONSE  # answered with an exception: still a request
+            await wait_until(lambda: recorder.online("m1") is False, what="offline")
+    # every request the server served, exception responses included; stopping may cut off the answer
+    # to the last one
+    assert srv.requests - 1 <= hub.modbus_requests <= srv.requests
+    assert srv.requests > len(srv.reads) >= 20
 
 
 async def test_device_refusing_gap_reads_falls_back_to_gapless_blocks(recorder: Recorder) -> None:
@@ -226,19 +286,67 @@ async def test_write_to_read_only_point_is_refused_and_never_reaches_the_device(
     assert srv.writes == []
 
 
-async def test_gencomm_control_key_written_as_complement_pair(recorder: Recorder) -> None:
+def _controller(unit: Unit, *, obeys: bool = True) -> Callable[[int, int, list[int]], list[int]]:
+    """What a DSE controller does with a key written to 4104-4105 (`obeys=False`: it takes the write
+    and does nothing, as a controller whose remote control is locked)."""
+
+    def on_write(_unit: int, address: int, values: list[int]) -> list[int]:
+        if obeys and address == 4104 and len(values) == 2 and values[0] + values[1] == 0xFFFF:
+            mode = unit.holding[772]
+            if values[0] in (35700, 35701, 35702):
+                unit.holding[772] = values[0] - 35700  # 0 stop, 1 auto, 2 manual
+            elif values[0] == 35705 and mode == 2:
+                unit.holding[1408] = 1  # pre-start: the engine cranks
+        return [0, 0]  # the controller consumes the key
+
+    return on_write
+
+
+def _genset(mode: int = 1, engine: int = 0) -> Unit:
     profile = modbus("dse-gencomm")
-    unit = unit_with(profile, sample_values(profile))
+    unit = unit_with(profile, {**sample_values(profile), "control_mode": mode, "engine_state": engine})
     unit.put_raw("holding", 4104, [0, 0])
+    return unit
+
+
+async def test_gencomm_control_key_confirmed_by_its_effect(recorder: Recorder) -> None:
+    unit = _genset(mode=1)  # auto, engine stopped
     async with RegisterServer({1: unit}) as srv:
+        srv.on_write = _controller(unit)
         hub = DriverHub([modbus_dev("gen", "dse-gencomm", srv.port)], mqtt_url=None, emit=recorder, settings=FAST)
         async with hub:
             await wait_until(lambda: recorder.online("gen") is True, what="online")
-            by_name = await hub.command("gen", "control_key", "start")
-            by_code = await hub.command("gen", "control_key", 35700)
-    assert by_name.status == "confirmed" and by_name.observed == 35705
-    assert by_code.status == "confirmed" and by_code.observed == 35700
-    assert srv.writes == [(1, 4104, [35705, 65535 - 35705]), (1, 4104, [35700, 65535 - 35700])]
+            manual = await hub.command("gen", "control_key", "manual")
+            start = await hub.command("gen", "control_key", 35705)
+            stop = await hub.command("gen", "control_key", "stop")
+    assert (manual.status, manual.requested, manual.observed) == ("confirmed", "manual", 2)
+    assert manual.detail == "control_mode = 2 (manual)"
+    assert (start.status, start.observed, start.detail) == ("confirmed", 1, "engine_state = 1 (pre-start)")
+    assert (stop.status, stop.observed) == ("confirmed", 0)
+    assert srv.writes == [(1, 4104, [k, 65535 - k]) for k in (35702, 35705, 35700)]
+    # the effect is read back from the controller itself (polls read 1408 as part of a 3-register block)
+    assert (1, 3, 1408, 1) in srv.reads
+
+
+async def test_gencomm_control_key_without_its_effect_fails(recorder: Recorder) -> None:
+    unit = _genset(mode=1)  # auto: GenComm starts the engine only in manual or test mode
+    async with RegisterServer({1: unit}) as srv:
+        srv.on_write = _controller(unit)
+        hub = DriverHub([modbus_dev("gen", "dse-gencomm", srv.port)], mqtt_url=None, emit=recorder, settings=FAST)
+        async with hub:
+            await wait_until(lambda: recorder.online("gen") is True, what="online")
+            start = await hub.command("gen", "control_key", "start", timeout_s=1.0)
+            srv.on_write = _controller(unit, obeys=False)  # the controller takes keys and ignores them
+            manual = await hub.command("gen", "control_key", "manual", timeout_s=1.0)
+            srv.fail_code = ExcCodes.ILLEGAL_VALUE  # GenComm refuses a key it does not support
+            refused = await hub.command("gen", "control_key", "reset_alarms", timeout_s=1.0)
+    assert (start.status, start.observed) == ("failed", 0)
+    assert "no effect within 1.0 s" in start.detail and "engine_state = 0 (stopped)" in start.detail
+    assert (manual.status, manual.observed) == ("failed", 1)
+    assert "control_mode = 1 (auto)" in manual.detail
+    assert (refused.status, refused.observed) == ("failed", None)
+    assert "refused key 'reset_alarms'" in refused.detail
+    assert [w[2][0] for w in srv.writes] == [35705, 35702]  # each key written once; the refused one stored nothing
 
 
 def _setpoint_profile() -> ModbusProfile:
@@ -249,7 +357,7 @@ def _setpoint_profile() -> ModbusProfile:
             "device": "test controller",
             "documentation": "test",
             "points": [
-                {"name": "temperature", "table": "holding", "address": 10, "type": "int16", "scale": 0.1},
+                {"name": "temperature", "table": "holding", "address": 10, "type": "int16", "scale": 0.1, "unit": "°C"},
                 {
                     "name": "setpoint",
                     "table": "holding",
@@ -370,3 +478,70 @@ async def test_injected_clock_stamps_readings(recorder: Recorder) -> None:
             await wait_until(lambda: recorder.readings, what="a reading")
     assert {r.ts for r in recorder.readings} == {fixed}
     assert hub.health()["m"].last_seen == fixed
+
+
+def transition_logs(caplog: pytest.LogCaptureFixture, device: str) -> list[bool]:
+    """The online (True) / offline (False) lines the drivers logged for a device, in order."""
+    out: list[bool] = []
+    for record in caplog.records:
+        if record.name != "wattkeeper.drivers":
+            continue
+        message = record.getMessage()
+        if message.startswith(f"device {device} online"):
+            out.append(True)
+        elif message.startswith(f"device {device} offline"):
+            out.append(False)
+    return out
+
+
+async def test_every_online_offline_transition_is_logged_once(
+    recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="wattkeeper.drivers")
+    profile = modbus("sdm120")
+    async with RegisterServer({1: unit_with(profile, sample_values(profile))}) as srv, TcpGate(srv.port) as gate:
+        hub = DriverHub(
+            [modbus_dev("m", "sdm120", gate.port, poll_s=0.05)], mqtt_url=None, emit=recorder, settings=FAST
+        )
+
+        async def more_failed_polls() -> None:
+            failures = hub.health()["m"].failures
+            await wait_until(lambda: hub.health()["m"].failures >= failures + 3, what="failed polls while offline")
+
+        async with hub:
+            await wait_until(lambda: recorder.online("m") is True, what="online")
+            gate.shut()  # the meter hangs up on every connection
+            await wait_until(lambda: recorder.online("m") is False, what="offline")
+            await more_failed_polls()
+            gate.open()
+            await wait_until(lambda: recorder.online("m") is True, what="online again")
+            srv.hang = True  # the meter stops answering: timeouts
+            await wait_until(lambda: recorder.online("m") is False, what="offline again")
+            await more_failed_polls()
+            srv.hang = False
+            await wait_until(lambda: recorder.online("m") is True, what="back")
+            polls = hub.health()["m"].readings
+            await wait_until(lambda: hub.health()["m"].readings > polls + 10, what="good polls")
+    statuses = [s.online for s in recorder.statuses if s.device == "m"]
+    assert statuses == [True, False, True, False, True]
+    assert transition_logs(caplog, "m") == statuses  # one line per transition, none per failed or good poll
+
+
+async def test_an_offline_device_is_tried_less_and_less_often(recorder: Recorder) -> None:
+    """Connection attempts to a meter that hangs up on connect, seen at the meter: the pauses grow.
+
+    (pymodbus notices the hang-up only when the request times out, so the timeout is kept well
+    below the poll interval: a poll that overran would be rescheduled on the interval's grid.)"""
+    profile = modbus("sdm120")
+    settings = DriverSettings(
+        modbus_timeout_s=0.05, modbus_retries=0, offline_after=1, offline_poll_max_s=30.0, reconnect_min_s=0.05
+    )
+    async with RegisterServer({1: unit_with(profile, sample_values(profile))}) as srv, TcpGate(srv.port) as gate:
+        gate.shut()
+        dev = modbus_dev("m", "sdm120", gate.port, poll_s=0.1)
+        async with DriverHub([dev], mqtt_url=None, emit=recorder, settings=settings):
+            await wait_until(lambda: len(gate.accepts) >= 5, timeout_s=30, what="five connection attempts")
+    gaps = gate.gaps()[:4]
+    assert all(later > earlier for earlier, later in itertools.pairwise(gaps)), gaps
+    assert gaps[-1] > 2 * gaps[0], gaps
+    assert recorder.online("m") is False

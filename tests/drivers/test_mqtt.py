@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,11 +15,13 @@ import pytest
 
 from drivers.base import DriverSettings
 from drivers.hub import DriverHub, EventStream
-from drivers.mqtt import parse_mqtt_url
+from drivers.mqtt import MqttDriver, parse_mqtt_url
 from drivers.types import DeviceStatus, Quality, Reading
 from tests import servers
 from tests.drivers.fake_mqtt import FakeDevice, FakeDevices
 from tests.drivers.helpers import FAST, Recorder, mqtt_dev, wait_until
+from tests.drivers.tcp_gate import TcpGate
+from tests.drivers.test_modbus import transition_logs
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -462,3 +466,108 @@ async def test_device_clock_far_off_is_flagged_and_never_blocks_later_messages(
     health = hub.health()["ac"]
     assert health.clock_skew == 1 and health.out_of_order == 0
     assert all(r.ts <= datetime.now(UTC) for r in recorder.readings)  # readings keep the receive time
+
+
+def broker_logs(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """'connected' / 'lost' for each broker line the bridge logged, in order."""
+    out = []
+    for record in caplog.records:
+        message = record.getMessage()
+        if record.name == "wattkeeper.drivers" and message.startswith("MQTT broker"):
+            out.append("connected" if message.endswith("connected") else "lost")
+    return out
+
+
+async def test_broker_loss_is_logged_once_and_reconnects_back_off(
+    mosquitto: servers.Mosquitto, recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Seen at the broker's door: every attempt is counted, the pauses between them grow, and each
+    loss and each return is one log line however many attempts fail in between."""
+    caplog.set_level(logging.INFO, logger="wattkeeper.drivers")
+    n = uid()
+    # aiomqtt notices a hang-up before CONNACK only when the connect times out: every attempt takes
+    # mqtt_timeout_s, and the growing pause comes on top of it
+    settings = DriverSettings(reconnect_min_s=0.15, reconnect_max_s=2.0, mqtt_timeout_s=0.5)
+    async with TcpGate(mosquitto.port) as gate:
+        gate.shut()  # the broker hangs up on every connection
+        hub = DriverHub(
+            [mqtt_dev("pc", "z2m-plug", f"zigbee2mqtt/pc-{n}")],
+            mqtt_url=f"mqtt://127.0.0.1:{gate.port}",
+            emit=recorder,
+            client_id=f"wk-{n}",
+            settings=settings,
+        )
+        async with hub:
+            await wait_until(lambda: len(gate.accepts) >= 5, timeout_s=30, what="five connection attempts")
+            gaps = gate.gaps()[:4]
+            gate.open()
+            await connected(hub)
+            gate.shut()
+            await wait_until(lambda: not hub.mqtt_connected, what="loss noticed")
+            attempts = len(gate.accepts)
+            await wait_until(lambda: len(gate.accepts) > attempts, timeout_s=30, what="a failed reconnect")
+            gate.open()
+            await connected(hub)
+    assert all(later > earlier for earlier, later in itertools.pairwise(gaps)), gaps
+    assert gaps[-1] > 2 * gaps[0], gaps
+    assert broker_logs(caplog) == ["lost", "connected", "lost", "connected"]
+    assert hub.mqtt_loop_errors == 0
+
+
+async def test_device_availability_changes_are_logged_once(
+    mosquitto: servers.Mosquitto, recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="wattkeeper.drivers")
+    n = uid()
+    hub = DriverHub(
+        [mqtt_dev("occ", "z2m-occupancy", f"zigbee2mqtt/occ-{n}")],
+        mqtt_url=mosquitto.url,
+        emit=recorder,
+        client_id=f"wk-{n}",
+        settings=FAST,
+    )
+    topic = f"zigbee2mqtt/occ-{n}/availability"
+    async with hub, client(mosquitto) as c:
+        await connected(hub)
+        for word in ("online", "online", "offline", "offline", "offline", "online", "online"):
+            await c.publish(topic, json.dumps({"state": word}), qos=1)
+        # a live report after the last availability message: online already, so nothing new
+        await c.publish(f"zigbee2mqtt/occ-{n}", b'{"occupancy": true}', qos=1)
+        await wait_until(lambda: recorder.value("occ", "occupancy") is True, what="the report")
+    statuses = [s.online for s in recorder.statuses if s.device == "occ"]
+    assert statuses == [True, False, True]
+    assert transition_logs(caplog, "occ") == statuses
+
+
+async def test_an_unexpected_error_in_the_bridge_is_logged_counted_and_reconnected(
+    mosquitto: servers.Mosquitto, recorder: Recorder, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug outside payload handling (here: asking devices for their state on connect) must not end
+    the bridge for good: it is logged with its traceback, counted, and the bridge connects again."""
+    n = uid()
+    real = MqttDriver._ask_for_state
+    calls = 0
+
+    async def broken_once(self: MqttDriver, c: aiomqtt.Client) -> None:
+        nonlocal calls
+        calls += 1
+        if calls <= 2:
+            raise RuntimeError("injected bug")
+        await real(self, c)
+
+    monkeypatch.setattr(MqttDriver, "_ask_for_state", broken_once)
+    hub = DriverHub(
+        [mqtt_dev("pc", "z2m-plug", f"zigbee2mqtt/pc-{n}")],
+        mqtt_url=mosquitto.url,
+        emit=recorder,
+        client_id=f"wk-{n}",
+        settings=FAST,
+    )
+    async with hub, client(mosquitto) as c:
+        await wait_until(lambda: calls >= 3 and hub.mqtt_connected, what="connected after two failures")
+        await c.publish(f"zigbee2mqtt/pc-{n}", b'{"power": 42}', qos=1)
+        await wait_until(lambda: recorder.value("pc", "power") == 42.0, what="messages flow again")
+    assert hub.mqtt_loop_errors == 2
+    failures = [r for r in caplog.records if "MQTT bridge failed unexpectedly" in r.getMessage()]
+    assert len(failures) == 2
+    assert all(r.exc_info and isinstance(r.exc_info[1], RuntimeError) for r in failures)

@@ -44,6 +44,7 @@ PUBLISHED: dict[str, list[tuple[str, str, int, str]]] = {
     ],
     # DSE GenComm: holding register = page * 256 + offset.
     "dse-gencomm": [
+        ("control_mode", "holding", 3 * 256 + 4, "uint16"),  # page 3 offset 4, current control mode -> 772
         ("frequency", "holding", 4 * 256 + 7, "uint16"),  # page 4 offset 7, Hz x 10 -> 1031
         ("engine_state", "holding", 1408, "uint16"),  # engine operating state
         ("power", "holding", 6 * 256 + 0, "int32"),  # page 6 offset 0, total watts, signed -> 1536
@@ -86,6 +87,14 @@ def test_published_scales_and_control_key_layout() -> None:
     key = gencomm.point("control_key")
     assert key.writable and key.write_as == "complement_pair" and key.count == 2
     assert {35700: "stop", 35701: "auto", 35705: "start"}.items() <= key.enum.items()
+    # every key names the register that shows it took effect (GenComm page 3 control mode, page 5 engine state)
+    assert {k: (e.point, e.values) for k, e in key.effects.items() if k != 35707} == {
+        35700: ("control_mode", [0]),
+        35701: ("control_mode", [1]),
+        35702: ("control_mode", [2]),
+        35705: ("engine_state", [1, 2, 3]),
+    }
+    assert gencomm.point("control_mode").enum.items() >= {0: "stop", 1: "auto", 2: "manual"}.items()
     assert set(gencomm.sentinels_for(gencomm.point("power"))) >= {0x7FFFFFFF}
     assert set(gencomm.sentinels_for(gencomm.point("frequency"))) >= {0xFFFF}
     atys = load_profile("atys-pm")
@@ -111,8 +120,32 @@ def test_only_the_listed_points_are_writable() -> None:
     }
 
 
+def _key_profile(**key: Any) -> dict[str, Any]:
+    """A controller with a mode register, a measurement and a complement-pair key (keys 1 and 2)."""
+    return {
+        "name": "x",
+        "driver": "modbus",
+        "device": "d",
+        "documentation": "doc",
+        "points": [
+            {"name": "mode", "table": "holding", "address": 0, "type": "uint16", "kind": "state"},
+            {"name": "volts", "table": "holding", "address": 1, "type": "uint16", "scale": 0.1, "unit": "V"},
+            {
+                "name": "key",
+                "table": "holding",
+                "address": 8,
+                "type": "uint16",
+                "writable": True,
+                "write_as": "complement_pair",
+                "enum": {1: "one", 2: "two"},
+                **key,
+            },
+        ],
+    }
+
+
 def _modbus(**point: Any) -> dict[str, Any]:
-    base = {"name": "p", "table": "input", "address": 0, "type": "float32"}
+    base = {"name": "p", "table": "input", "address": 0, "type": "float32", "unit": "V"}
     return {
         "name": "x",
         "driver": "modbus",
@@ -139,8 +172,8 @@ def _modbus(**point: Any) -> dict[str, Any]:
             {
                 **_modbus(),
                 "points": [
-                    {"name": "a", "table": "input", "address": 0, "type": "float32"},
-                    {"name": "b", "table": "input", "address": 1, "type": "uint16"},
+                    {"name": "a", "table": "input", "address": 0, "type": "float32", "unit": "V"},
+                    {"name": "b", "table": "input", "address": 1, "type": "uint16", "unit": "A"},
                 ],
             },
             "overlap at input register 1",
@@ -149,13 +182,37 @@ def _modbus(**point: Any) -> dict[str, Any]:
             {
                 **_modbus(),
                 "points": [
-                    {"name": "e", "table": "input", "address": 0, "type": "float32", "kind": "counter"},
-                    {"name": "e_delta", "table": "input", "address": 2, "type": "float32"},
+                    {"name": "e", "table": "input", "address": 0, "type": "float32", "unit": "kWh", "kind": "counter"},
+                    {"name": "e_delta", "table": "input", "address": 2, "type": "float32", "unit": "kWh"},
                 ],
             },
             "clashes with the delta",
         ),
         ({**_modbus(), "sentinels": {"int16": [70000]}}, "does not fit a int16"),
+        ({**_modbus(), "points": [{"name": "p", "table": "input", "address": 0, "type": "float32"}]}, "give its unit"),
+        (_modbus(type="uint32", rollover=1e6), "rollover is for counters"),
+        (_modbus(kind="counter", rollover=0), "greater than 0"),
+        (_modbus(effects={1: {"point": "p", "values": [1]}}), "effects are for complement_pair keys"),
+        (_key_profile(enum={}, effects={}), "needs its keys listed in enum"),
+        (_key_profile(effects={1: {"point": "mode", "values": [1]}}), "key 2 needs an effect"),
+        (
+            _key_profile(effects={1: {"point": "mode", "values": [1]}, 2: {"point": "x", "values": [2]}}),
+            "effect point 'x', not in profile",
+        ),
+        (
+            _key_profile(effects={1: {"point": "mode", "values": [1]}, 2: {"point": "volts", "values": [2]}}),
+            "effect point 'volts' must be a polled integer code",
+        ),
+        (
+            _key_profile(
+                effects={
+                    1: {"point": "mode", "values": [1]},
+                    2: {"point": "mode", "values": [2]},
+                    3: {"point": "mode", "values": [3]},
+                }
+            ),
+            "effect for key 3, which enum does not list",
+        ),
     ],
 )
 def test_modbus_profile_errors(data: dict[str, Any], message: str) -> None:
@@ -167,15 +224,44 @@ def test_same_address_in_different_tables_is_fine() -> None:
     data = {
         **_modbus(),
         "points": [
-            {"name": "a", "table": "input", "address": 0, "type": "uint16"},
-            {"name": "b", "table": "holding", "address": 0, "type": "uint16"},
+            {"name": "a", "table": "input", "address": 0, "type": "uint16", "unit": "V"},
+            {"name": "b", "table": "holding", "address": 0, "type": "uint16", "unit": "V"},
         ],
     }
     assert len(ModbusProfile.model_validate(data).points) == 2
 
 
+def test_a_unit_is_given_explicitly_for_every_measured_number() -> None:
+    """`unit: ""` declares a dimensionless number; leaving the unit out is an error (codes and keys need none)."""
+    dimensionless = ModbusProfile.model_validate(_modbus(unit=""))
+    assert dimensionless.points[0].unit == ""
+    assert ModbusProfile.model_validate(
+        _key_profile(effects={1: {"point": "mode", "values": [1]}, 2: {"point": "mode", "values": [2]}})
+    )
+    with pytest.raises(ValidationError, match="'p': give its unit"):
+        MqttProfile.model_validate({**_mqtt("zigbee2mqtt"), "points": [{"name": "p", "key": "k", "type": "int"}]})
+    assert MqttProfile.model_validate({**_mqtt("zigbee2mqtt"), "points": [{"name": "p", "key": "k", "type": "bool"}]})
+    for name in known_profiles():
+        for p in load_profile(name).points:
+            if p.kind != "state" and getattr(p, "polled", True) and getattr(p, "type", "float") not in ("bool", "str"):
+                assert "unit" in p.model_fields_set, f"{name}.{p.name}"
+
+
+def test_integer_counters_wrap_at_their_register_range_times_the_scale() -> None:
+    gencomm = load_profile("dse-gencomm")
+    assert isinstance(gencomm, ModbusProfile)
+    assert gencomm.point("energy").wraps_at == pytest.approx(2**32 * 0.1)  # uint32, kWh x 10
+    assert gencomm.point("starts").wraps_at == 2**32
+    sdm = load_profile("sdm630")
+    assert isinstance(sdm, ModbusProfile)
+    assert sdm.point("import_energy").wraps_at is None  # a float has no fixed wrap
+    declared = ModbusProfile.model_validate(_modbus(kind="counter", unit="kWh", rollover=100000.0))
+    assert declared.points[0].wraps_at == 100000.0
+    assert ModbusProfile.model_validate(_modbus(type="int16", kind="counter", scale=0.01)).points[0].wraps_at == 655.36
+
+
 def _mqtt(convention: str, **point: Any) -> dict[str, Any]:
-    base = {"name": "p", "key": "k", "type": "float"}
+    base = {"name": "p", "key": "k", "type": "float", "unit": "W"}
     return {
         "name": "x",
         "driver": "mqtt",
@@ -203,7 +289,7 @@ def _mqtt(convention: str, **point: Any) -> dict[str, Any]:
                 **_mqtt("tasmota"),
                 "points": [
                     {"name": "a", "channel": "stat/POWER", "key": "", "type": "bool"},
-                    {"name": "b", "channel": "stat/POWER", "key": "X", "type": "float"},
+                    {"name": "b", "channel": "stat/POWER", "key": "X", "type": "float", "unit": "W"},
                 ],
             },
             "mixes a plain-text point with JSON keys",
@@ -211,7 +297,10 @@ def _mqtt(convention: str, **point: Any) -> dict[str, Any]:
         (
             {
                 **_mqtt("zigbee2mqtt"),
-                "points": [{"name": "a", "key": "a", "type": "float"}, {"name": "a", "key": "b", "type": "float"}],
+                "points": [
+                    {"name": "a", "key": "a", "type": "float", "unit": "W"},
+                    {"name": "a", "key": "b", "type": "float", "unit": "W"},
+                ],
             },
             "appears twice",
         ),

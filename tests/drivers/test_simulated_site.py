@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -21,6 +22,8 @@ from tests.drivers.helpers import FAST, Recorder, wait_until
 from tests.drivers.modbus_tap import ModbusTap
 
 WORKDAY_10AM = datetime(2026, 7, 15, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+# GenComm page 3 control mode codes, from DSE's table (not the simulator's), for the simulator's mode names
+GENCOMM_MODES = {"stop": 0, "auto": 1, "manual": 2}
 State = dict[str, Any]
 
 
@@ -86,6 +89,7 @@ DIRECT: dict[str, Direct] = {
         "total_energy": (lambda d, w: d["import_kwh"] + d["export_kwh"], 0.01),
     },
     "dse-gencomm": {
+        "control_mode": (lambda d, w: GENCOMM_MODES[w["generators"]["gen-1"]["mode"]], 0),
         "power": (lambda d, w: d["power_w"], 0.6),
         "engine_state": (lambda d, w: d["engine_state"], 0),
         "breaker_status": (lambda d, w: d["breaker_status"], 0),
@@ -296,7 +300,7 @@ async def test_read_only_writes_are_refused_and_never_reach_the_simulator(demo_s
                 assert all(t.functions for t in taps.values())  # the taps do see the polls
                 # the one writable register does go through, and the controller obeys it
                 manual = await hub.command("genset-1", "control_key", "manual")
-                assert manual.status == "confirmed"
+                assert (manual.status, manual.observed) == ("confirmed", 2)
                 assert taps["genset-1"].writes == [16]
                 assert sim.state()["generators"]["gen-1"]["mode"] == "manual"
         finally:
@@ -337,3 +341,37 @@ async def test_verified_commands_on_all_three_mqtt_conventions(running: Running)
     await wait_until(lambda: rec.online("r3102-light") is False, what="offline")
     failed = await hub.command("r3102-light", "on", False, timeout_s=1.5)
     assert failed.status == "failed" and "no report" in failed.detail
+
+
+async def test_gencomm_keys_are_confirmed_by_their_effect_on_the_controller(running: Running) -> None:
+    """A control key is consumed by the controller: each is verified by reading back what it does."""
+    hub, rec, sim = running.hub, running.recorder, running.sim
+    await wait_until(lambda: rec.online("genset-1") is True, what="online")
+
+    def generator() -> State:
+        return dict(sim.state()["generators"]["gen-1"])
+
+    assert (generator()["mode"], generator()["engine_state"]) == ("auto", 0)
+    # In auto with the grid healthy the controller ignores a start key (GenComm starts the engine in
+    # manual or test mode only): written and acknowledged, but no effect, so the command fails.
+    ignored = await hub.command("genset-1", "control_key", "start", timeout_s=1.5)
+    assert (ignored.status, ignored.observed) == ("failed", 0)
+    assert "no effect within 1.5 s" in ignored.detail and "engine_state = 0 (stopped)" in ignored.detail
+    assert generator()["engine_state"] == 0
+
+    manual = await hub.command("genset-1", "control_key", "manual")
+    assert (manual.status, manual.observed, manual.detail) == ("confirmed", 2, "control_mode = 2 (manual)")
+    assert generator()["mode"] == "manual"
+
+    # Simulated time stands still in this fixture (speed 0): move it on while the start key waits.
+    start = asyncio.create_task(hub.command("genset-1", "control_key", "start"))
+    while not start.done():
+        sim.world.step(0.5)
+        await asyncio.sleep(0.05)
+    assert start.result().status == "confirmed"
+    assert start.result().observed in (1, 2, 3)  # pre-start, warming or running
+    assert generator()["engine_state"] != 0
+
+    stop = await hub.command("genset-1", "control_key", "stop")
+    assert (stop.status, stop.observed) == ("confirmed", 0)
+    assert generator()["mode"] == "stop"
