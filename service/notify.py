@@ -16,10 +16,11 @@ import smtplib
 import ssl
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from email.message import EmailMessage
+from types import MappingProxyType
 from typing import Any, Final, Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -34,7 +35,10 @@ log = logging.getLogger(__name__)
 
 _DIGEST_LIST_MAX: Final = 50  # alarms listed by name in one digest; the rest are counted
 _PENDING_MAX: Final = 10_000  # messages held per channel while it is rate limited or down
-_SEVERITY_MARK: Final = {"critical": "🔴", "major": "🟠", "warning": "🟡", "minor": "🟡", "info": "🔵"}
+# One mark per rules.Severity, most urgent first (a test keeps the two in step).
+SEVERITY_MARK: Final[Mapping[str, str]] = MappingProxyType(
+    {"critical": "🔴", "high": "🟠", "warning": "🟡", "low": "🔵"}
+)
 
 
 class MqttPublisher(Protocol):
@@ -137,7 +141,7 @@ def render_notice(
             "note": transition.note,
         }
     severity = str(alarm.severity)
-    mark = _SEVERITY_MARK.get(severity, "⚪")
+    mark = SEVERITY_MARK.get(severity, "⚪")
     title = f"{mark} [{site_name}] {alarm.type} {alarm.subject}: {alarm.state}"
     at = (transition.at if transition is not None else alarm.updated_at).astimezone(tz)
     lines = [f"severity: {severity}", f"state: {alarm.state}", f"at: {at:%Y-%m-%d %H:%M:%S %Z}"]

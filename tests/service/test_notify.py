@@ -17,7 +17,8 @@ import aiomqtt
 import pytest
 
 from service.clock import ManualClock
-from service.notify import Notifier, alarm_topic_level
+from service.notify import SEVERITY_MARK, Notifier, alarm_topic_level, render_notice
+from service.rules import AlarmType, Severity
 from service.site import EmailChannel, Notifications, Webhook
 from tests.servers import Mosquitto
 from tests.smtp import SmtpSink
@@ -252,6 +253,24 @@ async def test_mqtt_retained_state_including_cleared(fresh_mosquitto: Mosquitto)
     assert retained[f"{topic}/lit_empty_room:r2119"]["state"] == "cleared"
     assert retained[f"{topic}/lit_empty_room:r2119"]["cleared_at"] == "2026-03-02T10:03:00+00:00"
     assert retained[f"{topic}/ac_too_cold:r2120"]["state"] == "active_unacked"
+
+
+@pytest.mark.parametrize(
+    ("severity", "mark"),
+    [(Severity.critical, "🔴"), (Severity.high, "🟠"), (Severity.warning, "🟡"), (Severity.low, "🔵")],
+)
+def test_each_severity_has_its_own_mark(severity: Severity, mark: str) -> None:
+    """The title's mark follows the rules' severities (critical, high, warning, low), not another scale."""
+    alarm, transition = raised(type=AlarmType.backfeed)
+    alarm = Alarm(**{**alarm.__dict__, "severity": severity.value})
+    notice = render_notice(alarm, transition, site_id="hq", site_name="HQ building", tz=UTC)
+    assert notice.title.startswith(f"{mark} [HQ building] backfeed")
+    assert f"severity: {severity.value}" in notice.lines
+
+
+def test_severity_marks_cover_the_rules_severities() -> None:
+    assert set(SEVERITY_MARK) == {s.value for s in Severity}
+    assert len(set(SEVERITY_MARK.values())) == len(SEVERITY_MARK)
 
 
 def test_alarm_ids_become_one_topic_level() -> None:
