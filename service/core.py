@@ -46,6 +46,7 @@ INGEST_BATCH = 1000  # readings
 EVALUATE_BATCH = 20  # subjects (rooms, SUPPLY, devices)
 VIEW_PUBLISH_S = 1.0
 SERVICE_LINE_S = 10.0
+# telemetry_dropped is reported clear once the outbox has dropped nothing for this long.
 DROP_ALARM_HOLD = timedelta(minutes=10)
 # Rollup minutes and energy intervals the store could not take are kept and written with the next
 # flush (upserts: writing one twice is harmless), up to this many of each; beyond, the oldest go.
@@ -182,6 +183,7 @@ class Core:
         self.overrides: dict[str, datetime] = {}
         self._external: dict[tuple[str, str], Finding] = {}
         self._drops_at: datetime | None = None
+        self._outage_dropped = 0  # telemetry lines dropped since the telemetry_dropped all-clear
         self._pending: deque[Reading | DeviceStatus] = deque()
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -444,10 +446,18 @@ class Core:
         await self._evaluate({finding.subject})
 
     def on_telemetry_dropped(self, count: int) -> None:
-        """The sink's callback when its outbox drops the oldest lines."""
+        """The sink's callback when its outbox drops the oldest lines.
+
+        The alarm's value counts this outage's lines: those dropped since the last all-clear, which
+        comes DROP_ALARM_HOLD after the last drop. The sink's own total (on /metrics) counts them all.
+        """
         self._drops_at = self.clock.now()
-        total = self.sink.dropped if self.sink is not None else count
-        self.report(rules.telemetry_dropped("telemetry", dropped=total, detail="outbox full; oldest lines dropped"))
+        self._outage_dropped += count
+        self.report(
+            rules.telemetry_dropped(
+                "telemetry", dropped=self._outage_dropped, detail="outbox full; oldest lines dropped"
+            )
+        )
 
     # -- operator actions -----------------------------------------------------------------
 
@@ -493,6 +503,7 @@ class Core:
         now = self.clock.now()
         if self._drops_at is not None and now - self._drops_at > DROP_ALARM_HOLD:
             self._drops_at = None
+            self._outage_dropped = 0
             self._external[(AlarmType.telemetry_dropped, "telemetry")] = rules.telemetry_dropped("telemetry", dropped=0)
         await self._evaluate(None)
         self._publish_views(now)

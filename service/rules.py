@@ -564,7 +564,7 @@ def shutdown_failed(device: str, *, failed: bool, detail: str = "") -> Finding:
 
 
 def telemetry_dropped(subject: str, *, dropped: int, detail: str = "") -> Finding:
-    """The telemetry sink's report: `dropped` readings lost since its last report (0 clears the alarm)."""
+    """The telemetry sink's report: `dropped` readings lost in this outage, since it last reported none (0 clears)."""
     message = f"{subject}: {dropped} readings dropped" + (f": {detail}" if detail else "")
     return _finding(AlarmType.telemetry_dropped, subject, dropped > 0, dropped, message)
 
