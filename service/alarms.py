@@ -6,8 +6,13 @@ inactive for the off-delay it returns to normal: `cleared` if it was acknowledge
 `cleared_unacked` until someone acknowledges it. A cleared_unacked alarm that comes back is the
 same lifecycle, active_unacked again; a new lifecycle (new id) starts only after `cleared`.
 While an alarm is active, a finding within `deadband` of the limit it was compared with counts as
-still active. Shelving hides an open alarm until a time; on expiry (or unshelve) it is
-active_unacked if its condition still holds, else cleared.
+still active.
+
+Shelving hides an open alarm until a time. The engine keeps following its condition underneath
+(`active`, `cleared_at`) and its acknowledgement (`acked_by`, `acked_at`); on expiry (or unshelve)
+the alarm returns to the state those say (ISA-18.2): active_acked or active_unacked while the
+condition holds, cleared or cleared_unacked once it has returned to normal. A condition that
+returns to normal and comes back while shelved is a new occurrence: nobody has acknowledged it.
 
 With the default configuration every type has an off-delay of at least 60 s, so a chattering input
 raises at most one alarm a minute: an alarm can only be raised again after it has cleared, and it
@@ -105,6 +110,11 @@ class Alarm:
         return (self.type, self.subject)
 
     @property
+    def acked(self) -> bool:
+        """Whether the current occurrence has been acknowledged."""
+        return self.acked_by is not None
+
+    @property
     def open(self) -> bool:
         """Whether the lifecycle still needs someone (anything but `cleared`)."""
         return self.state is not AlarmState.cleared
@@ -120,9 +130,11 @@ class Alarm:
             "raised_at": self.raised_at.isoformat(),
             "cleared_at": self.cleared_at.isoformat() if self.cleared_at else None,
             "acked_by": self.acked_by,
+            "acked_at": self.acked_at.isoformat() if self.acked_at else None,
             "message": self.message,
             "value": self.value,
             "shelved_until": self.shelved_until.isoformat() if self.shelved_until else None,
+            "shelved_by": self.shelved_by,
         }
 
 
@@ -240,7 +252,17 @@ class AlarmEngine:
             self._raises.append(now)
             return self._move(new, None, now, SYSTEM, f.value, "raised")
         if alarm.state is AlarmState.shelved:
-            changed = replace(alarm, active=True, cleared_at=None, value=f.value, message=f.message, updated_at=now)
+            # Back after returning to normal: an occurrence nobody has seen, so not acknowledged.
+            changed = replace(
+                alarm,
+                active=True,
+                cleared_at=None,
+                acked_by=None,
+                acked_at=None,
+                value=f.value,
+                message=f.message,
+                updated_at=now,
+            )
             return self._move(changed, alarm.state, now, SYSTEM, f.value, "active while shelved")
         self._raises.append(now)
         changed = replace(
@@ -304,7 +326,10 @@ class AlarmEngine:
         return self._unshelve(alarm, who, now, "unshelved")
 
     def _unshelve(self, alarm: Alarm, who: str, now: datetime, note: str) -> Transition:
-        to = AlarmState.active_unacked if alarm.active else AlarmState.cleared
+        if alarm.active:
+            to = AlarmState.active_acked if alarm.acked else AlarmState.active_unacked
+        else:
+            to = AlarmState.cleared if alarm.acked else AlarmState.cleared_unacked
         changed = replace(alarm, state=to, shelved_until=None, shelved_by=None, updated_at=now)
         return self._move(changed, alarm.state, now, who, alarm.value, note)
 

@@ -129,13 +129,16 @@ def stored_to_alarm(a: StoredAlarm) -> EngineAlarm:
         severity=Severity(a.severity),
         subject=a.subject,
         state=state,
-        # A shelved alarm's condition is unknown after a restart; the next evaluation settles it.
-        active=state in (AlarmState.active_unacked, AlarmState.active_acked, AlarmState.shelved),
+        # Under a shelf the condition is the last one seen: cleared_at is set while it is normal.
+        active=state in (AlarmState.active_unacked, AlarmState.active_acked)
+        or (state is AlarmState.shelved and a.cleared_at is None),
         raised_at=a.raised_at,
         updated_at=a.updated_at,
         cleared_at=a.cleared_at,
         acked_by=a.acked_by,
+        acked_at=a.acked_at,
         shelved_until=a.shelved_until,
+        shelved_by=a.shelved_by,
         message=a.message,
         value=a.value,
     )

@@ -1,4 +1,4 @@
-"""The core's own alarm bookkeeping with injected time: telemetry_dropped from the outbox's drops."""
+"""The core with injected time: telemetry_dropped from the outbox's drops; alarms across a restart."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from service import rules
 from service.alarms import DEFAULT_CONFIG, Alarm, AlarmTypeConfig
 from service.clock import ManualClock
 from service.core import DROP_ALARM_HOLD, Core
@@ -25,9 +26,14 @@ from tests.conftest import DEMO_SITE
 from tests.harness import eventually
 
 T0 = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
+DEMO = load_site(DEMO_SITE)
 HOLD_S = DROP_ALARM_HOLD.total_seconds()
-# No off-delay for telemetry_dropped: what is tested here is the core's hold, not the engine's delay.
-CONFIG = {**DEFAULT_CONFIG, AlarmType.telemetry_dropped: AlarmTypeConfig(off_delay_s=0.0)}
+# No off-delays: what is tested here is the core's hold and restore, not the engine's delays.
+CONFIG = {
+    **DEFAULT_CONFIG,
+    AlarmType.telemetry_dropped: AlarmTypeConfig(off_delay_s=0.0),
+    AlarmType.shutdown_failed: AlarmTypeConfig(off_delay_s=0.0),
+}
 
 
 def at(seconds: float) -> datetime:
@@ -45,6 +51,15 @@ class Rig:
     core: Core
     clock: ManualClock
     metrics: Metrics
+    store: Store
+
+    def restarted(self) -> Core:
+        """A new core on the same store and clock, as after a restart (not started yet)."""
+        return _core(self.store, self.clock, Metrics())
+
+
+def _core(store: Store, clock: ManualClock, metrics: Metrics) -> Core:
+    return Core(DEMO, store=store, clock=clock, events=EventBus(), metrics=metrics, alarm_config=CONFIG)
 
 
 @pytest.fixture
@@ -52,8 +67,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     store = Store(f"sqlite:///{tmp_path}/wk.db")
     await store.open()
     clock, metrics = ManualClock(T0), Metrics()
-    core = Core(load_site(DEMO_SITE), store=store, clock=clock, events=EventBus(), metrics=metrics, alarm_config=CONFIG)
-    yield Rig(core, clock, metrics)
+    yield Rig(_core(store, clock, metrics), clock, metrics, store)
     await store.close()
 
 
@@ -169,3 +183,51 @@ async def test_a_second_outage_counts_only_its_own_lines(rig: Rig, database: Fla
         assert before > 0 and rig.metrics.dropped._value.get() == sink.dropped
     finally:
         await sink.stop(drain_timeout_s=0.1)
+
+
+# -- shelving across a restart ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("acked", "normal_underneath", "returns"),
+    [
+        (True, False, "active_acked"),
+        (False, False, "active_unacked"),
+        (False, True, "cleared_unacked"),
+        (True, True, "cleared"),
+    ],
+)
+async def test_a_shelf_outlives_a_restart(rig: Rig, acked: bool, normal_underneath: bool, returns: str) -> None:
+    """Who acknowledged and when, who shelved, and the condition underneath come back from the store;
+    the shelf then ends in the state they say."""
+    device = "r2119-light"
+    await rig.core.report_now(rules.shutdown_failed(device, failed=True))
+    [alarm] = rig.core.engine.active()
+    if acked:
+        rig.clock.advance(30)
+        await rig.core.ack(alarm.id, "alice")
+    until = rig.clock.advance(60) + timedelta(hours=1)
+    await rig.core.shelve(alarm.id, until, "bob")
+    if normal_underneath:
+        rig.clock.advance(60)
+        await rig.core.report_now(rules.shutdown_failed(device, failed=False))
+    before = rig.core.engine.get(alarm.id)
+    assert before is not None and before.active is not normal_underneath
+
+    core = rig.restarted()
+    await core.start()
+    try:
+        restored = core.engine.get(alarm.id)
+        assert restored == before
+        assert (restored.shelved_by, restored.acked_by) == ("bob", "alice" if acked else None)
+        rig.clock.set(until)
+        await core.tick()
+        back = core.engine.get(alarm.id)
+        assert back is not None and back.state.value == returns
+        assert back.acked_at == (T0 + timedelta(seconds=30) if acked else None)
+    finally:
+        await core.stop()
+    stored = await rig.store.get_alarm(alarm.id)
+    assert stored is not None and (stored.state, stored.shelved_by) == (returns, None)
+    journal = [(t.from_state, t.to_state, t.who, t.note) for t in await rig.store.journal(alarm.id)]
+    assert journal[-1] == ("shelved", returns, "system", "shelve expired")

@@ -43,9 +43,11 @@ async def list_alarms(
             "raised_at": a.raised_at,
             "cleared_at": a.cleared_at,
             "acked_by": a.acked_by,
+            "acked_at": a.acked_at,
             "message": a.message,
             "value": a.value,
             "shelved_until": a.shelved_until,
+            "shelved_by": a.shelved_by,
         }
         for a in stored
     ]
