@@ -80,6 +80,7 @@ _FALLBACK = AlarmTypeConfig()
 
 FLOOD_COUNT: Final = 10
 FLOOD_WINDOW_S: Final = 600.0
+FLOOD_TRACKED: Final = 1000  # raise times kept: enough to count a flood, bounded whatever the rate
 MAX_SHELVE_S: Final = 24 * 3600.0  # shelving is time-limited (ISA-18.2); longer is out of service
 HISTORY: Final = 1000  # closed alarms kept in memory for all(); the store keeps every one
 
@@ -151,6 +152,29 @@ class Transition:
     note: str = ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Flood:
+    """The alarm flood indicator (ISA-18.2): more than `threshold` alarms raised within `window_s`."""
+
+    active: bool
+    raised: int  # alarms raised in the window up to `at`
+    threshold: int
+    window_s: float
+    since: datetime | None  # when the flood began; None while there is none
+    at: datetime
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form (GET /api/alarms/flood, the `alarm_flood` event)."""
+        return {
+            "active": self.active,
+            "raised": self.raised,
+            "threshold": self.threshold,
+            "window_s": self.window_s,
+            "since": self.since.isoformat() if self.since else None,
+            "at": self.at.isoformat(),
+        }
+
+
 class AlarmStateError(ValueError):
     """An operation the alarm's state does not allow (e.g. shelving a cleared alarm)."""
 
@@ -176,8 +200,9 @@ class AlarmEngine:
         self._closed: OrderedDict[str, Alarm] = OrderedDict()
         self._pending_on: dict[tuple[str, str], datetime] = {}
         self._pending_off: dict[tuple[str, str], datetime] = {}
-        # Only the latest flood_count + 1 raise times can decide whether there is a flood.
-        self._raises: deque[datetime] = deque(maxlen=flood_count + 1)
+        # The latest raise times: flood_count + 1 of them decide whether there is a flood, the rest
+        # say how large it is.
+        self._raises: deque[datetime] = deque(maxlen=max(flood_count + 1, FLOOD_TRACKED))
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -193,10 +218,39 @@ class AlarmEngine:
         """Open and recently closed alarms, oldest first."""
         return sorted([*self._open.values(), *self._closed.values()], key=lambda a: a.raised_at)
 
+    @property
+    def flood_count(self) -> int:
+        """More alarms than this raised within flood_window_s is a flood."""
+        return self._flood_count
+
+    @property
+    def flood_window_s(self) -> float:
+        """The window of the flood indicator, in seconds."""
+        return self._flood_window_s
+
+    def raised_in_window(self, now: datetime) -> int:
+        """Alarms raised in the flood window up to `now` (new lifecycles and returns, not shelved ones)."""
+        return sum(1 for t in self._raises if 0 <= (now - t).total_seconds() < self._flood_window_s)
+
     def flood(self, now: datetime) -> bool:
         """More than flood_count alarms raised in the flood window up to `now`."""
-        recent = [t for t in self._raises if 0 <= (now - t).total_seconds() < self._flood_window_s]
-        return len(recent) > self._flood_count
+        return self.raised_in_window(now) > self._flood_count
+
+    def flood_status(self, now: datetime, previous: Flood | None = None) -> Flood:
+        """The flood indicator at `now`; a flood still on keeps the `since` of `previous`."""
+        raised = self.raised_in_window(now)
+        active = raised > self._flood_count
+        since = None
+        if active:
+            since = previous.since if previous is not None and previous.since is not None else now
+        return Flood(
+            active=active,
+            raised=raised,
+            threshold=self._flood_count,
+            window_s=self._flood_window_s,
+            since=since,
+            at=now,
+        )
 
     # -- findings ---------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from drivers.profiles import ModbusProfile, load_profile
 from drivers.types import DeviceStatus, Reading
 from service import rules
 from service.alarms import Alarm as EngineAlarm
-from service.alarms import AlarmEngine, AlarmState, AlarmTypeConfig, Transition
+from service.alarms import AlarmEngine, AlarmState, AlarmTypeConfig, Flood, Transition
 from service.calendar import WorkCalendar
 from service.clock import Clock
 from service.energy import CounterTracker, price
@@ -181,6 +181,7 @@ class Core:
         self.notifier = notifier
         self.state = LiveState(site)
         self.engine = AlarmEngine(alarm_config) if alarm_config is not None else AlarmEngine()
+        self.flood: Flood = self.engine.flood_status(clock.now())
         self.calendar = WorkCalendar(site.calendar, site.site.tz)
         self.stats = CoreStats()
         self.overrides: dict[str, datetime] = {}
@@ -249,6 +250,7 @@ class Core:
         stored = await self.store.load_alarms()
         restored = self.engine.restore(stored_to_alarm(a) for a in stored)
         await self._handle(restored)
+        self._check_flood(self.clock.now())
         self._tasks = [
             asyncio.create_task(self._ingest_loop(), name="core-ingest"),
             asyncio.create_task(self._tick_loop(), name="core-tick"),
@@ -412,7 +414,28 @@ class Core:
             transitions = self.engine.update(findings, now)
             spent_s += time.perf_counter() - began
             await self._handle(transitions)
+            if transitions:
+                self._check_flood(now)
         return spent_s
+
+    def flood_now(self) -> Flood:
+        """The flood indicator as of now (the core updates its own every tick)."""
+        return self.engine.flood_status(self.clock.now(), self.flood)
+
+    def _check_flood(self, now: datetime) -> None:
+        """Update the flood indicator; its start and end go out as an `alarm_flood` event."""
+        flood = self.engine.flood_status(now, self.flood)
+        changed = flood.active != self.flood.active
+        self.flood = flood
+        self.metrics.alarm_flood.set(1 if flood.active else 0)
+        self.metrics.alarms_raised_recent.set(flood.raised)
+        if not changed:
+            return
+        if flood.active:
+            log.warning("alarm flood: %d alarms raised in the last %g s", flood.raised, flood.window_s)
+        else:
+            log.warning("alarm flood over: %d alarms raised in the last %g s", flood.raised, flood.window_s)
+        self.events.publish("alarm_flood", flood.to_dict())
 
     async def _handle(self, transitions: Sequence[Transition]) -> None:
         for t in transitions:
@@ -509,6 +532,7 @@ class Core:
             self._outage_dropped = 0
             self._external[(AlarmType.telemetry_dropped, "telemetry")] = rules.telemetry_dropped("telemetry", dropped=0)
         await self._evaluate(None)
+        self._check_flood(now)  # a flood ends as its raises leave the window
         self._publish_views(now)
         await self._flush_rollups()
         await self._flush_energy()

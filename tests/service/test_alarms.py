@@ -404,6 +404,22 @@ def test_flood_passes_with_the_window() -> None:
     assert not eng.flood(at(600))
 
 
+def test_flood_status_counts_the_window_and_keeps_its_start() -> None:
+    eng = engine()
+    for i in range(11):
+        eng.update([finding(True, subject=f"r{i}")], at(i * 10))  # raised at 0, 10, ..., 100
+    began = eng.flood_status(at(100))
+    assert (began.active, began.raised, began.since, began.threshold, began.window_s) == (True, 11, at(100), 10, 600.0)
+    eng.update([finding(True, subject="r11")], at(200))
+    grown = eng.flood_status(at(300), began)
+    assert (grown.active, grown.raised, grown.since) == (True, 12, at(100))
+    shrunk = eng.flood_status(at(600), grown)  # the raise at 0 has left the window
+    assert (shrunk.active, shrunk.raised, shrunk.since) == (True, 11, at(100))
+    over = eng.flood_status(at(610), shrunk)
+    assert (over.active, over.raised, over.since) == (False, 10, None)
+    assert eng.flood_status(at(700), over).since is None
+
+
 # -- restart ------------------------------------------------------------------------------------
 
 
