@@ -6,8 +6,13 @@ inactive for the off-delay it returns to normal: `cleared` if it was acknowledge
 `cleared_unacked` until someone acknowledges it. A cleared_unacked alarm that comes back is the
 same lifecycle, active_unacked again; a new lifecycle (new id) starts only after `cleared`.
 While an alarm is active, a finding within `deadband` of the limit it was compared with counts as
-still active. Shelving hides an open alarm until a time; on expiry (or unshelve) it is
-active_unacked if its condition still holds, else cleared.
+still active.
+
+Shelving hides an open alarm until a time. The engine keeps following its condition underneath
+(`active`, `cleared_at`) and its acknowledgement (`acked_by`, `acked_at`); on expiry (or unshelve)
+the alarm returns to the state those say (ISA-18.2): active_acked or active_unacked while the
+condition holds, cleared or cleared_unacked once it has returned to normal. A condition that
+returns to normal and comes back while shelved is a new occurrence: nobody has acknowledged it.
 
 With the default configuration every type has an off-delay of at least 60 s, so a chattering input
 raises at most one alarm a minute: an alarm can only be raised again after it has cleared, and it
@@ -75,6 +80,7 @@ _FALLBACK = AlarmTypeConfig()
 
 FLOOD_COUNT: Final = 10
 FLOOD_WINDOW_S: Final = 600.0
+FLOOD_TRACKED: Final = 1000  # raise times kept: enough to count a flood, bounded whatever the rate
 MAX_SHELVE_S: Final = 24 * 3600.0  # shelving is time-limited (ISA-18.2); longer is out of service
 HISTORY: Final = 1000  # closed alarms kept in memory for all(); the store keeps every one
 
@@ -105,6 +111,11 @@ class Alarm:
         return (self.type, self.subject)
 
     @property
+    def acked(self) -> bool:
+        """Whether the current occurrence has been acknowledged."""
+        return self.acked_by is not None
+
+    @property
     def open(self) -> bool:
         """Whether the lifecycle still needs someone (anything but `cleared`)."""
         return self.state is not AlarmState.cleared
@@ -120,9 +131,11 @@ class Alarm:
             "raised_at": self.raised_at.isoformat(),
             "cleared_at": self.cleared_at.isoformat() if self.cleared_at else None,
             "acked_by": self.acked_by,
+            "acked_at": self.acked_at.isoformat() if self.acked_at else None,
             "message": self.message,
             "value": self.value,
             "shelved_until": self.shelved_until.isoformat() if self.shelved_until else None,
+            "shelved_by": self.shelved_by,
         }
 
 
@@ -137,6 +150,29 @@ class Transition:
     who: str
     value: float | str | None
     note: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Flood:
+    """The alarm flood indicator (ISA-18.2): more than `threshold` alarms raised within `window_s`."""
+
+    active: bool
+    raised: int  # alarms raised in the window up to `at`
+    threshold: int
+    window_s: float
+    since: datetime | None  # when the flood began; None while there is none
+    at: datetime
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form (GET /api/alarms/flood, the `alarm_flood` event)."""
+        return {
+            "active": self.active,
+            "raised": self.raised,
+            "threshold": self.threshold,
+            "window_s": self.window_s,
+            "since": self.since.isoformat() if self.since else None,
+            "at": self.at.isoformat(),
+        }
 
 
 class AlarmStateError(ValueError):
@@ -164,8 +200,9 @@ class AlarmEngine:
         self._closed: OrderedDict[str, Alarm] = OrderedDict()
         self._pending_on: dict[tuple[str, str], datetime] = {}
         self._pending_off: dict[tuple[str, str], datetime] = {}
-        # Only the latest flood_count + 1 raise times can decide whether there is a flood.
-        self._raises: deque[datetime] = deque(maxlen=flood_count + 1)
+        # The latest raise times: flood_count + 1 of them decide whether there is a flood, the rest
+        # say how large it is.
+        self._raises: deque[datetime] = deque(maxlen=max(flood_count + 1, FLOOD_TRACKED))
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -181,10 +218,39 @@ class AlarmEngine:
         """Open and recently closed alarms, oldest first."""
         return sorted([*self._open.values(), *self._closed.values()], key=lambda a: a.raised_at)
 
+    @property
+    def flood_count(self) -> int:
+        """More alarms than this raised within flood_window_s is a flood."""
+        return self._flood_count
+
+    @property
+    def flood_window_s(self) -> float:
+        """The window of the flood indicator, in seconds."""
+        return self._flood_window_s
+
+    def raised_in_window(self, now: datetime) -> int:
+        """Alarms raised in the flood window up to `now` (new lifecycles and returns, not shelved ones)."""
+        return sum(1 for t in self._raises if 0 <= (now - t).total_seconds() < self._flood_window_s)
+
     def flood(self, now: datetime) -> bool:
         """More than flood_count alarms raised in the flood window up to `now`."""
-        recent = [t for t in self._raises if 0 <= (now - t).total_seconds() < self._flood_window_s]
-        return len(recent) > self._flood_count
+        return self.raised_in_window(now) > self._flood_count
+
+    def flood_status(self, now: datetime, previous: Flood | None = None) -> Flood:
+        """The flood indicator at `now`; a flood still on keeps the `since` of `previous`."""
+        raised = self.raised_in_window(now)
+        active = raised > self._flood_count
+        since = None
+        if active:
+            since = previous.since if previous is not None and previous.since is not None else now
+        return Flood(
+            active=active,
+            raised=raised,
+            threshold=self._flood_count,
+            window_s=self._flood_window_s,
+            since=since,
+            at=now,
+        )
 
     # -- findings ---------------------------------------------------------------------------
 
@@ -240,7 +306,17 @@ class AlarmEngine:
             self._raises.append(now)
             return self._move(new, None, now, SYSTEM, f.value, "raised")
         if alarm.state is AlarmState.shelved:
-            changed = replace(alarm, active=True, cleared_at=None, value=f.value, message=f.message, updated_at=now)
+            # Back after returning to normal: an occurrence nobody has seen, so not acknowledged.
+            changed = replace(
+                alarm,
+                active=True,
+                cleared_at=None,
+                acked_by=None,
+                acked_at=None,
+                value=f.value,
+                message=f.message,
+                updated_at=now,
+            )
             return self._move(changed, alarm.state, now, SYSTEM, f.value, "active while shelved")
         self._raises.append(now)
         changed = replace(
@@ -304,7 +380,10 @@ class AlarmEngine:
         return self._unshelve(alarm, who, now, "unshelved")
 
     def _unshelve(self, alarm: Alarm, who: str, now: datetime, note: str) -> Transition:
-        to = AlarmState.active_unacked if alarm.active else AlarmState.cleared
+        if alarm.active:
+            to = AlarmState.active_acked if alarm.acked else AlarmState.active_unacked
+        else:
+            to = AlarmState.cleared if alarm.acked else AlarmState.cleared_unacked
         changed = replace(alarm, state=to, shelved_until=None, shelved_by=None, updated_at=now)
         return self._move(changed, alarm.state, now, who, alarm.value, note)
 

@@ -21,8 +21,9 @@ first match wins:
   `skipped_exempt` — never commanded;
 - room under an active override: `skipped_override`;
 - room occupied: `skipped_occupied` (policy `skip`, the default); with policy `notify_then_off`
-  the first sweep that finds it occupied warns and skips, a sweep within WARNING_HOLD after that
-  switches it off even if still occupied;
+  the first sweep that finds it occupied warns (a notice through the site's notification
+  channels) and skips, a sweep within WARNING_HOLD after that switches it off even if still
+  occupied;
 - manual ON: a device switched on through the API within the last MANUAL_ON_WINDOW (30 min) keeps
   running unless its room is known to be empty (`skipped_manual_on`) — someone working late who
   switched the light back on after a sweep is not left in the dark, while a light switched on
@@ -616,3 +617,22 @@ class Sweeper:
         if occupied:
             log.info("sweep %s: occupied rooms skipped: %s", result.job, ", ".join(occupied))
         self.control.events.publish("sweep", {**summary, "occupied_rooms": occupied})
+        if occupied and result.policy is OccupiedPolicy.notify_then_off:
+            await self._notify_occupied(result, occupied)
+
+    async def _notify_occupied(self, result: SweepResult, rooms: list[str]) -> None:
+        """The "notify" of notify_then_off: a notice through the site's notification channels."""
+        notifier = self.control.core.notifier
+        if notifier is None:
+            return
+        next_sweep = self.control.core.calendar.next_sweep(result.finished_at)
+        if next_sweep is not None and next_sweep - result.started_at > WARNING_HOLD:
+            next_sweep = None  # the warning lapses first: that sweep warns again instead
+        names = {r.id: r.name for r in self.site.rooms}
+        await notifier.rooms_still_occupied(
+            sweep=result.sweep,
+            job=result.job,
+            at=result.finished_at,
+            rooms=[(room, names.get(room, room)) for room in rooms],
+            next_sweep=next_sweep,
+        )

@@ -17,7 +17,7 @@ from drivers.profiles import ModbusProfile, load_profile
 from drivers.types import DeviceStatus, Reading
 from service import rules
 from service.alarms import Alarm as EngineAlarm
-from service.alarms import AlarmEngine, AlarmState, AlarmTypeConfig, Transition
+from service.alarms import AlarmEngine, AlarmState, AlarmTypeConfig, Flood, Transition
 from service.calendar import WorkCalendar
 from service.clock import Clock
 from service.energy import CounterTracker, price
@@ -46,6 +46,7 @@ INGEST_BATCH = 1000  # readings
 EVALUATE_BATCH = 20  # subjects (rooms, SUPPLY, devices)
 VIEW_PUBLISH_S = 1.0
 SERVICE_LINE_S = 10.0
+# telemetry_dropped is reported clear once the outbox has dropped nothing for this long.
 DROP_ALARM_HOLD = timedelta(minutes=10)
 # Rollup minutes and energy intervals the store could not take are kept and written with the next
 # flush (upserts: writing one twice is harmless), up to this many of each; beyond, the oldest go.
@@ -128,13 +129,16 @@ def stored_to_alarm(a: StoredAlarm) -> EngineAlarm:
         severity=Severity(a.severity),
         subject=a.subject,
         state=state,
-        # A shelved alarm's condition is unknown after a restart; the next evaluation settles it.
-        active=state in (AlarmState.active_unacked, AlarmState.active_acked, AlarmState.shelved),
+        # Under a shelf the condition is the last one seen: cleared_at is set while it is normal.
+        active=state in (AlarmState.active_unacked, AlarmState.active_acked)
+        or (state is AlarmState.shelved and a.cleared_at is None),
         raised_at=a.raised_at,
         updated_at=a.updated_at,
         cleared_at=a.cleared_at,
         acked_by=a.acked_by,
+        acked_at=a.acked_at,
         shelved_until=a.shelved_until,
+        shelved_by=a.shelved_by,
         message=a.message,
         value=a.value,
     )
@@ -177,11 +181,13 @@ class Core:
         self.notifier = notifier
         self.state = LiveState(site)
         self.engine = AlarmEngine(alarm_config) if alarm_config is not None else AlarmEngine()
+        self.flood: Flood = self.engine.flood_status(clock.now())
         self.calendar = WorkCalendar(site.calendar, site.site.tz)
         self.stats = CoreStats()
         self.overrides: dict[str, datetime] = {}
         self._external: dict[tuple[str, str], Finding] = {}
         self._drops_at: datetime | None = None
+        self._outage_dropped = 0  # telemetry lines dropped since the telemetry_dropped all-clear
         self._pending: deque[Reading | DeviceStatus] = deque()
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -244,6 +250,7 @@ class Core:
         stored = await self.store.load_alarms()
         restored = self.engine.restore(stored_to_alarm(a) for a in stored)
         await self._handle(restored)
+        self._check_flood(self.clock.now())
         self._tasks = [
             asyncio.create_task(self._ingest_loop(), name="core-ingest"),
             asyncio.create_task(self._tick_loop(), name="core-tick"),
@@ -407,7 +414,28 @@ class Core:
             transitions = self.engine.update(findings, now)
             spent_s += time.perf_counter() - began
             await self._handle(transitions)
+            if transitions:
+                self._check_flood(now)
         return spent_s
+
+    def flood_now(self) -> Flood:
+        """The flood indicator as of now (the core updates its own every tick)."""
+        return self.engine.flood_status(self.clock.now(), self.flood)
+
+    def _check_flood(self, now: datetime) -> None:
+        """Update the flood indicator; its start and end go out as an `alarm_flood` event."""
+        flood = self.engine.flood_status(now, self.flood)
+        changed = flood.active != self.flood.active
+        self.flood = flood
+        self.metrics.alarm_flood.set(1 if flood.active else 0)
+        self.metrics.alarms_raised_recent.set(flood.raised)
+        if not changed:
+            return
+        if flood.active:
+            log.warning("alarm flood: %d alarms raised in the last %g s", flood.raised, flood.window_s)
+        else:
+            log.warning("alarm flood over: %d alarms raised in the last %g s", flood.raised, flood.window_s)
+        self.events.publish("alarm_flood", flood.to_dict())
 
     async def _handle(self, transitions: Sequence[Transition]) -> None:
         for t in transitions:
@@ -444,10 +472,18 @@ class Core:
         await self._evaluate({finding.subject})
 
     def on_telemetry_dropped(self, count: int) -> None:
-        """The sink's callback when its outbox drops the oldest lines."""
+        """The sink's callback when its outbox drops the oldest lines.
+
+        The alarm's value counts this outage's lines: those dropped since the last all-clear, which
+        comes DROP_ALARM_HOLD after the last drop. The sink's own total (on /metrics) counts them all.
+        """
         self._drops_at = self.clock.now()
-        total = self.sink.dropped if self.sink is not None else count
-        self.report(rules.telemetry_dropped("telemetry", dropped=total, detail="outbox full; oldest lines dropped"))
+        self._outage_dropped += count
+        self.report(
+            rules.telemetry_dropped(
+                "telemetry", dropped=self._outage_dropped, detail="outbox full; oldest lines dropped"
+            )
+        )
 
     # -- operator actions -----------------------------------------------------------------
 
@@ -493,8 +529,10 @@ class Core:
         now = self.clock.now()
         if self._drops_at is not None and now - self._drops_at > DROP_ALARM_HOLD:
             self._drops_at = None
+            self._outage_dropped = 0
             self._external[(AlarmType.telemetry_dropped, "telemetry")] = rules.telemetry_dropped("telemetry", dropped=0)
         await self._evaluate(None)
+        self._check_flood(now)  # a flood ends as its raises leave the window
         self._publish_views(now)
         await self._flush_rollups()
         await self._flush_energy()

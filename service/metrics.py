@@ -28,6 +28,12 @@ class Metrics:
         self.dropped = Gauge("wattkeeper_telemetry_dropped", "Telemetry lines dropped (outbox full)", registry=r)
         self.written = Gauge("wattkeeper_telemetry_written", "Telemetry lines written to InfluxDB", registry=r)
         self.alarms = Gauge("wattkeeper_alarms", "Alarms by state", ["state"], registry=r)
+        self.alarm_flood = Gauge(
+            "wattkeeper_alarm_flood", "1 during an alarm flood (more than 10 alarms raised in 10 minutes)", registry=r
+        )
+        self.alarms_raised_recent = Gauge(
+            "wattkeeper_alarms_raised_recent", "Alarms raised in the last flood window (10 minutes)", registry=r
+        )
         self.commands = Counter("wattkeeper_commands", "Command results", ["status"], registry=r)
         self.devices_online = Gauge("wattkeeper_devices_online", "Devices online", registry=r)
         self.devices_offline = Gauge("wattkeeper_devices_offline", "Devices offline", registry=r)

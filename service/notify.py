@@ -1,10 +1,16 @@
-"""Alarm notifications: webhooks (json, dingtalk, wecom, slack), retained MQTT state, e-mail.
+"""Alarm notifications and notices: webhooks (json, dingtalk, wecom, slack), MQTT, e-mail.
 
 Each channel has its own queue and worker, so a slow or dead channel delays nobody else. A send
 is retried with exponential backoff. Webhooks and e-mail are rate limited: beyond
 `max_per_window` messages per `window_s` on a channel, what queues up goes out as one digest
-when the window allows. MQTT carries state, not messages: every transition is published,
+when the window allows. MQTT carries alarm state, not messages: every transition is published,
 retained, on ``<mqtt_topic>/<alarm id>`` (QoS 1), cleared states included.
+
+A notice is a message for people that is not an alarm (no lifecycle, nothing to acknowledge),
+e.g. a sweep's warning that occupied rooms will be switched off at the next sweep. It goes
+through the same channels, queues and rate limits as alarm notifications; its JSON body has
+`"kind": "notice"`, and on MQTT it is published once, not retained, on
+``<mqtt_topic>/notices/<notice id>`` (one level deeper, so ``<mqtt_topic>/+`` sees alarms only).
 """
 
 from __future__ import annotations
@@ -16,11 +22,12 @@ import smtplib
 import ssl
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from email.message import EmailMessage
-from typing import Any, Final, Protocol
+from types import MappingProxyType
+from typing import Any, Final, Literal, Protocol
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -34,7 +41,10 @@ log = logging.getLogger(__name__)
 
 _DIGEST_LIST_MAX: Final = 50  # alarms listed by name in one digest; the rest are counted
 _PENDING_MAX: Final = 10_000  # messages held per channel while it is rate limited or down
-_SEVERITY_MARK: Final = {"critical": "🔴", "major": "🟠", "warning": "🟡", "minor": "🟡", "info": "🔵"}
+# One mark per rules.Severity, most urgent first (a test keeps the two in step).
+SEVERITY_MARK: Final[Mapping[str, str]] = MappingProxyType(
+    {"critical": "🔴", "high": "🟠", "warning": "🟡", "low": "🔵"}
+)
 
 
 class MqttPublisher(Protocol):
@@ -51,12 +61,13 @@ class PermanentError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Notice:
-    """One alarm transition, rendered once for every channel."""
+    """One alarm transition (kind `alarm`) or one notice (kind `notice`), rendered once for every channel."""
 
-    alarm_id: str
+    id: str  # the alarm's id, or the notice's own
     body: dict[str, Any]
     title: str
     lines: tuple[str, ...]
+    kind: Literal["alarm", "notice"] = "alarm"
 
     @property
     def markdown(self) -> str:
@@ -79,7 +90,8 @@ class Digest:
     @property
     def title(self) -> str:
         """One-line summary."""
-        return f"[{self.site_name}] {len(self.notices)} alarm notifications"
+        what = "alarm notifications" if all(n.kind == "alarm" for n in self.notices) else "notifications"
+        return f"[{self.site_name}] {len(self.notices)} {what}"
 
     def _summary(self) -> list[str]:
         shown = [n.title for n in self.notices[:_DIGEST_LIST_MAX]]
@@ -99,7 +111,12 @@ class Digest:
     @property
     def body(self) -> dict[str, Any]:
         """The digest as JSON."""
-        return {"digest": True, "count": len(self.notices), "alarms": [n.body for n in self.notices]}
+        return {
+            "digest": True,
+            "count": len(self.notices),
+            "alarms": [n.body for n in self.notices if n.kind == "alarm"],
+            "notices": [n.body for n in self.notices if n.kind == "notice"],
+        }
 
 
 Message = Notice | Digest
@@ -115,6 +132,7 @@ def render_notice(
     """The channel-independent content of one alarm notification."""
     body: dict[str, Any] = {
         "site": site_id,
+        "kind": "alarm",
         "id": alarm.id,
         "type": str(alarm.type),
         "severity": str(alarm.severity),
@@ -137,7 +155,7 @@ def render_notice(
             "note": transition.note,
         }
     severity = str(alarm.severity)
-    mark = _SEVERITY_MARK.get(severity, "⚪")
+    mark = SEVERITY_MARK.get(severity, "⚪")
     title = f"{mark} [{site_name}] {alarm.type} {alarm.subject}: {alarm.state}"
     at = (transition.at if transition is not None else alarm.updated_at).astimezone(tz)
     lines = [f"severity: {severity}", f"state: {alarm.state}", f"at: {at:%Y-%m-%d %H:%M:%S %Z}"]
@@ -150,6 +168,45 @@ def render_notice(
     if transition is not None and transition.note:
         lines.append(f"note: {transition.note}")
     return Notice(alarm.id, body, title, tuple(lines))
+
+
+def render_occupied_rooms_notice(
+    *,
+    site_id: str,
+    site_name: str,
+    tz: tzinfo,
+    sweep: str,
+    job: str,
+    at: datetime,
+    rooms: Sequence[tuple[str, str]],
+    next_sweep: datetime | None,
+) -> Notice:
+    """A sweep's warning under `notify_then_off`: these rooms (id, name) were still occupied and skipped;
+    the next sweep (if any before the warning lapses) switches them off even if still occupied."""
+    local = at.astimezone(tz)
+    named = ", ".join(f"{room_id} ({name})" if name and name != room_id else room_id for room_id, name in rooms)
+    if next_sweep is not None:
+        then = (
+            f"the next sweep at {next_sweep.astimezone(tz):%Y-%m-%d %H:%M %Z} switches them off even if still occupied"
+        )
+    else:
+        then = "no later sweep switches them off before this warning lapses"
+    message = f"still occupied, skipped: lights, AC and office equipment left on; {then}"
+    body: dict[str, Any] = {
+        "site": site_id,
+        "kind": "notice",
+        "id": f"sweep:{sweep}:{at.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}",
+        "notice": "rooms_still_occupied",
+        "sweep": sweep,
+        "job": job,
+        "at": _iso(at),
+        "rooms": [{"id": room_id, "name": name} for room_id, name in rooms],
+        "next_sweep": _iso(next_sweep),
+        "message": message,
+    }
+    title = f"🔔 [{site_name}] after-hours sweep: {len(rooms)} room(s) still occupied"
+    lines = (f"rooms: {named}", message, f"at: {local:%Y-%m-%d %H:%M:%S %Z}", f"sweep: {sweep} ({job})")
+    return Notice(body["id"], body, title, lines, kind="notice")
 
 
 def webhook_body(fmt: str, message: Message) -> dict[str, Any]:
@@ -357,6 +414,23 @@ class Notifier:
         for ch in self.channels:
             ch.put(notice)
 
+    async def rooms_still_occupied(
+        self, *, sweep: str, job: str, at: datetime, rooms: Sequence[tuple[str, str]], next_sweep: datetime | None
+    ) -> None:
+        """Queue a sweep's warning about occupied rooms (id, name) for every channel; returns at once."""
+        notice = render_occupied_rooms_notice(
+            site_id=self._site_id,
+            site_name=self._site_name,
+            tz=self._tz,
+            sweep=sweep,
+            job=job,
+            at=at,
+            rooms=rooms,
+            next_sweep=next_sweep,
+        )
+        for ch in self.channels:
+            ch.put(notice)
+
     def _webhook_sender(self, hook: Webhook) -> Callable[[Message], Awaitable[None]]:
         async def send(message: Message) -> None:
             body = orjson.dumps(webhook_body(hook.format, message))
@@ -373,7 +447,11 @@ class Notifier:
             # No rate limit on this channel, so every message is a Notice.
             assert isinstance(message, Notice)
             payload = orjson.dumps(message.body)
-            await mqtt.publish(f"{topic}/{alarm_topic_level(message.alarm_id)}", payload, qos=1, retain=True)
+            level = alarm_topic_level(message.id)
+            if message.kind == "notice":
+                await mqtt.publish(f"{topic}/notices/{level}", payload, qos=1, retain=False)
+            else:
+                await mqtt.publish(f"{topic}/{level}", payload, qos=1, retain=True)
 
         return send
 

@@ -197,7 +197,15 @@ def check_source_transfer_failed(
 def check_backfeed(
     site: Site, state: LiveState, now: datetime, overrides: Mapping[str, datetime], scope: Scope
 ) -> list[Finding]:
-    """Generator energy that can reach the grid: both breakers closed, output onto a grid-fed load, or export."""
+    """Generator energy that can reach the grid: both breakers closed, output onto a grid-fed load, or export.
+
+    "Output onto a grid-fed load" needs the generator running above BACKFEED_OUTPUT_FRACTION of its
+    rating, a transfer switch carrying it set to a grid position, *and* the mains breaker closed. In
+    this topology the generator controller (DSE AMF) does its own mains/generator changeover
+    downstream of the ATyS (simulators/README.md): with its mains breaker open the generator is cut
+    off from the switch and so from the grid, whatever position the switch shows, as in an on-load
+    test run or while the controller carries the load after a grid loss.
+    """
     if not _wanted(scope, SUPPLY):
         return []
     supply = state.supply(now)
@@ -564,7 +572,7 @@ def shutdown_failed(device: str, *, failed: bool, detail: str = "") -> Finding:
 
 
 def telemetry_dropped(subject: str, *, dropped: int, detail: str = "") -> Finding:
-    """The telemetry sink's report: `dropped` readings lost since its last report (0 clears the alarm)."""
+    """The telemetry sink's report: `dropped` readings lost in this outage, since it last reported none (0 clears)."""
     message = f"{subject}: {dropped} readings dropped" + (f": {detail}" if detail else "")
     return _finding(AlarmType.telemetry_dropped, subject, dropped > 0, dropped, message)
 

@@ -38,6 +38,7 @@ from sqlalchemy import (
     case,
     event,
     func,
+    inspect,
     select,
     text,
     update,
@@ -111,6 +112,8 @@ class AlarmRow(Base):
     value: Mapped[Json] = mapped_column(_JSON, nullable=True)
     updated_at: Mapped[datetime]
     shelved_until: Mapped[datetime | None]
+    acked_at: Mapped[datetime | None]  # since migration 2
+    shelved_by: Mapped[str | None] = mapped_column(String(128))  # since migration 2
 
 
 class JournalRow(Base):
@@ -218,9 +221,31 @@ def _v1_initial(conn: Connection) -> None:
     Base.metadata.create_all(conn)
 
 
+def _add_columns(conn: Connection, model: type[Base], names: Sequence[str]) -> None:
+    """Add the model's columns `names` to its table where missing.
+
+    A new database gets the current models' tables from step 1 already: later steps add only
+    what a database made by an older version lacks.
+    """
+    table = _table(model)
+    have = {c["name"] for c in inspect(conn).get_columns(table.name)}
+    for name in names:
+        if name not in have:
+            column = table.c[name]
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
+
+
+def _v2_alarm_ack_time_and_shelver(conn: Connection) -> None:
+    _add_columns(conn, AlarmRow, ("acked_at", "shelved_by"))
+
+
 # Ordered and append-only: a schema change is a new (version, name, step) at the end, never an
 # edit of an applied step. Steps run on a sync connection inside the migration transaction.
-MIGRATIONS: Final[tuple[tuple[int, str, Callable[[Connection], None]], ...]] = ((1, "initial schema", _v1_initial),)
+MIGRATIONS: Final[tuple[tuple[int, str, Callable[[Connection], None]], ...]] = (
+    (1, "initial schema", _v1_initial),
+    (2, "alarms: acked_at, shelved_by", _v2_alarm_ack_time_and_shelver),
+)
 
 
 # --- values the store returns -------------------------------------------------------------
@@ -242,6 +267,8 @@ class StoredAlarm:
     value: AlarmValue
     updated_at: datetime
     shelved_until: datetime | None
+    acked_at: datetime | None = None
+    shelved_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -363,6 +390,10 @@ class AlarmLike(Protocol):
     def updated_at(self) -> datetime: ...
     @property
     def shelved_until(self) -> datetime | None: ...
+    @property
+    def acked_at(self) -> datetime | None: ...
+    @property
+    def shelved_by(self) -> str | None: ...
 
 
 class TransitionLike(Protocol):
@@ -421,6 +452,8 @@ def _alarm(row: AlarmRow) -> StoredAlarm:
         value=row.value,
         updated_at=row.updated_at,
         shelved_until=row.shelved_until,
+        acked_at=row.acked_at,
+        shelved_by=row.shelved_by,
     )
 
 
@@ -543,6 +576,8 @@ class Store:
             "value": alarm.value,
             "updated_at": alarm.updated_at,
             "shelved_until": alarm.shelved_until,
+            "acked_at": alarm.acked_at,
+            "shelved_by": alarm.shelved_by,
         }
         async with self._write() as s:
             await self._upsert(s, AlarmRow, [row])

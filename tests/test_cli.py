@@ -1,13 +1,24 @@
-"""The command line: `wattkeeper check` exit codes and output, --help everywhere."""
+"""The command line: `wattkeeper check` exit codes and output, `wattkeeper demo` as a process, --help."""
 
 from __future__ import annotations
 
 import json
+import os
+import queue
+import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import IO
 
+import httpx
 import pytest
+
+from tests.conftest import ROOT, site_for_test, write_site
+from tests.servers import Mosquitto, free_port
 
 WK = [sys.executable, "-m", "service"]
 
@@ -103,3 +114,93 @@ def test_help(cmd: list[str]) -> None:
     out = run(*cmd, "--help")
     assert out.returncode == 0
     assert "Usage" in out.stdout
+
+
+def _lines(stream: IO[str]) -> tuple[queue.Queue[str], threading.Thread]:
+    """The lines of a pipe, read by a thread (so waiting for one can time out) that ends at EOF."""
+    out: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            out.put(line)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    return out, reader
+
+
+def _wait_for(lines: queue.Queue[str], pattern: str, seen: list[str], timeout_s: float) -> re.Match[str]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        seen.append(line)
+        match = re.search(pattern, line)
+        if match:
+            return match
+    raise AssertionError(f"no line matching {pattern!r} within {timeout_s} s; output so far:\n{''.join(seen)}")
+
+
+def test_demo_runs_serves_the_demo_site_and_stops_on_sigterm(fresh_mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """`wattkeeper demo` on the test broker, its own ports and data directory: it prints the dashboard
+    URL and an admin key that opens /api/state with the demo site's devices; SIGTERM ends it cleanly."""
+    site = site_for_test(fresh_mosquitto.url)  # the demo site, its Modbus simulators on free ports
+    site_file = write_site(site, tmp_path / "demo.yaml")
+    http_port, sim_port = free_port(), free_port()
+    data = tmp_path / "var"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PYTHONUNBUFFERED": "1",
+        "WATTKEEPER_MQTT_URL": fresh_mosquitto.url,
+        "WATTKEEPER_HTTP_PORT": str(http_port),
+        "WATTKEEPER_SIM_PORT": str(sim_port),
+        "WATTKEEPER_DATA_DIR": str(data),
+        "WATTKEEPER_DATABASE_URL": f"sqlite:///{data}/wattkeeper.db",
+    }
+    for name in ("WATTKEEPER_API_KEYS", "WATTKEEPER_INFLUX_URL", "WATTKEEPER_ENV"):
+        env.pop(name, None)
+    proc = subprocess.Popen(
+        [*WK, "demo", "--site", str(site_file)],
+        cwd=tmp_path,  # no .env of the checkout, nothing written outside tmp_path
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines, reader = _lines(proc.stdout)
+    seen: list[str] = []
+    try:
+        url = _wait_for(lines, r"dashboard\s+(http://\S+)", seen, 120).group(1)
+        key = _wait_for(lines, r"admin API key\s+(\S+)", seen, 30).group(1)
+        assert url == f"http://127.0.0.1:{http_port}/"
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=10) as c:
+            assert c.get("/api/state").status_code == 200
+            assert httpx.get(f"{url}api/state", timeout=10).status_code == 401  # the key is what opens it
+            modbus = {d.id for d in site.devices if d.driver == "modbus"}
+            mqtt = {d.id for d in site.devices if d.driver == "mqtt"}
+            deadline, reporting = time.monotonic() + 60, set[str]()
+            while time.monotonic() < deadline:
+                rows = c.get("/api/state").json()
+                reporting = {r["device"] for r in rows if r["quality"] == "good"}
+                if reporting & modbus and reporting & mqtt:
+                    break
+                time.sleep(0.5)
+            assert reporting & modbus and reporting & mqtt, f"devices reporting: {sorted(reporting)}"
+            assert reporting <= modbus | mqtt
+            assert c.get("/healthz").json()["site"] == site.site.id
+        assert (data / "wattkeeper.db").exists()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    reader.join(10)
+    while not lines.empty():
+        seen.append(lines.get_nowait())
+    output = "".join(seen)
+    assert "Traceback" not in output and "ERROR" not in output, output

@@ -108,6 +108,17 @@ class AlarmOut(_Out):
     value: float | str | None
 
 
+class FloodOut(_Out):
+    """The alarm flood indicator: more than `threshold` alarms raised within `window_s`."""
+
+    active: bool
+    raised: int = Field(description="alarms raised in the window up to `at`", examples=[14])
+    threshold: int = Field(examples=[10])
+    window_s: float = Field(examples=[600.0])
+    since: datetime | None = Field(description="when the flood began; null while there is none")
+    at: datetime
+
+
 class ShelveIn(BaseModel):
     """How long to shelve an alarm."""
 

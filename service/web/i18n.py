@@ -162,6 +162,12 @@ LABELS: Final[Mapping[str, tuple[str, str]]] = {
     "alarms.shelve": ("搁置", "Shelve"),
     "alarms.shelved_until": ("搁置至", "shelved until"),
     "alarms.hours": ("{h} 小时", "{h} h"),
+    "alarms.flood": ("告警泛滥", "Alarm flood"),
+    "alarms.flood_detail": (
+        "{minutes} 分钟内已发生 {raised} 条告警（超过 {threshold} 条），请先处理最紧急的告警。",
+        "{raised} alarms raised in {minutes} min (more than {threshold}); deal with the most urgent first.",
+    ),
+    "alarms.flood_since": ("开始于", "since"),
     "sev.critical": ("紧急", "critical"),
     "sev.high": ("重要", "high"),
     "sev.warning": ("一般", "warning"),

@@ -1,15 +1,24 @@
-"""GET /api/events (SSE): a simulator fault becomes an `alarm` event; devices, rooms and supply follow."""
+"""GET /api/events (SSE): a simulator fault becomes an `alarm` event; devices, rooms and supply follow;
+an alarm flood shows as `alarm_flood` events, on GET /api/alarms(/flood), /metrics and the dashboard."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from service import rules
+from service.alarms import FLOOD_COUNT, FLOOD_WINDOW_S
+from service.clock import ManualClock
+from service.site import Site
 from tests.api.conftest import Live
+from tests.harness import RunningService, running_service
 
 Event = tuple[str, Any]
 
@@ -92,3 +101,60 @@ async def test_events_with_a_dashboard_session(live: Live) -> None:
             assert r.status_code == 200
             kind, _ = await first(events(r), lambda e: True, 5)
             assert kind == "hello"
+
+
+def _gauge(metrics: str, name: str) -> float:
+    match = re.search(rf"^{name} (\S+)$", metrics, re.MULTILINE)
+    assert match, f"{name} not on /metrics"
+    return float(match.group(1))
+
+
+async def _flood_everywhere(svc: RunningService) -> tuple[dict[str, Any], str, float, str, str]:
+    """The indicator as GET /api/alarms/flood, the X-Alarm-Flood header, the gauge and both banners."""
+    async with svc.client("viewer") as c:
+        flood = (await c.get("/api/alarms/flood")).json()
+        header = (await c.get("/api/alarms")).headers["X-Alarm-Flood"]
+        gauge = _gauge((await c.get("/metrics")).text, "wattkeeper_alarm_flood")
+        zh = (await c.get("/ui/alarms/active", params={"lang": "zh"})).text
+        en = (await c.get("/ui/alarms/active", params={"lang": "en"})).text
+    return flood, header, gauge, zh, en
+
+
+async def test_alarm_flood_starts_and_ends(demo_site: Site, tmp_path: Path) -> None:
+    """More than FLOOD_COUNT alarms raised within FLOOD_WINDOW_S: an `alarm_flood` event, the API field,
+    the header, the gauge and the banner; once the raises leave the window, the end the same ways."""
+    clock = ManualClock(datetime(2026, 3, 11, 2, 0, tzinfo=UTC))
+    async with (
+        running_service(demo_site, tmp_path, drivers=False, clock=clock) as svc,
+        svc.client("viewer", timeout=httpx.Timeout(10, read=60)) as c,
+        c.stream("GET", "/api/events") as r,
+    ):
+        stream = events(r)
+        await first(stream, lambda e: e[0] == "hello", 5)
+        core = svc.services.core
+        devices = [d.id for d in demo_site.devices][: FLOOD_COUNT + 1]
+        for device in devices[:FLOOD_COUNT]:
+            core.report(rules.shutdown_failed(device, failed=True))
+        for device in devices[:FLOOD_COUNT]:
+            await first(stream, lambda e, d=device: e[0] == "alarm" and e[1]["subject"] == d, 15)
+        flood, header, gauge, zh, en = await _flood_everywhere(svc)
+        assert (flood["active"], flood["raised"], header, gauge) == (False, FLOOD_COUNT, "0", 0.0)
+        assert "flood-banner" not in en
+
+        clock.advance(60)
+        core.report(rules.shutdown_failed(devices[FLOOD_COUNT], failed=True))  # one more: a flood
+        _, began = await first(stream, lambda e: e[0] == "alarm_flood", 15)
+        assert began["active"] is True and began["raised"] == FLOOD_COUNT + 1
+        assert (began["threshold"], began["window_s"], began["since"]) == (FLOOD_COUNT, FLOOD_WINDOW_S, began["at"])
+        flood, header, gauge, zh, en = await _flood_everywhere(svc)
+        assert (flood["active"], flood["raised"], header, gauge) == (True, FLOOD_COUNT + 1, "1", 1.0)
+        assert datetime.fromisoformat(flood["since"]) == datetime.fromisoformat(began["since"]) == clock.now()
+        assert "flood-banner" in zh and "告警泛滥" in zh and f"已发生 {FLOOD_COUNT + 1} 条告警" in zh
+        assert "Alarm flood" in en and f"{FLOOD_COUNT + 1} alarms raised in {FLOOD_WINDOW_S / 60:g} min" in en
+
+        clock.advance(FLOOD_WINDOW_S - 60)  # the first ten leave the window; the core's tick sees it
+        _, ended = await first(stream, lambda e: e[0] == "alarm_flood", 15)
+        assert (ended["active"], ended["raised"], ended["since"]) == (False, 1, None)
+        flood, header, gauge, zh, en = await _flood_everywhere(svc)
+        assert (flood["active"], header, gauge) == (False, "0", 0.0)
+        assert "flood-banner" not in en and "flood-banner" not in zh

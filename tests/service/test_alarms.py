@@ -282,18 +282,59 @@ def test_a_blip_every_45_s_for_ten_minutes_raises_once() -> None:
 # -- shelving ----------------------------------------------------------------------------------
 
 
-def test_shelved_alarm_clears_underneath_and_closes_on_expiry() -> None:
+def test_shelved_alarm_clears_underneath_and_still_wants_an_ack_on_expiry() -> None:
     eng = engine()
     alarm = eng.update([finding(True)], at(0))[0].alarm
     shelved = eng.shelve(alarm.id, at(3600), "bob", at(10))
     assert (shelved.to_state, shelved.who, shelved.alarm.shelved_until) == (AlarmState.shelved, "bob", at(3600))
+    assert shelved.alarm.shelved_by == "bob"
     assert eng.update([finding(True)], at(20)) == []
     assert moves(eng.update([finding(False)], at(30))) == [("shelved", "shelved")]
     assert eng.update([finding(False)], at(3599)) == []
     expired = eng.update([], at(3600))
-    assert moves(expired) == [("shelved", "cleared")]
+    assert moves(expired) == [("shelved", "cleared_unacked")]  # nobody has acknowledged it yet
     assert (expired[0].who, expired[0].note) == (SYSTEM, "shelve expired")
+    assert (expired[0].alarm.shelved_until, expired[0].alarm.shelved_by) == (None, None)
+    acked = eng.ack(alarm.id, "alice", at(3601))
+    assert acked is not None and moves([acked]) == [("cleared_unacked", "cleared")]
     assert eng.active() == []
+
+
+@pytest.mark.parametrize("end", ["expiry", "unshelve"])
+@pytest.mark.parametrize(
+    ("before", "underneath", "returns"),
+    [
+        pytest.param(["on"], [], "active_unacked", id="active-unacked"),
+        pytest.param(["on", "ack"], [], "active_acked", id="active-acked"),
+        pytest.param(["on", "off"], [], "cleared_unacked", id="cleared-unacked"),
+        pytest.param(["on", "ack"], ["off"], "cleared", id="acked-then-normal-underneath"),
+        pytest.param(["on"], ["off"], "cleared_unacked", id="unacked-then-normal-underneath"),
+        pytest.param(["on", "off"], ["on"], "active_unacked", id="cleared-unacked-then-back"),
+        pytest.param(["on", "ack"], ["off", "on"], "active_unacked", id="acked-normal-back-is-a-new-occurrence"),
+        pytest.param(["on", "off"], ["on", "off"], "cleared_unacked", id="back-and-normal-again"),
+    ],
+)
+def test_a_shelf_ends_in_the_state_condition_and_acknowledgement_say(
+    before: list[str], underneath: list[str], returns: str, end: str
+) -> None:
+    """ISA-18.2: shelving hides an alarm; it neither acknowledges it nor forgets an acknowledgement."""
+    eng = engine()
+    alarm_id = ""
+    for i, step in enumerate(before):
+        if step == "ack":
+            assert eng.ack(alarm_id, "alice", at(i)) is not None
+        else:
+            for t in eng.update([finding(step == "on")], at(i)):
+                alarm_id = t.alarm.id
+    eng.shelve(alarm_id, at(600), "bob", at(10))
+    for i, step in enumerate(underneath):
+        assert moves(eng.update([finding(step == "on")], at(100 + i))) == [("shelved", "shelved")]
+    done = eng.update([], at(600)) if end == "expiry" else [eng.unshelve(alarm_id, "carol", at(500))]
+    assert moves(done) == [("shelved", returns)]
+    alarm = done[0].alarm
+    assert alarm.open is (returns != "cleared")
+    assert alarm.active is returns.startswith("active")
+    assert (alarm.acked_by is not None) is (returns in ("active_acked", "cleared"))
 
 
 def test_shelved_alarm_still_active_is_annunciated_on_expiry() -> None:
@@ -361,6 +402,22 @@ def test_flood_passes_with_the_window() -> None:
         eng.update([finding(True, subject=f"r{i}")], at(i))
     assert eng.flood(at(599))
     assert not eng.flood(at(600))
+
+
+def test_flood_status_counts_the_window_and_keeps_its_start() -> None:
+    eng = engine()
+    for i in range(11):
+        eng.update([finding(True, subject=f"r{i}")], at(i * 10))  # raised at 0, 10, ..., 100
+    began = eng.flood_status(at(100))
+    assert (began.active, began.raised, began.since, began.threshold, began.window_s) == (True, 11, at(100), 10, 600.0)
+    eng.update([finding(True, subject="r11")], at(200))
+    grown = eng.flood_status(at(300), began)
+    assert (grown.active, grown.raised, grown.since) == (True, 12, at(100))
+    shrunk = eng.flood_status(at(600), grown)  # the raise at 0 has left the window
+    assert (shrunk.active, shrunk.raised, shrunk.since) == (True, 11, at(100))
+    over = eng.flood_status(at(610), shrunk)
+    assert (over.active, over.raised, over.since) == (False, 10, None)
+    assert eng.flood_status(at(700), over).since is None
 
 
 # -- restart ------------------------------------------------------------------------------------
@@ -433,7 +490,9 @@ def test_alarm_to_dict_matches_the_api_contract() -> None:
         "raised_at": at(0).isoformat(),
         "cleared_at": None,
         "acked_by": None,
+        "acked_at": None,
         "message": "r1 on",
         "value": 3.5,
         "shelved_until": None,
+        "shelved_by": None,
     }

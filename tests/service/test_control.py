@@ -3,6 +3,8 @@ sites, and the I/O part (audit, metrics, shutdown_failed, manual ONs, policies) 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,21 +35,25 @@ from service.control import (
 from service.core import Core
 from service.events import EventBus
 from service.metrics import Metrics
+from service.notify import Notifier
 from service.rules import AlarmType
 from service.site import (
     PROTECTED_ROLES,
     Department,
     Device,
     DeviceRole,
+    Notifications,
     Room,
     RoomKind,
     Site,
     SiteInfo,
+    Webhook,
     load_site,
 )
 from service.state import LiveState, RoomView
 from service.store import Store
 from tests.conftest import DEMO_SITE
+from tests.service.conftest import Receiver
 
 NOW = datetime(2026, 3, 2, 11, 0, tzinfo=UTC)  # 19:00 in Shanghai
 DEMO = load_site(DEMO_SITE)
@@ -333,13 +339,20 @@ class Rig:
     metrics: Metrics
 
 
-@pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+@contextlib.asynccontextmanager
+async def make_rig(tmp_path: Path, notifications: Notifications | None = None) -> AsyncIterator[Rig]:
+    """A control path on a core of the demo site; with `notifications`, the core notifies through them."""
     store = Store(f"sqlite:///{tmp_path}/wk.db")
     await store.open()
     clock = ManualClock(NOW)
     events, metrics, hub = EventBus(), Metrics(), FakeHub(clock)
-    core = Core(DEMO, store=store, clock=clock, events=events, metrics=metrics)
+    notifier = None
+    if notifications is not None:
+        notifier = Notifier(
+            notifications, site_id=DEMO.site.id, site_name=DEMO.site.name, clock=clock, timezone=DEMO.site.tz
+        )
+        await notifier.start()
+    core = Core(DEMO, store=store, clock=clock, events=events, metrics=metrics, notifier=notifier)
     hub.state = core.state
     control = ControlPath(
         DEMO,
@@ -350,8 +363,18 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         metrics=metrics,
         events=events,  # type: ignore[arg-type]
     )
-    yield Rig(control, hub, core, store, clock, events, metrics)
-    await store.close()
+    try:
+        yield Rig(control, hub, core, store, clock, events, metrics)
+    finally:
+        if notifier is not None:
+            await notifier.stop()
+        await store.close()
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    async with make_rig(tmp_path) as rig:
+        yield rig
 
 
 def reading(device: str, point: str, value: Value, at: datetime = NOW) -> Reading:
@@ -449,3 +472,53 @@ async def test_sweeper_uses_stored_overrides_policy_and_warnings(rig: Rig) -> No
     sent = [d for d, _, _ in rig.hub.sent]
     assert not {d for d in sent if DEMO.device(d).role in PROTECTED_ROLES or d.startswith("srv1")}
     assert len(sent) == len(set(sent))  # nothing commanded twice: switched devices are known to be off
+
+
+def _occupancy(rig: Rig, occupied: set[str]) -> None:
+    for room in DEMO.rooms:
+        for d in room.devices:
+            if DEMO.device(d).profile == "z2m-occupancy":
+                rig.core.state.apply(reading(d, "occupancy", room.id in occupied))
+
+
+async def test_notify_then_off_warns_through_the_notification_channels(tmp_path: Path, receiver: Receiver) -> None:
+    """The "notify" of notify_then_off is a notice (not an alarm) on the site's channels, once per
+    room: the sweep that then switches the room off sends none."""
+    hooks = [Webhook(url=f"{receiver.url}/json"), Webhook(url=f"{receiver.url}/dingtalk", format="dingtalk")]
+    async with make_rig(tmp_path, Notifications(webhooks=hooks)) as rig:
+        _occupancy(rig, {"r3101", "r2119"})
+        sweeper = Sweeper(DEMO, rig.control)
+        await sweeper.set_policy("after-hours", OccupiedPolicy.notify_then_off)
+        first = await sweeper.run("after-hours", who="scheduler", job="after-hours@1")
+        warned = sorted({d.room for d in first.devices if d.action == "skipped_occupied"})
+        assert warned == ["r2119", "r3101"]
+        got = dict(await receiver.wait_for(2))
+        notice = got["/json"]
+        assert (notice["kind"], notice["notice"], notice["site"], notice["sweep"]) == (
+            "notice",
+            "rooms_still_occupied",
+            DEMO.site.id,
+            "after-hours",
+        )
+        names = {r.id: r.name for r in DEMO.rooms}
+        assert notice["rooms"] == [{"id": r, "name": names[r]} for r in warned]
+        next_sweep = rig.core.calendar.next_sweep(first.finished_at)
+        assert next_sweep is not None and datetime.fromisoformat(notice["next_sweep"]) == next_sweep
+        ding = got["/dingtalk"]["markdown"]
+        assert "2 room(s) still occupied" in ding["title"] and names["r3101"] in ding["text"]
+        assert rig.core.engine.all() == []  # a notice, not an alarm
+
+        rig.clock.advance(90 * 60)
+        second = await sweeper.run("after-hours", who="scheduler", job="after-hours@2")
+        assert {d.room for d in second.devices if d.action == "switched_off"} >= set(warned)
+        await asyncio.sleep(0.3)
+        assert len(receiver.requests) == 2  # nothing more: the warned rooms were switched off
+
+
+async def test_skip_policy_sends_no_notice(tmp_path: Path, receiver: Receiver) -> None:
+    async with make_rig(tmp_path, Notifications(webhooks=[Webhook(url=receiver.url)])) as rig:
+        _occupancy(rig, {"r3101"})
+        result = await Sweeper(DEMO, rig.control).run("after-hours", who="scheduler", job="after-hours@1")
+        assert "skipped_occupied" in result.counts()
+        await asyncio.sleep(0.3)
+        assert receiver.requests == []

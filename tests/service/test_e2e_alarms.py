@@ -1,5 +1,8 @@
 """End to end: simulator faults over real Modbus/MQTT -> drivers -> core -> the right alarm, and back.
 
+Faults and room settings go through the simulators' own control API over HTTP (POST /sim/faults,
+DELETE /sim/faults, POST /sim/rooms/{room}), as an operator or a commissioning script would.
+
 The site's own delays (allowed_interruption_s, start_limit_s) are the demo site's. The office
 thresholds (empty_room_delay_s, door_open_delay_s) are site settings and are shortened here, as are
 the engine's on/off delays (their timing is tested in test_alarms.py), so each scenario takes
@@ -12,9 +15,11 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from drivers.base import DriverSettings
@@ -22,6 +27,7 @@ from service.alarms import DEFAULT_CONFIG
 from service.site import Site, Thresholds
 from simulators.runner import Simulation
 from tests.harness import RunningService, eventually, running_service
+from tests.servers import free_port
 
 FAST = {k: replace(v, on_delay_s=min(v.on_delay_s, 2.0), off_delay_s=3.0) for k, v in DEFAULT_CONFIG.items()}
 POLL_S = 0.1  # how often the test asks the API; added to every bound as measuring slack
@@ -32,6 +38,26 @@ class Rig:
     site: Site
     sim: Simulation
     svc: RunningService
+    sim_api: httpx.AsyncClient  # the simulators' control API
+
+    async def fault(self, fault: str, target: str) -> None:
+        r = await self.sim_api.post("/sim/faults", json={"fault": fault, "target": target})
+        r.raise_for_status()
+
+    async def clear_faults(self) -> None:
+        r = await self.sim_api.delete("/sim/faults")
+        r.raise_for_status()
+        assert r.json()["faults"] == []
+
+    async def set_room(self, room: str, **fields: Any) -> None:
+        r = await self.sim_api.post(f"/sim/rooms/{room}", json=fields)
+        r.raise_for_status()
+
+    async def room(self, room: str) -> dict[str, Any]:
+        async with self.svc.client("viewer") as c:
+            r = await c.get("/api/rooms")
+            r.raise_for_status()
+            return next(x for x in r.json() if x["id"] == room)
 
     async def alarms(self, state: str = "active") -> list[dict[str, Any]]:
         async with self.svc.client("viewer") as c:
@@ -70,11 +96,13 @@ class Rig:
 async def rig(demo_site: Site, tmp_path: Path) -> AsyncIterator[Rig]:
     thresholds = Thresholds(empty_room_delay_s=3, door_open_delay_s=3)
     site = demo_site.model_copy(update={"site": demo_site.site.model_copy(update={"thresholds": thresholds})})
+    port = free_port()
     async with (
-        Simulation(site, control_port=None, speed=1.0, seed=7) as sim,
+        Simulation(site, control_port=port, speed=1.0, seed=7) as sim,
         running_service(site, tmp_path, alarm_config=FAST) as svc,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=15.0) as sim_api,
     ):
-        rig = Rig(site, sim, svc)
+        rig = Rig(site, sim, svc, sim_api)
 
         async def supply_known() -> bool:
             s = await rig.supply()
@@ -85,26 +113,26 @@ async def rig(demo_site: Site, tmp_path: Path) -> AsyncIterator[Rig]:
 
 
 async def test_backfeed_within_one_poll_plus_one_second(rig: Rig) -> None:
-    rig.sim.fault("source_loss", "grid-a")
-    rig.sim.fault("source_loss", "grid-b")
+    await rig.fault("source_loss", "grid-a")
+    await rig.fault("source_loss", "grid-b")
 
     async def generator_on_load() -> bool:
         s = await rig.supply()
         return s["transfer_switches"][0]["position"] == "gen-1"
 
     await eventually(generator_on_load, 30)
-    rig.sim.fault("interlock_fail", "gen-1")
+    await rig.fault("interlock_fail", "gen-1")
     alarm, took = await rig.wait_alarm("backfeed", "gen-1", 10)
     poll_s = rig.site.device("genset-1").poll_s
     assert took <= poll_s + 1.0 + POLL_S, f"backfeed alarm after {took:.2f} s"
     assert alarm["severity"] == "critical"
-    rig.sim.clear_faults()
+    await rig.clear_faults()
     await rig.wait_cleared("backfeed", "gen-1", 30)
 
 
 async def test_source_transfer_failed_within_allowed_interruption(rig: Rig) -> None:
-    rig.sim.fault("ats_stuck", "ats-1")
-    rig.sim.fault("source_loss", "grid-a")
+    await rig.fault("ats_stuck", "ats-1")
+    await rig.fault("source_loss", "grid-a")
     allowed = rig.site.site.allowed_interruption_s
     poll_s = rig.site.device("ats-1-ctrl").poll_s
     alarm, took = await rig.wait_alarm("source_transfer_failed", "ats-1", allowed + 10)
@@ -113,37 +141,37 @@ async def test_source_transfer_failed_within_allowed_interruption(rig: Rig) -> N
     assert took >= allowed - 1.0, f"alarm after {took:.2f} s: before the allowed interruption ran out"
     supply = await rig.supply()
     assert supply["transfer_switches"][0]["position"] is None
-    rig.sim.clear_faults()
+    await rig.clear_faults()
     await rig.wait_cleared("source_transfer_failed", "ats-1", 30)
 
 
 async def test_generator_start_failed(rig: Rig) -> None:
-    rig.sim.fault("generator_fail_start", "gen-1")
-    rig.sim.fault("source_loss", "grid-a")
-    rig.sim.fault("source_loss", "grid-b")
+    await rig.fault("generator_fail_start", "gen-1")
+    await rig.fault("source_loss", "grid-a")
+    await rig.fault("source_loss", "grid-b")
     limit = rig.site.generators[0].start_limit_s
     transfer = rig.site.transfer_switches[0].transfer_delay_s
     alarm, took = await rig.wait_alarm("generator_start_failed", "gen-1", transfer + limit + 10)
     assert took >= limit, f"raised after {took:.1f} s, before start_limit_s ran out"
     assert alarm["severity"] == "critical"
-    rig.sim.clear_faults()
+    await rig.clear_faults()
     await rig.wait_cleared("generator_start_failed", "gen-1", 30)
 
 
 async def test_redundancy_lost_when_one_substation_is_gone(rig: Rig) -> None:
-    rig.sim.fault("source_loss", "grid-b")
+    await rig.fault("source_loss", "grid-b")
     alarm, _ = await rig.wait_alarm("redundancy_lost", rig.site.site.id, 20)
     assert "1" in alarm["message"] or alarm["value"] == 1
     assert not [a for a in await rig.alarms() if a["type"] == "source_transfer_failed"]
-    rig.sim.clear_faults()
+    await rig.clear_faults()
     await rig.wait_cleared("redundancy_lost", rig.site.site.id, 20)
 
 
 @pytest.mark.parametrize("device", ["r2119-light", "meter-dept-it"])
 async def test_device_offline_raised_and_cleared(rig: Rig, device: str) -> None:
-    rig.sim.fault("device_offline", device)
+    await rig.fault("device_offline", device)
     await rig.wait_alarm("device_offline", device, 40)
-    rig.sim.clear_faults()
+    await rig.clear_faults()
     # A Modbus device that comes back is seen at the driver's next reconnect attempt, whose pause
     # has doubled while the device was away (up to reconnect_max_s); then the off-delay runs.
     back_s = DriverSettings().reconnect_max_s + FAST["device_offline"].off_delay_s
@@ -154,6 +182,35 @@ def _room_alarms(alarms: list[dict[str, Any]], site: Site, room_id: str) -> set[
     room = next(r for r in site.rooms if r.id == room_id)
     subjects = {room.id, *room.devices}
     return {(a["type"], a["subject"]) for a in alarms if a["subject"] in subjects}
+
+
+# What each office scenario starts from: someone in, lights and AC off, the door shut; every alarm
+# of the room normal. Only then is the scenario set, so its alarm's delay counts from that moment.
+CALM: dict[str, Any] = {"occupied": True, "lights": False, "ac": {"mode": "off"}, "door_open": False}
+
+
+def _delay_s(rig: Rig, kind: str) -> float:
+    """How long a condition must hold before its alarm is raised: the rule's site delay, then the engine's on-delay."""
+    thresholds = rig.site.site.thresholds
+    rule_delay = {"lit_empty_room": thresholds.empty_room_delay_s, "ac_door_open": thresholds.door_open_delay_s}
+    return rule_delay.get(kind, 0.0) + FAST[kind].on_delay_s
+
+
+async def _calm(rig: Rig, room: str, plugs: dict[str, float], expected: tuple[str, str]) -> None:
+    await rig.set_room(room, **CALM, **({"plugs": dict.fromkeys(plugs, 0.0)} if plugs else {}))
+
+    async def seen() -> bool:
+        view = await rig.room(room)
+        quiet = view["occupied"] is True and view["lights_on"] is False and not (view["ac"] or {}).get("on")
+        return quiet and not [a for a in await rig.alarms() if (a["type"], a["subject"]) == expected]
+
+    await eventually(seen, 30, 0.25)
+    # An earlier lifecycle of the same alarm (say, from the simulated night before) must be over, or
+    # the scenario would continue it with its old raised_at: acknowledge it if it waits for that.
+    async with rig.svc.client("operator") as c:
+        for a in await rig.alarms("all"):
+            if (a["type"], a["subject"]) == expected and a["state"] == "cleared_unacked":
+                (await c.post(f"/api/alarms/{a['id']}/ack")).raise_for_status()
 
 
 @pytest.mark.parametrize(
@@ -186,11 +243,19 @@ def _room_alarms(alarms: list[dict[str, Any]], site: Site, room_id: str) -> set[
         ),
     ],
 )
-async def test_office_scenario_raises_its_alarm_and_no_other(
+async def test_office_scenario_raises_its_alarm_after_its_delay_and_no_other(
     rig: Rig, room: str, setting: dict[str, Any], expected: tuple[str, str]
 ) -> None:
-    rig.sim.set_room(room, **setting)
-    await rig.wait_alarm(*expected, 30)
+    await _calm(rig, room, setting.get("plugs", {}), expected)
+    delay_s = _delay_s(rig, expected[0])
+    assert delay_s > 0
+    set_at = datetime.now(UTC)
+    await rig.set_room(room, **setting)
+    alarm, _ = await rig.wait_alarm(*expected, 30)
+    # Readings are stamped when the service receives them, after set_at: the condition cannot have
+    # started earlier, so an alarm raised before set_at + delay did not wait for its delay.
+    raised_after = datetime.fromisoformat(alarm["raised_at"]) - set_at
+    assert raised_after >= timedelta(seconds=delay_s), f"raised {raised_after} after the setting (delay {delay_s} s)"
     # Let every other rule of the room run past its own delays before judging "no other alarm".
     await asyncio.sleep(5)
     got = _room_alarms(await rig.alarms(), rig.site, room)

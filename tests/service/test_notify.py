@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.header import decode_header, make_header
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,9 +14,11 @@ import aiomqtt
 import pytest
 
 from service.clock import ManualClock
-from service.notify import Notifier, alarm_topic_level
+from service.notify import SEVERITY_MARK, Notifier, alarm_topic_level, render_notice
+from service.rules import AlarmType, Severity
 from service.site import EmailChannel, Notifications, Webhook
 from tests.servers import Mosquitto
+from tests.service.conftest import Receiver
 from tests.smtp import SmtpSink
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -64,44 +63,6 @@ def raised(subject: str = "r2119", type: str = "lit_empty_room") -> tuple[Alarm,
         value=1.0,
     )
     return alarm, Transition(alarm.id, None, "active_unacked", T0, value=1.0)
-
-
-@dataclass
-class Receiver:
-    """A local HTTP server recording POSTs; `fail` decides a status per request number."""
-
-    url: str
-    requests: list[tuple[str, Any]] = field(default_factory=list)
-    status: Callable[[int], int] = lambda n: 200
-
-    async def wait_for(self, count: int, timeout_s: float = 10.0) -> list[tuple[str, Any]]:
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while len(self.requests) < count and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.02)
-        return list(self.requests)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    box = Receiver("")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            box.requests.append((self.path, body))
-            self.send_response(box.status(len(box.requests)))
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    box.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield box
-    server.shutdown()
-    server.server_close()
 
 
 def notifier(notifications: Notifications, **kw: Any) -> Notifier:
@@ -252,6 +213,90 @@ async def test_mqtt_retained_state_including_cleared(fresh_mosquitto: Mosquitto)
     assert retained[f"{topic}/lit_empty_room:r2119"]["state"] == "cleared"
     assert retained[f"{topic}/lit_empty_room:r2119"]["cleared_at"] == "2026-03-02T10:03:00+00:00"
     assert retained[f"{topic}/ac_too_cold:r2120"]["state"] == "active_unacked"
+
+
+@pytest.mark.parametrize(
+    ("severity", "mark"),
+    [(Severity.critical, "🔴"), (Severity.high, "🟠"), (Severity.warning, "🟡"), (Severity.low, "🔵")],
+)
+def test_each_severity_has_its_own_mark(severity: Severity, mark: str) -> None:
+    """The title's mark follows the rules' severities (critical, high, warning, low), not another scale."""
+    alarm, transition = raised(type=AlarmType.backfeed)
+    alarm = Alarm(**{**alarm.__dict__, "severity": severity.value})
+    notice = render_notice(alarm, transition, site_id="hq", site_name="HQ building", tz=UTC)
+    assert notice.title.startswith(f"{mark} [HQ building] backfeed")
+    assert f"severity: {severity.value}" in notice.lines
+
+
+def test_severity_marks_cover_the_rules_severities() -> None:
+    assert set(SEVERITY_MARK) == {s.value for s in Severity}
+    assert len(set(SEVERITY_MARK.values())) == len(SEVERITY_MARK)
+
+
+NEXT_SWEEP = T0 + timedelta(minutes=90)
+
+
+async def warn(n: Notifier) -> None:
+    await n.rooms_still_occupied(
+        sweep="after-hours",
+        job="after-hours@2026-03-02T10:30",
+        at=T0,
+        rooms=[("r3101", "3101 研发部"), ("r2119", "2119 会议室")],
+        next_sweep=NEXT_SWEEP,
+    )
+
+
+async def test_a_notice_reaches_webhook_email_and_mqtt(
+    receiver: Receiver, smtp_sink: SmtpSink, fresh_mosquitto: Mosquitto
+) -> None:
+    """A sweep's warning is no alarm: kind `notice`, on MQTT once and not retained, under notices/."""
+    topic = "wattkeeper/hq/alarms"
+    email = EmailChannel(url=smtp_sink.url, sender="wk@example.com", to=["duty@example.com"])
+    hooks = [Webhook(url=f"{receiver.url}/json"), Webhook(url=f"{receiver.url}/wecom", format="wecom")]
+    async with (
+        aiomqtt.Client(fresh_mosquitto.host, fresh_mosquitto.port) as pub,
+        aiomqtt.Client(fresh_mosquitto.host, fresh_mosquitto.port) as sub,
+    ):
+        await sub.subscribe(f"{topic}/#", qos=1)
+        n = notifier(Notifications(webhooks=hooks, mqtt_topic=topic, email=email), mqtt=pub)
+        await n.start()
+        await warn(n)
+        async with asyncio.timeout(10):
+            msg = await anext(aiter(sub.messages))
+        got = dict(await receiver.wait_for(2))
+        mails = await asyncio.to_thread(smtp_sink.wait_for, 1)
+        await n.stop()
+
+    body = got["/json"]
+    assert (body["kind"], body["notice"], body["sweep"]) == ("notice", "rooms_still_occupied", "after-hours")
+    assert [r["id"] for r in body["rooms"]] == ["r3101", "r2119"]
+    assert body["next_sweep"] == NEXT_SWEEP.isoformat() and body["at"] == T0.isoformat()
+    assert "transition" not in body and "state" not in body
+    content = got["/wecom"]["markdown"]["content"]
+    assert "2 room(s) still occupied" in content and "2026-03-02 19:30 CST" in content
+    assert str(msg.topic) == f"{topic}/notices/{body['id']}" and not msg.retain
+    assert json.loads(msg.payload) == body  # type: ignore[arg-type]
+    subject = str(make_header(decode_header(mails[0]["Subject"])))
+    assert subject == "🔔 [HQ building] after-hours sweep: 2 room(s) still occupied"
+    assert "r3101 (3101 研发部), r2119 (2119 会议室)" in mails[0].get_payload(decode=True).decode()
+
+
+async def test_notices_share_the_rate_limit_with_alarms(receiver: Receiver) -> None:
+    n = notifier(Notifications(webhooks=[Webhook(url=receiver.url)]), max_per_window=2, window_s=60)
+    await n.start()
+    await n.notify(*raised(subject="r1"))
+    await n.notify(*raised(subject="r2"))
+    await warn(n)
+    await n.notify(*raised(subject="r3"))
+    got = await receiver.wait_for(2)
+    await asyncio.sleep(0.3)
+    await n.stop()
+    assert len(receiver.requests) == 2
+    single, digest = got[0][1], got[1][1]
+    assert (single["kind"], single["subject"]) == ("alarm", "r1")
+    assert (digest["digest"], digest["count"]) == (True, 3)
+    assert [a["subject"] for a in digest["alarms"]] == ["r2", "r3"]
+    assert [x["notice"] for x in digest["notices"]] == ["rooms_still_occupied"]
 
 
 def test_alarm_ids_become_one_topic_level() -> None:

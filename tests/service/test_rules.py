@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from drivers.types import Quality, Reading, Value
+from service.alarms import DEFAULT_CONFIG, AlarmEngine
 from service.rules import (
     SEVERITY,
     AlarmType,
@@ -111,6 +112,27 @@ def test_source_transfer_failed(
         assert "grid-b" in f["ats-1"].message
 
 
+# Both feeders dead; the generator running and available (ready) but its controller has not put it
+# on the load: the generator breaker still open, the mains breaker closed onto a dead switch.
+ONLY_GENERATOR_READY: Changes = {
+    **ALL_LOST,
+    "gs": {"engine_state": 3, "breaker_status": START_DEMAND | GEN_AVAILABLE | MAINS_BREAKER_CLOSED},
+}
+
+
+@pytest.mark.parametrize(("down_s", "expected"), [(5, None), (10, None), (10.001, True), (30, True)])
+def test_source_transfer_failed_with_only_the_generator_available(
+    site: Site, state: LiveState, down_s: float, expected: bool | None
+) -> None:
+    poll(state, 0, 0)
+    poll(state, 1, 1 + int(down_s), ONLY_GENERATOR_READY)
+    f = found(site, state, at(1 + down_s), AlarmType.source_transfer_failed)
+    assert verdict(f, "ats-1") is expected
+    if expected:
+        assert f["ats-1"].value == pytest.approx(down_s, abs=0.01)
+        assert "while gen-1 could feed it" in f["ats-1"].message
+
+
 def test_source_transfer_failed_counts_from_when_an_alternative_appeared(site: Site, state: LiveState) -> None:
     poll(state, 0, 0)
     poll(state, 1, 100, ALL_LOST)
@@ -149,6 +171,15 @@ RUNNING_ON_LOAD: Changes = {
         ({**RUNNING_ON_LOAD, "m-b": {"power": -1000.0}}, False),  # 1 kW export is meter noise
         ({**RUNNING_ON_LOAD, "m-b": {"power": -1000.1}}, True),
         ({"m-b": {"power": -50_000.0}}, False),  # export while the generator is stopped is not backfeed
+        # Running above 5 % with the switch on a grid position (pos I, grid-a present) but the mains
+        # breaker open: the generator controller (DSE) changes over downstream of the ATyS, so with
+        # its mains breaker open the generator cannot reach the switch, let alone the grid. Not
+        # backfeed: an on-load test run, or a changeover the controller made on its own.
+        (
+            {"gs": {"engine_state": 3, "breaker_status": MAINS_AVAILABLE | GEN_AVAILABLE}, "m-g": {"power": 10_001.0}},
+            False,
+        ),
+        ({"gs": {"engine_state": 3, "breaker_status": GEN_FEEDS}, "m-g": {"power": 150_000.0}}, False),
     ],
 )
 def test_backfeed(site: Site, state: LiveState, changes: Changes, expected: bool) -> None:
@@ -256,6 +287,30 @@ def test_generator_overload(site: Site, state: LiveState, watts: float, expected
     assert (f.active, f.value, f.limit, f.severity) == (expected, percent, 100.0, Severity.high)
 
 
+OVERLOAD_ON_DELAY_S = DEFAULT_CONFIG[AlarmType.generator_overload].on_delay_s
+
+
+@pytest.mark.parametrize(
+    ("held_s", "raised"),
+    [(0.0, False), (OVERLOAD_ON_DELAY_S - 1, False), (OVERLOAD_ON_DELAY_S - 0.001, False), (OVERLOAD_ON_DELAY_S, True)],
+)
+def test_generator_overload_raises_once_sustained_for_its_on_delay(
+    site: Site, state: LiveState, held_s: float, raised: bool
+) -> None:
+    """The rule fires on every poll above rating; the alarm needs it to last the type's on-delay."""
+    assert OVERLOAD_ON_DELAY_S > 0
+    engine = AlarmEngine()  # the shipped configuration
+    overload: Changes = {**RUNNING_ON_LOAD, "m-g": {"power": 210_000.0}}
+    checks = [float(t) for t in range(int(held_s) + 1)] + [held_s]
+    for t in checks:
+        poll(state, t, t, overload)
+        engine.update(evaluate(site, state, at(t), subjects=[SUPPLY]), at(t))
+    alarms = [a for a in engine.active() if a.type == AlarmType.generator_overload]
+    assert bool(alarms) is raised
+    if raised:
+        assert (alarms[0].subject, alarms[0].raised_at, alarms[0].value) == ("gen-1", at(held_s), 105.0)
+
+
 def test_generator_overload_quiet_without_power(site: Site, state: LiveState) -> None:
     assert found(site, state, T0, AlarmType.generator_overload) == {}
 
@@ -302,6 +357,31 @@ def test_override_suppresses_office_alarms(site: Site, state: LiveState, until_s
     feed(state, T0, "r1-light", on=True)
     overrides = {} if until_s is None else {"r1": at(until_s)}
     f = found(site, state, at(301), AlarmType.lit_empty_room, overrides=overrides)
+    assert verdict(f, "r1") is expected
+    if not expected:
+        assert "override" in f["r1"].message
+
+
+# Each office rule in its firing state in room r1 (door_open_delay_s 120 has run out at t=301).
+FIRING: dict[AlarmType, dict[str, dict[str, Value]]] = {
+    AlarmType.ac_too_cold: {"r1-ac": {"system_mode": "cool", "local_temperature": 24.0, "cooling_setpoint": 22.0}},
+    AlarmType.ac_heating_too_warm: {"r1-ac": {"system_mode": "heat", "local_temperature": 22.0}},
+    AlarmType.ac_door_open: {"r1-ac": {"system_mode": "cool"}, "r1-door": {"contact": False}},
+}
+
+
+@pytest.mark.parametrize("kind", list(FIRING))
+@pytest.mark.parametrize(
+    ("until_s", "expected"),
+    [(None, True), (400, False), (301.001, False), (301, True)],  # at t=301 an override until t=301 has ended
+)
+def test_override_suppresses_ac_alarms(
+    site: Site, state: LiveState, kind: AlarmType, until_s: float | None, expected: bool
+) -> None:
+    for device, points in FIRING[kind].items():
+        feed(state, T0, device, **points)
+    overrides = {} if until_s is None else {"r1": at(until_s)}
+    f = found(site, state, at(301), kind, overrides=overrides)
     assert verdict(f, "r1") is expected
     if not expected:
         assert "override" in f["r1"].message

@@ -11,7 +11,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from service.settings import async_database_url
 from service.store import MIGRATIONS, EnergyInterval, Rollup, Store, month_bounds
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -32,6 +35,8 @@ class Alarm:
     value: float | str | None
     updated_at: datetime
     shelved_until: datetime | None
+    acked_at: datetime | None
+    shelved_by: str | None
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,8 @@ def alarm(id: str = "lit_empty_room:r2119", state: str = "active_unacked", **kw:
         "value": 1.0,
         "updated_at": T0,
         "shelved_until": None,
+        "acked_at": None,
+        "shelved_by": None,
     }
     fields.update(kw)
     return Alarm(id=id, **fields)  # type: ignore[arg-type]
@@ -123,6 +130,42 @@ async def test_alarm_upsert_and_journal_restore(store: Store) -> None:
     assert len(await store.list_alarms(limit=1, offset=1)) == 1
     cleared = await store.get_alarm("ac_too_cold:r2120")
     assert cleared is not None and cleared.value is None
+
+
+async def test_acknowledgement_time_and_shelver_are_kept(store: Store) -> None:
+    acked_at, until = T0 + timedelta(minutes=1), T0 + timedelta(hours=4)
+    await store.save_alarm(
+        alarm(state="shelved", acked_by="duty", acked_at=acked_at, shelved_until=until, shelved_by="fm")
+    )
+    [got] = await store.load_alarms()
+    assert (got.state, got.acked_by, got.acked_at, got.shelved_until, got.shelved_by) == (
+        "shelved",
+        "duty",
+        acked_at,
+        until,
+        "fm",
+    )
+
+
+async def test_migration_2_adds_the_alarm_columns_to_an_older_database(store: Store) -> None:
+    """A database made before migration 2 (its alarms table without acked_at and shelved_by) gets
+    them when opened again, and keeps its alarms."""
+    engine = create_async_engine(async_database_url(store.url))
+    await store.save_alarm(alarm(state="active_acked", acked_by="duty"))
+    await store.close()
+    async with engine.begin() as conn:
+        for column in ("acked_at", "shelved_by"):
+            await conn.execute(text(f"ALTER TABLE alarms DROP COLUMN {column}"))
+        await conn.execute(text("DELETE FROM schema_version WHERE version >= 2"))
+    await store.open()
+    assert await store.schema_version() == MIGRATIONS[-1][0]
+    [old] = await store.load_alarms()
+    assert (old.state, old.acked_by, old.acked_at, old.shelved_by) == ("active_acked", "duty", None, None)
+    until = T0 + timedelta(hours=1)
+    await store.save_alarm(alarm(state="shelved", acked_by="duty", acked_at=T0, shelved_until=until, shelved_by="fm"))
+    [got] = await store.load_alarms()
+    assert (got.acked_at, got.shelved_by) == (T0, "fm")
+    await engine.dispose()
 
 
 async def test_alarm_and_journal_commit_together(store: Store) -> None:

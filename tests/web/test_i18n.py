@@ -24,6 +24,15 @@ def test_every_literal_template_key_has_both_languages() -> None:
     assert all(zh and en for zh, en in i18n.LABELS.values())
 
 
+def test_both_languages_take_the_same_format_arguments() -> None:
+    """A label filled in with values (counts, times) names the same ones in Chinese and English."""
+    fields = re.compile(r"{(\w*)}")
+    differ = {k: (zh, en) for k, (zh, en) in i18n.LABELS.items() if set(fields.findall(zh)) != set(fields.findall(en))}
+    assert differ == {}
+    t = i18n.translator("en")
+    assert t("alarms.flood_detail", raised=14, minutes=10, threshold=10).startswith("14 alarms raised in 10 min")
+
+
 def test_labels_for_every_alarm_type_state_severity_and_room_kind() -> None:
     """Keys the templates build from data: alarm types, states, severities, room kinds."""
     keys = [f"type.{t.value}" for t in AlarmType] + [f"state.{s.value}" for s in AlarmState]

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
 from service.alarms import AlarmStateError
 from service.api.deps import Operator, ServicesDep, Viewer
-from service.api.models import AlarmOut, ShelveIn
+from service.api.models import AlarmOut, FloodOut, ShelveIn
 from service.rules import AlarmType
 
 router = APIRouter(prefix="/api/alarms", tags=["alarms"])
@@ -27,7 +27,12 @@ async def list_alarms(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> list[dict[str, object]]:
-    """Open alarms from the engine (`state=active`) or every stored lifecycle, newest first (`state=all`)."""
+    """Open alarms from the engine (`state=active`) or every stored lifecycle, newest first (`state=all`).
+
+    `X-Alarm-Flood: 1` while more alarms than the flood threshold were raised in the flood window
+    (details at GET /api/alarms/flood).
+    """
+    response.headers["X-Alarm-Flood"] = "1" if svc.core.flood_now().active else "0"
     if state == "active":
         items = [a.to_dict() for a in reversed(svc.core.engine.active()) if type is None or a.type == type]
         response.headers["X-Total-Count"] = str(len(items))
@@ -43,12 +48,23 @@ async def list_alarms(
             "raised_at": a.raised_at,
             "cleared_at": a.cleared_at,
             "acked_by": a.acked_by,
+            "acked_at": a.acked_at,
             "message": a.message,
             "value": a.value,
             "shelved_until": a.shelved_until,
+            "shelved_by": a.shelved_by,
         }
         for a in stored
     ]
+
+
+@router.get("/flood", response_model=FloodOut, summary="The alarm flood indicator")
+async def flood(svc: ServicesDep, _: Viewer) -> dict[str, object]:
+    """Whether more than `threshold` (10) alarms were raised within `window_s` (10 min), and since when.
+
+    Its start and end are also `alarm_flood` events on GET /api/events.
+    """
+    return svc.core.flood_now().to_dict()
 
 
 @router.post("/{alarm_id}/ack", response_model=AlarmOut, summary="Acknowledge an alarm")

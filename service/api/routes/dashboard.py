@@ -282,6 +282,7 @@ async def _rooms(request: Request, svc: Services, ctx: dict[str, Any]) -> dict[s
 async def _alarms(request: Request, svc: Services, ctx: dict[str, Any]) -> dict[str, Any]:
     return {
         "active": views.alarm_rows(svc.site, svc.core.engine.active()),
+        "flood": svc.core.flood_now(),
         "types": [t.value for t in AlarmType],
         "states": [s.value for s in AlarmState],
     }

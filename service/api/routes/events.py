@@ -1,4 +1,4 @@
-"""Server-sent events: alarm transitions, device online/offline, room and supply changes."""
+"""Server-sent events: alarm transitions and floods, device online/offline, room and supply changes."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ def sse(event: str, data: object) -> str:
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def events(request: Request, svc: ServicesDep, _: Viewer) -> StreamingResponse:
-    """`alarm`, `device`, `room` and `supply` events as they happen; a comment line every 15 s keeps proxies open."""
+    """`alarm`, `alarm_flood` (start and end), `device`, `room`, `supply`, `sweep`, `command` and `override`
+    events as they happen; a comment line every 15 s keeps proxies open."""
 
     async def stream() -> AsyncIterator[str]:
         async with svc.events.subscribe() as queue:

@@ -6,7 +6,7 @@
   htmx.config.historyCacheSize = 0;
   htmx.config.refreshOnHistoryMiss = true;
 
-  const LIVE_KINDS = ["alarm", "device", "room", "supply", "sweep", "command", "override"];
+  const LIVE_KINDS = ["alarm", "alarm_flood", "device", "room", "supply", "sweep", "command", "override"];
   const COALESCE_MS = 1000; // at most one refresh per panel per second, whatever the event rate
   const BUSY_RETRY_MS = 3000;
 

@@ -1,0 +1,233 @@
+"""The core with injected time: telemetry_dropped from the outbox's drops; alarms across a restart."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service import rules
+from service.alarms import DEFAULT_CONFIG, Alarm, AlarmTypeConfig
+from service.clock import ManualClock
+from service.core import DROP_ALARM_HOLD, Core
+from service.events import EventBus
+from service.metrics import Metrics
+from service.rules import AlarmType
+from service.sink import TelemetrySink
+from service.site import load_site
+from service.store import Store
+from tests.conftest import DEMO_SITE
+from tests.harness import eventually
+
+T0 = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
+DEMO = load_site(DEMO_SITE)
+HOLD_S = DROP_ALARM_HOLD.total_seconds()
+# No off-delays: what is tested here is the core's hold and restore, not the engine's delays.
+CONFIG = {
+    **DEFAULT_CONFIG,
+    AlarmType.telemetry_dropped: AlarmTypeConfig(off_delay_s=0.0),
+    AlarmType.shutdown_failed: AlarmTypeConfig(off_delay_s=0.0),
+}
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+@dataclass
+class FlakyDatabase:
+    url: str
+    up: bool = False
+
+
+@dataclass
+class Rig:
+    core: Core
+    clock: ManualClock
+    metrics: Metrics
+    store: Store
+
+    def restarted(self) -> Core:
+        """A new core on the same store and clock, as after a restart (not started yet)."""
+        return _core(self.store, self.clock, Metrics())
+
+
+def _core(store: Store, clock: ManualClock, metrics: Metrics) -> Core:
+    return Core(DEMO, store=store, clock=clock, events=EventBus(), metrics=metrics, alarm_config=CONFIG)
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    store = Store(f"sqlite:///{tmp_path}/wk.db")
+    await store.open()
+    clock, metrics = ManualClock(T0), Metrics()
+    yield Rig(_core(store, clock, metrics), clock, metrics, store)
+    await store.close()
+
+
+def dropped_alarm(core: Core) -> Alarm | None:
+    return next((a for a in core.engine.all() if a.type == AlarmType.telemetry_dropped), None)
+
+
+@pytest.mark.parametrize(
+    ("drops", "ticks", "check_s", "active", "value"),
+    [
+        pytest.param([(0, 5)], [], 0, True, 5, id="raised-at-once"),
+        pytest.param([(0, 5)], [300], HOLD_S, True, 5, id="held-for-exactly-the-hold"),
+        pytest.param([(0, 5)], [300], HOLD_S + 0.001, False, 0, id="clear-after-the-hold"),
+        pytest.param([(0, 5), (300, 7)], [], 300 + HOLD_S, True, 12, id="a-drop-restarts-the-hold"),
+        pytest.param([(0, 5), (300, 7)], [], 300 + HOLD_S + 0.001, False, 0, id="clear-after-the-last-drop"),
+        pytest.param([(0, 5), (HOLD_S + 100, 3)], [HOLD_S + 1], HOLD_S + 100, True, 3, id="second-outage-own-count"),
+    ],
+)
+async def test_telemetry_dropped_hold_and_clear(
+    rig: Rig, drops: list[tuple[float, int]], ticks: list[float], check_s: float, active: bool, value: int
+) -> None:
+    """Raised at the first drop with the outage's count; clear DROP_ALARM_HOLD after the last drop."""
+    events = sorted([(t, n) for t, n in drops] + [(t, 0) for t in [*ticks, check_s]])
+    for t, n in events:
+        rig.clock.set(at(t))
+        if n:
+            rig.core.on_telemetry_dropped(n)
+        await rig.core.tick()
+    alarm = dropped_alarm(rig.core)
+    assert alarm is not None
+    assert alarm.active is active
+    if active:
+        assert (alarm.subject, alarm.value) == ("telemetry", value)
+        assert f"{value} readings dropped" in alarm.message
+
+
+@pytest.fixture
+def database() -> Iterator[FlakyDatabase]:
+    """A local HTTP server in the place of InfluxDB's write endpoint: 204 while `up`, 503 while not."""
+    db = FlakyDatabase("")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(204 if db.up else 503)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    db.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield db
+    server.shutdown()
+    server.server_close()
+
+
+async def _evaluated(core: Core) -> Alarm:
+    """The telemetry_dropped alarm once the core has evaluated every drop so far.
+
+    A tick's own writes (the alarm's line, the service line) can drop more lines after its
+    evaluation; the next tick, which writes nothing new at the same time, takes those too.
+    """
+    for _ in range(2):
+        await core.tick()
+    alarm = dropped_alarm(core)
+    assert alarm is not None
+    return alarm
+
+
+async def test_a_second_outage_counts_only_its_own_lines(rig: Rig, database: FlakyDatabase, tmp_path: Path) -> None:
+    """Through a real outbox and a database that goes away twice: the second outage's alarm leaves
+    out the first one's lines; the sink's total (the /metrics gauge) keeps them all."""
+    sink = TelemetrySink(
+        database.url,
+        "",
+        "",
+        "wk",
+        tmp_path / "outbox",
+        max_outbox_lines=8,
+        batch_lines=2,
+        flush_interval_s=0.05,
+        max_backoff_s=0.05,
+        timeout_s=5.0,
+        on_drop=rig.core.on_telemetry_dropped,
+    )
+    rig.core.sink = sink
+    await sink.start()
+    try:
+        sink.put_many(f"m v={i}i" for i in range(30))
+        first = await _evaluated(rig.core)
+        assert first.active and first.value == sink.dropped > 0
+
+        database.up = True
+
+        async def drained() -> bool:
+            return sink.outbox_depth == 0
+
+        await eventually(drained, 30)
+        rig.clock.advance(HOLD_S + 1)
+        await rig.core.tick()
+        cleared = dropped_alarm(rig.core)
+        assert cleared is not None and not cleared.active
+        before = sink.dropped
+
+        database.up = False
+        rig.clock.advance(120)
+        sink.put_many(f"m v={i}i" for i in range(30))
+        second = await _evaluated(rig.core)
+        assert second.active and second.value == sink.dropped - before > 0
+        assert before > 0 and rig.metrics.dropped._value.get() == sink.dropped
+    finally:
+        await sink.stop(drain_timeout_s=0.1)
+
+
+# -- shelving across a restart ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("acked", "normal_underneath", "returns"),
+    [
+        (True, False, "active_acked"),
+        (False, False, "active_unacked"),
+        (False, True, "cleared_unacked"),
+        (True, True, "cleared"),
+    ],
+)
+async def test_a_shelf_outlives_a_restart(rig: Rig, acked: bool, normal_underneath: bool, returns: str) -> None:
+    """Who acknowledged and when, who shelved, and the condition underneath come back from the store;
+    the shelf then ends in the state they say."""
+    device = "r2119-light"
+    await rig.core.report_now(rules.shutdown_failed(device, failed=True))
+    [alarm] = rig.core.engine.active()
+    if acked:
+        rig.clock.advance(30)
+        await rig.core.ack(alarm.id, "alice")
+    until = rig.clock.advance(60) + timedelta(hours=1)
+    await rig.core.shelve(alarm.id, until, "bob")
+    if normal_underneath:
+        rig.clock.advance(60)
+        await rig.core.report_now(rules.shutdown_failed(device, failed=False))
+    before = rig.core.engine.get(alarm.id)
+    assert before is not None and before.active is not normal_underneath
+
+    core = rig.restarted()
+    await core.start()
+    try:
+        restored = core.engine.get(alarm.id)
+        assert restored == before
+        assert (restored.shelved_by, restored.acked_by) == ("bob", "alice" if acked else None)
+        rig.clock.set(until)
+        await core.tick()
+        back = core.engine.get(alarm.id)
+        assert back is not None and back.state.value == returns
+        assert back.acked_at == (T0 + timedelta(seconds=30) if acked else None)
+    finally:
+        await core.stop()
+    stored = await rig.store.get_alarm(alarm.id)
+    assert stored is not None and (stored.state, stored.shelved_by) == (returns, None)
+    journal = [(t.from_state, t.to_state, t.who, t.note) for t in await rig.store.journal(alarm.id)]
+    assert journal[-1] == ("shelved", returns, "system", "shelve expired")
