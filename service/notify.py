@@ -27,6 +27,7 @@ import httpx
 import orjson
 
 from service.clock import Clock
+from service.credentials import url_host
 from service.site import EmailChannel, Notifications, Webhook
 from service.store import AlarmLike, TransitionLike
 
@@ -332,7 +333,8 @@ class Notifier:
             )
 
         for hook in notifications.webhooks:
-            channel(f"webhook:{urlsplit(hook.url).netloc}", self._webhook_sender(hook), True)
+            # The name goes into logs: the host only, never user:pass, a token in the query or a Slack path.
+            channel(f"webhook:{url_host(hook.url)}", self._webhook_sender(hook), True)
         if notifications.mqtt_topic is not None:
             if mqtt is None:
                 raise ValueError("notifications.mqtt_topic is set but no MQTT publisher was given")
