@@ -196,6 +196,10 @@ def create_app(
         version="0.1.0",
         summary="Power monitoring and control for an important power customer's office site",
         lifespan=lifespan,
+        # The API description needs a key like the rest: service.api.routes.docs serves it.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
         # FastAPI's native OpenTelemetry asks the global providers on every request; wattkeeper
         # exports its own Prometheus metrics (/metrics), so it is on only when asked for.
         telemetry=None if settings.otel else {"tracing": False, "metrics": False, "logs": False},
