@@ -612,6 +612,16 @@ class Store:
         async with self._read() as s:
             return [_alarm(r) for r in await s.scalars(query)]
 
+    async def count_alarms(self, *, states: Collection[str] | None = None, type: str | None = None) -> int:
+        """How many alarms `list_alarms` would page through with these filters."""
+        query = select(func.count(AlarmRow.id))
+        if states is not None:
+            query = query.where(AlarmRow.state.in_([str(x) for x in states]))
+        if type is not None:
+            query = query.where(AlarmRow.type == type)
+        async with self._read() as s:
+            return int(await s.scalar(query) or 0)
+
     async def journal(self, alarm_id: str) -> list[StoredTransition]:
         """The transitions of one alarm, oldest first."""
         query = select(JournalRow).where(JournalRow.alarm_id == alarm_id).order_by(JournalRow.at, JournalRow.id)
@@ -729,6 +739,11 @@ class Store:
         query = select(OverrideRow).order_by(OverrideRow.created_at.desc(), OverrideRow.id.desc())
         async with self._read() as s:
             return [_override(r) for r in await s.scalars(query.limit(limit).offset(offset))]
+
+    async def count_overrides(self) -> int:
+        """How many overrides `list_overrides` pages through."""
+        async with self._read() as s:
+            return int(await s.scalar(select(func.count(OverrideRow.id))) or 0)
 
     async def expire_override(self, override_id: int, at: datetime) -> bool:
         """End an override early; False when there is no such override still running."""
