@@ -9,6 +9,7 @@ through `redact_url`.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 HIDDEN: Final = "***"
 _REFERENCE: Final = re.compile(r"\$\{([^}]*)\}")
 _NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_URL_IN_TEXT: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s\"'<>]+")
 # Query parameters that carry a secret in the webhook and broker URLs wattkeeper takes.
 SECRET_PARAMS: Final = frozenset(
     {"access_token", "token", "key", "secret", "sign", "password", "passwd", "api_key", "apikey", "auth"}
@@ -89,3 +91,27 @@ def url_host(url: str) -> str:
     if ":" in host:
         host = f"[{host}]"
     return host + (f":{port}" if port is not None else "")
+
+
+def redact_text(text: str) -> str:
+    """`text` with every URL in it passed through `redact_url`."""
+    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text) if "://" in text else text
+
+
+class RedactUrls(logging.Filter):
+    """Hides credentials in the URLs a library logs (httpx logs each request's full URL at INFO)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact_text(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(a if isinstance(a, int | float) else redact_text(str(a)) for a in record.args)
+        return True
+
+
+def redact_logs(*loggers: str) -> None:
+    """Put a RedactUrls filter on these loggers (once)."""
+    for name in loggers:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactUrls) for f in logger.filters):
+            logger.addFilter(RedactUrls())

@@ -27,7 +27,7 @@ import httpx
 import orjson
 
 from service.clock import Clock
-from service.credentials import url_host
+from service.credentials import redact_logs, url_host
 from service.site import EmailChannel, Notifications, Webhook
 from service.store import AlarmLike, TransitionLike
 
@@ -317,6 +317,7 @@ class Notifier:
         self._tz = timezone
         self._timeout_s = timeout_s
         self._http = httpx.AsyncClient(timeout=timeout_s)
+        redact_logs("httpx")  # it logs each request's URL: a webhook's token or password with it
         self.channels: list[_Channel] = []
 
         def channel(name: str, send: Callable[[Message], Awaitable[None]], limited: bool) -> None:
