@@ -65,7 +65,7 @@ def test_every_example_fits_its_schema(doc: dict[str, Any]) -> None:
 
 def test_schedule_and_compliance_responses_are_typed(doc: dict[str, Any]) -> None:
     found = {}
-    for (method, path), model in TYPED.items():
+    for method, path in TYPED:
         schema = doc["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"]
         ref = schema.get("$ref") or schema.get("items", {}).get("$ref", "")
         found[(method, path)] = ref.rsplit("/", 1)[-1]
