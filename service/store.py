@@ -782,8 +782,9 @@ class Store:
                     key_id = ENV_KEY_PREFIX + secrets.token_hex(8)
                 values = {"id": key_id, "role": role, "revoked_at": None}
                 await s.execute(update(ApiKeyRow).where(ApiKeyRow.id == row.id).values(**values))
-                self.keys_revision += 1
-                return key_id
+        if row is not None:
+            self.keys_revision += 1  # after the commit: a cache refilled now sees the change
+            return key_id
         for _ in range(_NEW_ID_ATTEMPTS):
             key_id = ENV_KEY_PREFIX + secrets.token_hex(8)
             if await self._insert_key(key_id, digest, role, at=at, label=label):
