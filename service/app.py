@@ -19,6 +19,7 @@ from service.alarms import AlarmTypeConfig
 from service.clock import Clock, SystemClock
 from service.core import Core
 from service.events import EventBus
+from service.keys import import_env_keys
 from service.metrics import Metrics
 from service.mqttpub import MqttPublisher
 from service.notify import Notifier
@@ -129,9 +130,7 @@ def build_services(
 async def start_services(svc: Services) -> None:
     """Open the store, start sinks, notifiers, core, drivers and the scheduler, in that order."""
     await svc.store.open()
-    now = svc.clock.now()
-    for key, role in svc.settings.api_keys.items():
-        await svc.store.import_key(key, role, at=now)
+    await import_env_keys(svc.store, svc.settings.api_keys, at=svc.clock.now())
     if svc.sink is not None:
         await svc.sink.start()
     if svc.publisher is not None:
@@ -196,6 +195,10 @@ def create_app(
         version="0.1.0",
         summary="Power monitoring and control for an important power customer's office site",
         lifespan=lifespan,
+        # The API description needs a key like the rest: service.api.routes.docs serves it.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
         # FastAPI's native OpenTelemetry asks the global providers on every request; wattkeeper
         # exports its own Prometheus metrics (/metrics), so it is on only when asked for.
         telemetry=None if settings.otel else {"tracing": False, "metrics": False, "logs": False},

@@ -154,6 +154,22 @@ def keys_create(
     raise typer.Exit(cli_create_key(role, name))
 
 
+@keys_app.command("list")
+def keys_list() -> None:
+    """List API keys: id, role, created, revoked (or live), label; never a key."""
+    from service.keys import cli_list_keys
+
+    raise typer.Exit(cli_list_keys())
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key's id, as `keys list` shows it")]) -> None:
+    """Revoke an API key by id."""
+    from service.keys import cli_revoke_key
+
+    raise typer.Exit(cli_revoke_key(key_id))
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

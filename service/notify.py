@@ -34,6 +34,7 @@ import httpx
 import orjson
 
 from service.clock import Clock
+from service.credentials import redact_logs, url_host
 from service.site import EmailChannel, Notifications, Webhook
 from service.store import AlarmLike, TransitionLike
 
@@ -373,6 +374,7 @@ class Notifier:
         self._tz = timezone
         self._timeout_s = timeout_s
         self._http = httpx.AsyncClient(timeout=timeout_s)
+        redact_logs("httpx")  # it logs each request's URL: a webhook's token or password with it
         self.channels: list[_Channel] = []
 
         def channel(name: str, send: Callable[[Message], Awaitable[None]], limited: bool) -> None:
@@ -389,7 +391,8 @@ class Notifier:
             )
 
         for hook in notifications.webhooks:
-            channel(f"webhook:{urlsplit(hook.url).netloc}", self._webhook_sender(hook), True)
+            # The name goes into logs: the host only, never user:pass, a token in the query or a Slack path.
+            channel(f"webhook:{url_host(hook.url)}", self._webhook_sender(hook), True)
         if notifications.mqtt_topic is not None:
             if mqtt is None:
                 raise ValueError("notifications.mqtt_topic is set but no MQTT publisher was given")

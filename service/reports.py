@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -58,8 +58,38 @@ _ALARM_PAGE: Final = 1000
 _PRUNE_STEP: Final = timedelta(days=1)
 
 
+_BAND_EXAMPLE: Final[dict[str, Any]] = {"kwh": 1904.3, "cost": 2028.08}
+_ROOM_EXAMPLE: Final[dict[str, Any]] = {"room": "r2119", "name": "2119 会议室", "kwh": 412.6}
+_DEPARTMENT_EXAMPLE: Final[dict[str, Any]] = {
+    "department": "marketing",
+    "name": "市场营销部",
+    "metered": True,
+    "kwh": 5120.4,
+    "bands": {
+        "peak": _BAND_EXAMPLE,
+        "flat": {"kwh": 2710.9, "cost": 1740.40},
+        "valley": {"kwh": 505.2, "cost": 150.55},
+    },
+    "cost": 3919.03,
+    "after_hours_kwh": 1088.7,
+    "previous_kwh": 4876.0,
+    "change_pct": 5.01,
+    "top_rooms": [_ROOM_EXAMPLE],
+    "violations": {"lit_empty_room": 12, "ac_too_cold": 3},
+}
+_TOTALS_EXAMPLE: Final[dict[str, Any]] = {
+    "departments_kwh": 21786.9,
+    "site_meters_kwh": 21840.2,
+    "difference_pct": -0.24,
+    "cost": 16702.11,
+    "after_hours_kwh": 4470.5,
+}
+
+
 class BandEnergy(BaseModel):
     """Energy and cost in one time-of-use band."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_BAND_EXAMPLE]})
 
     kwh: float
     cost: float
@@ -68,6 +98,8 @@ class BandEnergy(BaseModel):
 class RoomEnergy(BaseModel):
     """A room's energy in the month (from its devices' power)."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [_ROOM_EXAMPLE]})
+
     room: str
     name: str
     kwh: float
@@ -75,6 +107,8 @@ class RoomEnergy(BaseModel):
 
 class DepartmentEnergy(BaseModel):
     """One department's month."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_DEPARTMENT_EXAMPLE]})
 
     department: str
     name: str
@@ -92,6 +126,8 @@ class DepartmentEnergy(BaseModel):
 class EnergyTotals(BaseModel):
     """Site totals and how the department meters reconcile with the site meters."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [_TOTALS_EXAMPLE]})
+
     departments_kwh: float
     site_meters_kwh: float
     difference_pct: float | None
@@ -101,6 +137,25 @@ class EnergyTotals(BaseModel):
 
 class EnergyReport(BaseModel):
     """GET /api/reports/energy: the month of every department."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "site": "hq",
+                    "month": "2026-10",
+                    "by": "department",
+                    "currency": "CNY",
+                    "bands": ["peak", "flat", "valley"],
+                    "departments": [_DEPARTMENT_EXAMPLE],
+                    "totals": _TOTALS_EXAMPLE,
+                    "site_violations": {"redundancy_lost": 1},
+                    "generated_at": "2026-11-01T00:05:00+08:00",
+                    "source": "stored",
+                }
+            ]
+        }
+    )
 
     site: str
     month: str

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.credentials import redact_url
+
 Role = Literal["viewer", "operator", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
 MIN_PRODUCTION_KEY_CHARS = 16
@@ -25,7 +27,8 @@ def parse_api_keys(text: str) -> dict[str, Role]:
         if not sep or not key:
             raise ValueError(f"API key entry {number} is not 'key:role'")
         if role not in ROLES:
-            raise ValueError(f"API key entry {number} has role '{role}'; expected one of {', '.join(ROLES)}")
+            # Not echoed: written the wrong way round ('role:key'), the "role" is the key.
+            raise ValueError(f"API key entry {number} has no role of {', '.join(ROLES)} after its last ':'")
         if key in keys:
             raise ValueError(f"API key entry {number} repeats an earlier key")
         keys[key] = role
@@ -36,13 +39,13 @@ def async_database_url(url: str) -> str:
     """A database URL with wattkeeper's async driver: sqlite -> aiosqlite, postgresql -> asyncpg."""
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise ValueError(f"'{url}' is not a database URL")
+        raise ValueError(f"'{redact_url(url)}' is not a database URL")
     base = scheme.split("+", 1)[0]
     if base == "sqlite":
         return f"sqlite+aiosqlite://{rest}"
     if base in ("postgresql", "postgres"):
         return f"postgresql+asyncpg://{rest}"
-    raise ValueError(f"unsupported database '{scheme}'; use sqlite:///path or postgresql://...")
+    raise ValueError(f"unsupported database '{scheme[:40]}'; use sqlite:///path or postgresql://...")
 
 
 class Settings(BaseSettings):
@@ -85,7 +88,7 @@ class Settings(BaseSettings):
     @classmethod
     def _mqtt(cls, v: str | None) -> str | None:
         if v is not None and not v.startswith(("mqtt://", "mqtts://")):
-            raise ValueError(f"'{v}' is not an mqtt:// or mqtts:// URL")
+            raise ValueError(f"'{redact_url(v)}' is not an mqtt:// or mqtts:// URL")
         return v
 
     @field_validator("influx_url")
@@ -94,18 +97,19 @@ class Settings(BaseSettings):
         if not v:
             return None
         if not v.startswith(("http://", "https://")):
-            raise ValueError(f"'{v}' is not an http:// or https:// URL")
+            raise ValueError(f"'{redact_url(v)}' is not an http:// or https:// URL")
         return v
 
     @model_validator(mode="after")
     def _production_safe(self) -> Settings:
         if self.env != "production":
             return self
-        short = [k[:4] + "…" for k in self.api_keys if len(k) < MIN_PRODUCTION_KEY_CHARS]
+        # Entries by position only: no character of a key, nor its length, goes into a message.
+        short = [str(n) for n, k in enumerate(self.api_keys, start=1) if len(k) < MIN_PRODUCTION_KEY_CHARS]
         if short:
             raise ValueError(
                 f"in production every API key needs >= {MIN_PRODUCTION_KEY_CHARS} characters; "
-                f"too short: {', '.join(short)}"
+                f"WATTKEEPER_API_KEYS entries too short: {', '.join(short)}"
             )
         if self.influx_url and not self.influx_token:
             raise ValueError("in production WATTKEEPER_INFLUX_URL needs WATTKEEPER_INFLUX_TOKEN")

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from drivers.profiles import known_profiles, load_profile
+from service.credentials import expand_env_refs, redact_url
 
 MAX_SITE_FILE_BYTES = 2_000_000
 
@@ -199,7 +200,7 @@ class MqttConfig(_Strict):
     @classmethod
     def _scheme(cls, v: str) -> str:
         if not re.match(r"^mqtts?://", v):
-            raise ValueError(f"'{v}' is not an mqtt:// or mqtts:// URL")
+            raise ValueError(f"'{redact_url(v)}' is not an mqtt:// or mqtts:// URL")
         return v
 
 
@@ -352,20 +353,24 @@ class Tariff(_Strict):
 
 
 class Webhook(_Strict):
-    """A webhook notification channel."""
+    """A webhook notification channel; `${NAME}` in its URL is read from the environment (secrets)."""
 
-    url: Annotated[str, Field(pattern=r"^https?://")]
+    url: Annotated[str, Field(pattern=r"^https?://", repr=False)]
     format: Literal["json", "dingtalk", "wecom", "slack"] = "json"
+
+    _secrets = field_validator("url", mode="before")(expand_env_refs)
 
 
 class EmailChannel(_Strict):
-    """An e-mail notification channel."""
+    """An e-mail notification channel; `${NAME}` in its URL is read from the environment (secrets)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    url: Annotated[str, Field(pattern=r"^smtps?://")]
+    url: Annotated[str, Field(pattern=r"^smtps?://", repr=False)]
     sender: str = Field(alias="from")
     to: list[str] = Field(min_length=1)
+
+    _secrets = field_validator("url", mode="before")(expand_env_refs)
 
 
 class Notifications(_Strict):

@@ -36,6 +36,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     case,
+    delete,
     event,
     func,
     inspect,
@@ -45,6 +46,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import StaticPool
@@ -55,7 +57,11 @@ AlarmValue: TypeAlias = float | str | None
 Json: TypeAlias = Any
 _JSON: Final = JSON(none_as_null=True)
 _ID: Final = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER keys only
-_KEY_PATTERN: Final = re.compile(r"^wk_([0-9a-f]{8})_[A-Za-z0-9_-]{32,}$")
+# Generated keys embed their public id: 16 hex digits (8 in keys made before ids grew to 64 bits).
+_KEY_PATTERN: Final = re.compile(r"^wk_([0-9a-f]{16}|[0-9a-f]{8})_[A-Za-z0-9_-]{32,}$")
+ENV_KEY_PREFIX: Final = "env-"
+_LEGACY_ENV_KEY_PREFIX: Final = "ext-"  # ids once derived from the key's digest
+_NEW_ID_ATTEMPTS: Final = 5
 _MIGRATION_LOCK: Final = 0x77617474  # PostgreSQL advisory lock id ("watt")
 _Q = TypeVar("_Q", bound="Select[Any]")
 
@@ -426,16 +432,28 @@ def month_bounds(month: str, tz: tzinfo) -> tuple[datetime, datetime]:
     return start.astimezone(UTC), end.astimezone(UTC)
 
 
-def _key_id(plaintext: str) -> str:
-    """The public id of a key: embedded in generated keys, derived from the digest otherwise."""
+def _key_id(plaintext: str) -> str | None:
+    """The public id embedded in a generated key; None for a key given from outside (its id is random
+    and stored: nothing about the key or its digest may be read from the id the audit log shows)."""
     m = _KEY_PATTERN.match(plaintext)
-    return m.group(1) if m else "ext-" + _digest(plaintext)[:12]
+    return m.group(1) if m else None
+
+
+def is_env_key(key_id: str) -> bool:
+    """Whether a stored key came from WATTKEEPER_API_KEYS rather than `wattkeeper keys create`."""
+    return key_id.startswith((ENV_KEY_PREFIX, _LEGACY_ENV_KEY_PREFIX))
 
 
 def _digest(plaintext: str) -> str:
     # Plain SHA-256 suffices: generated keys carry 256 random bits, so there is nothing to
     # brute-force; bootstrap keys from the environment are held to >= 16 characters in production.
     return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def _key_info(row: ApiKeyRow) -> ApiKeyInfo:
+    return ApiKeyInfo(
+        id=row.id, role=_role(row.role), label=row.label, created_at=row.created_at, revoked_at=row.revoked_at
+    )
 
 
 def _alarm(row: AlarmRow) -> StoredAlarm:
@@ -479,6 +497,9 @@ class Store:
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         # SQLite has one writer at a time; serialising our own writes avoids busy waits in-process.
         self._write_lock = asyncio.Lock()
+        # Bumped by every key change made through this Store: caches of verified keys and sessions
+        # in this process compare it and look again at once (another process: at their next check).
+        self.keys_revision = 0
 
     @property
     def dialect(self) -> str:
@@ -626,6 +647,16 @@ class Store:
         async with self._read() as s:
             return [_alarm(r) for r in await s.scalars(query)]
 
+    async def count_alarms(self, *, states: Collection[str] | None = None, type: str | None = None) -> int:
+        """How many alarms `list_alarms` would page through with these filters."""
+        query = select(func.count(AlarmRow.id))
+        if states is not None:
+            query = query.where(AlarmRow.state.in_([str(x) for x in states]))
+        if type is not None:
+            query = query.where(AlarmRow.type == type)
+        async with self._read() as s:
+            return int(await s.scalar(query) or 0)
+
     async def journal(self, alarm_id: str) -> list[StoredTransition]:
         """The transitions of one alarm, oldest first."""
         query = select(JournalRow).where(JournalRow.alarm_id == alarm_id).order_by(JournalRow.at, JournalRow.id)
@@ -744,6 +775,11 @@ class Store:
         async with self._read() as s:
             return [_override(r) for r in await s.scalars(query.limit(limit).offset(offset))]
 
+    async def count_overrides(self) -> int:
+        """How many overrides `list_overrides` pages through."""
+        async with self._read() as s:
+            return int(await s.scalar(select(func.count(OverrideRow.id))) or 0)
+
     async def expire_override(self, override_id: int, at: datetime) -> bool:
         """End an override early; False when there is no such override still running."""
         stmt = (
@@ -758,54 +794,79 @@ class Store:
     # --- API keys -----------------------------------------------------------------------
 
     async def create_key(self, role: Role, *, at: datetime, label: str = "") -> str:
-        """A new key for `role`; the plaintext is returned once and never stored."""
-        key_id = secrets.token_hex(4)
-        plaintext = f"wk_{key_id}_{secrets.token_urlsafe(32)}"
-        await self._put_key(plaintext, role, at=at, label=label)
-        return plaintext
+        """A new key for `role`; the plaintext is returned once and never stored.
+
+        Its id (64 random bits, embedded in the key) is inserted, never upserted: should it collide
+        with a stored one, the insert fails and another id is drawn, so no key is ever replaced."""
+        for _ in range(_NEW_ID_ATTEMPTS):
+            key_id = secrets.token_hex(8)
+            plaintext = f"wk_{key_id}_{secrets.token_urlsafe(32)}"
+            if await self._insert_key(key_id, _digest(plaintext), role, at=at, label=label):
+                return plaintext
+        raise RuntimeError(f"no free key id after {_NEW_ID_ATTEMPTS} attempts")
 
     async def import_key(self, plaintext: str, role: Role, *, at: datetime, label: str = "bootstrap") -> str:
-        """Store a key given from outside (WATTKEEPER_API_KEYS), or update its role; its id."""
-        return await self._put_key(plaintext, role, at=at, label=label)
-
-    async def _put_key(self, plaintext: str, role: Role, *, at: datetime, label: str) -> str:
-        key_id = _key_id(plaintext)
-        row = {
-            "id": key_id,
-            "digest": _digest(plaintext),
-            "role": role,
-            "label": label,
-            "created_at": at,
-            "revoked_at": None,
-        }
+        """Store a key given from outside (WATTKEEPER_API_KEYS), or update the role of the stored key
+        with the same digest (and make it live again); its id."""
+        digest = _digest(plaintext)
         async with self._write() as s:
-            await self._upsert(s, ApiKeyRow, [row])
-        return key_id
+            row = await s.scalar(select(ApiKeyRow).where(ApiKeyRow.digest == digest))
+            if row is not None:
+                key_id = row.id
+                if key_id.startswith(_LEGACY_ENV_KEY_PREFIX):
+                    key_id = ENV_KEY_PREFIX + secrets.token_hex(8)
+                values = {"id": key_id, "role": role, "revoked_at": None}
+                await s.execute(update(ApiKeyRow).where(ApiKeyRow.id == row.id).values(**values))
+        if row is not None:
+            self.keys_revision += 1  # after the commit: a cache refilled now sees the change
+            return key_id
+        for _ in range(_NEW_ID_ATTEMPTS):
+            key_id = ENV_KEY_PREFIX + secrets.token_hex(8)
+            if await self._insert_key(key_id, digest, role, at=at, label=label):
+                return key_id
+        raise RuntimeError(f"no free key id after {_NEW_ID_ATTEMPTS} attempts")
+
+    async def _insert_key(self, key_id: str, digest: str, role: Role, *, at: datetime, label: str) -> bool:
+        row = {"id": key_id, "digest": digest, "role": role, "label": label, "created_at": at, "revoked_at": None}
+        try:
+            async with self._write() as s:
+                await s.execute(self._insert(_table(ApiKeyRow)), [row])
+        except IntegrityError:
+            return False
+        self.keys_revision += 1
+        return True
+
+    async def find_key(self, plaintext: str) -> ApiKeyInfo | None:
+        """The live (unrevoked) key `plaintext` is, or None. A generated key is found by the id it
+        embeds and its digest compared in constant time; a key from outside by its digest."""
+        digest = _digest(plaintext)
+        key_id = _key_id(plaintext)
+        async with self._read() as s:
+            row = await s.get(ApiKeyRow, key_id) if key_id is not None else None
+            if row is None or not hmac.compare_digest(row.digest, digest):
+                row = await s.scalar(select(ApiKeyRow).where(ApiKeyRow.digest == digest))
+        if row is None or row.revoked_at is not None or not hmac.compare_digest(row.digest, digest):
+            return None
+        return _key_info(row)
 
     async def verify(self, plaintext: str) -> Role | None:
-        """The role of a valid, unrevoked key; None otherwise (constant-time digest compare)."""
-        async with self._read() as s:
-            row = await s.get(ApiKeyRow, _key_id(plaintext))
-        if row is None or row.revoked_at is not None:
-            return None
-        if not hmac.compare_digest(row.digest, _digest(plaintext)):
-            return None
-        return _role(row.role)
+        """The role of a valid, unrevoked key; None otherwise."""
+        found = await self.find_key(plaintext)
+        return None if found is None else found.role
 
     async def list_keys(self) -> list[ApiKeyInfo]:
         """Every key's id, role and dates (never the key)."""
         async with self._read() as s:
             rows = await s.scalars(select(ApiKeyRow).order_by(ApiKeyRow.created_at, ApiKeyRow.id))
-            return [
-                ApiKeyInfo(id=r.id, role=_role(r.role), label=r.label, created_at=r.created_at, revoked_at=r.revoked_at)
-                for r in rows
-            ]
+            return [_key_info(r) for r in rows]
 
     async def revoke_key(self, key_id: str, at: datetime) -> bool:
         """Revoke a key by id; False when no such live key."""
         stmt = update(ApiKeyRow).where(ApiKeyRow.id == key_id, ApiKeyRow.revoked_at.is_(None)).values(revoked_at=at)
         async with self._write() as s:
-            return bool(getattr(await s.execute(stmt), "rowcount", 0))
+            done = bool(getattr(await s.execute(stmt), "rowcount", 0))
+        self.keys_revision += 1
+        return done
 
     # --- 1-minute rollups ---------------------------------------------------------------
 
@@ -973,6 +1034,13 @@ class Store:
         async with self._read() as s:
             row = await s.get(StateRow, key)
             return None if row is None else row.value
+
+    async def forget_state(self, prefix: str, *, updated_before: datetime) -> int:
+        """Delete the values under keys starting with `prefix` last set before a time; how many."""
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        stmt = delete(StateRow).where(StateRow.key.like(pattern, escape="\\"), StateRow.updated_at < updated_before)
+        async with self._write() as s:
+            return int(getattr(await s.execute(stmt), "rowcount", 0) or 0)
 
 
 def _table(model: type[Base]) -> Table:

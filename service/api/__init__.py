@@ -48,7 +48,14 @@ class RequestChecks:
       one value, and silently using the last of several would hide a caller's mistake;
     - a body larger than `max_body` bytes is refused (413) by its Content-Length before it is read,
       or, sent chunked, as soon as it grows past the limit; nothing of it is parsed.
+
+    The connection stays open after a 413, so the server discards the rest of the body and the
+    client, still sending, gets to read the answer (closing at once resets the connection under
+    the client's feet and the 413 is lost). Only a declared length beyond DRAIN_FACTOR times the
+    limit is answered with the connection closed: not worth reading to the end.
     """
+
+    DRAIN_FACTOR = 16
 
     def __init__(self, app: ASGIApp, max_body: int) -> None:
         self.app = app
@@ -78,7 +85,7 @@ class RequestChecks:
             await self.app(scope, receive, send)  # no body
             return
         if length is not None and length > self.max_body:
-            await self._refuse(scope, receive, send)
+            await self._refuse(scope, receive, send, close=length > self.DRAIN_FACTOR * self.max_body)
             return
         got = 0
         started = False
@@ -104,10 +111,11 @@ class RequestChecks:
                 raise
             await self._refuse(scope, receive, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, *, close: bool = False) -> None:
         detail = f"request body larger than {self.max_body} bytes"
         body = {"detail": detail, "errors": [{"where": "body", "problem": "too large"}]}
-        await JSONResponse(body, status_code=413, headers={"Connection": "close"})(scope, receive, send)
+        headers = {"Connection": "close"} if close else None
+        await JSONResponse(body, status_code=413, headers=headers)(scope, receive, send)
 
 
 def install(app: FastAPI, *, max_body: int) -> None:

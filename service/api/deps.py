@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
@@ -13,13 +13,14 @@ from fastapi import Depends, HTTPException, Request, status
 
 from service.app import Services
 from service.settings import Role
-from service.store import _key_id as key_id
 from service.web import session
 
 RANK: dict[str, int] = {"viewer": 0, "operator": 1, "admin": 2}
 CACHE_S = 30.0
 FAILED_LIMIT = 10
 FAILED_WINDOW_S = 60.0
+# Clients and verified keys remembered; beyond, the least recently seen is forgotten first.
+MAX_REMEMBERED = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,34 +37,64 @@ class Principal:
 
 
 class KeyCache:
-    """Verified keys by digest for a short while, and failed attempts per client (rate limit)."""
+    """Verified keys by digest for a short while, and failed attempts per client (rate limit).
 
-    def __init__(self) -> None:
-        self._ok: dict[str, tuple[Principal, float]] = {}
-        self._failed: dict[str, deque[float]] = {}
+    Both tables are bounded LRU: past MAX_REMEMBERED entries the least recently seen one goes, so
+    a flood of new addresses forgets the oldest quiet client, never every counter at once, and a
+    blocked client that keeps trying stays remembered. A verified key is trusted for CACHE_S, or
+    until the store's keys change in this process (a revocation here takes effect at once).
 
-    def get(self, digest: str) -> Principal | None:
+    The client is the TCP peer as uvicorn reports it: behind a reverse proxy, every client has the
+    proxy's address unless uvicorn trusts the proxy's X-Forwarded-For (FORWARDED_ALLOW_IPS, see
+    deploy/README.md); otherwise one client's failures would block everyone.
+    """
+
+    def __init__(self, max_remembered: int = MAX_REMEMBERED) -> None:
+        self._max = max_remembered
+        self._ok: OrderedDict[str, tuple[Principal, float, int]] = OrderedDict()
+        self._failed: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def get(self, digest: str, revision: int) -> Principal | None:
         hit = self._ok.get(digest)
-        if hit is None or time.monotonic() - hit[1] > CACHE_S:
+        if hit is None or hit[2] != revision or time.monotonic() - hit[1] > CACHE_S:
             return None
         return hit[0]
 
-    def put(self, digest: str, principal: Principal) -> None:
-        if len(self._ok) > 10_000:
-            self._ok.clear()
-        self._ok[digest] = (principal, time.monotonic())
+    def put(self, digest: str, principal: Principal, revision: int) -> None:
+        self._ok[digest] = (principal, time.monotonic(), revision)
+        self._ok.move_to_end(digest)
+        while len(self._ok) > self._max:
+            self._ok.popitem(last=False)
 
     def blocked(self, client: str) -> bool:
         q = self._failed.get(client)
+        if q is None:
+            return False
         now = time.monotonic()
         while q and now - q[0] > FAILED_WINDOW_S:
             q.popleft()
-        return q is not None and len(q) >= FAILED_LIMIT
+        if not q:
+            del self._failed[client]
+            return False
+        if len(q) < FAILED_LIMIT:
+            return False
+        self._failed.move_to_end(client)
+        return True
 
     def fail(self, client: str) -> None:
-        if len(self._failed) > 10_000:
-            self._failed.clear()
-        self._failed.setdefault(client, deque()).append(time.monotonic())
+        q = self._failed.get(client)
+        if q is None:
+            q = self._failed[client] = deque(maxlen=FAILED_LIMIT)
+        else:
+            self._failed.move_to_end(client)
+        q.append(time.monotonic())
+        while len(self._failed) > self._max:
+            self._failed.popitem(last=False)
+
+    @property
+    def clients(self) -> int:
+        """Clients with failures remembered."""
+        return len(self._failed)
 
 
 def services(request: Request) -> Services:
@@ -105,15 +136,16 @@ async def get_principal(request: Request, svc: Services) -> Principal:
         cache.fail(client)
         raise _unauthorized("invalid API key")
     digest = hashlib.sha256(token.encode()).hexdigest()
-    hit = cache.get(digest)
+    revision = svc.store.keys_revision
+    hit = cache.get(digest, revision)
     if hit is not None:
         return hit
-    role = await svc.store.verify(token)
-    if role is None:
+    found = await svc.store.find_key(token)
+    if found is None:
         cache.fail(client)
         raise _unauthorized("invalid API key")
-    principal = Principal(key_id=_public_id(token), role=role)
-    cache.put(digest, principal)
+    principal = Principal(key_id=found.id, role=found.role)
+    cache.put(digest, principal, revision)
     return principal
 
 
@@ -127,10 +159,6 @@ async def _session_principal(request: Request, svc: Services, cookie: str) -> Pr
             status.HTTP_403_FORBIDDEN, "a change made with a session needs an 'X-Requested-With' or 'HX-Request' header"
         )
     return Principal(key_id=found.key_id, role=found.role)
-
-
-def _public_id(token: str) -> str:
-    return key_id(token)
 
 
 def require(role: Role) -> Callable[[Request], Awaitable[Principal]]:

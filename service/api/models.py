@@ -122,7 +122,7 @@ class FloodOut(_Out):
 class ShelveIn(BaseModel):
     """How long to shelve an alarm."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"until": "2026-11-29T20:00:00+08:00"}]})
 
     until: datetime = Field(description="timezone-aware end of the shelf (at most 24 h ahead)")
 
@@ -137,18 +137,81 @@ class ComplianceRuleOut(_Out):
     clause: str
 
 
+class ComplianceLive(_Out):
+    """What the live state says now: sources, generators, load, the last transfer."""
+
+    at: datetime
+    sources_available: list[str] = Field(description="grid sources with voltage now")
+    sources_total: int
+    substations_available: list[str]
+    generators_ready: list[str] = Field(description="generators that could start and take the load")
+    load_kw: float | None
+    security_load_kw: float | None
+    allowed_interruption_s: float | None
+    # Filled by the transfer tracking (source lost -> load fed again); its fields may grow.
+    last_transfer: dict[str, Any] | None = Field(
+        None, description="the latest transfer of the load between sources, with its duration; null before any"
+    )
+    active_supply_alarms: list[AlarmOut] = Field(description="open supply-side alarms")
+
+
+_COMPLIANCE_EXAMPLE: dict[str, Any] = {
+    "site": "hq",
+    "grade": "first",
+    "status": "PASS",
+    "rules": [
+        {
+            "rule": "sources.count",
+            "title": "number of supply sources",
+            "status": "PASS",
+            "detail": "2 source(s), first grade needs >= 2",
+            "clause": "GB/T 29328-2018 供电电源配置: number of sources by grade",
+        }
+    ],
+    "live": {
+        "at": "2026-11-29T10:00:00+08:00",
+        "sources_available": ["grid-a", "grid-b"],
+        "sources_total": 2,
+        "substations_available": ["east-110kv", "west-35kv"],
+        "generators_ready": ["gen-1"],
+        "load_kw": 182.4,
+        "security_load_kw": 150,
+        "allowed_interruption_s": 10,
+        "active_supply_alarms": [],
+    },
+}
+
+
 class ComplianceOut(_Out):
     """Static compliance plus live status."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [_COMPLIANCE_EXAMPLE]})
 
     site: str
     grade: str
     status: Literal["PASS", "FAIL", "WARN"]
     rules: list[ComplianceRuleOut]
-    live: dict[str, Any]
+    live: ComplianceLive
 
 
 class Health(BaseModel):
     """Liveness and the state of the parts."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "ok",
+                    "site": "hq",
+                    "devices_online": 36,
+                    "devices_total": 36,
+                    "mqtt_connected": True,
+                    "outbox_depth": 0,
+                    "version": "0.1.0",
+                }
+            ]
+        }
+    )
 
     status: Literal["ok", "degraded"]
     site: str
@@ -246,3 +309,161 @@ class ErrorOut(BaseModel):
 
     detail: str = Field(examples=["start: must be before end"])
     errors: list[dict[str, str]] | None = Field(None, description="validation errors: where and problem")
+
+
+# -- schedules ------------------------------------------------------------------------------------
+
+
+class ScheduleTrigger(_Out):
+    """When a schedule fires: sweep times, a cron expression, or an interval."""
+
+    times: list[str] | None = Field(None, description="sweep: site-local times", examples=[["18:30", "20:00"]])
+    cron: str | None = Field(None, description="report, retention: the cron trigger")
+    every_s: float | None = Field(None, description="housekeeping: the interval")
+    timezone: str | None = Field(None, examples=["Asia/Shanghai"])
+
+
+class SweepDeviceOut(_Out):
+    """What a sweep did to one device."""
+
+    device: str = Field(examples=["r2119-light"])
+    room: str = Field(examples=["r2119"])
+    action: str = Field(description="switched_off, already_off, skipped_occupied, skipped_exempt, failed, ...")
+    observed: bool | int | float | str | None = None
+    detail: str = ""
+
+
+class ScheduleRun(_Out):
+    """One run of a schedule (times are ISO 8601 as recorded). A sweep has `sweep` ... `counts`; the
+    monthly report `month` and its kWh; retention `before` and `deleted`."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "sweep": "after-hours",
+                    "job": "after-hours",
+                    "who": "scheduler",
+                    "policy": "skip",
+                    "started_at": "2026-11-29T18:30:00.012000+08:00",
+                    "finished_at": "2026-11-29T18:30:03.480000+08:00",
+                    "counts": {"switched_off": 14, "already_off": 20, "skipped_exempt": 4},
+                    "slot": "2026-11-29T18:30:00+08:00",
+                    "trigger": "scheduled",
+                }
+            ]
+        },
+    )
+
+    who: str | None = Field(None, description="who ran it: a key, or the scheduler")
+    trigger: Literal["scheduled", "manual"] | None = None
+    at: str | None = Field(None, description="report, retention: when it ran")
+    sweep: str | None = None
+    job: str | None = None
+    policy: str | None = Field(None, description="sweep: the occupied-room policy it ran with")
+    started_at: str | None = None
+    finished_at: str | None = None
+    counts: dict[str, int] | None = Field(None, description="sweep: devices per action")
+    slot: str | None = Field(None, description="sweep: the scheduled time it ran for")
+    month: str | None = Field(None, description="report: YYYY-MM")
+    departments: int | None = None
+    departments_kwh: float | None = None
+    site_meters_kwh: float | None = None
+    before: str | None = Field(None, description="retention: rollups older than this were deleted")
+    deleted: int | None = None
+
+
+class SweepPolicyOut(_Out):
+    """The after-hours sweep's settings."""
+
+    occupied_rooms: Literal["skip", "notify_then_off"]
+
+
+class ScheduleOut(_Out):
+    """A schedule: its trigger, next and last run."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "after-hours",
+                    "kind": "sweep",
+                    "description": "after-hours shutdown of lights, AC and office equipment",
+                    "trigger": {"times": ["18:30", "20:00", "22:00"], "timezone": "Asia/Shanghai"},
+                    "next_run": "2026-11-29T18:30:00+08:00",
+                    "policy": {"occupied_rooms": "skip"},
+                    "last_run": {
+                        "sweep": "after-hours",
+                        "job": "after-hours",
+                        "who": "scheduler",
+                        "policy": "skip",
+                        "started_at": "2026-11-28T22:00:00.008000+08:00",
+                        "finished_at": "2026-11-28T22:00:02.310000+08:00",
+                        "counts": {"switched_off": 3, "already_off": 31, "skipped_exempt": 4},
+                    },
+                    "active": True,
+                }
+            ]
+        },
+    )
+
+    id: str
+    kind: Literal["sweep", "report", "retention", "housekeeping"]
+    description: str
+    trigger: ScheduleTrigger
+    next_run: str | None = Field(description="ISO 8601; null when it runs only on its interval or never")
+    last_run: ScheduleRun | None
+    active: bool = Field(description="whether this instance runs it")
+    policy: SweepPolicyOut | None = None
+
+
+class OverrideBrief(_Out):
+    """An override in force (housekeeping runs)."""
+
+    id: int
+    room: str
+    until: str
+
+
+class RunOut(ScheduleRun):
+    """What a manual run did: a sweep's summary with every device, or `schedule` and the job's outcome."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "sweep": "after-hours",
+                    "job": "after-hours:manual",
+                    "who": "key:3f9c2a7d51e04b68",
+                    "policy": "skip",
+                    "started_at": "2026-11-29T19:05:00.010000+08:00",
+                    "finished_at": "2026-11-29T19:05:02.920000+08:00",
+                    "counts": {"switched_off": 1, "skipped_exempt": 1},
+                    "devices": [
+                        {"device": "r2119-light", "room": "r2119", "action": "switched_off", "observed": False},
+                        {"device": "srv1-ac", "room": "srv1", "action": "skipped_exempt", "detail": "server room"},
+                    ],
+                },
+                {"schedule": "monthly-report", "month": "2026-10", "departments": 4, "departments_kwh": 21786.9},
+            ]
+        },
+    )
+
+    schedule: str | None = Field(None, description="the schedule run (all but the sweep)")
+    devices: list[SweepDeviceOut] | None = Field(None, description="sweep: every device it considered")
+    active: list[OverrideBrief] | None = Field(None, description="housekeeping: overrides in force")
+
+
+class SchedulePatchOut(_Out):
+    """The sweep's settings after a change."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={"examples": [{"id": "after-hours", "policy": {"occupied_rooms": "notify_then_off"}}]},
+    )
+
+    id: str
+    policy: SweepPolicyOut

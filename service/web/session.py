@@ -1,14 +1,18 @@
 """Dashboard sessions: a login exchanges an API key for a signed, HttpOnly cookie.
 
 Browsers cannot put `Authorization: Bearer` on an EventSource or a page load, so the login page
-trades the key for a cookie `<key id>.<role>.<expiry>.<hmac>`. The key itself never leaves the
-login request. The signing secret lives in the state store (shared by every core instance on one
-database, kept across restarts). A session ends at its expiry, at logout, or as soon as its key
-is revoked or changes role (checked against the store at most every KEY_CHECK_S).
+trades the key for a cookie `<session id>.<key id>.<role>.<expiry>.<hmac>`. The key itself never
+leaves the login request. The signing secret lives in the state store (shared by every core
+instance on one database, kept across restarts). A session ends at its expiry; at logout, which
+records its id as ended in the state store (so a copy of the cookie is refused too: at once in
+this process, within KEY_CHECK_S in another instance on the same store); and as soon as its key is
+revoked or changes role (at once when that happens in this process, else within KEY_CHECK_S).
 
 Cookie-authenticated requests that change something must carry `HX-Request` or
 `X-Requested-With`: a cross-site form cannot set those headers, and a cross-site script that
-tries needs a CORS preflight, which this service never grants. SameSite=Strict is the second wall.
+tries needs a CORS preflight, which this service never grants. The cookie is SameSite=Lax, the
+second wall: browsers leave it off cross-site POSTs and subrequests, yet a link into the
+dashboard (from an alarm e-mail or a DingTalk message) opens it logged in, which Strict would not.
 """
 
 from __future__ import annotations
@@ -30,24 +34,29 @@ if TYPE_CHECKING:
     from service.app import Services
 
 COOKIE: Final = "wk_session"
+SAMESITE: Final = "lax"
 TTL: Final = timedelta(hours=12)  # one shift; then log in again
 KEY_CHECK_S: Final = 30.0
 SECRET_STATE_KEY: Final = "web.session_secret"
+ENDED_STATE_PREFIX: Final = "web.session_ended."
 CSRF_HEADERS: Final = ("hx-request", "x-requested-with")
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+MAX_COOKIE_CHARS: Final = 256
+_MAX_REMEMBERED: Final = 10_000
 
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """A verified session: whose key and which role."""
+    """A verified session: its id, whose key and which role."""
 
+    id: str
     key_id: str
     role: Role
     expires: datetime
 
 
 class Sessions:
-    """Issues and checks session cookies with one secret."""
+    """Issues, checks and ends session cookies with one secret."""
 
     def __init__(self, secret: bytes, store: Store, *, key_check_s: float = KEY_CHECK_S) -> None:
         self._secret = secret
@@ -55,6 +64,9 @@ class Sessions:
         self._key_check_s = key_check_s
         self._keys: dict[str, Role] = {}
         self._keys_at = -key_check_s
+        self._keys_revision = -1
+        self._ended: dict[str, float] = {}  # session id -> its expiry (Unix s): known to be ended
+        self._live: dict[str, float] = {}  # session id -> monotonic time the store last said "not ended"
 
     def _sign(self, payload: str) -> str:
         return hmac.new(self._secret, payload.encode(), hashlib.sha256).hexdigest()
@@ -62,27 +74,68 @@ class Sessions:
     def issue(self, key_id: str, role: Role, now: datetime) -> tuple[str, int]:
         """A cookie value for a key that has just been verified, and its lifetime in seconds."""
         expires = int((now + TTL).timestamp())
-        payload = f"{key_id}.{role}.{expires}"
+        payload = f"{secrets.token_hex(16)}.{key_id}.{role}.{expires}"
         return f"{payload}.{self._sign(payload)}", int(TTL.total_seconds())
 
-    async def check(self, cookie: str, now: datetime) -> Session | None:
-        """The session a cookie stands for, or None if forged, expired, or its key is gone."""
+    def verify(self, cookie: str, now: datetime) -> Session | None:
+        """The session a cookie claims, if its signature holds and it has not expired (no store lookup)."""
         parts = cookie.split(".")
-        if len(parts) != 4 or len(cookie) > 200:
+        if len(parts) != 5 or len(cookie) > MAX_COOKIE_CHARS:
             return None
-        key_id, role, expires, sig = parts
-        if not hmac.compare_digest(sig, self._sign(f"{key_id}.{role}.{expires}")):
+        sid, key_id, role, expires, sig = parts
+        if not hmac.compare_digest(sig, self._sign(f"{sid}.{key_id}.{role}.{expires}")):
             return None
         if role not in ROLES or not expires.isdigit() or int(expires) <= now.timestamp():
             return None
-        if await self._live_role(key_id) != role:
+        return Session(id=sid, key_id=key_id, role=role, expires=datetime.fromtimestamp(int(expires), now.tzinfo))
+
+    async def check(self, cookie: str, now: datetime) -> Session | None:
+        """The session a cookie stands for, or None if forged, expired, ended, or its key is gone."""
+        found = self.verify(cookie, now)
+        if found is None or await self._is_ended(found, now):
             return None
-        return Session(key_id=key_id, role=role, expires=datetime.fromtimestamp(int(expires), now.tzinfo))
+        if await self._live_role(found.key_id) != found.role:
+            return None
+        return found
+
+    async def end(self, cookie: str, now: datetime) -> bool:
+        """End the session of a cookie for every copy of it; False if the cookie was no valid session."""
+        found = self.verify(cookie, now)
+        if found is None:
+            return False
+        self._ended[found.id] = found.expires.timestamp()
+        self._live.pop(found.id, None)
+        await self._store.set_state(ENDED_STATE_PREFIX + found.id, found.expires.isoformat(), at=now)
+        # A session ended more than TTL ago has expired anyway: its record is no longer needed.
+        await self._store.forget_state(ENDED_STATE_PREFIX, updated_before=now - TTL)
+        return True
+
+    async def _is_ended(self, found: Session, now: datetime) -> bool:
+        if found.id in self._ended:
+            return True
+        seen = self._live.get(found.id)
+        if seen is not None and time.monotonic() - seen <= self._key_check_s:
+            return False
+        if len(self._live) >= _MAX_REMEMBERED or len(self._ended) >= _MAX_REMEMBERED:
+            self._forget_old(now)
+        if await self._store.get_state(ENDED_STATE_PREFIX + found.id) is not None:
+            self._ended[found.id] = found.expires.timestamp()
+            return True
+        self._live[found.id] = time.monotonic()
+        return False
+
+    def _forget_old(self, now: datetime) -> None:
+        fresh = time.monotonic() - self._key_check_s
+        self._live = {sid: at for sid, at in self._live.items() if at > fresh}
+        self._ended = {sid: exp for sid, exp in self._ended.items() if exp > now.timestamp()}
 
     async def _live_role(self, key_id: str) -> Role | None:
-        if time.monotonic() - self._keys_at > self._key_check_s or key_id not in self._keys:
+        stale = time.monotonic() - self._keys_at > self._key_check_s
+        if stale or key_id not in self._keys or self._keys_revision != self._store.keys_revision:
+            revision = self._store.keys_revision
             self._keys = {k.id: k.role for k in await self._store.list_keys() if k.revoked_at is None}
             self._keys_at = time.monotonic()
+            self._keys_revision = revision
         return self._keys.get(key_id)
 
 

@@ -1,24 +1,30 @@
-"""Every route of the OpenAPI document (and the dashboard's hidden ones) with no key and with each role.
+"""Every route of the OpenAPI document (and the hidden ones) with no key and with each role.
 
-No key: 401, except the open routes. A role below the route's: 403. A role at or above it: anything
-but 401/403/5xx (a made-up id may well be 404 or 422). Which role a route needs is written down here,
-not read from the code under test; a changing route that is not listed fails the walk.
+No key: 401, except the open routes. A role below the route's: 403. A role at or above it: success
+(2xx, or the 303 of a login form), proven on things that exist: each call of a route with an id gets
+an existing one (a fresh alarm to acknowledge or shelve, a fresh override to end, the after-hours
+sweep, a real device of the simulated site), and a body the route takes. Which role a route needs is
+written down here, not read from the code under test; a changing route that is not listed fails
+the walk.
 """
 
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from service import rules
 from service.api.routes import ROUTERS
 from service.settings import Role
 from service.site import Site
 from service.web import session
-from tests.harness import running_service
+from tests.api.conftest import Live
+from tests.harness import RunningService, running_service
 
 ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
 RANK = {"": -1, "viewer": 0, "operator": 1, "admin": 2}
@@ -42,9 +48,8 @@ NEEDS: dict[tuple[str, str], str] = {
     ("GET", "/api/audit"): "operator",
     ("GET", "/ui/audit"): "operator",
 }
-# Values for path and required query parameters: made up where a miss is harmless, real where needed.
-PATH_VALUES = {"alarm_id": "no-such-alarm", "schedule_id": "no-such-schedule", "override_id": "987654321"}
-PATH_VALUES |= {"device_id": "no-such-device", "path": "app.css"}
+# Values for path and required query parameters that exist; alarm and override ids are made per call.
+PATH_VALUES = {"schedule_id": "after-hours", "device_id": "r2119-light", "path": "app.css"}
 QUERY_VALUES = {"device": "meter-grid-a", "point": "power", "month": "2026-11"}
 
 
@@ -91,9 +96,51 @@ def routes(doc: dict[str, Any], hidden: list[tuple[str, str]]) -> list[tuple[str
     return out
 
 
-def request_for(method: str, path: str, op: dict[str, Any], doc: dict[str, Any], login_key: str) -> dict[str, Any]:
+class Things:
+    """Existing things for the routes' ids, a fresh one per call where a call uses it up."""
+
+    def __init__(self, svc: RunningService) -> None:
+        self.svc = svc
+        self.made = 0
+
+    async def alarm(self) -> str:
+        """A new open alarm (a dropped-telemetry finding on a subject of its own)."""
+        self.made += 1
+        subject = f"walk-{self.made}"
+        await self.svc.services.core.report_now(rules.telemetry_dropped(subject, dropped=1))
+        return next(a.id for a in self.svc.services.core.engine.active() if a.subject == subject)
+
+    async def override(self) -> str:
+        """A new running override of a room."""
+        now = self.svc.services.clock.now()
+        made = await self.svc.services.store.add_override(
+            room="r2119", until=now + timedelta(hours=1), reason="walk", created_by="test", created_at=now
+        )
+        return str(made.id)
+
+    async def path_value(self, name: str) -> str:
+        if name == "alarm_id":
+            return await self.alarm()
+        if name == "override_id":
+            return await self.override()
+        return PATH_VALUES[name]
+
+    def body(self, path: str) -> dict[str, Any] | None:
+        """Bodies the schema's examples would get wrong today: times relative to now."""
+        soon = (self.svc.services.clock.now() + timedelta(hours=1)).isoformat()
+        if path.endswith("/shelve"):
+            return {"until": soon}
+        if path == "/api/overrides":
+            return {"room": "r2119", "until": soon, "reason": "auth walk"}
+        return None
+
+
+async def request_for(
+    method: str, path: str, op: dict[str, Any], doc: dict[str, Any], login_key: str, things: Things
+) -> dict[str, Any]:
     """URL, query and body for one call of a route (the login form gets a real key)."""
-    url = re.sub(r"{(\w+)(:\w+)?}", lambda m: PATH_VALUES.get(m.group(1), "x"), path)
+    values = {name: await things.path_value(name) for name in re.findall(r"{(\w+)(?::\w+)?}", path)}
+    url = re.sub(r"{(\w+)(:\w+)?}", lambda m: values[m.group(1)], path)
     params = {
         p["name"]: QUERY_VALUES.get(p["name"], minimal(p.get("schema", {}), doc))
         for p in op.get("parameters", [])
@@ -102,7 +149,7 @@ def request_for(method: str, path: str, op: dict[str, Any], doc: dict[str, Any],
     kw: dict[str, Any] = {"params": params}
     content = op.get("requestBody", {}).get("content", {})
     if "application/json" in content:
-        kw["json"] = minimal(content["application/json"]["schema"], doc)
+        kw["json"] = things.body(path) or minimal(content["application/json"]["schema"], doc)
     elif "application/x-www-form-urlencoded" in content:
         kw["data"] = {"key": login_key}
     elif method in ("POST", "PATCH", "PUT"):
@@ -131,33 +178,40 @@ def hidden_routes() -> list[tuple[str, str]]:
     return out
 
 
-async def test_every_route_with_every_role(demo_site: Site, tmp_path: Path) -> None:
-    """401 without a key, 403 below the route's role, neither (nor 5xx) at or above it."""
-    async with running_service(demo_site, tmp_path, drivers=False) as svc:
-        async with svc.client("") as anon:
-            doc = (await anon.get("/openapi.json")).json()
-        hidden = hidden_routes()
-        assert ("GET", "/ui/rooms") in hidden and ("GET", "/static/{path:path}") in hidden
-        walked = routes(doc, [(m, p.replace(":path", "")) for m, p in hidden])
-        assert len(walked) >= 30
-        problems: list[str] = []
-        for method, path, op in walked:
-            need = needs(method, path)
-            req = request_for(method, path, op, doc, svc.keys["viewer"])
-            for role in ("", *ROLES):
-                async with svc.client(role) as client:
-                    r = await call(client, req)
-                who = role or "no key"
-                if r.status_code >= 500:
-                    problems.append(f"{method} {path} as {who}: {r.status_code}")
-                elif need == OPEN or RANK[role] >= RANK[need]:
-                    if r.status_code in (401, 403):
-                        problems.append(f"{method} {path} as {who}: {r.status_code}, expected access")
-                elif not role and r.status_code != 401:
-                    problems.append(f"{method} {path} without a key: {r.status_code}, expected 401")
-                elif role and r.status_code != 403:
-                    problems.append(f"{method} {path} as {who}: {r.status_code}, expected 403")
-        assert not problems, "\n".join(problems)
+async def test_every_route_with_every_role(live: Live) -> None:
+    """401 without a key, 403 below the route's role, success at or above it, on ids that exist."""
+    svc = live.svc
+    async with svc.client("") as anon:
+        assert (await anon.get("/openapi.json")).status_code == 401
+    async with svc.client("viewer") as viewer:
+        doc = (await viewer.get("/openapi.json")).json()
+    hidden = hidden_routes()
+    assert ("GET", "/ui/rooms") in hidden and ("GET", "/static/{path:path}") in hidden
+    assert {("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/redoc")} <= set(hidden)
+    walked = routes(doc, [(m, p.replace(":path", "")) for m, p in hidden])
+    assert len(walked) >= 30
+    things = Things(svc)
+    problems: list[str] = []
+    proven: set[tuple[str, str]] = set()
+    for method, path, op in walked:
+        need = needs(method, path)
+        for role in ("", *ROLES):
+            req = await request_for(method, path, op, doc, svc.keys["viewer"], things)
+            async with svc.client(role) as client:
+                r = await call(client, req)
+            who = role or "no key"
+            if need == OPEN or RANK[role] >= RANK[need]:
+                if not 200 <= r.status_code < 400:
+                    problems.append(f"{method} {req['url']} as {who}: {r.status_code}, expected success: {r.text[:99]}")
+                elif RANK[role] == RANK.get(need, -1) or (need == OPEN and not role):
+                    proven.add((method, path))
+            elif not role and r.status_code != 401:
+                problems.append(f"{method} {path} without a key: {r.status_code}, expected 401")
+            elif role and r.status_code != 403:
+                problems.append(f"{method} {path} as {who}: {r.status_code}, expected 403")
+    assert not problems, "\n".join(problems)
+    with_ids = {(m, p) for m, p, _ in walked if "{" in p}
+    assert len(with_ids) >= 8 and with_ids <= proven
 
 
 async def test_bad_keys_and_cors(demo_site: Site, tmp_path: Path) -> None:
@@ -182,7 +236,8 @@ async def _login(c: httpx.AsyncClient, key: str) -> httpx.Response:
 
 async def test_session_cookie_login_roles_and_csrf(demo_site: Site, tmp_path: Path) -> None:
     """The login exchanges a key for an HttpOnly cookie that the API accepts with the key's role; a change
-    made with the cookie needs a custom header; a forged cookie or a logout ends access."""
+    made with the cookie needs a custom header; a forged cookie is refused; a logout ends the session for
+    every copy of the cookie."""
     async with running_service(demo_site, tmp_path, drivers=False) as svc:
         async with svc.client("") as c:
             r = await _login(c, "wrong-key")
@@ -214,13 +269,22 @@ async def test_session_cookie_login_roles_and_csrf(demo_site: Site, tmp_path: Pa
             assert (await c.get("/api/rooms")).status_code == 401
             assert (await c.get("/")).status_code == 401
 
-        async with svc.client("") as c:
+        async with svc.client("") as c, svc.client("") as thief:
             await _login(c, svc.keys["admin"])
             assert (await c.get("/api/rooms")).status_code == 200
+            copied = c.cookies[session.COOKIE]
+            thief.cookies.set(session.COOKIE, copied)
+            assert (await thief.get("/api/rooms")).status_code == 200
             r = await c.post("/logout")
             assert r.status_code == 303
             assert (await c.get("/api/rooms")).status_code == 401
-            assert (await c.get("/api/events")).status_code == 401
+            # The session ended on the server: a copy of the cookie no longer works either.
+            assert (await thief.get("/api/rooms")).status_code == 401
+            assert (await thief.get("/api/events")).status_code == 401
+            assert (await thief.get("/")).status_code == 401
+            # The key itself still logs in.
+            r = await _login(c, svc.keys["admin"])
+            assert r.status_code == 303 and (await c.get("/api/rooms")).status_code == 200
 
 
 @pytest.mark.parametrize("role", ["viewer", "operator"])

@@ -1,6 +1,7 @@
 """schemathesis over the OpenAPI document against the running service (admin key): no 5xx, and every
 response matches what the document says about it (status, content type, headers, body), with
-schema-violating input rejected.
+schema-violating input rejected. The document is built in-process (so pytest can list one test per
+operation); the service serves the same one, to a key only (checked first).
 
 Bounded: a few examples per operation. Left out, each for a reason:
 - the event stream (it never ends; tests/api/test_events.py covers it) and the login form (HTML;
@@ -23,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -77,6 +79,15 @@ def _without_framing_headers(case: schemathesis.Case) -> None:
     if case.headers:
         for name in [name for name in case.headers if name.lower() in FRAMING_HEADERS]:
             del case.headers[name]
+
+
+def test_the_running_service_serves_this_document_to_a_key(fuzzed: RunningService) -> None:
+    """What is fuzzed is what the service describes, and the description needs a key like the data."""
+    with httpx.Client(base_url=fuzzed.url, timeout=30) as c:
+        anonymous = c.get("/openapi.json")
+        served = c.get("/openapi.json", headers={"Authorization": f"Bearer {fuzzed.keys['viewer']}"})
+    assert anonymous.status_code == 401
+    assert served.status_code == 200 and served.json() == _document()
 
 
 @schema.parametrize()

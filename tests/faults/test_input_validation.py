@@ -185,10 +185,10 @@ async def test_hostile_api_input_is_refused_with_a_clear_error(api: RunningServi
             try:
                 r = await c.request(method, path, headers=headers, **kw)  # type: ignore[arg-type]
                 answers[name] = (r.status_code, r.text[:200])
-            except httpx.HTTPError as exc:  # the server closed the connection: refused before reading it all
-                answers[name] = (0, f"connection closed: {type(exc).__name__}")
+            except httpx.HTTPError as exc:  # no answer at all: the caller learns nothing of what was wrong
+                answers[name] = (0, f"no answer, connection dropped: {type(exc).__name__}")
         still_up = (await c.get("/healthz")).status_code
-    server_errors = {n: a for n, a in answers.items() if a[0] >= 500 or a[0] in (200, 201, 204)}
+    server_errors = {n: a for n, a in answers.items() if not 400 <= a[0] < 500}
     vague = {n: a for n, a in answers.items() if 400 <= a[0] < 500 and '"detail"' not in a[1] and "<" not in a[1]}
     figure(
         "api-input-validation",
@@ -196,7 +196,7 @@ async def test_hostile_api_input_is_refused_with_a_clear_error(api: RunningServi
         f"(statuses {sorted({a[0] for a in answers.values()})}): path traversal, 5 MB strings, 100,000-deep JSON, "
         f"non-UTF-8, NaN, wrong types, unknown fields, 10^30 page size, a 1 MB token; service still up: {still_up}",
     )
-    assert server_errors == {}, server_errors
+    assert server_errors == {}, f"not refused with a 4xx (0: the connection dropped): {server_errors}"
     assert vague == {}, vague
     assert still_up == 200
 

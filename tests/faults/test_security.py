@@ -3,8 +3,8 @@
 Routes are enumerated from the application itself (every router the API mounts and every path of
 its OpenAPI schema), so a route added later is checked without editing this file. The public
 allow-list is the contract: `/healthz`, `/metrics`, and what the dashboard needs before a login
-(its login and logout form and its static files) plus the API description (`/openapi.json`,
-`/docs`, `/redoc`: the shape of the API, no data).
+(its login and logout form and its static files). The API description (`/openapi.json`, `/docs`,
+`/redoc`) needs a key like the data.
 
 Writes are watched where they would land: a Modbus tap in front of the simulated meters, switch
 and generator records every function code the service sends, and an MQTT client subscribed to
@@ -14,34 +14,47 @@ every command topic records every command published.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import secrets
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import httpx
 import pytest
+import yaml
+from pydantic import ValidationError
 
 from service.api import deps
 from service.api.routes import ROUTERS
-from service.site import Device, DeviceRole, Site
-from service.store import _key_id
+from service.clock import SystemClock
+from service.notify import Notifier
+from service.settings import Settings
+from service.site import Device, DeviceRole, Site, SiteError, parse_site
 from simulators.runner import Simulation
 from tests import servers
-from tests.conftest import DEMO_SITE, site_for_test, write_site
+from tests.conftest import DEMO_SITE, site_for_test
 from tests.drivers.modbus_tap import ModbusTap
 from tests.faults.helpers import ROOT, ServiceProcess, figure
 from tests.harness import RunningService, eventually, running_service
+from tests.smtp import SmtpSink
+
+VALID_SITE = DEMO_SITE.read_text(encoding="utf-8").split("\nnotifications:", 1)[0] + "\n"
 
 PUBLIC = {
     ("GET", "/healthz"),
@@ -50,11 +63,8 @@ PUBLIC = {
     ("POST", "/login"),
     ("POST", "/logout"),
     ("GET", "/static/{path:path}"),
-    ("GET", "/openapi.json"),
-    ("GET", "/docs"),
-    ("GET", "/docs/oauth2-redirect"),
-    ("GET", "/redoc"),
 }
+DESCRIPTION = {("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/redoc")}
 SAMPLE_PARAMS = {
     "alarm_id": "redundancy_lost:hq:20260101T000000.000000Z",
     "schedule_id": "after-hours",
@@ -75,7 +85,7 @@ def routes(svc: RunningService) -> list[tuple[str, str]]:
                     found.add((m, r.path))  # type: ignore[attr-defined]
     for path, ops in svc.app.openapi()["paths"].items():
         found |= {(m.upper(), path) for m in ops}
-    found |= {("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc")}
+    found |= DESCRIPTION  # served by a router of ours, not FastAPI's open defaults
     return sorted(found)
 
 
@@ -107,14 +117,20 @@ async def test_every_route_needs_a_key_except_health_and_metrics(api: RunningSer
         bad_key = r.status_code
         open_health = (await c.get("/healthz")).status_code
         open_metrics = (await c.get("/metrics")).status_code
+    async with api.client("viewer") as viewer:
+        described = {path: (await viewer.get(path)).status_code for _, path in sorted(DESCRIPTION)}
+        # FastAPI's own open description routes are not mounted at all.
+        assert (await viewer.get("/docs/oauth2-redirect")).status_code == 404
     public_served = sorted({p for m, p in PUBLIC if (m, p) in table})
     figure(
         "routes-need-a-key",
-        f"{checked} of {len(table)} routes answer 401 without a key ({len(leaks)} do not); an unknown key gets "
-        f"{bad_key}; open by design: {', '.join(public_served)}",
+        f"{checked} of {len(table)} routes answer 401 without a key ({len(leaks)} do not), the API description "
+        f"({', '.join(described)}) among them, served to a viewer key ({sorted(set(described.values()))}); an "
+        f"unknown key gets {bad_key}; open by design: {', '.join(public_served)}",
     )
     assert leaks == []
     assert bad_key == 401 and open_health == 200 and open_metrics == 200
+    assert set(described.values()) == {200}
     assert checked >= 25, "the route table looks incomplete"
 
 
@@ -199,6 +215,38 @@ async def test_failed_logins_are_rate_limited(api: RunningService) -> None:
     )
     assert statuses == [401] * deps.FAILED_LIMIT + [429, 429]
     assert with_a_good_key == 429 and health == 200
+
+
+def test_a_flood_of_new_addresses_does_not_reset_the_rate_limit() -> None:
+    """The failed-login table is a bounded LRU: a blocked client that keeps trying, and the latest
+    clients, stay counted while more than the table's size of new addresses fail once each."""
+    cache = deps.KeyCache()
+    size = deps.MAX_REMEMBERED
+    for _ in range(deps.FAILED_LIMIT):
+        cache.fail("10.0.0.1")
+    for _ in range(deps.FAILED_LIMIT - 1):
+        cache.fail("10.0.0.2")  # one short of blocked, then quiet
+    blocked_throughout = True
+    for i in range(2 * size):
+        cache.fail(f"172.16.{i // 256}.{i % 256}")
+        if i % 500 == 0:
+            blocked_throughout &= cache.blocked("10.0.0.1")  # the attacker keeps knocking
+    recent = [f"172.16.{i // 256}.{i % 256}" for i in range(2 * size - 100, 2 * size)]
+    for address in recent:
+        for _ in range(deps.FAILED_LIMIT - 1):
+            cache.fail(address)
+    recent_blocked = sum(cache.blocked(a) for a in recent)
+    quiet_forgotten = not cache.blocked("10.0.0.2")
+    figure(
+        "login-rate-limit-lru",
+        f"{2 * size:,} new addresses failing once each against a table of {size:,}: the blocked client that kept "
+        f"trying stayed blocked: {blocked_throughout and cache.blocked('10.0.0.1')}; {recent_blocked} of "
+        f"{len(recent)} recent clients blocked after their 10th failure; the table holds {cache.clients:,}; "
+        f"the oldest quiet client forgotten: {quiet_forgotten}",
+    )
+    assert blocked_throughout and cache.blocked("10.0.0.1")
+    assert recent_blocked == len(recent)
+    assert cache.clients <= size
 
 
 # -- the allow-list, at the devices --------------------------------------------------------------
@@ -292,7 +340,9 @@ async def test_refused_writes_never_reach_a_device_and_every_action_is_audited(
                 assert hub is not None
                 direct = await hub.command("meter-grid-a", "import_energy", 0.0)
                 await asyncio.sleep(1.0)  # anything sent would have reached the tap and the broker by now
-                operator_id = _key_id(svc.keys["operator"])
+                found = await svc.services.store.find_key(svc.keys["operator"])
+                assert found is not None
+                operator_id = found.id
             state_after = {d: sim.state()["devices"][d]["on"] for d in protected_on}
         finally:
             for t in taps.values():
@@ -360,6 +410,148 @@ async def _all_online(svc: RunningService) -> bool:
 # -- secrets ---------------------------------------------------------------------------------------
 
 
+class HookReceiver:
+    """A local webhook endpoint: records path, query and Authorization of each POST; the first fails."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+        box = self.seen
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                box.append((self.path, self.headers.get("Authorization") or ""))
+                self.send_response(503 if len(box) == 1 else 200)  # a failure, so a retry is logged
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def __enter__(self) -> HookReceiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _error_text(make: Any) -> str:
+    try:
+        make()
+    except (ValidationError, SiteError, ValueError) as exc:
+        return str(exc)
+    raise AssertionError("no error raised")
+
+
+async def test_notification_secrets_come_from_the_environment_and_no_message_shows_a_credential(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    token, hook_password, smtp_password = (f"{p}-{secrets.token_hex(12)}" for p in ("dt", "hk", "sm"))
+    db_password, mqtt_password, short_key = "S3cret" + secrets.token_hex(6), "S3cretPass", "tooshort-secret"
+    monkeypatch.setenv("WK_TEST_DINGTALK_TOKEN", token)
+    monkeypatch.setenv("WK_TEST_HOOK_PASSWORD", hook_password)
+    monkeypatch.setenv("WK_TEST_SMTP_PASSWORD", smtp_password)
+    monkeypatch.delenv("WK_TEST_UNSET", raising=False)
+    caplog.set_level(logging.DEBUG)
+    smtp = SmtpSink()  # no STARTTLS: the notifier refuses to send the password, and says so in the log
+    smtp.start()
+    try:
+        with HookReceiver() as hook:
+            text = VALID_SITE + (
+                "notifications:\n"
+                "  webhooks:\n"
+                f'    - {{url: "http://127.0.0.1:{hook.port}/robot/send?access_token=${{WK_TEST_DINGTALK_TOKEN}}",'
+                " format: dingtalk}\n"
+                f'    - {{url: "http://hook:${{WK_TEST_HOOK_PASSWORD}}@127.0.0.1:{hook.port}/basic", format: json}}\n'
+                f'  email: {{url: "smtp://wk:${{WK_TEST_SMTP_PASSWORD}}@127.0.0.1:{smtp.port}", from: "wk@example.com",'
+                ' to: ["duty@example.com"]}\n'
+            )
+            site = parse_site(text, "site.yaml")
+            notifier = Notifier(site.notifications, site_id="hq", site_name="HQ", clock=SystemClock(), backoff_s=0.05)
+            await notifier.start()
+            try:
+                await notifier.notify(_Alarm())
+                await eventually(lambda: _delivered(hook, notifier), 20)
+            finally:
+                await notifier.stop()
+            channel_names = [ch.name for ch in notifier.channels]
+            delivered = list(hook.seen)
+    finally:
+        smtp.stop()
+
+    line = next(n for n, ln in enumerate(text.splitlines(), start=1) if "robot/send" in ln)
+    missing = _error_text(lambda: parse_site(text.replace("WK_TEST_DINGTALK_TOKEN", "WK_TEST_UNSET"), "site.yaml"))
+    errors = {
+        "Settings mqtt_url": _error_text(lambda: Settings(_env_file=None, mqtt_url=f"tcp://wk:{mqtt_password}@host")),
+        "Settings database_url": _error_text(
+            lambda: Settings(_env_file=None, database_url=f"mysql://wk:{db_password}@db.example/wk")
+        ),
+        "Settings database_url, no scheme": _error_text(
+            lambda: Settings(_env_file=None, database_url=f"wk:{db_password}@db.example/wk")
+        ),
+        "Settings influx_url": _error_text(lambda: Settings(_env_file=None, influx_url=f"ftp://wk:{db_password}@h")),
+        "site mqtt.url": _error_text(
+            lambda: parse_site(VALID_SITE.replace("mqtt://127.0.0.1:1883", f"tcp://wk:{mqtt_password}@host"))
+        ),
+        "short production key": _error_text(
+            lambda: Settings(_env_file=None, env="production", api_keys={short_key: "admin"})
+        ),
+        "key and role swapped": _error_text(lambda: Settings(_env_file=None, api_keys=f"admin:{short_key}")),
+    }
+    shown = {
+        name: [p for p in (mqtt_password, db_password, short_key[:4], short_key) if p in message]
+        for name, message in errors.items()
+    }
+    logged = caplog.text
+    secrets_used = (token, hook_password, smtp_password)
+    in_logs = [p for p in secrets_used if p in logged]
+    in_names = [p for p in (*secrets_used, "@") if any(p in n for n in channel_names)]
+    token_sent = any(f"access_token={token}" in path for path, _ in delivered)
+    basic = "Basic " + base64.b64encode(f"hook:{hook_password}".encode()).decode()
+    basic_sent = any(path == "/basic" and auth == basic for path, auth in delivered)
+    figure(
+        "notification-secrets",
+        f"DingTalk token, webhook password and SMTP password read from ${{NAME}} in the site file (token sent: "
+        f"{token_sent}, basic auth sent: {basic_sent}); a missing variable: '{missing}'; "
+        f"{sum(map(len, shown.values()))} credential fragments in {len(errors)} validator errors, "
+        f"{len(in_logs)} secrets in {len(logged.splitlines())} log lines (a failed and a retried webhook, a refused "
+        f"e-mail), {len(in_names)} in channel names ({', '.join(channel_names)})",
+    )
+    assert token_sent and basic_sent
+    assert "WK_TEST_UNSET" in missing and "notifications.webhooks[0].url" in missing and f"site.yaml:{line}" in missing
+    assert {k: v for k, v in shown.items() if v} == {}
+    assert "***" in errors["Settings mqtt_url"] and "***" in errors["site mqtt.url"]
+    assert "entries too short: 1" in errors["short production key"]
+    assert in_logs == [] and in_names == []
+    assert "attempt 1 failed" in logged and "STARTTLS" in logged, "the failures meant to be logged did not happen"
+
+
+async def _delivered(hook: HookReceiver, notifier: Notifier) -> bool:
+    email = next(ch for ch in notifier.channels if ch.name == "email")
+    return len(hook.seen) >= 3 and email.failed == 1
+
+
+@dataclass(frozen=True)
+class _Alarm:
+    id: str = "lit_empty_room:r2119:20260302T020000Z"
+    type: str = "lit_empty_room"
+    severity: str = "warning"
+    subject: str = "r2119"
+    state: str = "active_unacked"
+    raised_at: datetime = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
+    cleared_at: datetime | None = None
+    acked_by: str | None = None
+    message: str = "2119 lights on, nobody there"
+    value: float | str | None = 1.0
+    updated_at: datetime = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
+    shelved_until: datetime | None = None
+
+
 @pytest.mark.slow
 def test_secrets_come_from_the_environment_and_are_never_logged(
     fresh_mosquitto: servers.Mosquitto, tmp_path: Path
@@ -368,8 +560,17 @@ def test_secrets_come_from_the_environment_and_are_never_logged(
     mqtt_password = "mq-" + secrets.token_hex(12)
     influx_token = "ix-" + secrets.token_hex(16)
     wrong_key = "wrong-" + secrets.token_hex(12)
+    dingtalk_token = "dt-" + secrets.token_hex(16)
+    smtp_password = "sm-" + secrets.token_hex(12)
     site = site_for_test(fresh_mosquitto.url)
-    site_file = write_site(site, tmp_path / "site.yaml")
+    # The site file names its notification secrets; the service reads them from its environment.
+    data = site.model_dump(mode="json", by_alias=True)
+    hook = f"http://127.0.0.1:{servers.free_port()}/robot/send?access_token=${{WATTKEEPER_DINGTALK_TOKEN}}"
+    mail = f"smtp://wk:${{WATTKEEPER_SMTP_PASSWORD}}@127.0.0.1:{servers.free_port()}"
+    data["notifications"]["webhooks"] = [{"url": hook, "format": "dingtalk"}]
+    data["notifications"]["email"] = {"url": mail, "from": "wk@example.com", "to": ["duty@example.com"]}
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
     svc = ServiceProcess(
         site_file,
         tmp_path / "svc",
@@ -378,6 +579,8 @@ def test_secrets_come_from_the_environment_and_are_never_logged(
             "WATTKEEPER_MQTT_URL": f"mqtt://wattkeeper:{mqtt_password}@127.0.0.1:{fresh_mosquitto.port}",
             "WATTKEEPER_INFLUX_URL": f"http://127.0.0.1:{servers.free_port()}",  # down: writes fail and are logged
             "WATTKEEPER_INFLUX_TOKEN": influx_token,
+            "WATTKEEPER_DINGTALK_TOKEN": dingtalk_token,
+            "WATTKEEPER_SMTP_PASSWORD": smtp_password,
         },
         keys={"admin": api_key},
     )
@@ -399,6 +602,8 @@ def test_secrets_come_from_the_environment_and_are_never_logged(
             **{k: v for k, v in os.environ.items() if not k.startswith("WATTKEEPER_")},
             "WATTKEEPER_ENV": "production",
             "WATTKEEPER_API_KEYS": "tooshort-secret:admin",
+            "WATTKEEPER_DINGTALK_TOKEN": dingtalk_token,
+            "WATTKEEPER_SMTP_PASSWORD": smtp_password,
             "WATTKEEPER_HTTP_PORT": str(servers.free_port()),
         },
         cwd=tmp_path,
@@ -408,10 +613,15 @@ def test_secrets_come_from_the_environment_and_are_never_logged(
         check=False,
     )
     shipped = {p.name: p.read_text() for p in (ROOT / "deploy" / "sites").glob("*.yaml")}
-    credentials = re.compile(r"://[^/\s:@\"']+:[^/\s@\"']+@")
+    # user:password@ or a token parameter whose value is not a ${NAME} reference
+    credentials = re.compile(
+        r"://[^/\s:@\"']+:(?!\$\{\w+\}@)[^/\s@\"']+@|[?&](access_token|token|key)=(?!\$\{\w+\}(&|\"|$))"
+    )
     with_credentials = [name for name, text in shipped.items() if credentials.search(text)]
+    references = [name for name, text in shipped.items() if "${WATTKEEPER_" in text]
+    every_secret = (api_key, mqtt_password, influx_token, wrong_key, dingtalk_token, smtp_password)
     secrets_in = {
-        name: [s for s in (api_key, mqtt_password, influx_token, wrong_key) if s in text]
+        name: [s for s in every_secret if s in text]
         for name, text in (
             ("log", log),
             ("site file", site_text),
@@ -422,15 +632,17 @@ def test_secrets_come_from_the_environment_and_are_never_logged(
     leaked = {k: v for k, v in secrets_in.items() if v}
     figure(
         "secrets",
-        f"API key, MQTT password and InfluxDB token taken from the environment (key accepted: {ok}, wrong key: "
-        f"{refused}, broker connected: {health['mqtt_connected']}); {sum(map(len, leaked.values()))} of 4 secrets "
+        f"API key, MQTT password, InfluxDB token, DingTalk token and SMTP password taken from the environment "
+        f"(the last two named as ${{NAME}} in the site file; key accepted: {ok}, wrong key: {refused}, broker "
+        f"connected: {health['mqtt_connected']}); {sum(map(len, leaked.values()))} of {len(every_secret)} secrets "
         f"found in {len(log.splitlines())} log lines, the site file, /healthz or /metrics; a production start with "
-        f"a short key refused (exit {short.returncode}) without echoing it; {len(with_credentials)} shipped site "
-        f"files carry credentials",
+        f"a short key refused (exit {short.returncode}) without echoing any of it; {len(with_credentials)} shipped "
+        f"site files carry credentials, {len(references)} name them from the environment",
     )
     assert ok == 200 and refused == 401 and health["mqtt_connected"] is True
     assert "telemetry write failed" in log, "the outage the test relies on to provoke logging did not happen"
     assert leaked == {}
-    assert short.returncode != 0 and "tooshort-secret" not in short.stdout + short.stderr
-    assert with_credentials == []
+    said = short.stdout + short.stderr
+    assert short.returncode != 0 and "tooshort" not in said and "toos" not in said and "too short: 1" in said
+    assert with_credentials == [] and "production.example.yaml" in references
     assert DEMO_SITE.name in shipped

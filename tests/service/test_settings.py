@@ -47,7 +47,7 @@ def test_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     ("text", "error"),
     [
         ("abc", "entry 1 is not 'key:role'"),
-        ("abc:root", "entry 1 has role 'root'"),
+        ("abc:root", "entry 1 has no role of viewer, operator, admin after its last ':'"),
         ("a:admin,:viewer", "entry 2 is not 'key:role'"),
         ("a:admin,a:viewer", "entry 2 repeats"),
     ],
@@ -58,10 +58,12 @@ def test_bad_api_keys_are_named(text: str, error: str) -> None:
 
 
 def test_bad_api_keys_in_env_do_not_echo_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WATTKEEPER_API_KEYS", "s3cret-key-value:superuser")
-    with pytest.raises(ValidationError) as info:
-        Settings()
-    assert "superuser" in str(info.value) and "s3cret" not in str(info.value)
+    # Neither part is echoed: written the wrong way round ('admin:key'), the "role" is the key.
+    for entry in ("s3cret-key-value:superuser", "admin:s3cret-key-value"):
+        monkeypatch.setenv("WATTKEEPER_API_KEYS", entry)
+        with pytest.raises(ValidationError) as info:
+            Settings()
+        assert "entry 1" in str(info.value) and "s3cret" not in str(info.value) and "superuser" not in str(info.value)
 
 
 def test_keys_may_contain_colons() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from service.store import Store
 from service.store import _key_id as key_id
-from service.web.session import TTL, Sessions, csrf_ok
+from service.web.session import ENDED_STATE_PREFIX, TTL, Sessions, csrf_ok
 
 NOW = datetime(2026, 11, 29, 18, 0, tzinfo=UTC)
 
@@ -88,3 +88,42 @@ async def test_other_secret_other_signature(store: Store) -> None:
 def test_csrf_header_rule(method: str, headers: dict[str, str], ok: bool) -> None:
     """Cookie-authenticated changes need a header a cross-site form cannot send."""
     assert csrf_ok(method, headers) is ok
+
+
+async def test_logout_ends_every_copy_of_the_cookie(store: Store) -> None:
+    """Ending a session refuses the same cookie from then on, here at once and in another instance
+    on the same store; other sessions of the same key go on."""
+    key = await store.create_key("operator", at=NOW)
+    here, there = Sessions(b"s" * 32, store), Sessions(b"s" * 32, store, key_check_s=0)
+    cookie, _ = here.issue(key_id(key), "operator", NOW)
+    other, _ = here.issue(key_id(key), "operator", NOW)
+    assert await here.check(cookie, NOW) is not None and await there.check(cookie, NOW) is not None
+    assert await here.end(cookie, NOW)
+    assert await here.check(cookie, NOW) is None
+    assert await there.check(cookie, NOW) is None
+    assert await here.check(other, NOW) is not None
+    assert not await here.end("forged.cookie", NOW)
+
+
+async def test_ended_session_records_are_forgotten_once_expired(store: Store) -> None:
+    """The store keeps an ended session's record only while the cookie could still be valid."""
+    key = await store.create_key("viewer", at=NOW)
+    sessions = Sessions(b"s" * 32, store)
+    old, _ = sessions.issue(key_id(key), "viewer", NOW)
+    await sessions.end(old, NOW)
+    later = NOW + TTL + timedelta(minutes=1)
+    new, _ = sessions.issue(key_id(key), "viewer", later)
+    await sessions.end(new, later)
+    old_id, new_id = old.split(".")[0], new.split(".")[0]
+    assert await store.get_state(ENDED_STATE_PREFIX + old_id) is None
+    assert await store.get_state(ENDED_STATE_PREFIX + new_id) is not None
+
+
+async def test_a_revocation_in_this_process_ends_sessions_at_once(store: Store) -> None:
+    """Keys are re-read at most every KEY_CHECK_S, except after a key change made through this store."""
+    key = await store.create_key("admin", at=NOW)
+    sessions = Sessions(b"s" * 32, store)  # the default 30 s between key checks
+    cookie, _ = sessions.issue(key_id(key), "admin", NOW)
+    assert await sessions.check(cookie, NOW) is not None
+    assert await store.revoke_key(key_id(key), NOW)
+    assert await sessions.check(cookie, NOW) is None

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.routes import alarms, audit, compliance, control, dashboard, events, health, live, reports, telemetry
+from service.api.routes import (
+    alarms,
+    audit,
+    compliance,
+    control,
+    dashboard,
+    docs,
+    events,
+    health,
+    live,
+    reports,
+    telemetry,
+)
 
 ROUTERS: list[APIRouter] = [
     health.router,
@@ -17,4 +29,5 @@ ROUTERS: list[APIRouter] = [
     telemetry.router,
     audit.router,
     dashboard.router,
+    docs.router,
 ]

@@ -17,7 +17,17 @@ router = APIRouter(prefix="/api/alarms", tags=["alarms"])
 AlarmId = Annotated[str, Path(max_length=200, description="alarm id as listed")]
 
 
-@router.get("", response_model=list[AlarmOut], summary="Alarms, active or all")
+@router.get(
+    "",
+    response_model=list[AlarmOut],
+    summary="Alarms, active or all",
+    responses={
+        200: {
+            "description": "newest first; X-Total-Count holds the number of matching alarms",
+            "headers": {"X-Total-Count": {"schema": {"type": "integer"}, "description": "matching alarms"}},
+        }
+    },
+)
 async def list_alarms(
     svc: ServicesDep,
     _: Viewer,
@@ -37,7 +47,9 @@ async def list_alarms(
         items = [a.to_dict() for a in reversed(svc.core.engine.active()) if type is None or a.type == type]
         response.headers["X-Total-Count"] = str(len(items))
         return items[offset : offset + limit]
-    stored = await svc.store.list_alarms(type=type.value if type else None, limit=limit, offset=offset)
+    kind = type.value if type else None
+    response.headers["X-Total-Count"] = str(await svc.store.count_alarms(type=kind))
+    stored = await svc.store.list_alarms(type=kind, limit=limit, offset=offset)
     return [
         {
             "id": a.id,

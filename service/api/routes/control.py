@@ -18,7 +18,7 @@ its number.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Response, status
 from fastapi.encoders import jsonable_encoder
@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from service.api.deps import Admin, Operator, ServicesDep, Viewer
+from service.api.models import RunOut, ScheduleOut, SchedulePatchOut, ScheduleRun
 from service.control import InvalidCommand, OccupiedPolicy, UnknownDevice
 from service.scheduler import SWEEP_ID, UnknownSchedule, control_of, scheduler_of
 from service.store import Override
@@ -43,6 +44,8 @@ class _In(BaseModel):
 class RunIn(_In):
     """Options of a manual run."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"month": "2026-10"}, {}]})
+
     month: str | None = Field(
         None, pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="monthly-report only: the month (default: last month)"
     )
@@ -50,6 +53,8 @@ class RunIn(_In):
 
 class SchedulePatch(_In):
     """Settings of the after-hours sweep."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"occupied_rooms": "notify_then_off"}]})
 
     occupied_rooms: OccupiedPolicy = Field(
         description="skip: leave occupied rooms on; notify_then_off: warn, switch off at the next sweep"
@@ -66,6 +71,23 @@ class OverrideIn(_In):
 
 class OverrideOut(BaseModel):
     """A room override."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 17,
+                    "room": "r2119",
+                    "until": "2026-11-29T20:00:00+08:00",
+                    "reason": "board meeting runs late",
+                    "created_by": "key:3f9c2a7d51e04b68",
+                    "created_at": "2026-11-29T18:10:00+08:00",
+                    "ended_at": "2026-11-29T19:20:00+08:00",
+                    "active": False,
+                }
+            ]
+        }
+    )
 
     id: int
     room: str
@@ -89,6 +111,33 @@ class CommandIn(_In):
 class CommandOut(BaseModel):
     """The outcome of a command: `status` and the value the device reported (`observed`)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "confirmed",
+                    "observed": False,
+                    "device": "r2119-light",
+                    "point": "on",
+                    "requested": False,
+                    "old": True,
+                    "detail": "",
+                    "at": "2026-11-29T18:41:07+08:00",
+                },
+                {
+                    "status": "refused",
+                    "observed": True,
+                    "device": "srv1-ups",
+                    "point": "on",
+                    "requested": False,
+                    "old": True,
+                    "detail": "role critical: never commanded",
+                    "at": "2026-11-29T18:41:09+08:00",
+                },
+            ]
+        }
+    )
+
     status: Literal["confirmed", "failed", "refused"]
     observed: bool | int | float | str | None
     device: str
@@ -102,22 +151,55 @@ class CommandOut(BaseModel):
 # -- schedules ------------------------------------------------------------------------------------
 
 
-@router.get("/schedules", summary="Schedules: sweeps, reports, retention")
+TOTAL_COUNT: Final[dict[int | str, dict[str, Any]]] = {
+    200: {
+        "description": "a page; X-Total-Count holds the number of items in all pages",
+        "headers": {"X-Total-Count": {"schema": {"type": "integer"}, "description": "items in all pages"}},
+    }
+}
+
+
+@router.get(
+    "/schedules",
+    response_model=list[ScheduleOut],
+    response_model_exclude_unset=True,
+    summary="Schedules: sweeps, reports, retention",
+)
 async def schedules(svc: ServicesDep, _: Viewer) -> list[dict[str, Any]]:
     """Every schedule with its trigger, next run and last run; `after-hours` always exists."""
     return await scheduler_of(svc).schedules()
 
 
-@router.get("/schedules/{schedule_id}/history", summary="Latest runs of a schedule")
-async def history(schedule_id: ScheduleId, svc: ServicesDep, _: Viewer) -> list[dict[str, Any]]:
-    """The latest runs (scheduled and manual), oldest first."""
+@router.get(
+    "/schedules/{schedule_id}/history",
+    response_model=list[ScheduleRun],
+    response_model_exclude_unset=True,
+    summary="Latest runs of a schedule",
+    responses=TOTAL_COUNT,
+)
+async def history(
+    schedule_id: ScheduleId,
+    svc: ServicesDep,
+    _: Viewer,
+    response: Response,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> list[dict[str, Any]]:
+    """The latest runs (scheduled and manual; the last 50 are kept), newest first."""
     scheduler = scheduler_of(svc)
     if schedule_id not in scheduler.schedule_ids():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no schedule '{schedule_id}'")
-    return await scheduler.history(schedule_id)
+    runs = list(reversed(await scheduler.history(schedule_id)))
+    response.headers["X-Total-Count"] = str(len(runs))
+    return runs[offset : offset + limit]
 
 
-@router.post("/schedules/{schedule_id}/run", summary="Run a schedule now")
+@router.post(
+    "/schedules/{schedule_id}/run",
+    response_model=RunOut,
+    response_model_exclude_unset=True,
+    summary="Run a schedule now",
+)
 async def run(
     schedule_id: ScheduleId, svc: ServicesDep, who: Operator, body: Annotated[RunIn | None, Body()] = None
 ) -> dict[str, Any]:
@@ -128,7 +210,12 @@ async def run(
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
 
 
-@router.patch("/schedules/{schedule_id}", summary="Change the after-hours sweep's occupied-room policy")
+@router.patch(
+    "/schedules/{schedule_id}",
+    response_model=SchedulePatchOut,
+    response_model_exclude_unset=True,
+    summary="Change the after-hours sweep's occupied-room policy",
+)
 async def patch_schedule(schedule_id: ScheduleId, body: SchedulePatch, svc: ServicesDep, who: Admin) -> dict[str, Any]:
     """Set what the sweep does with occupied rooms (audited)."""
     if schedule_id != SWEEP_ID:
@@ -202,7 +289,7 @@ async def add_override(body: OverrideIn, svc: ServicesDep, who: Operator) -> dic
     return out
 
 
-@router.get("/overrides", response_model=list[OverrideOut], summary="Room overrides")
+@router.get("/overrides", response_model=list[OverrideOut], summary="Room overrides", responses=TOTAL_COUNT)
 async def list_overrides(
     svc: ServicesDep,
     _: Viewer,
@@ -217,6 +304,7 @@ async def list_overrides(
         items = [_override_out(o, now) for o in await svc.store.active_overrides(now)]
         response.headers["X-Total-Count"] = str(len(items))
         return items[offset : offset + limit]
+    response.headers["X-Total-Count"] = str(await svc.store.count_overrides())
     return [_override_out(o, now) for o in await svc.store.list_overrides(limit=limit, offset=offset)]
 
 

@@ -23,7 +23,6 @@ from service.calendar import WorkCalendar
 from service.rules import AlarmType
 from service.scheduler import scheduler_of
 from service.settings import Role
-from service.store import _key_id as key_id
 from service.web import i18n, session, views
 from service.web.render import STATIC, Formatter, render
 
@@ -178,7 +177,8 @@ async def login(request: Request, svc: ServicesDep) -> Response:
     """Verify the key (failures count towards the same rate limit as API calls) and set an HttpOnly cookie.
 
     The cookie is SameSite=Lax so a link into the dashboard works; changes made with it need the
-    `X-Requested-With` or `HX-Request` header (see service.web.session).
+    `X-Requested-With` or `HX-Request` header (see service.web.session). /login, /logout and
+    /static are open: they are how a browser without a session gets one.
     """
     if int(request.headers.get("content-length") or 0) > MAX_LOGIN_BODY:
         raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "a login form is a key and a path")
@@ -193,28 +193,31 @@ async def login(request: Request, svc: ServicesDep) -> Response:
         return _login_page(request, svc, error=t("login.blocked"), status_code=429, next_url=next_url)
     if not key:
         return _login_page(request, svc, error=t("login.missing"), status_code=401, next_url=next_url)
-    role = await svc.store.verify(key) if len(key) <= 512 else None
-    if role is None:
+    found = await svc.store.find_key(key) if len(key) <= 512 else None
+    if found is None:
         cache.fail(client)
         return _login_page(request, svc, error=t("login.bad"), status_code=401, next_url=next_url)
-    cookie, max_age = (await session.sessions_of(svc)).issue(key_id(key), role, svc.clock.now())
+    cookie, max_age = (await session.sessions_of(svc)).issue(found.id, found.role, svc.clock.now())
     response = RedirectResponse(next_url, status_code=status.HTTP_303_SEE_OTHER)
     response.set_cookie(
         session.COOKIE,
         cookie,
         max_age=max_age,
         httponly=True,
-        samesite="lax",
+        samesite=session.SAMESITE,
         secure=request.url.scheme == "https",
     )
     return response
 
 
 @router.post("/logout", include_in_schema=False)
-async def logout() -> Response:
-    """Forget the session cookie."""
+async def logout(request: Request, svc: ServicesDep) -> Response:
+    """End the session server-side (a copied cookie stops working too) and delete the cookie."""
+    cookie = request.cookies.get(session.COOKIE)
+    if cookie:
+        await (await session.sessions_of(svc)).end(cookie, svc.clock.now())
     response = RedirectResponse("/login", status_code=status.HTTP_303_SEE_OTHER)
-    response.delete_cookie(session.COOKIE, httponly=True, samesite="lax")
+    response.delete_cookie(session.COOKIE, httponly=True, samesite=session.SAMESITE)
     return response
 
 
