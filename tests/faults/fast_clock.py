@@ -52,7 +52,7 @@ def run(args: list[str]) -> None:
     clock = FastClock.from_argv(args[:3])
     if not callable(getattr(drivers.hub, "_utcnow", None)):
         raise SystemExit("drivers.hub has no default clock _utcnow to replace: update tests/faults/fast_clock.py")
-    drivers.hub._utcnow = clock.now  # type: ignore[attr-defined]
+    drivers.hub._utcnow = clock.now
     service.clock.SystemClock.now = lambda self: clock.now()  # type: ignore[method-assign]
     sys.argv = ["wattkeeper", *args[3:]]
     main()

@@ -98,7 +98,7 @@ def test_100k_payloads_through_the_mqtt_message_handler(tmp_path: Path, monkeypa
     problems: list[str] = []
     # What the drivers hand the core is checked here instead of queued: the core is never started.
     monkeypatch.setattr(Core, "emit", lambda self, batch: problems.extend(reading_problems(batch)))
-    config = Settings(_env_file=None, database_url=f"sqlite:///{tmp_path}/wk.db", data_dir=tmp_path)  # type: ignore[call-arg]
+    config = Settings(_env_file=None, database_url=f"sqlite:///{tmp_path}/wk.db", data_dir=tmp_path)
     # Never started: messages are handed to the handler directly, nothing connects to this broker.
     svc = build_services(fuzz_site("mqtt://127.0.0.1:1"), config)
     core, hub = svc.core, svc.hub
