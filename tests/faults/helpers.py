@@ -44,6 +44,8 @@ class ServiceProcess:
     env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     keys: dict[str, str] = field(default_factory=dict)
+    # what runs `serve`: the product's entry point, or one that wraps it (tests/faults/fast_clock.py)
+    launcher: list[str] = field(default_factory=lambda: ["-m", "service"])
     proc: subprocess.Popen[bytes] | None = None
     runs: int = 0
 
@@ -81,7 +83,7 @@ class ServiceProcess:
         out.write(f"\n----- run {self.runs} -----\n".encode())
         out.flush()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service", "serve", "--site", str(self.site_file)],
+            [sys.executable, *self.launcher, "serve", "--site", str(self.site_file)],
             cwd=self.workdir,
             env=self.environment(),
             stdout=out,

@@ -10,6 +10,7 @@ again with only what it saw itself.
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -115,7 +116,10 @@ async def test_the_quarter_hour_across_a_restart_holds_all_the_counter_shows(tmp
     assert sum(got.values()) == pytest.approx(counter_at(minute(31)) - counter_at(T0))
 
 
-async def test_a_checkpoint_from_a_clock_now_behind_is_not_used(tmp_path: Path) -> None:
+async def test_a_checkpoint_from_a_clock_now_behind_is_not_used(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="service.core")
     clock = ManualClock(T0)
     first = Run(tmp_path, clock)
     await start_services(first.svc)
@@ -132,5 +136,17 @@ async def test_a_checkpoint_from_a_clock_now_behind_is_not_used(tmp_path: Path) 
     finally:
         await stop_services(second.svc)
     got = await quarters(tmp_path, clock)
+    refused = [r for r in caplog.records if "energy checkpoint not used" in r.getMessage()]
+    back = T0 - timedelta(minutes=60)
+    shows = counter_at(minute(-45)) - counter_at(minute(-60))
+    local = make_site(SITE).site.tz
+    figure(
+        "energy-restart-clock-behind",
+        f"checkpoint written at {minute(2).astimezone(local):%H:%M}, the host clock then set back to "
+        f"{back.astimezone(local):%H:%M}: {len(refused)} checkpoint refused as later than now; "
+        f"{back.astimezone(local):%H:%M}-{minute(-45).astimezone(local):%H:%M} holds {got[back]:.2f} kWh "
+        f"of the {shows:.2f} the counter shows",
+    )
+    assert len(refused) == 1 and "meter-ops" in refused[0].getMessage()
     # Counting started afresh: readings before the checkpoint are not taken as replays of it.
-    assert got[T0 - timedelta(minutes=60)] == pytest.approx(7.5)
+    assert got[back] == pytest.approx(shows) == pytest.approx(7.5)

@@ -4,8 +4,11 @@ The bulk goes through the MQTT driver's own message handler in-process (what run
 message the broker delivers), each payload checked on its own: the device's reject counter must
 move by exactly what the payload's construction says (tests/faults/fuzz_payloads.py), no
 exception may escape into the handler's safety net, and no reading may carry a value its point
-cannot take. A smaller batch then goes through the real broker into the running service, and
-`/metrics` must show the same count per device.
+cannot take. The driver is the one a service builds (`service.app.build_services`, never
+started), so the rejects also go the way the core's tick takes them into the service's metrics
+registry, and the text `/metrics` renders must show them per device. A smaller batch then goes
+through the real broker into the running service, and `/metrics` must show the same count per
+device.
 """
 
 from __future__ import annotations
@@ -19,16 +22,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import aiomqtt
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from drivers.base import DriverSettings
-from drivers.hub import DriverHub
 from drivers.mqtt import MqttDriver
 from drivers.profiles import MqttProfile, load_profile
 from drivers.types import DeviceStatus, Quality, Reading
+from service.app import build_services
+from service.core import Core
+from service.settings import Settings
+from service.site import Site
 from tests import servers
-from tests.drivers.helpers import mqtt_dev
 from tests.faults.fuzz_payloads import MQTT_PROFILES, Message, message, targets
 from tests.faults.helpers import figure, make_site
 from tests.harness import eventually, running_service
@@ -80,14 +85,25 @@ def reading_problems(batch: Sequence[Reading | DeviceStatus]) -> list[str]:
     return out
 
 
-def test_100k_payloads_through_the_mqtt_message_handler() -> None:
-    problems: list[str] = []
-    hub = DriverHub(
-        [mqtt_dev(d, p, t) for d, (p, t) in DEVICES.items()],
-        mqtt_url="mqtt://127.0.0.1:1",  # never started: messages are handed to the handler directly
-        emit=lambda batch: problems.extend(reading_problems(batch)),
-        settings=DriverSettings(),
+def fuzz_site(mqtt_url: str) -> Site:
+    """One device of each MQTT profile."""
+    devices = "\n".join(f"  - {{id: {d}, driver: mqtt, profile: {p}, topic: {t}}}" for d, (p, t) in DEVICES.items())
+    return make_site(
+        f'site: {{id: fuzz, name: fuzz, allowed_interruption_s: 10}}\nmqtt: {{url: "{mqtt_url}"}}\n'
+        f"devices:\n{devices}\n"
     )
+
+
+def test_100k_payloads_through_the_mqtt_message_handler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    problems: list[str] = []
+    # What the drivers hand the core is checked here instead of queued: the core is never started.
+    monkeypatch.setattr(Core, "emit", lambda self, batch: problems.extend(reading_problems(batch)))
+    config = Settings(_env_file=None, database_url=f"sqlite:///{tmp_path}/wk.db", data_dir=tmp_path)
+    # Never started: messages are handed to the handler directly, nothing connects to this broker.
+    svc = build_services(fuzz_site("mqtt://127.0.0.1:1"), config)
+    core, hub = svc.core, svc.hub
+    assert hub is not None and core.rejects_source is not None
+    rejects_source = core.rejects_source
     driver = hub._drivers["mqtt"]  # the generic MQTT driver; _dispatch is what its message loop calls
     assert isinstance(driver, MqttDriver)
     stats = {d: driver._devices[d].stats for d in DEVICES}
@@ -117,6 +133,7 @@ def test_100k_payloads_through_the_mqtt_message_handler() -> None:
             assert counted == m.rejects, f"{m.kind} on {m.topic}: {m.payload[:300]!r} counted {counted}"
             kinds[m.kind] += 1
             expected[m.device] += m.rejects
+        core.record_rejects(rejects_source())  # what each core tick does
 
     began = time.monotonic()
     try:
@@ -127,16 +144,21 @@ def test_100k_payloads_through_the_mqtt_message_handler() -> None:
     took = time.monotonic() - began
     total = sum(kinds.values())
     rejects = sum(s.rejects for s in stats.values())
+    exposition = svc.metrics.render().decode()  # the body of GET /metrics
+    shown = {d: _rejects(exposition, d) for d in DEVICES}
     figure(
         "mqtt-fuzz",
         f"{total:,} generated payloads over {len(DEVICES)} profiles in {took:.0f} s "
         f"({', '.join(f'{k} {n:,}' for k, n in sorted(kinds.items()))}): {len(crashes.records)} crashes, "
         f"{rejects:,} rejects counted per device exactly as each payload required, "
-        f"{len(problems)} readings with a value their point cannot take",
+        f"{len(problems)} readings with a value their point cannot take; the service's /metrics exposition "
+        f"shows wattkeeper_payload_rejects_total equal to the expected count for "
+        f"{sum(shown[d] == expected[d] for d in DEVICES)} of {len(DEVICES)} devices ({sum(shown.values()):,})",
     )
     assert total >= 100_000
     assert crashes.records == []
     assert {d: s.rejects for d, s in stats.items()} == {d: expected[d] for d in DEVICES}
+    assert shown == {d: expected[d] for d in DEVICES}
     assert problems == []
 
 
@@ -154,12 +176,7 @@ async def test_fuzzed_payloads_through_the_broker_are_counted_in_metrics(
     expected = Counter(dict.fromkeys(DEVICES, 0))
     for m in collected:
         expected[m.device] += m.rejects
-    devices = "\n".join(f"  - {{id: {d}, driver: mqtt, profile: {p}, topic: {t}}}" for d, (p, t) in DEVICES.items())
-    site = make_site(
-        f'site: {{id: fuzz, name: fuzz, allowed_interruption_s: 10}}\nmqtt: {{url: "{fresh_mosquitto.url}"}}\n'
-        f"devices:\n{devices}\n"
-    )
-    async with running_service(site, tmp_path) as svc:
+    async with running_service(fuzz_site(fresh_mosquitto.url), tmp_path) as svc:
         hub = svc.services.hub
         assert hub is not None
         await eventually(lambda: _true(hub.mqtt_connected), 20)
