@@ -220,6 +220,12 @@ async def test_a_body_over_the_limit_is_refused_before_it_is_read(api: RunningSe
         )
         within = await c.post("/api/overrides", json={**body, "reason": "r" * 100, "room": "no-such-room"})
         assert (await c.get("/healthz")).status_code == 200
+    figure(
+        "api-body-limit",
+        f"a body of {limit + 1:,}+ bytes (limit {limit:,}) refused before it is read: with Content-Length "
+        f"{sized.status_code}, chunked {streamed.status_code}; a body within the limit read as usual "
+        f"({within.status_code}, naming the unknown room)",
+    )
     for r in (sized, streamed):
         assert r.status_code == 413, r.text[:200]
         assert f"larger than {limit} bytes" in r.json()["detail"]
