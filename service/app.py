@@ -108,6 +108,7 @@ def build_services(
     if hub is not None:
         drivers_hub = hub
         core.rejects_source = lambda: {d: h.rejects + h.rejected_deltas for d, h in drivers_hub.health().items()}
+        core.driver_totals_source = lambda: (drivers_hub.modbus_requests, drivers_hub.mqtt_loop_errors)
     svc = Services(
         site=site,
         settings=settings,

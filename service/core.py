@@ -207,6 +207,8 @@ class Core:
         self._last_checkpoint: datetime | None = None
         # Set by the app: per-device reject counts from the drivers, read every tick.
         self.rejects_source: Callable[[], dict[str, int]] | None = None
+        # running totals of the drivers themselves (Modbus requests answered, MQTT loop failures)
+        self.driver_totals_source: Callable[[], tuple[int, int]] | None = None
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -681,6 +683,10 @@ class Core:
     def _update_gauges(self, now: datetime) -> None:
         if self.rejects_source is not None:
             self.record_rejects(self.rejects_source())
+        if self.driver_totals_source is not None:
+            requests, loop_errors = self.driver_totals_source()
+            self.metrics.modbus_requests.set(requests)
+            self.metrics.mqtt_loop_errors.set(loop_errors)
         counts = {s.value: 0 for s in AlarmState}
         for a in self.engine.active():
             counts[a.state.value] += 1

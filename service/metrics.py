@@ -38,6 +38,14 @@ class Metrics:
         self.devices_online = Gauge("wattkeeper_devices_online", "Devices online", registry=r)
         self.devices_offline = Gauge("wattkeeper_devices_offline", "Devices offline", registry=r)
         self.sse_clients = Gauge("wattkeeper_sse_clients", "Open event streams", registry=r)
+        self.modbus_requests = Gauge(
+            "wattkeeper_modbus_requests", "Modbus requests answered since start (a running total)", registry=r
+        )
+        self.mqtt_loop_errors = Gauge(
+            "wattkeeper_mqtt_loop_errors",
+            "Unexpected failures of the MQTT bridge's loop since start, each logged and followed by a reconnect",
+            registry=r,
+        )
 
     def render(self) -> bytes:
         """Text exposition format."""

@@ -220,6 +220,14 @@ async def test_audit_commands_and_metrics(live: Live) -> None:
         'wattkeeper_commands_total{status="refused"} 1.0',
     ):
         assert name in text, name
+    # the drivers' own running totals: Modbus requests answered (the site's meters are polled), MQTT loop failures
+    totals = dict(
+        line.split(" ", 1)
+        for line in text.splitlines()
+        if line.startswith(("wattkeeper_modbus_requests ", "wattkeeper_mqtt_loop_errors "))
+    )
+    assert float(totals["wattkeeper_modbus_requests"]) > 0, totals
+    assert float(totals["wattkeeper_mqtt_loop_errors"]) == 0, totals
     assert health["status"] == "ok" and health["devices_online"] > 0 and health["mqtt_connected"] is True
 
 
