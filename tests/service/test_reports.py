@@ -193,7 +193,16 @@ async def test_csv_and_table(site: Site, store: Store) -> None:
     table = report_table(report)
     lines = table.splitlines()
     assert lines[1].split()[:3] == ["department", "name", "kWh"]
-    assert any(line.split()[:3] == ["marketing", "市场营销部", "14.0"] for line in lines)
+    # the CSV's band columns: kWh, then cost, per band, then the total cost
+    assert "peak kWh  flat kWh  valley kWh  peak CNY  flat CNY  valley CNY  cost CNY" in lines[1]
+    marketing = next(line.split() for line in lines if line.startswith("marketing"))
+    assert marketing[:10] == ["marketing", "市场营销部", "14.0", "12.5", "1.5", "0.0", "14.00", "1.02", "0.00", "15.02"]
+    assert [body["marketing"][k] for k in ("peak_CNY", "flat_CNY", "valley_CNY", "cost_CNY")] == [
+        "14.0",
+        "1.02",
+        "0.0",
+        "15.02",
+    ]
     assert "-0.52 %" in table
 
 
@@ -217,6 +226,7 @@ def test_cli_prints_the_table_and_csv(tmp_path: Path, monkeypatch: pytest.Monkey
     ok = runner.invoke(app, ["report", "energy", "--month", "2026-03", "--site", str(DEMO_SITE)])
     assert ok.exit_code == 0, ok.output
     assert "marketing" in ok.output and "site meters 19.1 kWh" in ok.output
+    assert "peak CNY  flat CNY  valley CNY  cost CNY" in ok.output
     as_csv = runner.invoke(app, ["report", "energy", "--month", "2026-03", "--csv", "--site", str(DEMO_SITE)])
     assert as_csv.exit_code == 0
     assert as_csv.output.splitlines()[0].startswith("department,name,kwh,")
