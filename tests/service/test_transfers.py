@@ -165,7 +165,11 @@ def test_live_state_tells_transfers_at_the_readings_timestamps() -> None:
     assert (first.lost_at, first.at, first.interruption_s, first.within_allowed) == (at(1), at(4), 3.0, True)
     assert state.take_transfers() == []  # handed over once
 
-    all_lost = {**ON_GRID_B, "m-b": {"voltage_l1": 0.0, "power": 0.0}, "ats": {"source1_state": 0, "source2_state": 0}}
+    all_lost: dict[str, dict[str, Value]] = {
+        **ON_GRID_B,
+        "m-b": {"voltage_l1": 0.0, "power": 0.0},
+        "ats": {"source1_state": 0, "source2_state": 0},
+    }
     supply_normal(state, at(100), all_lost)
     gen_on_load = GEN_BREAKER_CLOSED | GEN_AVAILABLE | START_DEMAND
     supply_normal(state, at(112), {**all_lost, "gs": {"engine_state": 3, "breaker_status": gen_on_load}})
