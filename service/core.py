@@ -31,6 +31,7 @@ from service.sink import TelemetrySink
 from service.site import Site
 from service.state import SUPPLY, LiveState
 from service.store import EnergyInterval, Rollup, Store, StoredAlarm, StoredTransition
+from service.transfers import Transfer
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,9 @@ METER_ENERGY_POINTS = ("import_energy", "energy")
 # the last checkpoint before a crash) is counted from the counters, not lost.
 ENERGY_CHECKPOINT = "energy_counters"
 CHECKPOINT_S = 60.0
+# Each transfer switch's last source transfer, kept in the store's service state so that
+# GET /api/compliance and the dashboard still show it after a restart.
+TRANSFERS_STATE = "last_transfers"
 
 
 _K = TypeVar("_K")
@@ -205,6 +209,8 @@ class Core:
         self._tasks: list[asyncio.Task[None]] = []
         self._last_service_line: datetime | None = None
         self._last_checkpoint: datetime | None = None
+        self.last_transfers: dict[str, Transfer] = {}  # switch id -> its last source transfer
+        self._transfers_unsaved = False
         # Set by the app: per-device reject counts from the drivers, read every tick.
         self.rejects_source: Callable[[], dict[str, int]] | None = None
         # running totals of the drivers themselves (Modbus requests answered, MQTT loop failures)
@@ -249,6 +255,7 @@ class Core:
         """Restore alarms from the store, then start the loops."""
         self._stopping.clear()
         await self._resume_energy()
+        await self._resume_transfers()
         stored = await self.store.load_alarms()
         restored = self.engine.restore(stored_to_alarm(a) for a in stored)
         await self._handle(restored)
@@ -283,6 +290,7 @@ class Core:
             await self._flush_rollups(force=True)
             await self._flush_energy(force=True)
         await self._save_checkpoint(checkpoint, self.clock.now())
+        await self._save_transfers(self.clock.now())
 
     # -- input ----------------------------------------------------------------------------
 
@@ -364,6 +372,8 @@ class Core:
         if lines and self.sink is not None:
             self.sink.put_many(lines)
         self._dirty |= touched
+        for transfer in self.state.take_transfers():
+            self._transfer_ended(transfer)
         return touched
 
     def _take(self, readings: list[Reading]) -> set[str]:
@@ -393,6 +403,56 @@ class Core:
         done = tracker.add(r.ts, float(r.value))  # type: ignore[arg-type]
         if done:
             self._finished_energy.extend(done)
+
+    # -- source transfers -----------------------------------------------------------------
+
+    def _transfer_ended(self, t: Transfer) -> None:
+        """Keep a switch's last transfer (the store takes it at the next tick) and tell SSE clients."""
+        self.last_transfers[t.switch] = t
+        self._transfers_unsaved = True
+        log.log(
+            logging.INFO if t.within_allowed else logging.WARNING,
+            "%s: load %s from %s to %s after %.1f s without supply (allowed %g s)",
+            t.switch,
+            "retransferred" if t.kind == "retransfer" else "restored" if t.kind == "restored" else "transferred",
+            t.from_source,
+            t.to_source,
+            t.interruption_s,
+            t.allowed_interruption_s,
+        )
+        self.events.publish("supply", {**self.state.supply(self.clock.now()).to_dict(), "transfer": t.to_dict()})
+
+    async def _save_transfers(self, now: datetime) -> None:
+        if not self._transfers_unsaved:
+            return
+        try:
+            await self.store.set_state(
+                TRANSFERS_STATE, {s: t.to_dict() for s, t in self.last_transfers.items()}, at=now
+            )
+        except Exception:
+            self.stats.store_errors += 1
+            log.exception("could not store the last source transfers; tried again at the next tick")
+            return
+        self._transfers_unsaved = False
+
+    async def _resume_transfers(self) -> None:
+        """Take up each switch's last transfer as the store kept it."""
+        try:
+            stored = await self.store.get_state(TRANSFERS_STATE)
+        except Exception:
+            self.stats.store_errors += 1
+            log.exception("could not read the last source transfers")
+            return
+        if not isinstance(stored, dict):
+            return
+        switches = {t.id for t in self.site.transfer_switches}
+        for switch, record in stored.items():
+            if switch not in switches or not isinstance(record, dict):
+                continue  # no longer a switch of this site
+            try:
+                self.last_transfers.setdefault(switch, Transfer.from_dict(record))
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("switch %s: stored last transfer not used (%s)", switch, exc)
 
     # -- evaluation -----------------------------------------------------------------------
 
@@ -540,6 +600,7 @@ class Core:
         await self._flush_energy()
         if self._last_checkpoint is None or (now - self._last_checkpoint).total_seconds() >= CHECKPOINT_S:
             await self._save_checkpoint(self._energy_checkpoint(), now)
+        await self._save_transfers(now)
         self._update_gauges(now)
 
     def _publish_views(self, now: datetime) -> None:

@@ -445,14 +445,20 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
     return [line(header), line(["-" * w for w in widths]), *(line(r) for r in cells)]
 
 
+def _money_cell(v: float) -> str:
+    return f"{v:,.2f}"
+
+
 def report_table(report: EnergyReport) -> str:
-    """The report as a text table for a terminal."""
+    """The report as a text table for a terminal: the CSV's kWh and cost per band, total cost, after-hours
+    kWh, the change against the previous month, top rooms and violations (one column each)."""
     cur = report.currency
     header = [
         "department",
         "name",
         "kWh",
         *(f"{b} kWh" for b in report.bands),
+        *(f"{b} {cur or 'cost'}" for b in report.bands),
         f"cost {cur}".strip(),
         "after-hours kWh",
         "vs prev %",
@@ -467,7 +473,8 @@ def report_table(report: EnergyReport) -> str:
                 d.name,
                 d.kwh,
                 *(d.bands[b].kwh if b in d.bands else 0.0 for b in report.bands),
-                d.cost,
+                *(_money_cell(d.bands[b].cost if b in d.bands else 0.0) for b in report.bands),
+                _money_cell(d.cost),
                 d.after_hours_kwh,
                 d.change_pct,
                 ", ".join(r.room for r in d.top_rooms) or "-",

@@ -24,6 +24,8 @@ the other is silent.
 
 The conditions rules time (how long a lit room has been empty, how long the load has been
 without a source, ...) start at the timestamp of the reading that made them true; see `since`.
+Each switch's source transfers are told the same way, at the readings' timestamps, by a
+service.transfers.TransferDetector; `take_transfers` hands over those that ended.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from typing import Final
 from drivers.profiles import ModbusPoint, load_profile
 from drivers.types import Quality, Reading, Value
 from service.site import Device, DeviceRole, Room, Site
+from service.transfers import Transfer, TransferDetector
 
 SUPPLY: Final = "supply"  # the evaluation subject for everything on the supply side
 
@@ -394,6 +397,10 @@ class LiveState:
                 continue
             for slot, src in zip(("source1_state", "source2_state"), grid, strict=False):
                 self._switch_slot.setdefault(src, (t.device, slot))
+        self._transfers = TransferDetector(
+            {t.id: t.sources[0] for t in site.transfer_switches}, site.site.allowed_interruption_s
+        )
+        self._ended: list[Transfer] = []
 
     # -- ingest ---------------------------------------------------------------------------
 
@@ -487,6 +494,11 @@ class LiveState:
         """The rooms among `subjects`, in site order."""
         ids = sorted((s for s in subjects if s in self._room_index), key=self._room_index.__getitem__)
         return [self._rooms[i][0] for i in ids]
+
+    def take_transfers(self) -> list[Transfer]:
+        """The source transfers that ended since the last call, oldest first."""
+        ended, self._ended = self._ended, []
+        return ended
 
     def since(self, subject: str, condition: str) -> datetime | None:
         """When `condition` (LIT_EMPTY, UNPOWERED, ...) last became true for `subject`, if it holds."""
@@ -850,6 +862,9 @@ class LiveState:
     def _track_supply(self, at: datetime) -> None:
         view = self.supply(at)
         for t, conf in zip(view.transfer_switches, self.site.transfer_switches, strict=True):
+            ended = self._transfers.observe(t.id, known=t.known, feeding=t.position, at=at)
+            if ended is not None:
+                self._ended.append(ended)
             unpowered = None if not t.known else t.position is None
             self._mark(t.id, UNPOWERED, unpowered, at)
             self._mark(t.id, UNPOWERED_WITH_ALTERNATIVE, tri_and(unpowered, alternative(view, conf.sources)), at)

@@ -137,6 +137,25 @@ class ComplianceRuleOut(_Out):
     clause: str
 
 
+class TransferOut(_Out):
+    """One source transfer of a switch's load that ended: lost, without a source, fed again."""
+
+    switch: str = Field(examples=["ats-1"])
+    kind: Literal["transfer", "retransfer", "restored"] = Field(
+        description="`transfer` to another source or the generator, `retransfer` back to the switch's "
+        "preferred source, `restored` the same source back before the switch moved"
+    )
+    from_source: str = Field(examples=["grid-a"])
+    to_source: str = Field(examples=["grid-b"])
+    lost_at: datetime = Field(description="first reading with the load without a source")
+    at: datetime = Field(description="first reading with the load fed again")
+    interruption_s: float = Field(
+        description="lost_at to at; 0 when no reading caught the load without a source", examples=[3.5]
+    )
+    allowed_interruption_s: float = Field(examples=[10])
+    within_allowed: bool
+
+
 class ComplianceLive(_Out):
     """What the live state says now: sources, generators, load, the last transfer."""
 
@@ -148,12 +167,26 @@ class ComplianceLive(_Out):
     load_kw: float | None
     security_load_kw: float | None
     allowed_interruption_s: float | None
-    # Filled by the transfer tracking (source lost -> load fed again); its fields may grow.
-    last_transfer: dict[str, Any] | None = Field(
+    last_transfer: TransferOut | None = Field(
         None, description="the latest transfer of the load between sources, with its duration; null before any"
+    )
+    last_transfers: list[TransferOut] = Field(
+        default_factory=list, description="each transfer switch's last transfer, in site order"
     )
     active_supply_alarms: list[AlarmOut] = Field(description="open supply-side alarms")
 
+
+_TRANSFER_EXAMPLE: dict[str, Any] = {
+    "switch": "ats-1",
+    "kind": "transfer",
+    "from_source": "grid-a",
+    "to_source": "grid-b",
+    "lost_at": "2026-11-29T09:41:07.5+08:00",
+    "at": "2026-11-29T09:41:11+08:00",
+    "interruption_s": 3.5,
+    "allowed_interruption_s": 10,
+    "within_allowed": True,
+}
 
 _COMPLIANCE_EXAMPLE: dict[str, Any] = {
     "site": "hq",
@@ -177,6 +210,8 @@ _COMPLIANCE_EXAMPLE: dict[str, Any] = {
         "load_kw": 182.4,
         "security_load_kw": 150,
         "allowed_interruption_s": 10,
+        "last_transfer": _TRANSFER_EXAMPLE,
+        "last_transfers": [_TRANSFER_EXAMPLE],
         "active_supply_alarms": [],
     },
 }

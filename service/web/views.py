@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Final, Literal
@@ -14,6 +14,7 @@ from service.rules import AlarmType, Severity
 from service.site import PROTECTED_ROLES, RoomKind, Site
 from service.state import POS_0, POS_I, POS_II, GeneratorView, RoomView, SupplyView, SwitchView
 from service.store import EnergyTotal, Override, month_bounds
+from service.transfers import Transfer
 
 Wire = Literal["live", "dead", "unknown"]
 Health = Literal["ok", "warn", "bad", "idle", "unknown"]
@@ -291,11 +292,11 @@ class ComplianceSummary:
     generators_ready: int
     generators_total: int
     allowed_interruption_s: float
-    last_transfer: object
+    transfers: list[Transfer]  # each switch's last source transfer, in site order
 
 
-def compliance(site: Site, supply: SupplyView, last_transfer: object) -> ComplianceSummary:
-    """The static compliance report and the live counts beside it."""
+def compliance(site: Site, supply: SupplyView, last_transfers: Mapping[str, Transfer]) -> ComplianceSummary:
+    """The static compliance report, the live counts beside it and each switch's last transfer."""
     report = check_site(site)
     available = {s.id for s in supply.sources if s.available}
     return ComplianceSummary(
@@ -308,7 +309,7 @@ def compliance(site: Site, supply: SupplyView, last_transfer: object) -> Complia
         generators_ready=sum(1 for g in supply.generators if g.ready),
         generators_total=len(supply.generators),
         allowed_interruption_s=site.site.allowed_interruption_s,
-        last_transfer=last_transfer,
+        transfers=[last_transfers[t.id] for t in site.transfer_switches if t.id in last_transfers],
     )
 
 

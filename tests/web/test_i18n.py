@@ -9,6 +9,7 @@ import pytest
 from service.alarms import AlarmState
 from service.rules import AlarmType, Severity
 from service.site import RoomKind
+from service.transfers import TRANSFER_KINDS
 from service.web import i18n
 from service.web.render import TEMPLATES
 
@@ -34,9 +35,10 @@ def test_both_languages_take_the_same_format_arguments() -> None:
 
 
 def test_labels_for_every_alarm_type_state_severity_and_room_kind() -> None:
-    """Keys the templates build from data: alarm types, states, severities, room kinds."""
+    """Keys the templates build from data: alarm types, states, severities, room kinds, transfer kinds."""
     keys = [f"type.{t.value}" for t in AlarmType] + [f"state.{s.value}" for s in AlarmState]
     keys += [f"sev.{s.value}" for s in Severity] + [f"kind.{k.value}" for k in RoomKind]
+    keys += [f"transfer.{k}" for k in TRANSFER_KINDS]
     assert [k for k in keys if k not in i18n.LABELS] == []
 
 

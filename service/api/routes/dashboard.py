@@ -248,7 +248,7 @@ async def _supply(request: Request, svc: Services, ctx: dict[str, Any]) -> dict[
         "layout": views,
         "supply": supply,
         "conf": svc.site,
-        "compliance": views.compliance(svc.site, supply, svc.extras.get("last_transfer")),
+        "compliance": views.compliance(svc.site, supply, svc.core.last_transfers),
         "supply_alarms": views.alarm_rows(svc.site, alarms),
     }
 
