@@ -102,6 +102,7 @@ def build_services(
             mqtt_url=mqtt_url,
             emit=core.emit,
             client_id=f"wattkeeper-{site.site.id}",
+            clock=clock.now,  # readings are stamped by the service's clock, as everything else is
             # Tasmota stamps its messages with local time without an offset: the site's.
             settings=DriverSettings(device_timezone=site.site.timezone),
         )
