@@ -146,3 +146,19 @@ def test_unpowered_rooms_draw_nothing_and_their_ac_stops(demo: Site) -> None:
     dev = w.state()["devices"]
     assert dev["r3101-ac"]["power_w"] == 0 and dev["r3101-light"]["power_w"] == 0
     assert dev["r3101-ac"]["system_mode"] == "cool", "the controller keeps its settings through the outage"
+
+
+def test_rooms_keep_moving_after_a_step_off_the_half_second_grid(demo: Site) -> None:
+    """A step of any length (sim.world.step(0.3)) must not freeze the office model."""
+    odd, even = make_world(demo, seed=1), make_world(demo, seed=1)
+    for w in (odd, even):
+        w.set_room("r3102", temperature=30.0)
+        w.release_room("r3102")
+        w.set_room("r3102", ac_mode="cool", ac_setpoint=22.0)
+    odd.step(0.3)
+    odd.step(3600)
+    even.step(3600.3)
+    cooled = odd.state()["rooms"]["r3102"]["temperature_c"]
+    assert cooled < 27.0, "an hour of AC at 22 °C cools a room that was at 30 °C"
+    assert cooled == pytest.approx(even.state()["rooms"]["r3102"]["temperature_c"], abs=0.1)
+    assert odd.state()["rooms"]["r3102"]["ac"]["running_state"] == "cool"
