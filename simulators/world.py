@@ -463,10 +463,17 @@ class World:
         for plug_id in plugs or {}:
             if plug_id not in plug_ids:
                 raise WorldError(self._unknown(plug_id, f"plug of room '{room_id}'", plug_ids))
-        if ac_setpoint is not None and not COOLING_SETPOINT_RANGE[0] <= ac_setpoint <= COOLING_SETPOINT_RANGE[1]:
-            raise WorldError(
-                f"ac setpoint {ac_setpoint} is outside {COOLING_SETPOINT_RANGE[0]}..{COOLING_SETPOINT_RANGE[1]}"
-            )
+        if ac_setpoint is not None:
+            for ac in room.acs:
+                # the setpoint is the heating one in heat mode, the cooling one otherwise; a value outside
+                # the unit's range is refused (a Zigbee thermostat answers the write INVALID_VALUE), never clamped
+                mode = ac_mode if ac_mode is not None else ac.mode
+                low, high = HEATING_SETPOINT_RANGE if mode == "heat" else COOLING_SETPOINT_RANGE
+                if not low <= ac_setpoint <= high:
+                    what = "occupied_heating_setpoint" if mode == "heat" else "occupied_cooling_setpoint"
+                    raise WorldError(
+                        f"ac setpoint {ac_setpoint:g} is outside {low:g}..{high:g} in {mode} mode ({ac.id}: {what})"
+                    )
         if occupied is not None:
             room.hold_occupied = occupied
         if lights is not None:
@@ -482,7 +489,7 @@ class World:
                     ac.mode = ac_mode
                 if ac_setpoint is not None:
                     if ac.mode == "heat":
-                        ac.heating_setpoint = min(ac_setpoint, HEATING_SETPOINT_RANGE[1])
+                        ac.heating_setpoint = ac_setpoint
                     else:
                         ac.cooling_setpoint = ac_setpoint
         if door_open is not None:

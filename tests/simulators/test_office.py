@@ -162,3 +162,18 @@ def test_rooms_keep_moving_after_a_step_off_the_half_second_grid(demo: Site) -> 
     assert cooled < 27.0, "an hour of AC at 22 °C cools a room that was at 30 °C"
     assert cooled == pytest.approx(even.state()["rooms"]["r3102"]["temperature_c"], abs=0.1)
     assert odd.state()["rooms"]["r3102"]["ac"]["running_state"] == "cool"
+
+
+def test_ac_setpoints_outside_the_units_range_are_refused_not_clamped(demo: Site) -> None:
+    w = make_world(demo, seed=1, start=datetime(2026, 1, 14, 9, 0, tzinfo=TZ))
+    w.set_room("r1102", ac_mode="heat", ac_setpoint=22.0)
+    with pytest.raises(WorldError, match=r"ac setpoint 31 is outside 5\.\.30 in heat mode \(r1102-ac"):
+        w.set_room("r1102", ac_setpoint=31.0)
+    with pytest.raises(WorldError, match=r"outside 16\.\.32 in cool mode"):
+        w.set_room("r1102", ac_mode="cool", ac_setpoint=10.0)
+    ac = w.state()["devices"]["r1102-ac"]
+    assert (ac["system_mode"], ac["heating_setpoint"]) == ("heat", 22.0), "a refused request changes nothing"
+    w.set_room("r1102", ac_setpoint=10.0)
+    assert w.state()["devices"]["r1102-ac"]["heating_setpoint"] == 10.0, "frost protection is a heating setpoint"
+    w.set_room("r1102", ac_setpoint=30.0)
+    assert w.state()["rooms"]["r1102"]["ac"]["setpoint_c"] == 30.0
