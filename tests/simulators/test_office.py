@@ -98,15 +98,35 @@ def test_plugs_draw_what_their_appliance_draws(demo: Site) -> None:
     assert dev["r2101-pc2"]["power_w"] < 1, "monitor in standby"
 
 
-def test_a_heater_only_when_asked(demo: Site) -> None:
-    w = make_world(demo)
-    w.set_room("r3102", plugs={"r3102-plug": 2000.0})
-    assert w.state()["devices"]["r3102-plug"]["power_w"] == 2000
-    w.switch_relay("r3102-plug", False, "mqtt")
-    assert w.state()["devices"]["r3102-plug"]["power_w"] == 0
-    w.release_room("r3102")
+def test_a_heater_plug_draws_only_when_asked(demo: Site) -> None:
+    """A plug marked `appliance: heater` in the site file stays at 0 W, on or off, until a room override asks."""
+    devices = [d.model_copy(update={"appliance": "heater"}) if d.id == "r3102-plug" else d for d in demo.devices]
+    w = make_world(demo.model_copy(update={"devices": devices}), seed=1, start=datetime(2026, 1, 14, 6, 0, tzinfo=TZ))
+    seen: list[tuple[bool, bool, float]] = []
+    for _ in range(12 * 4):  # a January working day, 06:00-18:00
+        w.step(900)
+        plug, room = w.state()["devices"]["r3102-plug"], w.state()["rooms"]["r3102"]
+        seen.append((room["occupied"], plug["on"], plug["power_w"]))
+    assert any(occupied and on for occupied, on, _ in seen), "the manager was in, the heater plug switched on"
+    assert all(watts == 0 for _, _, watts in seen), "nobody asked for heat: a heater draws nothing"
+    assert w.state()["devices"]["r3102-plug"]["appliance"] == "heater"
+
     w.switch_relay("r3102-plug", True, "mqtt")
-    assert w.state()["devices"]["r3102-plug"]["power_w"] < 100
+    dept_before = w.state()["devices"]["meter-dept-engineering"]["power_w"]
+    w.set_room("r3102", plugs={"r3102-plug": 2000.0})
+    plug = w.state()["devices"]["r3102-plug"]
+    assert plug["power_w"] == 2000
+    assert w.state()["devices"]["meter-dept-engineering"]["power_w"] == pytest.approx(dept_before + 2000, abs=1)
+    w.step(600)
+    after = w.state()["devices"]["r3102-plug"]
+    assert after["power_w"] == 2000
+    assert after["energy_kwh"] - plug["energy_kwh"] == pytest.approx(2000 * 600 / 3.6e6, rel=1e-3)
+    w.switch_relay("r3102-plug", False, "mqtt")
+    assert w.state()["devices"]["r3102-plug"]["power_w"] == 0, "switched off at the plug: no heat"
+    w.switch_relay("r3102-plug", True, "mqtt")
+    assert w.state()["devices"]["r3102-plug"]["power_w"] == 2000, "still asked for: heats again"
+    w.release_room("r3102")
+    assert w.state()["devices"]["r3102-plug"]["power_w"] == 0, "no longer asked for"
 
 
 def test_room_overrides_hold_until_released(demo: Site) -> None:
