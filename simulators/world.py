@@ -374,6 +374,7 @@ class World:
             bus.switch.stuck = False
         for gen in self.generators.values():
             gen.fail_start, gen.slow_start_s, gen.interlock_fail, gen.fail_latched = False, 0.0, False, False
+            gen.overload_tripped = False
             gen.fail_at = None  # a start under way when the fault is cleared goes on and succeeds
         self.offline.clear()
         self.garbage.clear()
@@ -539,6 +540,8 @@ class World:
                 "mode": g.mode,
                 "start_demand": g.demand,
                 "fail_to_start": g.fail_latched,
+                "overload": g.overloaded,
+                "overload_trip": g.overload_tripped,
                 "starts": g.starts,
                 "energy_kwh": round(g.energy_kwh, 3),
                 "voltage_v": round(g.voltage_v(epoch), 1),
