@@ -196,8 +196,25 @@ class Simulation:
         self._nudge.set()
 
 
-async def run(site: Site, *, port: int = 8100, speed: float = 1.0, seed: int = 0, mqtt_url: str | None = None) -> None:
+async def run(
+    site: Site,
+    *,
+    port: int = 8100,
+    speed: float = 1.0,
+    seed: int = 0,
+    mqtt_url: str | None = None,
+    start: datetime | None = None,
+    generator_start_s: float | None = None,
+) -> None:
     """Run the site's simulators and their control API until cancelled."""
-    async with Simulation(site, control_port=port, speed=speed, seed=seed, mqtt_url=mqtt_url) as sim:
+    async with Simulation(
+        site,
+        control_port=port,
+        speed=speed,
+        seed=seed,
+        mqtt_url=mqtt_url,
+        start=start,
+        generator_start_s=generator_start_s,
+    ) as sim:
         log.info("control API on %s/sim/state", sim.control_url)
         await asyncio.Event().wait()

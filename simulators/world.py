@@ -73,6 +73,8 @@ class World:
     def __init__(self, site: Site, *, seed: int = 0, start: datetime, generator_start_s: float | None = None) -> None:
         if start.tzinfo is None:
             raise ValueError("start must be timezone-aware")
+        if generator_start_s is not None and not generator_start_s > 0:
+            raise ValueError("generator_start_s must be positive")
         self.site = site
         self.seed = seed
         self.start = start.astimezone(site.site.tz)
@@ -543,6 +545,7 @@ class World:
                 "overload": g.overloaded,
                 "overload_trip": g.overload_tripped,
                 "starts": g.starts,
+                "start_s": g.start_s,
                 "energy_kwh": round(g.energy_kwh, 3),
                 "voltage_v": round(g.voltage_v(epoch), 1),
                 "frequency_hz": round(g.frequency_hz(epoch), 2),
