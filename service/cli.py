@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import signal
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -60,6 +61,16 @@ def _env_port(name: str, default: int) -> int:
         raise typer.Exit(2) from None
 
 
+def _start_time(text: str, site: Site) -> datetime:
+    """--start: ISO 8601; without an offset it is the site's local time."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        typer.echo(f"--start {text!r} is not an ISO 8601 time (e.g. 2026-07-15T10:00 or 2026-07-15T02:00Z)", err=True)
+        raise typer.Exit(2) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=site.site.tz)
+
+
 @app.command("check")
 def check(
     site: Annotated[Path, typer.Option("--site", help="site file (YAML)")],
@@ -83,7 +94,22 @@ def simulate(
     site: SiteOpt = DEMO_SITE,
     port: Annotated[int | None, typer.Option(help="control API port (default WATTKEEPER_SIM_PORT or 8100)")] = None,
     speed: Annotated[float, typer.Option(min=0.01, max=10000, help="simulated seconds per real second")] = 1.0,
-    seed: Annotated[int, typer.Option(help="random seed; the same seed gives the same run")] = 0,
+    seed: Annotated[int, typer.Option(help="random seed; the same seed, start and speed give the same run")] = 0,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            help="simulated start time, ISO 8601 (2026-07-15T10:00, in the site's timezone unless it carries an"
+            " offset); default now"
+        ),
+    ] = None,
+    generator_start_s: Annotated[
+        float | None,
+        typer.Option(
+            min=0.1,
+            max=3600,
+            help="seconds from crank to ready for every generator (default half its start_limit_s)",
+        ),
+    ] = None,
 ) -> None:
     """Run the device simulators of a site (Modbus TCP, MQTT) and their control API."""
     from simulators.runner import run
@@ -91,10 +117,21 @@ def simulate(
     the_site = _load(site)
     sim_port = port if port is not None else _env_port("WATTKEEPER_SIM_PORT", 8100)
     mqtt_url = os.environ.get("WATTKEEPER_MQTT_URL") or the_site.mqtt.url
+    started = _start_time(start, the_site) if start is not None else None
     typer.echo(f"simulating {the_site.site.name}: control API on http://127.0.0.1:{sim_port}/sim/state")
 
     async def main() -> None:
-        task = asyncio.create_task(run(the_site, port=sim_port, speed=speed, seed=seed, mqtt_url=mqtt_url))
+        task = asyncio.create_task(
+            run(
+                the_site,
+                port=sim_port,
+                speed=speed,
+                seed=seed,
+                mqtt_url=mqtt_url,
+                start=started,
+                generator_start_s=generator_start_s,
+            )
+        )
         # SIGTERM (systemd, docker stop) ends the run like Ctrl-C: devices announce they go offline.
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):

@@ -38,7 +38,8 @@ class AcOverride(_Body):
     """The `ac` field of a room override."""
 
     mode: AcMode | None = None
-    setpoint: float | None = Field(None, ge=16, le=32)
+    # the union of the heating (5-30 °C) and cooling (16-32 °C) ranges; the world checks the one of the mode
+    setpoint: float | None = Field(None, ge=5, le=32)
 
     @model_validator(mode="after")
     def _something(self) -> AcOverride:

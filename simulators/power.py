@@ -20,6 +20,12 @@ COOLDOWN_S = 60.0  # DSE default cooling time before the engine stops
 FAIL_START_ATTEMPTS = 3  # DSE default crank attempts before "fail to start"
 PARALLEL_SHARE = 0.8  # governor setpoint a generator holds when wrongly paralleled with the grid
 BACKFEED_SHARE = 0.25  # share of its rating a generator pushes into a dead feeder's other consumers
+# DSE kW Overload Protection (Generator > Power): above the trip level the controller raises its overload
+# warning; if the load stays above it for the delay, the action (here Electrical Trip) takes the generator
+# off load and stops it after the cooling timer, latched until reset. The delay is set well beyond
+# wattkeeper's generator_overload on-delay (60 s), so the alarm is raised before the protection acts.
+OVERLOAD_TRIP_SHARE = 1.0  # trip level: 100 % of rated kW
+OVERLOAD_TRIP_DELAY_S = 120.0
 
 # Socomec ATyS position codes (register 20482)
 POS_CODE_0 = 1
@@ -142,6 +148,8 @@ class GeneratorModel:
     fail_at: float | None = None
     cooling_until: float = 0.0
     fail_latched: bool = False
+    overload_since: float | None = None
+    overload_tripped: bool = False
     manual_run: bool = False
     demand: bool = False
     mains_fail_since: float | None = None
@@ -152,6 +160,11 @@ class GeneratorModel:
     slow_start_s: float = 0.0
     interlock_fail: bool = False
     power_kw: float = 0.0
+
+    @property
+    def overloaded(self) -> bool:
+        """The kW overload warning: on load above the trip level, the trip timer running."""
+        return self.overload_since is not None
 
     @property
     def running(self) -> bool:
@@ -179,7 +192,9 @@ class GeneratorModel:
     def key(self, key: int) -> None:
         """A GenComm system control key."""
         if key == KEY_STOP:
+            # the controller's Stop/Reset: stops the set and resets latched alarms
             self.mode, self.manual_run = "stop", False
+            self.fail_latched = self.overload_tripped = False
         elif key == KEY_AUTO:
             self.mode, self.manual_run = "auto", False
         elif key == KEY_MANUAL:
@@ -187,7 +202,7 @@ class GeneratorModel:
         elif key == KEY_START and self.mode == "manual":
             self.manual_run = True
         elif key == KEY_RESET_ALARMS:
-            self.fail_latched = False
+            self.fail_latched = self.overload_tripped = False
 
     def step(self, t: float, mains_live: bool, no_grid: bool) -> None:
         """Run the AMF controller at time t; `mains_live` is the transfer switch output, `no_grid` every grid lost."""
@@ -199,18 +214,31 @@ class GeneratorModel:
             self.demand = True
         if self.demand and self.mains_ok_since is not None and t - self.mains_ok_since >= back - 1e-9:
             self.demand = False
+        self._protect(t)
         want = (self.mode == "auto" and self.demand) or (self.mode == "manual" and self.manual_run)
+        want = want and not self.overload_tripped
         for _ in range(5):  # a long step may cross several deadlines
             if not self._advance(t, want):
                 break
         self._breakers(mains_live)
+
+    def _protect(self, t: float) -> None:
+        """kW overload protection on the output of the last step: warning at once, electrical trip after the delay."""
+        on_load = self.gen_breaker and self.running
+        if not on_load or self.power_kw <= OVERLOAD_TRIP_SHARE * self.rated_kw:
+            self.overload_since = None
+            return
+        if self.overload_since is None:
+            self.overload_since = t
+        if t - self.overload_since >= OVERLOAD_TRIP_DELAY_S - 1e-9:
+            self.overload_tripped, self.overload_since = True, None
 
     def _advance(self, t: float, want: bool) -> bool:
         before = self.engine
         if self.mode == "stop":
             self.engine = STOPPED
         elif self.engine == STOPPED:
-            if want and not self.fail_latched:
+            if want and not self.fail_latched and not self.overload_tripped:
                 self.engine = PRE_START
                 crank_s = 0.4 * self.start_s
                 self.fail_at = t + FAIL_START_ATTEMPTS * self.start_s if self.fail_start else None
@@ -244,7 +272,10 @@ class GeneratorModel:
         on_load = self.engine == RUNNING and (
             (self.mode == "auto" and self.demand) or (self.mode == "manual" and not mains_live)
         )
-        if self.interlock_fail and self.running:
+        if self.overload_tripped:
+            # the trip opens the generator breaker whatever the interlock; the set cools down off load
+            self.mains_breaker, self.gen_breaker = True, False
+        elif self.interlock_fail and self.running:
             self.mains_breaker, self.gen_breaker = True, True
         elif on_load:
             self.mains_breaker, self.gen_breaker = False, True
@@ -260,6 +291,8 @@ class GeneratorModel:
             | int(self.running) << 3
             | int(self.demand) << 4
             | int(self.fail_latched) << 5
+            | int(self.overloaded) << 6
+            | int(self.overload_tripped) << 7
         )
 
 

@@ -70,6 +70,7 @@ class Simulation:
         # Set when the world is changed from outside (a fault, a room held): the devices report at
         # once, as real ones do on a change, instead of at the next tick.
         self._nudge = asyncio.Event()
+        self._stopping = False
 
     async def __aenter__(self) -> Simulation:
         """Start the Modbus servers, connect the MQTT devices, open the control API, start the clock."""
@@ -101,14 +102,19 @@ class Simulation:
 
     async def _stop(self) -> None:
         if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
-            self._ticker = None
+            ticker, self._ticker = self._ticker, None
+            # The flag ends the clock even if the cancellation is lost (Python 3.11 can swallow one
+            # that lands as the nudge fires, gh-86296); asyncio.wait, unlike awaiting the task under
+            # suppress(CancelledError), never hides a cancellation of whoever is stopping us.
+            self._stopping = True
+            self._nudge.set()
+            ticker.cancel()
+            await asyncio.wait([ticker])
         if self._http is not None and self._http_task is not None:
             self._http.should_exit = True
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._http_task
+            await asyncio.wait([self._http_task])
+            if not self._http_task.cancelled() and (exc := self._http_task.exception()) is not None:
+                log.warning("control API stopped with %r", exc)
             self._http = self._http_task = None
         await self._mqtt.stop()
         await self._modbus.stop()
@@ -140,9 +146,12 @@ class Simulation:
         loop = asyncio.get_running_loop()
         last = loop.time()
         owed_s = 0.0
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._nudge.wait(), TICK_S)
+                async with asyncio.timeout(TICK_S):
+                    await self._nudge.wait()
+            if self._stopping:
+                return
             self._nudge.clear()
             now = loop.time()
             owed_s += min(now - last, MAX_LAG_S) * self.speed
@@ -196,8 +205,25 @@ class Simulation:
         self._nudge.set()
 
 
-async def run(site: Site, *, port: int = 8100, speed: float = 1.0, seed: int = 0, mqtt_url: str | None = None) -> None:
+async def run(
+    site: Site,
+    *,
+    port: int = 8100,
+    speed: float = 1.0,
+    seed: int = 0,
+    mqtt_url: str | None = None,
+    start: datetime | None = None,
+    generator_start_s: float | None = None,
+) -> None:
     """Run the site's simulators and their control API until cancelled."""
-    async with Simulation(site, control_port=port, speed=speed, seed=seed, mqtt_url=mqtt_url) as sim:
+    async with Simulation(
+        site,
+        control_port=port,
+        speed=speed,
+        seed=seed,
+        mqtt_url=mqtt_url,
+        start=start,
+        generator_start_s=generator_start_s,
+    ) as sim:
         log.info("control API on %s/sim/state", sim.control_url)
         await asyncio.Event().wait()

@@ -6,6 +6,7 @@ Pure and deterministic: a World is built from a Site, a seed and a start time, m
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar, get_args
@@ -72,6 +73,8 @@ class World:
     def __init__(self, site: Site, *, seed: int = 0, start: datetime, generator_start_s: float | None = None) -> None:
         if start.tzinfo is None:
             raise ValueError("start must be timezone-aware")
+        if generator_start_s is not None and not generator_start_s > 0:
+            raise ValueError("generator_start_s must be positive")
         self.site = site
         self.seed = seed
         self.start = start.astimezone(site.site.tz)
@@ -204,8 +207,10 @@ class World:
         for bus in self._buses:
             self._bus_supply(bus, epoch)
         self._office_due_s += dt_s
-        on_grid = self.elapsed_s % OFFICE_STEP_S < 1e-9
-        if dt_s == 0 or on_grid or powered_before != [bus.feeding is not None for bus in self._buses]:
+        # The rooms move each time simulated time crosses a multiple of OFFICE_STEP_S, by all the time
+        # owed since they last moved: a step of any length (0.3 s, 7 s) keeps them going.
+        crossed = math.floor((t + 1e-9) / OFFICE_STEP_S) > math.floor((t - dt_s + 1e-9) / OFFICE_STEP_S)
+        if dt_s == 0 or crossed or powered_before != [bus.feeding is not None for bus in self._buses]:
             dept_voltage = {d: bus.voltage_v for bus in self._buses for d in bus.departments}
             self.office.step(
                 self.now, self._office_due_s, lambda room: dept_voltage.get(room.room.department, NOMINAL_V)
@@ -371,6 +376,7 @@ class World:
             bus.switch.stuck = False
         for gen in self.generators.values():
             gen.fail_start, gen.slow_start_s, gen.interlock_fail, gen.fail_latched = False, 0.0, False, False
+            gen.overload_tripped = False
             gen.fail_at = None  # a start under way when the fault is cleared goes on and succeeds
         self.offline.clear()
         self.garbage.clear()
@@ -460,10 +466,17 @@ class World:
         for plug_id in plugs or {}:
             if plug_id not in plug_ids:
                 raise WorldError(self._unknown(plug_id, f"plug of room '{room_id}'", plug_ids))
-        if ac_setpoint is not None and not COOLING_SETPOINT_RANGE[0] <= ac_setpoint <= COOLING_SETPOINT_RANGE[1]:
-            raise WorldError(
-                f"ac setpoint {ac_setpoint} is outside {COOLING_SETPOINT_RANGE[0]}..{COOLING_SETPOINT_RANGE[1]}"
-            )
+        if ac_setpoint is not None:
+            for ac in room.acs:
+                # the setpoint is the heating one in heat mode, the cooling one otherwise; a value outside
+                # the unit's range is refused (a Zigbee thermostat answers the write INVALID_VALUE), never clamped
+                mode = ac_mode if ac_mode is not None else ac.mode
+                low, high = HEATING_SETPOINT_RANGE if mode == "heat" else COOLING_SETPOINT_RANGE
+                if not low <= ac_setpoint <= high:
+                    what = "occupied_heating_setpoint" if mode == "heat" else "occupied_cooling_setpoint"
+                    raise WorldError(
+                        f"ac setpoint {ac_setpoint:g} is outside {low:g}..{high:g} in {mode} mode ({ac.id}: {what})"
+                    )
         if occupied is not None:
             room.hold_occupied = occupied
         if lights is not None:
@@ -479,7 +492,7 @@ class World:
                     ac.mode = ac_mode
                 if ac_setpoint is not None:
                     if ac.mode == "heat":
-                        ac.heating_setpoint = min(ac_setpoint, HEATING_SETPOINT_RANGE[1])
+                        ac.heating_setpoint = ac_setpoint
                     else:
                         ac.cooling_setpoint = ac_setpoint
         if door_open is not None:
@@ -529,7 +542,10 @@ class World:
                 "mode": g.mode,
                 "start_demand": g.demand,
                 "fail_to_start": g.fail_latched,
+                "overload": g.overloaded,
+                "overload_trip": g.overload_tripped,
                 "starts": g.starts,
+                "start_s": g.start_s,
                 "energy_kwh": round(g.energy_kwh, 3),
                 "voltage_v": round(g.voltage_v(epoch), 1),
                 "frequency_hz": round(g.frequency_hz(epoch), 2),

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 
 import httpx
 import pytest
@@ -10,7 +13,48 @@ import pytest
 from service.site import Site
 from simulators.control import create_app
 from simulators.runner import Simulation
-from tests.simulators.conftest import WORKDAY_10AM, devices, read_holding, wait_until
+from tests.simulators.conftest import WORKDAY_10AM, devices, read_float, read_holding, wait_until
+
+
+def port_of(sim: Simulation, device_id: str) -> int:
+    port = devices(sim.site)[device_id].port
+    assert port is not None
+    return port
+
+
+async def post_fault(client: httpx.AsyncClient, body: dict[str, object]) -> datetime:
+    """Inject a fault over HTTP; the simulated time it took effect (the world may move on before we look)."""
+    r = await client.post("/sim/faults", json=body)
+    assert r.status_code == 200, r.text
+    return datetime.fromisoformat(next(f["since"] for f in r.json()["faults"] if f["fault"] == body["fault"]))
+
+
+def since_s(sim: Simulation, at: datetime) -> float:
+    """Simulated seconds from `at` to now."""
+    return (sim.world.now - at).total_seconds()
+
+
+async def holding_until(port: int, address: int, check: Callable[[int], bool], timeout_s: float = 30) -> list[int]:
+    """Every value mbpoll read from one holding register until one passed `check` (the last)."""
+    seen: list[int] = []
+    deadline = time.monotonic() + timeout_s
+    while not seen or not check(seen[-1]):
+        assert time.monotonic() < deadline, f"register {address} never passed the check; read {seen[-10:]}"
+        if seen:
+            await asyncio.sleep(0.05)
+        seen += await read_holding(port, address)
+    return seen
+
+
+async def poll_float(port: int, address: int, check: Callable[[float], bool], timeout_s: float = 30) -> float:
+    """Read an SDM float until it passes `check`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        (value,) = await read_float(port, address)
+        if check(value):
+            return value
+        assert time.monotonic() < deadline, f"float at {address:#x} never passed the check; last {value}"
+        await asyncio.sleep(0.1)
 
 
 @pytest.fixture
@@ -50,11 +94,9 @@ async def test_source_loss_over_http_moves_the_switch(api: tuple[Simulation, htt
     sim, client = api
     port = devices(sim.site)["ats-1-ctrl"].port
     assert port is not None
-    r = await client.post("/sim/faults", json={"fault": "source_loss", "target": "grid-a"})
-    assert r.status_code == 200 and r.json()["faults"][0]["target"] == "grid-a"
-    lost_at = sim.world.elapsed_s
+    lost_at = await post_fault(client, {"fault": "source_loss", "target": "grid-a"})
     await wait_until(lambda: sim.state()["transfer_switches"]["ats-1"]["position"] == "grid-b")
-    assert sim.world.elapsed_s - lost_at >= 3, "not before the transfer delay (test_world pins the exact timing)"
+    assert since_s(sim, lost_at) >= 3, "not before the transfer delay (test_world pins the exact timing)"
     assert await read_holding(port, 20482) == [3]
     r = await client.delete("/sim/faults")
     assert r.json() == {"faults": []}
@@ -110,7 +152,9 @@ async def test_room_override_holds_and_is_released(api: tuple[Simulation, httpx.
         ("/sim/rooms/r2119", {"windows": True}, 422, "windows"),
         ("/sim/rooms/r2119", {}, 422, "at least one"),
         ("/sim/rooms/r2119", {"ac": {"mode": "turbo"}}, 422, "mode"),
-        ("/sim/rooms/r2119", {"ac": {"setpoint": 5}}, 422, "setpoint"),
+        ("/sim/rooms/r2119", {"ac": {"setpoint": 40}}, 422, "setpoint"),
+        ("/sim/rooms/r2119", {"ac": {"mode": "cool", "setpoint": 5}}, 422, "outside 16..32 in cool mode"),
+        ("/sim/rooms/r2119", {"ac": {"mode": "heat", "setpoint": 31}}, 422, "outside 5..30 in heat mode"),
         ("/sim/rooms/r2119", {"plugs": {"r1102-pc": 10}}, 422, "'r1102-pc' is not a plug of room 'r2119'"),
         ("/sim/rooms/c1", {"ac": {"mode": "cool"}}, 422, "no AC"),
     ],
@@ -121,3 +165,61 @@ async def test_bad_room_requests_name_the_problem(
     r = await app_client.post(path, json=body)
     assert r.status_code == status
     assert needle in r.text
+
+
+async def test_stuck_switch_over_the_wire(api: tuple[Simulation, httpx.AsyncClient]) -> None:
+    """ats_stuck then source_loss of the feeding grid: the ATyS stays in position I, the load stays dead."""
+    sim, client = api
+    ats, dept = port_of(sim, "ats-1-ctrl"), port_of(sim, "meter-dept-it")
+    cycles = await read_holding(ats, 20489, 2)
+    await post_fault(client, {"fault": "ats_stuck", "target": "ats-1"})
+    lost_at = await post_fault(client, {"fault": "source_loss", "target": "grid-a"})
+    await wait_until(lambda: since_s(sim, lost_at) >= 3 + 0.5 + 10)  # well past transfer delay + operation
+    assert await read_holding(ats, 20482) == [2], "still in position I, on the dead grid"
+    assert await read_holding(ats, 20486, 2) == [0, 2], "source I under threshold, source II available"
+    assert await read_holding(ats, 20489, 2) == cycles, "the mechanism never operated"
+    assert await read_float(dept, 0x0000) == [0.0] and await read_float(dept, 0x0034) == [0.0]
+    state = (await client.get("/sim/state")).json()
+    assert state["transfer_switches"]["ats-1"]["position"] is None and state["load_kw"] == 0
+    assert state["generators"]["gen-1"]["state"] == "stopped", "grid-b is healthy: no start demand"
+    assert (await client.delete("/sim/faults")).status_code == 200
+    await poll_float(dept, 0x0034, lambda w: w > 0)
+
+
+async def test_slow_start_over_the_wire(api: tuple[Simulation, httpx.AsyncClient]) -> None:
+    """generator_slow_start: still cranking when a healthy set would be on load; ready delay_s later."""
+    sim, client = api
+    gen, dept = port_of(sim, "genset-1"), port_of(sim, "meter-dept-it")
+    await post_fault(client, {"fault": "generator_slow_start", "target": "gen-1", "delay_s": 200})
+    await post_fault(client, {"fault": "source_loss", "target": "grid-a"})
+    lost_at = await post_fault(client, {"fault": "source_loss", "target": "grid-b"})
+    await wait_until(lambda: since_s(sim, lost_at) >= 3 + 5 + 10)  # a healthy set: ready 8 s after the loss
+    assert await read_holding(gen, 1408) == [1], "still in pre-start (cranking)"
+    assert (await read_holding(gen, 1410))[0] & 0b11_1010 == 0b01_0000, "start demand; not available, not on load"
+    assert await read_float(dept, 0x0034) == [0.0], "the load waits, unpowered"
+    seen = await holding_until(gen, 1408, lambda v: v == 3, timeout_s=60)
+    assert since_s(sim, lost_at) >= 3 + 5 + 200 - 0.5, "ready only after the extra delay"
+    assert set(seen) <= {1, 2, 3}, "pre-start, warming, running: never a failure"
+    await poll_float(dept, 0x0034, lambda w: w > 0)
+    assert (await client.get("/sim/state")).json()["transfer_switches"]["ats-1"]["position"] == "gen-1"
+
+
+async def test_fail_to_start_over_the_wire(api: tuple[Simulation, httpx.AsyncClient]) -> None:
+    """generator_fail_start: three crank attempts, then the latched fail-to-start alarm; never ready."""
+    sim, client = api
+    gen, ats, dept = port_of(sim, "genset-1"), port_of(sim, "ats-1-ctrl"), port_of(sim, "meter-dept-it")
+    await post_fault(client, {"fault": "generator_fail_start", "target": "gen-1"})
+    await post_fault(client, {"fault": "source_loss", "target": "grid-a"})
+    lost_at = await post_fault(client, {"fault": "source_loss", "target": "grid-b"})
+    bits = await holding_until(gen, 1410, lambda v: bool(v & 0b10_0000))
+    assert since_s(sim, lost_at) >= 3 + 3 * 5 - 0.5, "not before the mains-fail delay and three attempts"
+    assert not any(b & 0b1010 for b in bits), "never available, never on load"
+    assert await read_holding(gen, 1408) == [0]
+    assert await read_holding(ats, 20482) == [2] and await read_holding(ats, 20486, 2) == [0, 0]
+    assert await read_float(dept, 0x0034) == [0.0]
+    gen_state = (await client.get("/sim/state")).json()["generators"]["gen-1"]
+    assert gen_state["fail_to_start"] and not gen_state["ready"]
+    await wait_until(lambda: since_s(sim, lost_at) >= 60)
+    assert await read_holding(gen, 1408) == [0], "latched: no further attempts"
+    assert (await client.delete("/sim/faults")).status_code == 200
+    assert not (await read_holding(gen, 1410))[0] & 0b10_0000, "cleared with the faults"

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from service.site import Site
+from simulators.power import COOLDOWN_S, OVERLOAD_TRIP_DELAY_S
 from simulators.runner import Simulation
 from tests.simulators.conftest import (
     WORKDAY_10AM,
@@ -21,10 +22,14 @@ from tests.simulators.conftest import (
 )
 
 
-def port_of(sim: Simulation, device_id: str) -> int:
-    port = devices(sim.site)[device_id].port
+def port_of_site(site: Site, device_id: str) -> int:
+    port = devices(site)[device_id].port
     assert port is not None
     return port
+
+
+def port_of(sim: Simulation, device_id: str) -> int:
+    return port_of_site(sim.site, device_id)
 
 
 async def test_mbpoll_reads_the_modelled_meter_values(sim: Simulation) -> None:
@@ -156,3 +161,26 @@ async def test_units_behind_one_gateway(demo_site: Site) -> None:
             await read_float(admin.port, 0x0034, unit=2)
         (admin_power,) = await read_float(admin.port, 0x0034, unit=1)
         assert admin_power == pytest.approx(sim.world.meters["meter-dept-admin"].power_w, rel=1e-5)
+
+
+async def test_overload_trip_seen_at_the_controller(demo_site: Site) -> None:
+    """A 60 kW set given 64 kW: overload warning bit at once, electrical trip after the delay, engine cooling."""
+    small = [g.model_copy(update={"rated_kw": 60.0}) for g in demo_site.generators]
+    site = demo_site.model_copy(update={"generators": small})
+    gen, gen_meter = port_of_site(site, "genset-1"), port_of_site(site, "meter-gen")
+    async with Simulation(site, control_port=None, speed=0, start=WORKDAY_10AM) as sim:
+        hold_rooms(sim.world, 2000.0)
+        sim.fault("source_loss", "grid-a")
+        sim.fault("source_loss", "grid-b")
+        sim.world.step(10)
+        assert await read_holding(gen, 1408) == [3]
+        assert (await read_holding(gen, 1410))[0] & 0b1100_0011 == 0b0100_0010, "on load, overload warning"
+        sim.world.step(OVERLOAD_TRIP_DELAY_S)
+        assert await read_holding(gen, 1408) == [4], "cooling down off load"
+        assert (await read_holding(gen, 1410))[0] & 0b1100_0011 == 0b1000_0001, "electrical trip, breaker open"
+        assert await read_holding(gen, 1536, 2) == [0, 0]
+        assert await read_float(gen_meter, 0x0034) == [0.0]
+        sim.world.step(COOLDOWN_S)
+        assert await read_holding(gen, 1408) == [0]
+        await write_holding(gen, 4104, 35707, 65535 - 35707)  # reset alarms
+        assert not (await read_holding(gen, 1410))[0] & 0b1000_0000

@@ -98,15 +98,35 @@ def test_plugs_draw_what_their_appliance_draws(demo: Site) -> None:
     assert dev["r2101-pc2"]["power_w"] < 1, "monitor in standby"
 
 
-def test_a_heater_only_when_asked(demo: Site) -> None:
-    w = make_world(demo)
-    w.set_room("r3102", plugs={"r3102-plug": 2000.0})
-    assert w.state()["devices"]["r3102-plug"]["power_w"] == 2000
-    w.switch_relay("r3102-plug", False, "mqtt")
-    assert w.state()["devices"]["r3102-plug"]["power_w"] == 0
-    w.release_room("r3102")
+def test_a_heater_plug_draws_only_when_asked(demo: Site) -> None:
+    """A plug marked `appliance: heater` in the site file stays at 0 W, on or off, until a room override asks."""
+    devices = [d.model_copy(update={"appliance": "heater"}) if d.id == "r3102-plug" else d for d in demo.devices]
+    w = make_world(demo.model_copy(update={"devices": devices}), seed=1, start=datetime(2026, 1, 14, 6, 0, tzinfo=TZ))
+    seen: list[tuple[bool, bool, float]] = []
+    for _ in range(12 * 4):  # a January working day, 06:00-18:00
+        w.step(900)
+        plug, room = w.state()["devices"]["r3102-plug"], w.state()["rooms"]["r3102"]
+        seen.append((room["occupied"], plug["on"], plug["power_w"]))
+    assert any(occupied and on for occupied, on, _ in seen), "the manager was in, the heater plug switched on"
+    assert all(watts == 0 for _, _, watts in seen), "nobody asked for heat: a heater draws nothing"
+    assert w.state()["devices"]["r3102-plug"]["appliance"] == "heater"
+
     w.switch_relay("r3102-plug", True, "mqtt")
-    assert w.state()["devices"]["r3102-plug"]["power_w"] < 100
+    dept_before = w.state()["devices"]["meter-dept-engineering"]["power_w"]
+    w.set_room("r3102", plugs={"r3102-plug": 2000.0})
+    plug = w.state()["devices"]["r3102-plug"]
+    assert plug["power_w"] == 2000
+    assert w.state()["devices"]["meter-dept-engineering"]["power_w"] == pytest.approx(dept_before + 2000, abs=1)
+    w.step(600)
+    after = w.state()["devices"]["r3102-plug"]
+    assert after["power_w"] == 2000
+    assert after["energy_kwh"] - plug["energy_kwh"] == pytest.approx(2000 * 600 / 3.6e6, rel=1e-3)
+    w.switch_relay("r3102-plug", False, "mqtt")
+    assert w.state()["devices"]["r3102-plug"]["power_w"] == 0, "switched off at the plug: no heat"
+    w.switch_relay("r3102-plug", True, "mqtt")
+    assert w.state()["devices"]["r3102-plug"]["power_w"] == 2000, "still asked for: heats again"
+    w.release_room("r3102")
+    assert w.state()["devices"]["r3102-plug"]["power_w"] == 0, "no longer asked for"
 
 
 def test_room_overrides_hold_until_released(demo: Site) -> None:
@@ -146,3 +166,34 @@ def test_unpowered_rooms_draw_nothing_and_their_ac_stops(demo: Site) -> None:
     dev = w.state()["devices"]
     assert dev["r3101-ac"]["power_w"] == 0 and dev["r3101-light"]["power_w"] == 0
     assert dev["r3101-ac"]["system_mode"] == "cool", "the controller keeps its settings through the outage"
+
+
+def test_rooms_keep_moving_after_a_step_off_the_half_second_grid(demo: Site) -> None:
+    """A step of any length (sim.world.step(0.3)) must not freeze the office model."""
+    odd, even = make_world(demo, seed=1), make_world(demo, seed=1)
+    for w in (odd, even):
+        w.set_room("r3102", temperature=30.0)
+        w.release_room("r3102")
+        w.set_room("r3102", ac_mode="cool", ac_setpoint=22.0)
+    odd.step(0.3)
+    odd.step(3600)
+    even.step(3600.3)
+    cooled = odd.state()["rooms"]["r3102"]["temperature_c"]
+    assert cooled < 27.0, "an hour of AC at 22 °C cools a room that was at 30 °C"
+    assert cooled == pytest.approx(even.state()["rooms"]["r3102"]["temperature_c"], abs=0.1)
+    assert odd.state()["rooms"]["r3102"]["ac"]["running_state"] == "cool"
+
+
+def test_ac_setpoints_outside_the_units_range_are_refused_not_clamped(demo: Site) -> None:
+    w = make_world(demo, seed=1, start=datetime(2026, 1, 14, 9, 0, tzinfo=TZ))
+    w.set_room("r1102", ac_mode="heat", ac_setpoint=22.0)
+    with pytest.raises(WorldError, match=r"ac setpoint 31 is outside 5\.\.30 in heat mode \(r1102-ac"):
+        w.set_room("r1102", ac_setpoint=31.0)
+    with pytest.raises(WorldError, match=r"outside 16\.\.32 in cool mode"):
+        w.set_room("r1102", ac_mode="cool", ac_setpoint=10.0)
+    ac = w.state()["devices"]["r1102-ac"]
+    assert (ac["system_mode"], ac["heating_setpoint"]) == ("heat", 22.0), "a refused request changes nothing"
+    w.set_room("r1102", ac_setpoint=10.0)
+    assert w.state()["devices"]["r1102-ac"]["heating_setpoint"] == 10.0, "frost protection is a heating setpoint"
+    w.set_room("r1102", ac_setpoint=30.0)
+    assert w.state()["rooms"]["r1102"]["ac"]["setpoint_c"] == 30.0

@@ -82,3 +82,12 @@ async def test_an_unreachable_broker_is_reported(demo: Site) -> None:
     face = MqttFace(make_world(demo), f"mqtt://127.0.0.1:{servers.free_port()}", client_tag="t")
     with pytest.raises(ConnectionError, match="could not connect"):
         await face.start(timeout_s=1.5)
+
+
+async def test_stopping_right_after_a_change_from_outside(demo_site: Site) -> None:
+    """A change nudges the clock; a stop landing on the nudge must still end it (it used to hang for ever)."""
+    async with asyncio.timeout(120):
+        for _ in range(10):
+            async with Simulation(demo_site, control_port=None, speed=0, start=WORKDAY_10AM) as sim:
+                await asyncio.sleep(0.05)
+                sim.clear_faults()

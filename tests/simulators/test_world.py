@@ -7,7 +7,15 @@ from typing import Any
 import pytest
 
 from service.site import Site
-from simulators.power import COOLDOWN_S, KEY_AUTO, KEY_MANUAL, KEY_START, KEY_STOP
+from simulators.power import (
+    COOLDOWN_S,
+    KEY_AUTO,
+    KEY_MANUAL,
+    KEY_RESET_ALARMS,
+    KEY_START,
+    KEY_STOP,
+    OVERLOAD_TRIP_DELAY_S,
+)
 from simulators.world import World, WorldError
 from tests.simulators.conftest import hold_rooms, make_world
 
@@ -259,3 +267,61 @@ def test_faults_are_listed_and_cleared(demo: Site) -> None:
     assert ("source_loss", "grid-b") not in {(f["fault"], f["target"]) for f in w.state()["faults"]}
     w.clear_faults()
     assert w.state()["faults"] == [] and w.state()["devices"]["r2119-light"]["online"]
+
+
+def small_generator(site: Site, rated_kw: float) -> Site:
+    """The demo site with gen-1 rated at rated_kw (the demo's 200 kW carries any load the rooms can draw)."""
+    generators = [g.model_copy(update={"rated_kw": rated_kw}) for g in site.generators]
+    return site.model_copy(update={"generators": generators})
+
+
+def blackout_on_generator(w: World) -> None:
+    w.fault("source_loss", "grid-a")
+    w.fault("source_loss", "grid-b")
+    run_until(w, lambda x: gen(x)["breaker_closed"], limit_s=20)
+
+
+def test_overload_warns_at_once_then_trips_the_generator_off_the_load(demo: Site) -> None:
+    w = make_world(small_generator(demo, 60.0))
+    hold_rooms(w, 2000.0)  # 44 kW of base loads and ten plugs at 2 kW: 64 kW on a 60 kW set
+    blackout_on_generator(w)
+    w.step(0.5)
+    g = gen(w)
+    assert g["power_kw"] == pytest.approx(64.0, abs=0.01) and g["overload"] and not g["overload_trip"]
+    assert meter_bits(w) & 0b1100_0000 == 0b0100_0000, "bit 6: overload warning; bit 7 not yet"
+    w.step(OVERLOAD_TRIP_DELAY_S - 1)
+    assert gen(w)["breaker_closed"] and w.state()["load_kw"] > 60, "still carrying the load before the delay"
+    assert OVERLOAD_TRIP_DELAY_S > 60, "slower than wattkeeper's generator_overload on-delay, which must see it first"
+    w.step(1)
+    g = gen(w)
+    assert g["overload_trip"] and not g["overload"] and not g["breaker_closed"] and g["power_kw"] == 0
+    assert g["state"] == "cooling", "electrical trip: off load first, then the cooling timer"
+    assert meter_bits(w) & 0b1100_0011 == 0b1000_0001, "tripped, generator breaker open"
+    assert ats(w)["position"] is None and w.state()["load_kw"] == 0, "the load lost its only source"
+    assert meter(w, "meter-gen")["power_w"] == 0 and meter(w, "meter-dept-it")["power_w"] == 0
+    run_until(w, lambda x: gen(x)["state"] == "stopped", limit_s=COOLDOWN_S + 1)
+    w.step(600)
+    assert gen(w)["state"] == "stopped" and gen(w)["start_demand"], "latched: no restart on the standing demand"
+    w.generator_key("genset-1", KEY_RESET_ALARMS)
+    run_until(w, lambda x: gen(x)["breaker_closed"], limit_s=10)
+    w.step(0.5)
+    assert not gen(w)["overload_trip"] and gen(w)["overload"], "reset: back on load, and overloaded again"
+
+
+def test_an_overload_shorter_than_the_delay_does_not_trip(demo: Site) -> None:
+    w = make_world(small_generator(demo, 60.0))
+    hold_rooms(w, 2000.0)
+    blackout_on_generator(w)
+    w.step(OVERLOAD_TRIP_DELAY_S - 10)
+    assert gen(w)["overload"]
+    hold_rooms(w, 100.0)  # someone switches the heaters off: 45 kW
+    w.step(1)
+    assert not gen(w)["overload"]
+    hold_rooms(w, 2000.0)
+    w.step(OVERLOAD_TRIP_DELAY_S - 10)
+    g = gen(w)
+    assert g["overload"] and not g["overload_trip"] and g["breaker_closed"], "the delay starts again"
+    w.step(10)
+    assert gen(w)["overload_trip"]
+    w.clear_faults()
+    assert not gen(w)["overload_trip"], "clearing the faults resets latched alarms"
