@@ -9,7 +9,7 @@ import sys
 import threading
 import uuid
 import weakref
-from collections.abc import Generator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ import yaml
 from hypothesis import settings
 
 from service.site import MqttConfig, Site, load_site
+from service.store import Store
 from tests import servers
 from tests.smtp import SmtpSink
 
@@ -129,6 +130,15 @@ def postgres_admin() -> Iterator[str]:
 def postgres_url(postgres_admin: str) -> str:
     """A fresh, empty PostgreSQL database (postgresql://... URL) for one test."""
     return servers.create_database(f"wk_test_{uuid.uuid4().hex[:12]}", postgres_admin)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """An empty state store in SQLite (tests that need PostgreSQL too define their own)."""
+    s = Store(f"sqlite:///{tmp_path}/wk.db")
+    await s.open()
+    yield s
+    await s.close()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -78,14 +77,6 @@ async def test_keys_revoke_cli(tmp_path: Path) -> None:
         await store.close()
     assert revoked.returncode == 0, revoked.stderr
     assert again.returncode == 1 and "no live key" in again.stderr
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(f"sqlite:///{tmp_path}/keys.db")
-    await s.open()
-    yield s
-    await s.close()
 
 
 async def test_a_generated_id_that_collides_is_drawn_again_never_replacing_a_key(

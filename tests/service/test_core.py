@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from service.site import load_site
 from service.store import Store
 from tests.conftest import DEMO_SITE
 from tests.harness import eventually
+from tests.service.conftest import serve_http
 
 T0 = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
 DEMO = load_site(DEMO_SITE)
@@ -118,13 +118,9 @@ def database() -> Iterator[FlakyDatabase]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    db.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield db
-    server.shutdown()
-    server.server_close()
+    with serve_http(Handler) as url:
+        db.url = url
+        yield db
 
 
 async def _evaluated(core: Core) -> Alarm:

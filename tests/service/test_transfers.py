@@ -4,9 +4,7 @@ live state at the readings' timestamps, and kept by the core across a restart an
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -181,14 +179,6 @@ def test_live_state_tells_transfers_at_the_readings_timestamps() -> None:
     [third] = state.take_transfers()
     assert (third.kind, third.from_source, third.to_source) == ("retransfer", "gen-1", "grid-a")
     assert third.interruption_s == 0
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(f"sqlite:///{tmp_path}/wk.db")
-    await s.open()
-    yield s
-    await s.close()
 
 
 def supply_readings(t: datetime, changes: dict[str, dict[str, Value]] | None = None) -> list[Reading]:

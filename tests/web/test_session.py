@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -13,15 +11,6 @@ from service.store import _key_id as key_id
 from service.web.session import ENDED_STATE_PREFIX, TTL, Sessions, csrf_ok
 
 NOW = datetime(2026, 11, 29, 18, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    """An empty state store in SQLite."""
-    s = Store(f"sqlite:///{tmp_path}/wk.db")
-    await s.open()
-    yield s
-    await s.close()
 
 
 async def test_issue_and_check(store: Store) -> None:
