@@ -9,7 +9,6 @@ their new state.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import math
@@ -133,9 +132,13 @@ class Link:
         self._closing = True
         self._poke.set()
         if self._task is not None:
-            # a connection attempt to a dead broker is not worth waiting for
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(self._task, CLOSE_GRACE_S)
+            # A connection attempt to a dead broker is not worth waiting for. asyncio.wait, not
+            # wait_for under suppress(CancelledError): that would also swallow a cancellation of
+            # whoever is closing us, and Python 3.11's wait_for can lose one (gh-86296).
+            _, pending = await asyncio.wait([self._task], timeout=CLOSE_GRACE_S)
+            for task in pending:
+                task.cancel()
+                await asyncio.wait([task])
 
     async def publish(self, topic: str, payload: str | bytes, *, retain: bool = False, qos: int = 0) -> None:
         """Publish if connected; a device that is not connected says nothing."""
@@ -190,8 +193,7 @@ class Link:
                 done, _ = await asyncio.wait({reader, waiter}, return_when=asyncio.FIRST_COMPLETED)
                 for task in (reader, waiter):
                     task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                await asyncio.wait({reader, waiter})  # never hides a cancellation of this session
                 if waiter in done:
                     await self._down(client)
                 else:
@@ -623,7 +625,10 @@ class MqttFace:
         for link in self.links:
             link.start()
         try:
-            await asyncio.wait_for(asyncio.gather(*(link.ready.wait() for link in self.links)), timeout_s)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation that
+            # lands as the last device gets ready (gh-86296), and a stopped simulation then ran on.
+            async with asyncio.timeout(timeout_s):
+                await asyncio.gather(*(link.ready.wait() for link in self.links))
         except TimeoutError:
             errors = {link.last_error for link in self.links if not link.ready.is_set() and link.last_error}
             await self.stop()
