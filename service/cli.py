@@ -207,6 +207,53 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key's id, as `ke
     raise typer.Exit(cli_revoke_key(key_id))
 
 
+@app.command("discover")
+def discover(
+    mqtt: Annotated[
+        str | None, typer.Option("--mqtt", help="broker URL to listen on, mqtt://[user:pass@]host:port")
+    ] = None,
+    modbus: Annotated[
+        list[str] | None,
+        typer.Option("--modbus", help="HOST:PORT[/UNITS] to probe, e.g. 192.168.1.20:502/1-3 (repeatable)"),
+    ] = None,
+    site: Annotated[Path | None, typer.Option("--site", help="print only what this site file lacks or misses")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of site-file entries")] = False,
+    listen_s: Annotated[float, typer.Option(min=0.1, max=600, help="seconds to listen on the broker")] = 5.0,
+    rate: Annotated[float, typer.Option(min=0.1, max=1000, help="Modbus requests per second at most")] = 20.0,
+    timeout_s: Annotated[float, typer.Option(min=0.05, max=30, help="seconds to wait for a Modbus answer")] = 1.0,
+) -> None:
+    """Find devices on the broker and on Modbus and print them as site-file `devices:` entries.
+
+    Modbus probing only reads (FC03/FC04), one request at a time, at most --rate a second.
+    """
+    from drivers.probe import parse_target
+    from service.discover import Findings, compare, render_json, render_text
+    from service.discover import discover as run_discovery
+
+    if not mqtt and not modbus:
+        typer.echo("give --mqtt URL and/or --modbus HOST:PORT[/UNITS]", err=True)
+        raise typer.Exit(2)
+    try:
+        targets = [parse_target(t) for t in modbus or []]
+    except ValueError as exc:
+        typer.echo(f"--modbus {exc}", err=True)
+        raise typer.Exit(2) from None
+    the_site = _load(site) if site is not None else None
+    try:
+        found = asyncio.run(run_discovery(mqtt, targets, listen_s=listen_s, rate_per_s=rate, timeout_s=timeout_s))
+    except (OSError, ValueError) as exc:
+        typer.echo(f"discover: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except Exception as exc:  # aiomqtt.MqttError and kin: the broker refused or went away
+        typer.echo(f"discover: broker {mqtt}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    findings = compare(found, the_site, mqtt=bool(mqtt), targets=targets) if the_site else Findings(found=found)
+    if as_json:
+        typer.echo(render_json(findings))
+    else:
+        typer.echo(render_text(findings), nl=False)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -23,7 +23,7 @@ from typing import Any
 import aiomqtt
 
 from service.site import Device
-from simulators import payloads
+from simulators import announce, payloads
 from simulators.payloads import JsonDict
 from simulators.rand import between
 from simulators.world import World
@@ -398,8 +398,18 @@ class TasmotaDevice(Agent):
         self.booted_s = self.world.elapsed_s
         self.announced_online = True
         await self.link.publish(f"tele/{self.topic}/LWT", "Online", retain=True, qos=1)
+        await self.publish_discovery()
         await self.publish_power()
         await self.publish_tele()
+
+    async def publish_discovery(self) -> None:
+        """Retained tasmota/discovery/<MAC>/config and .../sensors, as Tasmota does on connecting."""
+        base = f"tasmota/discovery/{announce.mac_address(self.device.id)}"
+        config = announce.tasmota_config(self.device.id, self.topic)
+        await self.link.publish(f"{base}/config", json.dumps(config), retain=True, qos=1)
+        today, yesterday = self._energy_days(self.state()["energy_kwh"])
+        sensor = payloads.tasmota_sensor(self.state(), self.world.now, today, yesterday)
+        await self.link.publish(f"{base}/sensors", json.dumps(announce.tasmota_sensors(sensor)), retain=True, qos=1)
 
     async def down(self) -> None:
         """Going away: LWT Offline, as the broker would publish from the will."""
@@ -528,7 +538,7 @@ class ShellyDevice(Agent):
         if method == "Shelly.GetStatus":
             return {"switch:0": self.report(), "sys": {"uptime": int(self.world.elapsed_s)}}
         if method == "Shelly.GetDeviceInfo":
-            return {"id": self.topic, "model": "SNPL-00112EU", "gen": 2, "app": "PlugS", "ver": "1.4.4"}
+            return announce.shelly_device_info(self.device.id, self.topic)
         raise LookupError(method)
 
 
@@ -588,6 +598,9 @@ class MqttFace:
 
         async def up(client: aiomqtt.Client) -> None:
             await client.publish(f"{base}/bridge/state", json.dumps({"state": "online"}), qos=1, retain=True)
+            listed = [(m.device.id, m.name, m.device.profile) for m in members]
+            devices = json.dumps(announce.z2m_bridge_devices(listed))
+            await client.publish(f"{base}/bridge/devices", devices, qos=1, retain=True)
             for topic in (t for m in members for t in m.subscriptions()):
                 await client.subscribe(topic)
             for member in members:

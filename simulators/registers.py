@@ -152,6 +152,9 @@ def _sdm120(world: World, device_id: str) -> Image:
 
 GENCOMM_PAGE_3 = (768, 256)  # page 3: generating set status
 GENCOMM_CONTROL_MODE = 772  # page 3 offset 4
+GENCOMM_IDENT = 768  # page 3 offsets 0-1: manufacturer code, model number (used together to name the product)
+DSE_MANUFACTURER = 1  # Deep Sea Electronics
+DSE_MODEL = 32840  # a DSE73xx MKII family controller (the code a DSE7310 MKII reports)
 GENCOMM_MODES = {"stop": 0, "auto": 1, "manual": 2}  # GenComm control mode codes
 GENCOMM_PAGES_4_7 = (1024, 1024)  # pages 4 (instrumentation) to 7 (accumulated) in one run
 GENCOMM_PAGE_16 = (4096, 256)  # page 16: system control keys
@@ -183,6 +186,8 @@ def _gencomm(world: World, device_id: str) -> Image:
         mains_v, mains_hz = world.sources[grid].voltage_v(epoch), world.sources[grid].frequency_hz(epoch)
     elif running and gen.mains_breaker and gen.gen_breaker:
         mains_v, mains_hz = gen_v, gen_hz  # backfeed: the mains terminals are live from the generator
+    image[GENCOMM_IDENT] = DSE_MANUFACTURER
+    image[GENCOMM_IDENT + 1] = DSE_MODEL
     image[GENCOMM_CONTROL_MODE] = GENCOMM_MODES[gen.mode]
     image[1024] = 420 if running else 0  # oil pressure, kPa
     image[1025] = 82 if running else 38  # coolant temperature, °C (jacket heater keeps it warm)

@@ -147,6 +147,67 @@ class ModbusPoint(_Strict):
         return self
 
 
+SuggestedRole = Literal["lighting", "hvac", "office_equipment", "sensor", "critical", "life_safety"]
+
+
+class RegisterCheck(_Strict):
+    """A register a device of this model answers, and what it may hold there (for `wattkeeper discover`).
+
+    `equals`: identification codes (the check identifies the model); else `min`..`max`, after `scale`,
+    is the plausible range of a measurement. Probing reads with FC03/FC04 only.
+    """
+
+    table: Literal["input", "holding"]
+    address: int = Field(ge=0, le=65535)
+    type: ModbusType
+    scale: float = 1.0
+    equals: list[int] = []
+    min: float | None = None
+    max: float | None = None
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _bounded(self) -> RegisterCheck:
+        if not self.equals and (self.min is None or self.max is None):
+            raise ValueError(f"register check at {self.address}: give equals, or both min and max")
+        if self.equals and (self.min is not None or self.max is not None):
+            raise ValueError(f"register check at {self.address}: equals and min/max exclude each other")
+        if self.address + REGISTER_COUNT[self.type] > 65536:
+            raise ValueError(f"register check at {self.address} runs past register 65535")
+        return self
+
+
+class Discovery(_Strict):
+    """What a device of this model says about itself, so `wattkeeper discover` can recognise it."""
+
+    role: SuggestedRole | None = Field(None, description="the role a discovered device is suggested")
+    z2m_models: list[str] = Field([], description="Zigbee2MQTT definition.model ids of this model")
+    z2m_exposes: list[str] = Field([], description="exposed properties a compatible Zigbee device has, all of them")
+    tasmota_modules: list[str] = Field([], description="Tasmota module names (discovery `md`)")
+    tasmota_sensors: list[str] = Field([], description="sensor groups in the discovery `sensors` payload (ENERGY)")
+    shelly_apps: list[str] = Field([], description="Shelly.GetDeviceInfo `app` values")
+    shelly_models: list[str] = Field([], description="Shelly.GetDeviceInfo `model` values")
+    registers: list[RegisterCheck] = Field([], description="Modbus register signature: every check must hold")
+
+    def uses(self) -> set[str]:
+        """Which kinds of evidence this block declares."""
+        kinds = {
+            "zigbee2mqtt": bool(self.z2m_models or self.z2m_exposes),
+            "tasmota": bool(self.tasmota_modules or self.tasmota_sensors),
+            "shelly-gen2": bool(self.shelly_apps or self.shelly_models),
+            "modbus": bool(self.registers),
+        }
+        return {k for k, used in kinds.items() if used}
+
+
+def _check_discovery(discovery: Discovery | None, kind: str) -> None:
+    if discovery is None:
+        return
+    foreign = discovery.uses() - {kind}
+    if foreign:
+        raise ValueError(f"discovery: {sorted(foreign)[0]} evidence does not fit a {kind} profile")
+
+
 class ModbusProfile(_Strict):
     """A Modbus device model."""
 
@@ -162,9 +223,11 @@ class ModbusProfile(_Strict):
         {}, description="raw values meaning 'not available' for every point of that type"
     )
     points: list[ModbusPoint] = Field(min_length=1)
+    discovery: Discovery | None = None
 
     @model_validator(mode="after")
     def _no_overlap(self) -> ModbusProfile:
+        _check_discovery(self.discovery, "modbus")
         for dtype, values in self.sentinels.items():
             bad = [v for v in values if not _fits_type(v, dtype)]
             if bad:
@@ -296,9 +359,11 @@ class MqttProfile(_Strict):
     device: str
     documentation: str
     points: list[MqttPoint] = Field(min_length=1)
+    discovery: Discovery | None = None
 
     @model_validator(mode="after")
     def _unique(self) -> MqttProfile:
+        _check_discovery(self.discovery, self.convention)
         names = [p.name for p in self.points]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
