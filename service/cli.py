@@ -254,6 +254,14 @@ def discover(
         typer.echo(render_text(findings), nl=False)
 
 
+@app.command("schema")
+def schema() -> None:
+    """Print the JSON Schema of the site file (for editors: `wattkeeper schema > deploy/site.schema.json`)."""
+    from service.schema import render
+
+    typer.echo(render(), nl=False)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

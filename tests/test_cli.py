@@ -63,8 +63,8 @@ def test_check_invalid_file_lists_every_error(demo_site_path: Path, tmp_path: Pa
     assert out.stderr.splitlines() == [
         f"{bad}: invalid site file (2 error(s)):",
         "  site.grade: Input should be 'special', 'first', 'second', 'temporary' or 'ordinary', got 'gold' "
-        "(broken.yaml:8)",
-        "  rooms[5].department: unknown department 'finance' (broken.yaml:43)",
+        "(broken.yaml:9)",
+        "  rooms[5].department: unknown department 'finance' (broken.yaml:44)",
     ]
     assert out.stdout == ""
 
