@@ -348,3 +348,56 @@ def interpret(heard: Heard, profiles: Iterable[Profile]) -> list[Found]:
         match = match_shelly(info, profile_list)
         out.append(Found(driver="mqtt", id=_slug(shelly_id), said=said, match=match, topic=shelly_id))
     return out
+
+
+class BrokerWatch:
+    """Keeps listening to the announcements on a broker, so the service can list devices no room holds.
+
+    One connection of its own, reconnecting with backoff; the state is what was heard last (retained
+    announcements come back on every reconnect). Shelly devices are asked who they are once each.
+    """
+
+    def __init__(self, url: str, *, client_id: str, reconnect_s: float = 2.0, reconnect_max_s: float = 60.0) -> None:
+        self.url = url
+        self.client_id = client_id
+        self.heard = Heard()
+        self.connected = False
+        self.last_error = ""
+        self._reconnect_s = reconnect_s
+        self._reconnect_max_s = reconnect_max_s
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start listening in the background."""
+        self._task = asyncio.create_task(self._run(), name=f"broker-watch-{self.client_id}")
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task])
+            self._task = None
+
+    def found(self, profiles: Iterable[Profile]) -> list[Found]:
+        """Every device heard so far, matched to profiles."""
+        return interpret(self.heard, profiles)
+
+    async def _run(self) -> None:
+        pause = self._reconnect_s
+        while True:
+            try:
+                async with _client(self.url, self.client_id) as client:
+                    for topic in (*DISCOVERY_TOPICS, f"{self.client_id}/rpc"):
+                        await client.subscribe(topic, qos=1)
+                    self.connected, self.last_error, pause = True, "", self._reconnect_s
+                    self.heard.asked.clear()  # a Shelly that came back is asked again
+                    async for msg in client.messages:
+                        raw = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload or "").encode()
+                        await _heard(client, self.heard, str(msg.topic), raw, self.client_id)
+            except aiomqtt.MqttError as exc:
+                if str(exc) != self.last_error:
+                    log.warning("broker watch %s: %s", self.url, exc)
+                self.last_error = str(exc)
+            self.connected = False
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, self._reconnect_max_s)

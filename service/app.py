@@ -28,6 +28,7 @@ from service.settings import Settings
 from service.sink import TelemetrySink
 from service.site import Site
 from service.store import Store
+from service.unassigned import install_broker_watch
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,7 @@ def build_services(
         publisher=publisher,
     )
     install_control(svc)
+    install_broker_watch(svc)
     return svc
 
 

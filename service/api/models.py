@@ -502,3 +502,19 @@ class SchedulePatchOut(_Out):
 
     id: str
     policy: SweepPolicyOut
+
+
+class UnassignedDeviceOut(_Out):
+    """A device left to place (`GET /api/devices?assigned=false`): in the site file without a room or supply
+    role, or heard on the broker and not in the site file (then with the profile it fits, if any, and what it said)."""
+
+    id: str = Field(examples=["r2119-door"])
+    profile: str | None = Field(examples=["z2m-contact"])
+    driver: Literal["modbus", "mqtt"]
+    online: bool | None
+    last_seen: datetime | None
+    topic: str | None = Field(examples=["zigbee2mqtt/r2119-door"])
+    assigned: bool
+    in_site_file: bool
+    confidence: float | None = None
+    said: str | None = Field(None, examples=["Aqara MCCGQ11LM (LUMI lumi.sensor_magnet.aq2), exposes contact"])

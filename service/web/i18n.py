@@ -270,6 +270,17 @@ LABELS: Final[Mapping[str, tuple[str, str]]] = {
     "age.m": ("{n} 分钟", "{n} min"),
     "age.h": ("{n} 小时", "{n} h"),
     "age.d": ("{n} 天", "{n} d"),
+    "unassigned.title": ("未分配设备", "Unassigned devices"),
+    "unassigned.hint": (
+        "在代理上出现或在站点文件中列出、但没有房间或供电角色的设备：放入 rooms[].devices",
+        "seen on the broker or listed in the site file, held by no room or supply role: place them in rooms[].devices",
+    ),
+    "unassigned.device": ("设备", "device"),
+    "unassigned.profile": ("型号配置", "profile"),
+    "unassigned.where": ("主题", "topic"),
+    "unassigned.said": ("设备自述", "what it said"),
+    "unassigned.in_file": ("站点文件中", "in the site file"),
+    "unassigned.not_in_file": ("不在站点文件中", "not in the site file"),
 }
 
 

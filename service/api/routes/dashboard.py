@@ -23,6 +23,7 @@ from service.calendar import WorkCalendar
 from service.rules import AlarmType
 from service.scheduler import scheduler_of
 from service.settings import Role
+from service.unassigned import unassigned_of
 from service.web import i18n, session, views
 from service.web.render import STATIC, Formatter, render
 
@@ -279,6 +280,7 @@ async def _rooms(request: Request, svc: Services, ctx: dict[str, Any]) -> dict[s
         "acs_on": sum(1 for c in cards for a in c.view.acs if a.on),
         "office_kw": sum(c.view.power_w or 0.0 for c in cards if not c.critical) / 1000,
         "violations": sum(1 for c in cards if c.alarms),
+        "unassigned": [] if department else unassigned_of(svc),
     }
 
 

@@ -13,8 +13,9 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 
 from service.api.deps import Viewer, services
-from service.api.models import DeviceOut, PointOut, RoomOut, SupplyOut
+from service.api.models import DeviceOut, PointOut, RoomOut, SupplyOut, UnassignedDeviceOut
 from service.app import Services
+from service.unassigned import placed_ids, unassigned_of
 
 router = APIRouter(prefix="/api", tags=["live"])
 
@@ -75,12 +76,29 @@ class _RoomsAnswer:
         return _json_response(self.body, self.total)
 
 
-@router.get("/devices", response_model=list[DeviceOut], summary="Devices and their link state")
+@router.get("/devices", response_model=list[DeviceOut | UnassignedDeviceOut], summary="Devices and their link state")
 async def devices(
-    request: Request, _: Viewer, response: Response, limit: Limit = 1000, offset: Offset = 0
+    request: Request,
+    _: Viewer,
+    response: Response,
+    limit: Limit = 1000,
+    offset: Offset = 0,
+    assigned: Annotated[
+        bool | None,
+        Query(
+            description="false: devices left to place (no room or supply role holds them, or seen on the broker "
+            "and not in the site file); true: the site's devices that have a place"
+        ),
+    ] = None,
 ) -> list[dict[str, object]]:
     """Every device of the site: id, profile, driver, online, last_seen."""
-    items = [d.to_dict() for d in services(request).core.state.devices()]
+    svc = services(request)
+    if assigned is False:
+        return page(unassigned_of(svc), response, limit, offset)
+    items = [d.to_dict() for d in svc.core.state.devices()]
+    if assigned:
+        placed = placed_ids(svc.site)
+        items = [i for i in items if i["id"] in placed]
     return page(items, response, limit, offset)
 
 
