@@ -37,6 +37,15 @@ from drivers.profiles import Profile, RegisterCheck
 log = logging.getLogger(__name__)
 
 GATEWAY_CODES = frozenset({10, 11})  # gateway path unavailable, target failed to respond: no such unit
+EXCEPTION_NAMES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "server device failure",
+    6: "server busy",
+    10: "gateway path unavailable",
+    11: "gateway target failed to respond",
+}
 ILLEGAL_FUNCTION = 1
 
 
@@ -176,7 +185,7 @@ async def probe_modbus(
                     answers.refuse(block, code)
                     answered = True
                     if code in GATEWAY_CODES:
-                        silent = f"exception {code} (the gateway reaches no device at this unit id)"
+                        silent = f"exception {code} ({EXCEPTION_NAMES[code]}: no device answers at this unit id)"
                         break
                     if code == ILLEGAL_FUNCTION:
                         skip_tables.add(block.table)
@@ -192,6 +201,11 @@ async def probe_modbus(
                 out.append(found(unit, silent))
                 continue
             if not answered:
+                continue
+            codes = set(answers.refused.values())
+            if not answers.registers and len(codes) == 1:
+                (code,) = codes
+                out.append(found(unit, f"exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')}) to every read"))
                 continue
             match = match_modbus(answers, profile_list)
             out.append(found(unit, describe_answers(answers, checks), match))

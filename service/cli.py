@@ -239,6 +239,7 @@ def discover(
         typer.echo(f"--modbus {exc}", err=True)
         raise typer.Exit(2) from None
     the_site = _load(site) if site is not None else None
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # a port that refuses is reported below, once
     try:
         found = asyncio.run(run_discovery(mqtt, targets, listen_s=listen_s, rate_per_s=rate, timeout_s=timeout_s))
     except (OSError, ValueError) as exc:

@@ -115,7 +115,9 @@ def render_text(findings: Findings) -> str:
         lines.append("  []")
     if findings.unmatched:
         lines.append("")
-        lines.append(f"# {len(findings.unmatched)} device(s) no profile fits (add a profile, or leave them out):")
+        lines.append(
+            f"# {len(findings.unmatched)} no profile fits, or no answer (add a profile, check the address, leave out):"
+        )
         for f in findings.unmatched:
             lines.append(f"#   {f.where}: {f.said}")
     if findings.compared:
