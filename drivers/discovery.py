@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from drivers.codec import Layout, registers_to_raw
 from drivers.profiles import REGISTER_COUNT, Discovery, ModbusProfile, MqttProfile, Profile, RegisterCheck
@@ -131,7 +132,7 @@ def match_shelly(info: Mapping[str, object], profiles: Iterable[Profile]) -> Mat
 class ReadBlock:
     """One read request: FC04 for input, FC03 for holding registers."""
 
-    table: str
+    table: Literal["input", "holding"]
     address: int
     count: int
 

@@ -179,7 +179,7 @@ async def probe_modbus(
                     continue
                 await limiter.wait()
                 try:
-                    values = await link.read(block.table, block.address, block.count, unit)  # type: ignore[arg-type]
+                    values = await link.read(block.table, block.address, block.count, unit)
                 except DeviceError as exc:
                     code = exc.code
                     answers.refuse(block, code)

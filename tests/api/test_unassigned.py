@@ -14,7 +14,7 @@ from service.unassigned import placed_ids, unassigned
 from simulators.runner import Simulation
 from tests.api.conftest import SEED, SIM_START
 from tests.harness import RunningService, eventually, running_service
-from tests.simulators.conftest import pub, run
+from tests.simulators.conftest import run
 
 
 @pytest.fixture
@@ -49,7 +49,10 @@ async def publish_strangers(port: int) -> None:
         "manufacturer": "LUMI",
         "definition": {"model": "WXKG13LM", "vendor": "Aqara", "exposes": [{"type": "enum", "property": "action"}]},
     }
-    await pub(port, "lab-zigbee/bridge/devices", json.dumps([button]))  # not retained: heard live
+    code, out, err = await run(
+        "mosquitto_pub", "-p", str(port), "-r", "-t", "lab-zigbee/bridge/devices", "-m", json.dumps([button])
+    )
+    assert code == 0, out + err
 
 
 async def test_unassigned_lists_unplaced_site_devices_and_strangers_on_the_broker(
