@@ -19,7 +19,7 @@ async def retained(port: int, topic: str) -> list[tuple[str, str]]:
 
 async def test_zigbee2mqtt_keeps_its_device_list_retained(sim: Simulation, demo_site: Site) -> None:
     port = int(demo_site.mqtt.url.rsplit(":", 1)[1])
-    ((topic, payload),) = await retained(port, "zigbee2mqtt/bridge/devices")
+    ((_topic, payload),) = await retained(port, "zigbee2mqtt/bridge/devices")
     devices = json.loads(payload)
     assert devices[0]["type"] == "Coordinator"
     listed = {d["friendly_name"]: d for d in devices[1:]}
