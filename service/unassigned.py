@@ -77,8 +77,11 @@ def unassigned(site: Site, heard: Iterable[Found], views: dict[str, dict[str, An
 
 
 def install_broker_watch(svc: Services) -> None:
-    """Listen to the broker's announcements while the service runs (only when it runs drivers)."""
-    if svc.hub is None:
+    """Listen to the broker's announcements while the service runs drivers and a broker is in the
+    picture: the site has MQTT devices, or names a broker (site file `mqtt:` or WATTKEEPER_MQTT_URL)."""
+    site = svc.site
+    has_broker = any(d.driver == "mqtt" for d in site.devices) or "mqtt" in site.model_fields_set
+    if svc.hub is None or not (has_broker or svc.settings.mqtt_url):
         return
     watch = BrokerWatch(svc.mqtt_url, client_id=f"wattkeeper-{svc.site.site.id}-discover")
     svc.extras[WATCH_KEY] = watch
