@@ -263,6 +263,20 @@ def _client(url: str, identifier: str) -> aiomqtt.Client:
 
 async def listen_mqtt(url: str, *, listen_s: float) -> Heard:
     """Listen `listen_s` seconds to the retained announcements and ask each Shelly who it is."""
+    try:
+        return await _listen(url, listen_s)
+    except aiomqtt.MqttError as exc:
+        raise ConnectionError(f"broker {_redacted(url)}: {exc}") from None
+
+
+def _redacted(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=f"{parts.username}:***@{parts.hostname}:{parts.port}").geturl()
+
+
+async def _listen(url: str, listen_s: float) -> Heard:
     src = f"wattkeeper-discover-{secrets.token_hex(4)}"
     heard = Heard()
     async with _client(url, src) as client:

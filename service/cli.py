@@ -242,11 +242,8 @@ def discover(
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # a port that refuses is reported below, once
     try:
         found = asyncio.run(run_discovery(mqtt, targets, listen_s=listen_s, rate_per_s=rate, timeout_s=timeout_s))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # the broker refused or went away; a URL that is not mqtt://
         typer.echo(f"discover: {exc}", err=True)
-        raise typer.Exit(1) from None
-    except Exception as exc:  # aiomqtt.MqttError and kin: the broker refused or went away
-        typer.echo(f"discover: broker {mqtt}: {exc}", err=True)
         raise typer.Exit(1) from None
     findings = compare(found, the_site, mqtt=bool(mqtt), targets=targets) if the_site else Findings(found=found)
     if as_json:

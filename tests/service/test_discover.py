@@ -196,6 +196,12 @@ async def test_cli_refuses_a_bad_target_and_needs_something_to_look_at() -> None
     assert code == 2 and "HOST:PORT" in err
     code, _, err = await run(sys.executable, "-m", "service", "discover")
     assert code == 2 and "--mqtt" in err
+    dead = servers.free_port()
+    code, out, err = await run(
+        sys.executable, "-m", "service", "discover", "--mqtt", f"mqtt://u:secret@127.0.0.1:{dead}"
+    )
+    assert code == 1 and out == ""
+    assert f"discover: broker mqtt://u:***@127.0.0.1:{dead}:" in err and "secret" not in err
 
 
 def test_found_devices_have_a_stable_key() -> None:
