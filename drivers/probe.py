@@ -149,10 +149,9 @@ async def probe_modbus(
     target: ModbusTarget, profiles: Iterable[Profile], limiter: RateLimiter, *, timeout_s: float = 1.0
 ) -> list[Found]:
     """Read each unit's signature registers (FC03/FC04 only, never a write) and match them."""
-    signatures = discoverable(profiles, "modbus")
-    checks: list[RegisterCheck] = [c for _, disc in signatures for c in disc.registers]
-    plan = plan_reads(checks)
     profile_list = list(profiles)
+    checks: list[RegisterCheck] = [c for _, disc in discoverable(profile_list, "modbus") for c in disc.registers]
+    plan = plan_reads(checks)
     link = Link(target.host, target.port, DriverSettings(modbus_timeout_s=timeout_s, reconnect_min_s=0.0))
     out: list[Found] = []
 
