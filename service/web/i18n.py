@@ -270,6 +270,7 @@ LABELS: Final[Mapping[str, tuple[str, str]]] = {
     "age.m": ("{n} 分钟", "{n} min"),
     "age.h": ("{n} 小时", "{n} h"),
     "age.d": ("{n} 天", "{n} d"),
+    "type.hazard_overdue": ("隐患逾期未整改", "hazard overdue"),
 }
 
 
