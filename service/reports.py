@@ -36,6 +36,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from service.clock import SystemClock
+from service.exports import TYPE_NAMES, Column, Lang, Sheet, name_of
 from service.rules import AlarmType
 from service.settings import Settings, async_database_url
 from service.site import Site
@@ -531,3 +532,52 @@ async def _load(site: Site, month: str, database_url: str) -> EnergyReport:
     finally:
         await rollups.close()
         await store.close()
+
+
+# -- for people: CSV with a BOM and Chinese headers, xlsx -------------------------------------------
+
+
+def energy_sheets(report: EnergyReport, lang: Lang) -> list[Sheet]:
+    """The month as a table per department (names, not ids) for Excel/WPS: kWh and 元 per band."""
+    zh = lang == "zh"
+    band_names = {"peak": "峰", "flat": "平", "valley": "谷", "sharp": "尖峰"}
+
+    def band(b: str) -> str:
+        return band_names.get(b, b) if zh else b
+
+    sheet = Sheet(
+        f"{report.month} 各部门用电",
+        f"Energy by department {report.month}",
+        [
+            Column("部门", "department"),
+            Column("电量 kWh", "kWh", "kwh"),
+            *(Column(f"{band(b)}时段 kWh", f"{b} kWh", "kwh") for b in report.bands),
+            *(Column(f"{band(b)}时段电费 元", f"{b} cost", "money") for b in report.bands),
+            Column("电费 元", "cost", "money"),
+            Column("非工作时间 kWh", "after-hours kWh", "kwh"),
+            Column("上月 kWh", "previous month kWh", "kwh"),
+            Column("环比 %", "change %", "pct"),
+            Column("用电最多的房间", "top rooms"),
+            *(Column(name_of(TYPE_NAMES, t.value, "zh"), f"violations {t.value}", "count") for t in DEPARTMENT_ALARMS),
+        ],
+    )
+    for d in report.departments:
+        sheet.rows.append(
+            [
+                d.name,
+                d.kwh,
+                *(d.bands[b].kwh if b in d.bands else 0.0 for b in report.bands),
+                *(d.bands[b].cost if b in d.bands else 0.0 for b in report.bands),
+                d.cost,
+                d.after_hours_kwh,
+                d.previous_kwh,
+                d.change_pct,
+                "、".join(f"{r.name} {r.kwh:g} kWh" for r in d.top_rooms),
+                *(d.violations.get(t.value, 0) for t in DEPARTMENT_ALARMS),
+            ]
+        )
+    t = report.totals
+    blank: list[Any] = [None] * (len(sheet.columns) - 2)
+    sheet.rows.append(["各部门合计" if zh else "departments total", t.departments_kwh, *blank])
+    sheet.rows.append(["全站进线电表" if zh else "site meters", t.site_meters_kwh, *blank])
+    return [sheet]

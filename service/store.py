@@ -1251,15 +1251,15 @@ class Store:
         self,
         *,
         statuses: Collection[str] | None = None,
-        due_before: datetime | None = None,
+        due_by: datetime | None = None,
         created_before: datetime | None = None,
     ) -> list[Hazard]:
-        """Hazards, oldest first: optionally only in `statuses`, due before a time, reported before a time."""
+        """Hazards, oldest first: optionally only in `statuses`, due at or before a time, reported before one."""
         query = select(HazardRow)
         if statuses is not None:
             query = query.where(HazardRow.status.in_(list(statuses)))
-        if due_before is not None:
-            query = query.where(HazardRow.due < due_before)
+        if due_by is not None:
+            query = query.where(HazardRow.due <= due_by)
         if created_before is not None:
             query = query.where(HazardRow.created_at < created_before)
         async with self._read() as s:

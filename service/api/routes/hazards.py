@@ -16,30 +16,13 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from service.api.deps import RANK, Operator, ServicesDep, Viewer
 from service.hazards import MOVES, HazardSeverity, due_time, is_overdue, watch_of
-from service.rules import AlarmType
-from service.site import Site
+from service.site import VIOLATION_TYPES, Site
 from service.store import Hazard
 
 router = APIRouter(prefix="/api/hazards", tags=["hazards"])
 
-# Alarm types a hazard is reported from: supply and safety, not the office's energy waste.
-HAZARD_ALARMS: frozenset[str] = frozenset(
-    {
-        AlarmType.source_transfer_failed,
-        AlarmType.backfeed,
-        AlarmType.redundancy_lost,
-        AlarmType.generator_start_failed,
-        AlarmType.generator_overload,
-        AlarmType.high_power_appliance,
-        AlarmType.shutdown_failed,
-        AlarmType.device_offline,
-        "grid_lost",
-        "security_load_exceeded",
-        "generator_not_auto",
-        "ats_not_auto",
-        "critical_load_off",
-    }
-)
+# Alarm types that are energy waste, not hazards: an office violation is fined, not rectified.
+NOT_HAZARDS: frozenset[str] = frozenset(VIOLATION_TYPES)
 
 
 def _due(value: object) -> object:
@@ -100,8 +83,9 @@ class HazardOut(BaseModel):
 
 
 def hazard_out(site: Site, h: Hazard, now: datetime) -> HazardOut:
-    """The API form of a stored hazard."""
+    """The API form of a stored hazard, times in site time."""
     names = {d.id: d.name for d in site.departments}
+    tz = site.site.tz
     return HazardOut(
         id=h.id,
         title=h.title,
@@ -109,16 +93,16 @@ def hazard_out(site: Site, h: Hazard, now: datetime) -> HazardOut:
         department=h.department,
         department_name=names.get(h.department, h.department),
         severity=h.severity,
-        due=h.due,
+        due=h.due.astimezone(tz),
         status=h.status,
         overdue=is_overdue(h, now),
         rectification=h.rectification,
         source_alarm=h.source_alarm,
         created_by=h.created_by,
-        created_at=h.created_at,
-        updated_at=h.updated_at,
+        created_at=h.created_at.astimezone(tz),
+        updated_at=h.updated_at.astimezone(tz),
         closed_by=h.closed_by,
-        closed_at=h.closed_at,
+        closed_at=None if h.closed_at is None else h.closed_at.astimezone(tz),
     )
 
 
@@ -178,7 +162,7 @@ async def list_hazards(
     if status_ == "closed":
         found = await svc.store.list_hazards(statuses=("closed",))
     elif status_ == "overdue":
-        found = await svc.store.list_hazards(statuses=("open", "rectifying"), due_before=now)
+        found = await svc.store.list_hazards(statuses=("open", "rectifying"), due_by=now)
     elif status_ == "open":
         found = await svc.store.list_hazards(statuses=("open", "rectifying"))
     else:
@@ -188,12 +172,13 @@ async def list_hazards(
 
 @router.get("/from-alarm/{alarm_id}", response_model=HazardIn, summary="A hazard prefilled from an alarm")
 async def from_alarm(svc: ServicesDep, _: Operator, alarm_id: Annotated[str, Path(max_length=200)]) -> HazardIn:
-    """Title, location, department, severity and a due date from a supply or safety alarm (not stored)."""
+    """Title, location, department, severity and a due date from a supply, safety or equipment alarm
+    (not stored; an office violation is refused)."""
     alarm = await svc.store.get_alarm(alarm_id)
     if alarm is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no alarm '{alarm_id}'")
-    if alarm.type not in HAZARD_ALARMS:
-        raise _unprocessable(f"alarm_id: a {alarm.type} alarm is not a supply or safety alarm")
+    if alarm.type in NOT_HAZARDS:
+        raise _unprocessable(f"alarm_id: a {alarm.type} alarm is an office violation, not a hazard")
     return prefill(svc.site, alarm.type, alarm.subject, alarm.severity, alarm.message, alarm.id, svc.clock.now())
 
 

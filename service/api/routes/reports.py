@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import Admin, ServicesDep, Viewer
 from service.exports import XLSX_TYPE, Lang, Sheet, default_lang, people_csv, xlsx
-from service.reports import EnergyReport, energy_report, report_csv
+from service.reports import EnergyReport, energy_report, energy_sheets, report_csv
 from service.scheduler import scheduler_of
 from service.store import FineDecision, month_bounds
 from service.violations import ViolationsReport, find_violation, violations_report
@@ -26,25 +26,26 @@ Month = Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="si
     "/energy",
     response_model=EnergyReport,
     summary="Monthly kWh, time-of-use cost, after-hours kWh and violations per department",
-    responses={200: {"content": {"text/csv": {}}, "description": "the report (JSON, or CSV with format=csv)"}},
+    responses={200: {"content": {"text/csv": {}, XLSX_TYPE: {}}, "description": "the report (JSON, CSV or xlsx)"}},
 )
 async def energy(
     svc: ServicesDep,
     _: Viewer,
     month: Month,
     by: Annotated[Literal["department"], Query(description="grouping (department)")] = "department",
-    format: Annotated[Literal["json", "csv"], Query(description="json or csv")] = "json",
+    format: Annotated[Literal["json", "csv", "xlsx"], Query(description="json, csv or xlsx")] = "json",
+    lang: Annotated[
+        Literal["zh", "en"] | None,
+        Query(description="csv: zh for people (BOM, Chinese headers, names), en for programs; default by site"),
+    ] = None,
 ) -> Any:
     """The stored report of a closed month, or one computed now; `totals` reconcile departments with site meters."""
     report = await energy_report(svc.store, svc.site, month, now=svc.clock.now(), rollups=scheduler_of(svc).rollups)
-    if format == "csv":
-        name = f"energy-{svc.site.site.id}-{month}.csv"
-        return Response(
-            report_csv(report),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{name}"'},
-        )
-    return report
+    if format == "json":
+        return report
+    chosen = lang or default_lang(svc.site)
+    name = f"energy-{svc.site.site.id}-{month}"
+    return export(svc, energy_sheets(report, chosen), report_csv(report), fmt=format, lang=chosen, name=name)
 
 
 ExportFormat = Annotated[Literal["json", "csv", "xlsx"], Query(description="json, csv or xlsx")]
