@@ -213,6 +213,27 @@ class RollupTable:
             rows = (await conn.execute(query)).all()
         return {device: float(w_minutes or 0.0) / 60_000.0 for device, w_minutes in rows}
 
+    async def minutes_with_last(self, device: str, point: str, value: float, start: datetime, end: datetime) -> int:
+        """How many minutes in [start, end) ended with the point at `value` (e.g. an engine running)."""
+        query = select(func.count()).where(
+            RollupRow.device == device,
+            RollupRow.point == point,
+            RollupRow.minute >= start,
+            RollupRow.minute < end,
+            RollupRow.last == value,
+        )
+        async with self._get_engine().connect() as conn:
+            return int((await conn.execute(query)).scalar() or 0)
+
+    async def counter_rise(self, device: str, point: str, start: datetime, end: datetime) -> float | None:
+        """How much a counter rose over the minutes in [start, end) (None without data)."""
+        query = select(func.min(RollupRow.min), func.max(RollupRow.max)).where(
+            RollupRow.device == device, RollupRow.point == point, RollupRow.minute >= start, RollupRow.minute < end
+        )
+        async with self._get_engine().connect() as conn:
+            low, high = (await conn.execute(query)).one()
+        return None if low is None or high is None else float(high) - float(low)
+
     async def prune(self, before: datetime) -> int:
         """Delete rollups older than `before`, a day per transaction; the number deleted."""
         engine = self._get_engine()

@@ -267,6 +267,15 @@ class HazardRow(Base):
     closed_at: Mapped[datetime | None]
 
 
+class TransferRow(Base):
+    """One source transfer of a transfer switch (the quarterly summary's supply events)."""
+
+    __tablename__ = "transfers"
+    switch: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[datetime] = mapped_column(primary_key=True, index=True)
+    record: Mapped[Json] = mapped_column(_JSON, nullable=True)
+
+
 def _v1_initial(conn: Connection) -> None:
     Base.metadata.create_all(conn)
 
@@ -291,7 +300,7 @@ def _v2_alarm_ack_time_and_shelver(conn: Connection) -> None:
 
 
 def _v3_accountability(conn: Connection) -> None:
-    tables = [_table(m) for m in (AfterHoursFindingRow, FineDecisionRow, HazardRow)]
+    tables = [_table(m) for m in (AfterHoursFindingRow, FineDecisionRow, HazardRow, TransferRow)]
     Base.metadata.create_all(conn, tables=tables, checkfirst=True)
 
 
@@ -300,7 +309,7 @@ def _v3_accountability(conn: Connection) -> None:
 MIGRATIONS: Final[tuple[tuple[int, str, Callable[[Connection], None]], ...]] = (
     (1, "initial schema", _v1_initial),
     (2, "alarms: acked_at, shelved_by", _v2_alarm_ack_time_and_shelver),
-    (3, "after-hours findings, fine decisions, hazards", _v3_accountability),
+    (3, "after-hours findings, fine decisions, hazards, transfers", _v3_accountability),
 )
 
 
@@ -1176,6 +1185,18 @@ class Store:
                 )
                 for r in await s.scalars(query)
             ]
+
+    async def add_transfers(self, records: Iterable[tuple[str, datetime, Json]]) -> None:
+        """Keep source transfers as (switch, at, record) (idempotent per switch and time)."""
+        rows = [{"switch": switch, "at": at, "record": record} for switch, at, record in records]
+        async with self._write() as s:
+            await self._upsert(s, TransferRow, rows)
+
+    async def transfers(self, start: datetime, end: datetime) -> list[Json]:
+        """The records of transfers that ended in [start, end), oldest first."""
+        query = select(TransferRow).where(TransferRow.at >= start, TransferRow.at < end)
+        async with self._read() as s:
+            return [r.record for r in await s.scalars(query.order_by(TransferRow.at, TransferRow.switch))]
 
     async def decide_fine(self, decision: FineDecision) -> None:
         """Store (or replace) the decision on a violation's fine."""

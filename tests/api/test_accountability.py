@@ -14,10 +14,12 @@ import openpyxl
 
 from service.alarms import Alarm, AlarmState
 from service.clock import ManualClock
+from service.exports import XLSX_TYPE
 from service.hazards import watch_of
 from service.rules import Severity
 from service.site import Site
 from tests.harness import RunningService, running_service
+from tests.service.test_quarterly import seed, supply_and_hazards
 from tests.service.test_violations import local, simulate_march
 
 
@@ -218,3 +220,31 @@ async def test_hazard_prefilled_from_a_supply_alarm(demo_site: Site, tmp_path: P
             assert r.status_code == 201 and r.json()["source_alarm"] == "a-backfeed"
             r = await _create(op, source_alarm="nope")
             assert r.status_code == 422 and "source_alarm" in r.json()["detail"]
+
+
+async def test_quarterly_over_the_api(demo_site: Site, tmp_path: Path) -> None:
+    clock = ManualClock(local("2026-04-02 09:00"))
+    async with running_service(demo_site, tmp_path, clock=clock, drivers=False) as svc:
+        store = svc.services.store
+        await seed(store)
+        await simulate_march(demo_site, store)
+        await supply_and_hazards(store)
+        async with svc.client("viewer") as viewer:
+            r = await viewer.get("/api/reports/quarterly", params={"quarter": "2026-Q1"})
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert (body["totals"]["kwh"], body["totals"]["previous_kwh"], body["totals"]["year_before_kwh"]) == (
+                180.0, 130.0, 140.0,
+            )  # fmt: skip
+            assert body["supply"]["transfers_over_allowance"] == 1 and body["hazards"]["overdue"] == 1
+            for quarter in ("2026-Q5", "2026-Q2x", "Q1-2026", "2026-Q3"):  # 2026-Q3 has not begun
+                r = await viewer.get("/api/reports/quarterly", params={"quarter": quarter})
+                assert r.status_code == 422 and "quarter" in r.json()["detail"], (quarter, r.text)
+            r = await viewer.get("/api/reports/quarterly", params={"quarter": "2026-Q1", "format": "xlsx"})
+            assert r.status_code == 200 and r.headers["content-type"].startswith(XLSX_TYPE)
+            book = openpyxl.load_workbook(io.BytesIO(r.content))
+            assert book.sheetnames == ["2026-Q1 各部门用电", "违规与罚款", "供电事件", "隐患"]
+            r = await viewer.get("/api/reports/quarterly", params={"quarter": "2026-Q1", "format": "csv"})
+            assert r.content.startswith(b"\xef\xbb\xbf")
+            rows = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
+            assert ["隐患"] in rows and ["供电事件"] in rows

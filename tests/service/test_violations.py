@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo
 
 import openpyxl
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from drivers.types import Reading, Value
 from service.alarms import AlarmEngine
@@ -20,9 +22,10 @@ from service.control import DeviceResult, OccupiedPolicy, SweepResult
 from service.core import journal_entry
 from service.exports import BOM, people_csv, xlsx
 from service.rules import evaluate
+from service.settings import async_database_url
 from service.site import Site, load_site
 from service.state import LiveState
-from service.store import FineDecision, Store
+from service.store import MIGRATIONS, FineDecision, Store
 from service.violations import machine_csv, night_of, sheets, sweep_findings, text_table, violations_report
 from tests.conftest import DEMO_SITE
 
@@ -220,3 +223,49 @@ async def test_people_csv_and_xlsx_read_back(site: Site, store: Store) -> None:
     assert machine[0][:4] == ["id", "type", "department", "room"]
     assert len(machine) == 6 and not machine_csv(report).startswith(BOM)
     assert "2119 会议室" in text_table(report, site)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    url = f"sqlite:///{tmp_path}/wk.db" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    s = Store(url)
+    await s.open()
+    yield s
+    await s.close()
+
+
+async def test_migration_3_keeps_an_older_database(any_store: Store, site: Site) -> None:
+    """A database made before migration 3 gets the findings, fines, hazards and transfers tables when
+    opened again, and keeps its alarms; a room is found on once per night; hazards round-trip."""
+    store = any_store
+    month = Month(site, store)
+    await month.lights_left_on("r2119", "2026-03-03 19:00")
+    await store.close()
+    engine = create_async_engine(async_database_url(store.url))
+    async with engine.begin() as conn:
+        for table in ("after_hours_findings", "fine_decisions", "hazards", "transfers"):
+            await conn.execute(text(f"DROP TABLE {table}"))
+        await conn.execute(text("DELETE FROM schema_version WHERE version >= 3"))
+    await engine.dispose()
+    await store.open()
+    assert await store.schema_version() == MIGRATIONS[-1][0] >= 3
+    report = await violations_report(store, site, "2026-03", now=local("2026-04-01 09:00"))
+    assert report.counts == {"lit_empty_room": 1}
+    result = sweep(site, "2026-03-10 18:30", {"r3101": ["r3101-light"]})
+    [finding] = sweep_findings(site, result)
+    assert await store.add_after_hours_finding(finding) is True
+    assert await store.add_after_hours_finding(finding) is False
+    created = local("2026-03-11 10:00")
+    h = await store.add_hazard(
+        title="配电室门锁损坏", location="B1", department="admin", severity="high", due=created + timedelta(days=2),
+        source_alarm=None, created_by="key:op", created_at=created,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="due"):
+        await store.add_hazard(
+            title="x", location="", department="admin", severity="low", due=created, source_alarm=None,
+            created_by="key:op", created_at=created,
+        )  # fmt: skip
+    assert [x.id for x in await store.list_hazards(statuses=("open",))] == [h.id]
+    done = await store.update_hazard(h.id, status="closed", rectification="换锁", who="key:admin", at=created)
+    assert done is not None and (done.status, done.closed_by, done.rectification) == ("closed", "key:admin", "换锁")
+    assert await store.list_hazards(statuses=("open", "rectifying")) == []

@@ -10,6 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import Admin, ServicesDep, Viewer
 from service.exports import XLSX_TYPE, Lang, Sheet, default_lang, people_csv, xlsx
+from service.quarterly import QuarterlyReport, build_quarterly, quarter_bounds
+from service.quarterly import machine_csv as quarter_machine_csv
+from service.quarterly import sheets as quarter_sheets
 from service.reports import EnergyReport, energy_report, energy_sheets, report_csv
 from service.scheduler import scheduler_of
 from service.store import FineDecision, month_bounds
@@ -177,3 +180,27 @@ async def decide_fine(svc: ServicesDep, who: Admin, body: FineDecisionIn) -> Fin
         decided_at=now,
         reason=body.reason,
     )
+
+
+Quarter = Annotated[str, Query(pattern=r"^\d{4}-Q[1-4]$", description="site-local quarter, YYYY-Qn (n 1 to 4)")]
+
+
+@router.get(
+    "/quarterly",
+    response_model=QuarterlyReport,
+    summary="The quarter's summary: energy vs previous quarter and a year before, violations, supply events, hazards",
+    responses={200: {"content": {"text/csv": {}, XLSX_TYPE: {}}, "description": "JSON, CSV or xlsx"}},
+)
+async def quarterly(
+    svc: ServicesDep, _: Viewer, quarter: Quarter, format: ExportFormat = "json", lang: ExportLang = None
+) -> Any:
+    """The quarterly work summary (季度小结) of the administration office."""
+    start, _end = quarter_bounds(quarter, svc.site)
+    if start > svc.clock.now():
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"quarter: {quarter} has not begun yet")
+    report = await build_quarterly(svc.store, svc.site, quarter, now=svc.clock.now(), rollups=scheduler_of(svc).rollups)
+    if format == "json":
+        return report
+    chosen = lang or default_lang(svc.site)
+    name = f"quarterly-{svc.site.site.id}-{quarter}"
+    return export(svc, quarter_sheets(report, chosen), quarter_machine_csv(report), fmt=format, lang=chosen, name=name)
