@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING, Final, Literal
 
 from service.rules import AlarmType, Finding, Severity
@@ -53,8 +53,8 @@ def is_overdue(h: Hazard, now: datetime) -> bool:
     return h.status != "closed" and h.due <= now
 
 
-def overdue_findings(hazards: Iterable[Hazard], now: datetime) -> list[Finding]:
-    """One finding per hazard: active while it is overdue."""
+def overdue_findings(hazards: Iterable[Hazard], now: datetime, tz: tzinfo = UTC) -> list[Finding]:
+    """One finding per hazard: active while it is overdue (times in the message in `tz`, site time)."""
     out = []
     for h in hazards:
         active = is_overdue(h, now)
@@ -63,7 +63,7 @@ def overdue_findings(hazards: Iterable[Hazard], now: datetime) -> list[Finding]:
             severity = Severity.warning
         late_h = (now - h.due).total_seconds() / 3600.0
         message = (
-            f"hazard {h.id} '{h.title}' at {h.location or h.department}: not rectified, due {h.due.isoformat()}"
+            f"hazard {h.id} '{h.title}' at {h.location or h.department}: not rectified, due {h.due.astimezone(tz).isoformat(timespec='minutes')}"
             if active
             else f"hazard {h.id} {h.status}"
         )
@@ -88,12 +88,13 @@ class HazardWatch:
         """Hand every not-closed hazard's finding to the core, and a clearing one for those closed since."""
         now = self.core.clock.now()
         live = await self.store.list_hazards(statuses=("open", "rectifying"))
-        findings = overdue_findings(live, now)
+        tz = self.core.site.site.tz
+        findings = overdue_findings(live, now, tz)
         ids = {f.subject for f in findings}
         for gone in self._known - ids:
             hazard = await self.store.get_hazard(int(gone))
             if hazard is not None:
-                findings.extend(overdue_findings([hazard], now))
+                findings.extend(overdue_findings([hazard], now, tz))
         self._known = ids
         for f in findings:
             self.core.report(f)

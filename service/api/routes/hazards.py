@@ -120,7 +120,8 @@ async def create(svc: ServicesDep, who: Operator, body: HazardIn) -> HazardOut:
     now = svc.clock.now()
     due = due_time(body.due, site)
     if due <= now:
-        raise _unprocessable(f"due: {due.isoformat()} is not after the hazard is reported ({now.isoformat()})")
+        reported = now.astimezone(site.site.tz).isoformat(timespec="seconds")
+        raise _unprocessable(f"due: {due.isoformat()} is not after the hazard is reported ({reported})")
     if body.source_alarm is not None and await svc.store.get_alarm(body.source_alarm) is None:
         raise _unprocessable(f"source_alarm: no alarm '{body.source_alarm}'")
     hazard = await svc.store.add_hazard(
