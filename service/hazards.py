@@ -62,8 +62,9 @@ def overdue_findings(hazards: Iterable[Hazard], now: datetime, tz: tzinfo = UTC)
         if _RANK[severity] > _RANK[Severity.warning]:
             severity = Severity.warning
         late_h = (now - h.due).total_seconds() / 3600.0
+        due = h.due.astimezone(tz).isoformat(timespec="minutes")
         message = (
-            f"hazard {h.id} '{h.title}' at {h.location or h.department}: not rectified, due {h.due.astimezone(tz).isoformat(timespec='minutes')}"
+            f"hazard {h.id} '{h.title}' at {h.location or h.department}: not rectified, due {due}"
             if active
             else f"hazard {h.id} {h.status}"
         )
