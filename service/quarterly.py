@@ -23,8 +23,7 @@ from typing import Final
 from pydantic import BaseModel
 
 from service.exports import TYPE_NAMES, Column, Lang, Sheet, name_of
-from service.reports import BandEnergy, RollupTable, RoomEnergy, _room_kwh, site_meters
-from service.reports import _table as table
+from service.reports import BandEnergy, RollupTable, RoomEnergy, room_kwh, site_meters, table
 from service.site import VIOLATION_TYPES, Site
 from service.store import Hazard, Store, month_bounds
 from service.violations import Fines, incidents
@@ -319,7 +318,7 @@ async def build_quarterly(
     previous = await _energy(store, *quarter_bounds(prev_q, site))
     a_year_ago = await _energy(store, *quarter_bounds(year_q, site))
     band_names = [b.name for b in site.tariff.bands] if site.tariff else []
-    room_kwh = await _room_kwh(site, rollups, start, end)
+    rooms_kwh = await room_kwh(site, rollups, start, end)
     found = await incidents(store, site, start, end)
     departments = []
     for dept in site.departments:
@@ -335,7 +334,7 @@ async def build_quarterly(
             fines.add(i)
         mine_rooms = [r for r in site.rooms if r.department == dept.id]
         rooms = sorted(
-            (RoomEnergy(room=r.id, name=r.name, kwh=round(room_kwh[r.id], 3)) for r in mine_rooms), key=_most
+            (RoomEnergy(room=r.id, name=r.name, kwh=round(rooms_kwh[r.id], 3)) for r in mine_rooms), key=_most
         )
         departments.append(
             DepartmentQuarter(
@@ -370,7 +369,7 @@ async def build_quarterly(
     for meter in site_meters(site):
         site_kwh += sum(i.kwh for i in await store.energy_intervals(start, end, meter=meter))
     all_rooms = sorted(
-        (RoomEnergy(room=r.id, name=r.name, kwh=round(room_kwh[r.id], 3)) for r in site.rooms), key=lambda r: -r.kwh
+        (RoomEnergy(room=r.id, name=r.name, kwh=round(rooms_kwh[r.id], 3)) for r in site.rooms), key=lambda r: -r.kwh
     )
     counts_all: dict[str, int] = {}
     fines_all = Fines()

@@ -271,7 +271,7 @@ async def build_report(
     site_kwh = 0.0
     for meter in site_meters(site):
         site_kwh += sum(i.kwh for i in await store.energy_intervals(start, end, meter=meter))
-    room_kwh = await _room_kwh(site, rollups, start, end)
+    rooms_kwh = await room_kwh(site, rollups, start, end)
     violations, site_violations = await _violations(store, site, start, end)
     departments = []
     for dept in site.departments:
@@ -284,7 +284,7 @@ async def build_report(
         prev = previous.get(dept.id)
         rooms = sorted(
             (
-                RoomEnergy(room=r.id, name=r.name, kwh=_kwh(room_kwh[r.id]))
+                RoomEnergy(room=r.id, name=r.name, kwh=_kwh(rooms_kwh[r.id]))
                 for r in site.rooms
                 if r.department == dept.id
             ),
@@ -333,7 +333,8 @@ def _money(x: float) -> float:
     return round(x, 2)
 
 
-async def _room_kwh(site: Site, rollups: RollupTable | None, start: datetime, end: datetime) -> dict[str, float]:
+async def room_kwh(site: Site, rollups: RollupTable | None, start: datetime, end: datetime) -> dict[str, float]:
+    """kWh per room in [start, end) from its devices' `power` rollups (0 without rollups)."""
     by_device = await rollups.kwh_by_device("power", start, end) if rollups is not None else {}
     return {room.id: sum(by_device.get(d, 0.0) for d in room.devices) for room in site.rooms}
 
@@ -465,6 +466,11 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
         return "  ".join(v + " " * (w - _width(v)) for v, w in zip(values, widths, strict=True)).rstrip()
 
     return [line(header), line(["-" * w for w in widths]), *(line(r) for r in cells)]
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """Lines of a text table for a terminal (East Asian wide characters take two columns)."""
+    return _table(header, rows)
 
 
 def _money_cell(v: float) -> str:

@@ -430,9 +430,13 @@ class Scheduler:
         """Record the rooms an after-hours sweep found on (`left_on_after_hours`, once per room and
         night); how many were new."""
         new = 0
-        for finding in sweep_findings(self.site, result):
-            if await self.store.add_after_hours_finding(finding):
-                new += 1
+        try:
+            for finding in sweep_findings(self.site, result):
+                if await self.store.add_after_hours_finding(finding):
+                    new += 1
+        except Exception:
+            # The sweep itself has run: a store error here must not make it run again.
+            log.exception("sweep %s: could not record the rooms it found on", result.job)
         return new
 
     async def monthly_report(self, month: str | None, *, who: str) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 
 from service.control import SweepResult
 from service.exports import FINE_STATUS_NAMES, TYPE_NAMES, Column, Lang, Sheet, name_of
-from service.reports import _table as table
+from service.reports import table
 from service.site import VIOLATION_TYPES, Room, Site
 from service.store import AfterHoursFinding, FineDecision, Store, StoredAlarm, StoredTransition, month_bounds
 
