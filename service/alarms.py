@@ -74,6 +74,7 @@ DEFAULT_CONFIG: Final[Mapping[str, AlarmTypeConfig]] = MappingProxyType(
         AlarmType.shutdown_failed: AlarmTypeConfig(),
         AlarmType.device_offline: AlarmTypeConfig(on_delay_s=30.0),
         AlarmType.telemetry_dropped: AlarmTypeConfig(),
+        AlarmType.hazard_overdue: AlarmTypeConfig(),
     }
 )
 _FALLBACK = AlarmTypeConfig()

@@ -19,6 +19,7 @@ from service.alarms import AlarmTypeConfig
 from service.clock import Clock, SystemClock
 from service.core import Core
 from service.events import EventBus
+from service.hazards import install as install_hazards
 from service.keys import import_env_keys
 from service.metrics import Metrics
 from service.mqttpub import MqttPublisher
@@ -128,6 +129,7 @@ def build_services(
     )
     install_control(svc)
     install_broker_watch(svc)
+    install_hazards(svc)
     return svc
 
 

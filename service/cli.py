@@ -10,7 +10,7 @@ import os
 import signal
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -175,6 +175,54 @@ def report_energy(
     from service.reports import cli_energy_report
 
     raise typer.Exit(cli_energy_report(_load(site), month, as_csv=csv))
+
+
+LangOpt = Annotated[
+    str | None, typer.Option("--lang", help="csv: zh for people (BOM, Chinese headers), en for programs")
+]
+XlsxOut = Annotated[Path | None, typer.Option("--output", "-o", help="xlsx file to write (default: in .)")]
+
+
+def _report_output(as_csv: bool, as_xlsx: bool, lang: str | None) -> tuple[Literal["table", "csv", "xlsx"], Any]:
+    if as_csv and as_xlsx:
+        typer.echo("--csv and --xlsx: choose one", err=True)
+        raise typer.Exit(2)
+    if lang not in (None, "zh", "en"):
+        typer.echo(f"--lang must be zh or en, not {lang!r}", err=True)
+        raise typer.Exit(2)
+    return ("xlsx" if as_xlsx else "csv" if as_csv else "table"), lang
+
+
+@report_app.command("violations")
+def report_violations(
+    month: Annotated[str, typer.Option(help="month as YYYY-MM")],
+    site: SiteOpt = DEMO_SITE,
+    csv: Annotated[bool, typer.Option("--csv", help="CSV instead of a table")] = False,
+    xlsx: Annotated[bool, typer.Option("--xlsx", help="write an xlsx file")] = False,
+    lang: LangOpt = None,
+    output: XlsxOut = None,
+) -> None:
+    """Violations and fines per department for a month, with every incident."""
+    from service.reportcli import cli_violations
+
+    kind, chosen = _report_output(csv, xlsx, lang)
+    raise typer.Exit(cli_violations(_load(site), month, kind, lang=chosen, path=output))
+
+
+@report_app.command("quarter")
+def report_quarter(
+    quarter: Annotated[str, typer.Option(help="quarter as YYYY-Qn, e.g. 2026-Q1")],
+    site: SiteOpt = DEMO_SITE,
+    csv: Annotated[bool, typer.Option("--csv", help="CSV instead of a table")] = False,
+    xlsx: Annotated[bool, typer.Option("--xlsx", help="write an xlsx file")] = False,
+    lang: LangOpt = None,
+    output: XlsxOut = None,
+) -> None:
+    """The quarterly summary: energy vs previous quarter and a year before, violations, supply, hazards."""
+    from service.reportcli import cli_quarter
+
+    kind, chosen = _report_output(csv, xlsx, lang)
+    raise typer.Exit(cli_quarter(_load(site), quarter, kind, lang=chosen, path=output))
 
 
 @keys_app.command("create")

@@ -211,6 +211,7 @@ class Core:
         self._last_checkpoint: datetime | None = None
         self.last_transfers: dict[str, Transfer] = {}  # switch id -> its last source transfer
         self._transfers_unsaved = False
+        self._transfer_log: list[Transfer] = []  # ended transfers not yet in the store's transfer log
         # Set by the app: per-device reject counts from the drivers, read every tick.
         self.rejects_source: Callable[[], dict[str, int]] | None = None
         # running totals of the drivers themselves (Modbus requests answered, MQTT loop failures)
@@ -409,6 +410,7 @@ class Core:
     def _transfer_ended(self, t: Transfer) -> None:
         """Keep a switch's last transfer (the store takes it at the next tick) and tell SSE clients."""
         self.last_transfers[t.switch] = t
+        self._transfer_log.append(t)
         self._transfers_unsaved = True
         log.log(
             logging.INFO if t.within_allowed else logging.WARNING,
@@ -426,6 +428,9 @@ class Core:
         if not self._transfers_unsaved:
             return
         try:
+            if self._transfer_log:
+                await self.store.add_transfers((t.switch, t.at, t.to_dict()) for t in self._transfer_log)
+                self._transfer_log = []
             await self.store.set_state(
                 TRANSFERS_STATE, {s: t.to_dict() for s, t in self.last_transfers.items()}, at=now
             )

@@ -36,6 +36,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from service.clock import SystemClock
+from service.exports import TYPE_NAMES, Column, Lang, Sheet, name_of
 from service.rules import AlarmType
 from service.settings import Settings, async_database_url
 from service.site import Site
@@ -212,6 +213,27 @@ class RollupTable:
             rows = (await conn.execute(query)).all()
         return {device: float(w_minutes or 0.0) / 60_000.0 for device, w_minutes in rows}
 
+    async def minutes_with_last(self, device: str, point: str, value: float, start: datetime, end: datetime) -> int:
+        """How many minutes in [start, end) ended with the point at `value` (e.g. an engine running)."""
+        query = select(func.count()).where(
+            RollupRow.device == device,
+            RollupRow.point == point,
+            RollupRow.minute >= start,
+            RollupRow.minute < end,
+            RollupRow.last == value,
+        )
+        async with self._get_engine().connect() as conn:
+            return int((await conn.execute(query)).scalar() or 0)
+
+    async def counter_rise(self, device: str, point: str, start: datetime, end: datetime) -> float | None:
+        """How much a counter rose over the minutes in [start, end) (None without data)."""
+        query = select(func.min(RollupRow.min), func.max(RollupRow.max)).where(
+            RollupRow.device == device, RollupRow.point == point, RollupRow.minute >= start, RollupRow.minute < end
+        )
+        async with self._get_engine().connect() as conn:
+            low, high = (await conn.execute(query)).one()
+        return None if low is None or high is None else float(high) - float(low)
+
     async def prune(self, before: datetime) -> int:
         """Delete rollups older than `before`, a day per transaction; the number deleted."""
         engine = self._get_engine()
@@ -249,7 +271,7 @@ async def build_report(
     site_kwh = 0.0
     for meter in site_meters(site):
         site_kwh += sum(i.kwh for i in await store.energy_intervals(start, end, meter=meter))
-    room_kwh = await _room_kwh(site, rollups, start, end)
+    rooms_kwh = await room_kwh(site, rollups, start, end)
     violations, site_violations = await _violations(store, site, start, end)
     departments = []
     for dept in site.departments:
@@ -262,7 +284,7 @@ async def build_report(
         prev = previous.get(dept.id)
         rooms = sorted(
             (
-                RoomEnergy(room=r.id, name=r.name, kwh=_kwh(room_kwh[r.id]))
+                RoomEnergy(room=r.id, name=r.name, kwh=_kwh(rooms_kwh[r.id]))
                 for r in site.rooms
                 if r.department == dept.id
             ),
@@ -311,7 +333,8 @@ def _money(x: float) -> float:
     return round(x, 2)
 
 
-async def _room_kwh(site: Site, rollups: RollupTable | None, start: datetime, end: datetime) -> dict[str, float]:
+async def room_kwh(site: Site, rollups: RollupTable | None, start: datetime, end: datetime) -> dict[str, float]:
+    """kWh per room in [start, end) from its devices' `power` rollups (0 without rollups)."""
     by_device = await rollups.kwh_by_device("power", start, end) if rollups is not None else {}
     return {room.id: sum(by_device.get(d, 0.0) for d in room.devices) for room in site.rooms}
 
@@ -445,6 +468,11 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
     return [line(header), line(["-" * w for w in widths]), *(line(r) for r in cells)]
 
 
+def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """Lines of a text table for a terminal (East Asian wide characters take two columns)."""
+    return _table(header, rows)
+
+
 def _money_cell(v: float) -> str:
     return f"{v:,.2f}"
 
@@ -531,3 +559,52 @@ async def _load(site: Site, month: str, database_url: str) -> EnergyReport:
     finally:
         await rollups.close()
         await store.close()
+
+
+# -- for people: CSV with a BOM and Chinese headers, xlsx -------------------------------------------
+
+
+def energy_sheets(report: EnergyReport, lang: Lang) -> list[Sheet]:
+    """The month as a table per department (names, not ids) for Excel/WPS: kWh and 元 per band."""
+    zh = lang == "zh"
+    band_names = {"peak": "峰", "flat": "平", "valley": "谷", "sharp": "尖峰"}
+
+    def band(b: str) -> str:
+        return band_names.get(b, b) if zh else b
+
+    sheet = Sheet(
+        f"{report.month} 各部门用电",
+        f"Energy by department {report.month}",
+        [
+            Column("部门", "department"),
+            Column("电量 kWh", "kWh", "kwh"),
+            *(Column(f"{band(b)}时段 kWh", f"{b} kWh", "kwh") for b in report.bands),
+            *(Column(f"{band(b)}时段电费 元", f"{b} cost", "money") for b in report.bands),
+            Column("电费 元", "cost", "money"),
+            Column("非工作时间 kWh", "after-hours kWh", "kwh"),
+            Column("上月 kWh", "previous month kWh", "kwh"),
+            Column("环比 %", "change %", "pct"),
+            Column("用电最多的房间", "top rooms"),
+            *(Column(name_of(TYPE_NAMES, t.value, "zh"), f"violations {t.value}", "count") for t in DEPARTMENT_ALARMS),
+        ],
+    )
+    for d in report.departments:
+        sheet.rows.append(
+            [
+                d.name,
+                d.kwh,
+                *(d.bands[b].kwh if b in d.bands else 0.0 for b in report.bands),
+                *(d.bands[b].cost if b in d.bands else 0.0 for b in report.bands),
+                d.cost,
+                d.after_hours_kwh,
+                d.previous_kwh,
+                d.change_pct,
+                "、".join(f"{r.name} {r.kwh:g} kWh" for r in d.top_rooms),
+                *(d.violations.get(t.value, 0) for t in DEPARTMENT_ALARMS),
+            ]
+        )
+    t = report.totals
+    blank: list[Any] = [None] * (len(sheet.columns) - 2)
+    sheet.rows.append(["各部门合计" if zh else "departments total", t.departments_kwh, *blank])
+    sheet.rows.append(["全站进线电表" if zh else "site meters", t.site_meters_kwh, *blank])
+    return [sheet]

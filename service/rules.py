@@ -65,6 +65,7 @@ class AlarmType(StrEnum):
     shutdown_failed = "shutdown_failed"
     device_offline = "device_offline"
     telemetry_dropped = "telemetry_dropped"
+    hazard_overdue = "hazard_overdue"
 
 
 class Severity(StrEnum):
@@ -91,6 +92,7 @@ SEVERITY: Final[Mapping[AlarmType, Severity]] = MappingProxyType(
         AlarmType.ac_too_cold: Severity.low,
         AlarmType.ac_heating_too_warm: Severity.low,
         AlarmType.ac_door_open: Severity.low,
+        AlarmType.hazard_overdue: Severity.warning,  # the hazard's own severity when higher
     }
 )
 

@@ -59,6 +59,7 @@ from service.control import ControlPath, Sweeper, SweepResult
 from service.reports import ROLLUP_RETENTION, RollupTable, generate_report, month_of, previous_month
 from service.site import Site, parse_hhmm
 from service.store import Override, Store
+from service.violations import sweep_findings
 
 if TYPE_CHECKING:
     import psycopg
@@ -420,9 +421,23 @@ class Scheduler:
                 return None
             await self.store.set_state(key, {"started": slot.isoformat(), "done": done}, at=now)
             result = await self.sweeper.run(SWEEP_ID, who="scheduler", job=f"{SWEEP_ID}@{slot.isoformat()}")
+            await self.record_findings(result)
             await self.store.set_state(key, {"started": slot.isoformat(), "done": slot.isoformat()}, at=now)
             await self._history(SWEEP_ID, {**result.summary(), "slot": slot.isoformat(), "trigger": "scheduled"})
             return result
+
+    async def record_findings(self, result: SweepResult) -> int:
+        """Record the rooms an after-hours sweep found on (`left_on_after_hours`, once per room and
+        night); how many were new."""
+        new = 0
+        try:
+            for finding in sweep_findings(self.site, result):
+                if await self.store.add_after_hours_finding(finding):
+                    new += 1
+        except Exception:
+            # The sweep itself has run: a store error here must not make it run again.
+            log.exception("sweep %s: could not record the rooms it found on", result.job)
+        return new
 
     async def monthly_report(self, month: str | None, *, who: str) -> dict[str, Any]:
         """Generate and store a month's report (default: the month before the current one)."""
@@ -537,6 +552,8 @@ class Scheduler:
         """
         if schedule_id == SWEEP_ID:
             result = await self.sweeper.run(SWEEP_ID, who=who, job=f"{SWEEP_ID}:manual")
+            if not self.calendar.is_working(result.started_at):
+                await self.record_findings(result)
             await self._history(SWEEP_ID, {**result.summary(), "trigger": "manual"})
             return result.to_dict()
         actions: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {

@@ -34,6 +34,20 @@ _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _SPAN = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
+# What the administration office charges to a room's department (DESIGN §4 `penalties`): one alarm
+# lifecycle of these office rules, or a room an after-hours sweep found on (`left_on_after_hours`).
+# Data, not code: a new office alarm type becomes a violation by being added here.
+VIOLATION_TYPES: tuple[str, ...] = (
+    "lit_empty_room",
+    "ac_too_cold",
+    "ac_heating_too_warm",
+    "ac_door_open",
+    "high_power_appliance",
+    "ac_left_on",
+    "lit_in_daylight",
+    "left_on_after_hours",
+)
+
 
 class Grade(StrEnum):
     """Important power customer grade (ordinary: ungraded)."""
@@ -402,6 +416,9 @@ class Site(_Strict):
     calendar: Calendar = Calendar()
     tariff: Tariff | None = None
     notifications: Notifications = Notifications()
+    penalties: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict, description="fine per violation, in tariff currency units, by violation type"
+    )
 
     _index: tuple[object, dict[str, Device], object, dict[str, Room]] | None = PrivateAttr(None)
 
@@ -422,6 +439,14 @@ class Site(_Strict):
     def room_of(self, device_id: str) -> Room | None:
         """The room holding a device, if any."""
         return self._indexes()[1].get(device_id)
+
+    @field_validator("penalties")
+    @classmethod
+    def _known_violations(cls, v: dict[str, float]) -> dict[str, float]:
+        for kind in v:
+            if kind not in VIOLATION_TYPES:
+                raise ValueError(f"'{kind}' is not a violation type (known: {', '.join(VIOLATION_TYPES)})")
+        return v
 
 
 class SiteError(Exception):

@@ -223,6 +223,59 @@ class StateRow(Base):
     updated_at: Mapped[datetime]
 
 
+class AfterHoursFindingRow(Base):
+    """A room an after-hours sweep found on, once per room and night (a `left_on_after_hours` violation)."""
+
+    __tablename__ = "after_hours_findings"
+    room: Mapped[str] = mapped_column(String(64), primary_key=True)
+    night: Mapped[str] = mapped_column(String(10), primary_key=True)  # site-local date the evening began
+    at: Mapped[datetime] = mapped_column(index=True)
+    department: Mapped[str] = mapped_column(String(64))
+    devices: Mapped[Json] = mapped_column(_JSON, nullable=True)
+    job: Mapped[str] = mapped_column(String(200), default="")
+
+
+class FineDecisionRow(Base):
+    """The administration office's decision on the fine of one violation; none means proposed."""
+
+    __tablename__ = "fine_decisions"
+    violation: Mapped[str] = mapped_column(String(256), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[float] = mapped_column(Float)
+    decided_by: Mapped[str] = mapped_column(String(128))
+    decided_at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class HazardRow(Base):
+    """A hazard (隐患) in the register, from report to rectification."""
+
+    __tablename__ = "hazards"
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    title: Mapped[str] = mapped_column(Text)
+    location: Mapped[str] = mapped_column(Text, default="")
+    department: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    due: Mapped[datetime] = mapped_column(index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    rectification: Mapped[str] = mapped_column(Text, default="")
+    source_alarm: Mapped[str | None] = mapped_column(String(200))
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    updated_at: Mapped[datetime]
+    closed_by: Mapped[str | None] = mapped_column(String(128))
+    closed_at: Mapped[datetime | None]
+
+
+class TransferRow(Base):
+    """One source transfer of a transfer switch (the quarterly summary's supply events)."""
+
+    __tablename__ = "transfers"
+    switch: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[datetime] = mapped_column(primary_key=True, index=True)
+    record: Mapped[Json] = mapped_column(_JSON, nullable=True)
+
+
 def _v1_initial(conn: Connection) -> None:
     Base.metadata.create_all(conn)
 
@@ -246,11 +299,17 @@ def _v2_alarm_ack_time_and_shelver(conn: Connection) -> None:
     _add_columns(conn, AlarmRow, ("acked_at", "shelved_by"))
 
 
+def _v3_accountability(conn: Connection) -> None:
+    tables = [_table(m) for m in (AfterHoursFindingRow, FineDecisionRow, HazardRow, TransferRow)]
+    Base.metadata.create_all(conn, tables=tables, checkfirst=True)
+
+
 # Ordered and append-only: a schema change is a new (version, name, step) at the end, never an
 # edit of an applied step. Steps run on a sync connection inside the migration transaction.
 MIGRATIONS: Final[tuple[tuple[int, str, Callable[[Connection], None]], ...]] = (
     (1, "initial schema", _v1_initial),
     (2, "alarms: acked_at, shelved_by", _v2_alarm_ack_time_and_shelver),
+    (3, "after-hours findings, fine decisions, hazards, transfers", _v3_accountability),
 )
 
 
@@ -369,6 +428,50 @@ class EnergyTotal:
     month: str | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AfterHoursFinding:
+    """A room found on by an after-hours sweep in one night."""
+
+    room: str
+    night: str
+    at: datetime
+    department: str
+    devices: Json
+    job: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FineDecision:
+    """A confirmed or waived fine: by whom, when and why."""
+
+    violation: str
+    status: str
+    amount: float
+    decided_by: str
+    decided_at: datetime
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hazard:
+    """A hazard in the register."""
+
+    id: int
+    title: str
+    location: str
+    department: str
+    severity: str
+    due: datetime
+    status: str
+    rectification: str
+    source_alarm: str | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    closed_by: str | None
+    closed_at: datetime | None
+
+
 class AlarmLike(Protocol):
     """What the store needs of an alarm (the alarm engine's Alarm fits)."""
 
@@ -472,6 +575,25 @@ def _alarm(row: AlarmRow) -> StoredAlarm:
         shelved_until=row.shelved_until,
         acked_at=row.acked_at,
         shelved_by=row.shelved_by,
+    )
+
+
+def _hazard(row: HazardRow) -> Hazard:
+    return Hazard(
+        id=row.id,
+        title=row.title,
+        location=row.location,
+        department=row.department,
+        severity=row.severity,
+        due=row.due,
+        status=row.status,
+        rectification=row.rectification,
+        source_alarm=row.source_alarm,
+        created_by=row.created_by,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        closed_by=row.closed_by,
+        closed_at=row.closed_at,
     )
 
 
@@ -656,6 +778,17 @@ class Store:
             query = query.where(AlarmRow.type == type)
         async with self._read() as s:
             return int(await s.scalar(query) or 0)
+
+    async def alarms_touched(self, types: Collection[str], start: datetime, end: datetime) -> list[StoredAlarm]:
+        """Alarms of `types` raised before `end` and changed at or after `start` (any lifecycle that
+        may have been raised again in [start, end)), oldest raise first."""
+        query = (
+            select(AlarmRow)
+            .where(AlarmRow.type.in_(list(types)), AlarmRow.raised_at < end, AlarmRow.updated_at >= start)
+            .order_by(AlarmRow.raised_at, AlarmRow.id)
+        )
+        async with self._read() as s:
+            return [_alarm(r) for r in await s.scalars(query)]
 
     async def journal(self, alarm_id: str) -> list[StoredTransition]:
         """The transitions of one alarm, oldest first."""
@@ -1021,6 +1154,154 @@ class Store:
         async with self._read() as s:
             rows = await s.scalars(select(ReportRow).where(ReportRow.month == month).order_by(ReportRow.department))
             return {r.department: r.body for r in rows}
+
+    # --- accountability: after-hours findings, fines, hazards ------------------------------
+
+    async def add_after_hours_finding(self, finding: AfterHoursFinding) -> bool:
+        """Record a room found on in a night; False (nothing stored) when that night already has it."""
+        row = {
+            "room": finding.room,
+            "night": finding.night,
+            "at": finding.at,
+            "department": finding.department,
+            "devices": finding.devices,
+            "job": finding.job,
+        }
+        stmt = self._insert(_table(AfterHoursFindingRow)).on_conflict_do_nothing(index_elements=["room", "night"])
+        async with self._write() as s:
+            return bool(getattr(await s.execute(stmt, [row]), "rowcount", 0))
+
+    async def after_hours_findings(self, start: datetime, end: datetime) -> list[AfterHoursFinding]:
+        """Findings made in [start, end), oldest first."""
+        query = (
+            select(AfterHoursFindingRow)
+            .where(AfterHoursFindingRow.at >= start, AfterHoursFindingRow.at < end)
+            .order_by(AfterHoursFindingRow.at, AfterHoursFindingRow.room)
+        )
+        async with self._read() as s:
+            return [
+                AfterHoursFinding(
+                    room=r.room, night=r.night, at=r.at, department=r.department, devices=r.devices, job=r.job
+                )
+                for r in await s.scalars(query)
+            ]
+
+    async def add_transfers(self, records: Iterable[tuple[str, datetime, Json]]) -> None:
+        """Keep source transfers as (switch, at, record) (idempotent per switch and time)."""
+        rows = [{"switch": switch, "at": at, "record": record} for switch, at, record in records]
+        async with self._write() as s:
+            await self._upsert(s, TransferRow, rows)
+
+    async def transfers(self, start: datetime, end: datetime) -> list[Json]:
+        """The records of transfers that ended in [start, end), oldest first."""
+        query = select(TransferRow).where(TransferRow.at >= start, TransferRow.at < end)
+        async with self._read() as s:
+            return [r.record for r in await s.scalars(query.order_by(TransferRow.at, TransferRow.switch))]
+
+    async def decide_fine(self, decision: FineDecision) -> None:
+        """Store (or replace) the decision on a violation's fine."""
+        row = {
+            "violation": decision.violation,
+            "status": decision.status,
+            "amount": decision.amount,
+            "decided_by": decision.decided_by,
+            "decided_at": decision.decided_at,
+            "reason": decision.reason,
+        }
+        async with self._write() as s:
+            await self._upsert(s, FineDecisionRow, [row])
+
+    async def fine_decisions(self, violations: Collection[str]) -> dict[str, FineDecision]:
+        """The decisions taken on these violations, by violation id."""
+        out: dict[str, FineDecision] = {}
+        ids = list(violations)
+        async with self._read() as s:
+            for i in range(0, len(ids), 500):
+                query = select(FineDecisionRow).where(FineDecisionRow.violation.in_(ids[i : i + 500]))
+                for r in await s.scalars(query):
+                    out[r.violation] = FineDecision(
+                        violation=r.violation,
+                        status=r.status,
+                        amount=r.amount,
+                        decided_by=r.decided_by,
+                        decided_at=r.decided_at,
+                        reason=r.reason,
+                    )
+        return out
+
+    async def add_hazard(
+        self,
+        *,
+        title: str,
+        location: str,
+        department: str,
+        severity: str,
+        due: datetime,
+        source_alarm: str | None,
+        created_by: str,
+        created_at: datetime,
+    ) -> Hazard:
+        """Open a hazard (status `open`)."""
+        if due <= created_at:
+            raise ValueError("due: must be after the hazard is reported")
+        row = HazardRow(
+            title=title,
+            location=location,
+            department=department,
+            severity=severity,
+            due=due,
+            status="open",
+            rectification="",
+            source_alarm=source_alarm,
+            created_by=created_by,
+            created_at=created_at,
+            updated_at=created_at,
+        )
+        async with self._write() as s:
+            s.add(row)
+            await s.flush()
+            return _hazard(row)
+
+    async def get_hazard(self, hazard_id: int) -> Hazard | None:
+        """One hazard by id."""
+        async with self._read() as s:
+            row = await s.get(HazardRow, hazard_id)
+            return None if row is None else _hazard(row)
+
+    async def list_hazards(
+        self,
+        *,
+        statuses: Collection[str] | None = None,
+        due_by: datetime | None = None,
+        created_before: datetime | None = None,
+    ) -> list[Hazard]:
+        """Hazards, oldest first: optionally only in `statuses`, due at or before a time, reported before one."""
+        query = select(HazardRow)
+        if statuses is not None:
+            query = query.where(HazardRow.status.in_(list(statuses)))
+        if due_by is not None:
+            query = query.where(HazardRow.due <= due_by)
+        if created_before is not None:
+            query = query.where(HazardRow.created_at < created_before)
+        async with self._read() as s:
+            return [_hazard(r) for r in await s.scalars(query.order_by(HazardRow.created_at, HazardRow.id))]
+
+    async def update_hazard(
+        self, hazard_id: int, *, status: str, rectification: str | None, who: str, at: datetime
+    ) -> Hazard | None:
+        """Move a hazard on (`rectifying` or `closed`, with the rectification text); None if unknown."""
+        async with self._write() as s:
+            row = await s.get(HazardRow, hazard_id)
+            if row is None:
+                return None
+            row.status = status
+            if rectification is not None:
+                row.rectification = rectification
+            row.updated_at = at
+            if status == "closed":
+                row.closed_by, row.closed_at = who, at
+            await s.flush()
+            return _hazard(row)
 
     # --- small service state ------------------------------------------------------------
 

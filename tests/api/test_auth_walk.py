@@ -11,7 +11,7 @@ the walk.
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from service import rules
 from service.api.routes import ROUTERS
 from service.settings import Role
 from service.site import Site
+from service.store import AfterHoursFinding
 from service.web import session
 from tests.api.conftest import Live
 from tests.harness import RunningService, running_service
@@ -47,10 +48,14 @@ NEEDS: dict[tuple[str, str], str] = {
     ("POST", "/api/devices/{device_id}/commands"): "operator",
     ("GET", "/api/audit"): "operator",
     ("GET", "/ui/audit"): "operator",
+    ("POST", "/api/reports/violations/fines"): "admin",
+    ("POST", "/api/hazards"): "operator",
+    ("PATCH", "/api/hazards/{hazard_id}"): "operator",
+    ("GET", "/api/hazards/from-alarm/{alarm_id}"): "operator",
 }
 # Values for path and required query parameters that exist; alarm and override ids are made per call.
 PATH_VALUES = {"schedule_id": "after-hours", "device_id": "r2119-light", "path": "app.css"}
-QUERY_VALUES = {"device": "meter-grid-a", "point": "power", "month": "2026-11"}
+QUERY_VALUES = {"device": "meter-grid-a", "point": "power", "month": "2026-11", "quarter": "2026-Q3"}
 
 
 def needs(method: str, path: str) -> str:
@@ -118,20 +123,47 @@ class Things:
         )
         return str(made.id)
 
+    async def hazard(self) -> str:
+        """A new open hazard."""
+        now = self.svc.services.clock.now()
+        made = await self.svc.services.store.add_hazard(
+            title="walk", location="", department="admin", severity="low", due=now + timedelta(days=1),
+            source_alarm=None, created_by="test", created_at=now,
+        )  # fmt: skip
+        return str(made.id)
+
+    async def violation(self) -> str:
+        """A new violation: a room found on by an after-hours sweep on a night of its own."""
+        self.made += 1
+        night = (self.svc.services.clock.now() - timedelta(days=self.made)).date().isoformat()
+        at = datetime.fromisoformat(f"{night}T20:00:00+08:00")
+        await self.svc.services.store.add_after_hours_finding(
+            AfterHoursFinding(room="r2119", night=night, at=at, department="marketing", devices=[], job="walk")
+        )
+        return f"sweep:r2119:{night}"
+
     async def path_value(self, name: str) -> str:
         if name == "alarm_id":
             return await self.alarm()
         if name == "override_id":
             return await self.override()
+        if name == "hazard_id":
+            return await self.hazard()
         return PATH_VALUES[name]
 
-    def body(self, path: str) -> dict[str, Any] | None:
-        """Bodies the schema's examples would get wrong today: times relative to now."""
+    async def body(self, path: str) -> dict[str, Any] | None:
+        """Bodies the schema's examples would get wrong today: times relative to now, things that exist."""
         soon = (self.svc.services.clock.now() + timedelta(hours=1)).isoformat()
         if path.endswith("/shelve"):
             return {"until": soon}
         if path == "/api/overrides":
             return {"room": "r2119", "until": soon, "reason": "auth walk"}
+        if path == "/api/hazards":
+            return {"title": "walk", "department": "admin", "due": soon}
+        if path == "/api/hazards/{hazard_id}":
+            return {"status": "rectifying"}
+        if path == "/api/reports/violations/fines":
+            return {"violation": await self.violation(), "status": "waived", "reason": "auth walk", "amount": 0}
         return None
 
 
@@ -149,7 +181,7 @@ async def request_for(
     kw: dict[str, Any] = {"params": params}
     content = op.get("requestBody", {}).get("content", {})
     if "application/json" in content:
-        kw["json"] = things.body(path) or minimal(content["application/json"]["schema"], doc)
+        kw["json"] = await things.body(path) or minimal(content["application/json"]["schema"], doc)
     elif "application/x-www-form-urlencoded" in content:
         kw["data"] = {"key": login_key}
     elif method in ("POST", "PATCH", "PUT"):

@@ -31,7 +31,7 @@ async def test_energy_report_json_csv_and_stored(demo_site: Site, tmp_path: Path
             assert depts["admin"]["change_pct"] == 400.0
             assert body["totals"]["site_meters_kwh"] == 19.1
 
-            r = await client.get("/api/reports/energy", params={"month": "2026-03", "format": "csv"})
+            r = await client.get("/api/reports/energy", params={"month": "2026-03", "format": "csv", "lang": "en"})
             assert r.status_code == 200
             assert r.headers["content-type"].startswith("text/csv")
             assert "energy-hq-2026-03.csv" in r.headers["content-disposition"]

@@ -120,6 +120,8 @@ async def test_sweep_switches_off_exactly_what_it_should(demo_site: Site, tmp_pa
         async with svc.client("operator") as client:
             result = await sweep(client)
         after = sim_on(sim)
+        started = datetime.fromisoformat(result["started_at"])
+        found = await svc.services.store.after_hours_findings(started, started + timedelta(seconds=1))
     audit = await _audit(tmp_path)
 
     expected_off = set(switchable(demo_site)) - set(switchable(demo_site, ["r3101"]))
@@ -132,6 +134,12 @@ async def test_sweep_switches_off_exactly_what_it_should(demo_site: Site, tmp_pa
     assert {d for d, a in got.items() if a == "switched_off"} == expected_off
     assert {d for d, a in got.items() if a == "skipped_occupied"} == set(switchable(demo_site, ["r3101"]))
     assert {d for d, a in got.items() if a == "skipped_exempt"} == set(protected(demo_site))
+    # Outside working hours every room found on is a left_on_after_hours violation (a manual sweep in
+    # working hours is the operator's, not one).
+    rooms_on = {d["room"] for d in result["devices"] if d["action"] == "switched_off"}
+    working = scheduler_of(svc.services).calendar.is_working(started)
+    assert {f.room for f in found} == (set() if working else rooms_on)
+    assert "r3101" not in {f.room for f in found}  # occupied: left on, not a violation
     assert all(d["observed"] in (False, "off") for d in result["devices"] if d["action"] == "switched_off")
     # one audit record per command, none for anything protected
     swept = [a for a in audit if a["job"] == f"{SWEEP_ID}:manual"]

@@ -70,7 +70,7 @@ def test_alarm_types_are_the_design_strings() -> None:
     assert {t.value for t in AlarmType} == {
         "source_transfer_failed", "backfeed", "redundancy_lost", "generator_start_failed",
         "generator_overload", "lit_empty_room", "ac_too_cold", "ac_heating_too_warm", "ac_door_open",
-        "high_power_appliance", "shutdown_failed", "device_offline", "telemetry_dropped",
+        "high_power_appliance", "shutdown_failed", "device_offline", "telemetry_dropped", "hazard_overdue",
     }  # fmt: skip
     assert set(SEVERITY) == set(AlarmType)
 

@@ -224,6 +224,8 @@ async def test_core_keeps_the_last_transfer_across_a_restart_and_tells_sse(store
     assert [t["position"] for t in sent["transfer_switches"]] == ["grid-b"]  # the supply view, as ever
     stored = await store.get_state(TRANSFERS_STATE)
     assert isinstance(stored, dict) and stored["ats-1"]["interruption_s"] == 3.5
+    [logged] = await store.transfers(at(0), at(60))  # the transfer log the quarterly summary reads
+    assert logged == stored["ats-1"]
 
     # a restart: the new core knows the last transfer before it has seen any reading
     again = Core(site, store=store, clock=clock, events=EventBus(), metrics=Metrics())

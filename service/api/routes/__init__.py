@@ -12,6 +12,7 @@ from service.api.routes import (
     dashboard,
     docs,
     events,
+    hazards,
     health,
     live,
     reports,
@@ -30,4 +31,5 @@ ROUTERS: list[APIRouter] = [
     audit.router,
     dashboard.router,
     docs.router,
+    hazards.router,
 ]

@@ -18,18 +18,23 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 
 from service.alarms import AlarmState
 from service.api.deps import RANK, KeyCache, Operator, Principal, ServicesDep, Viewer, get_principal
+from service.api.routes.hazards import hazard_out
+from service.api.routes.hazards import prefill as hazard_prefill
 from service.app import Services
 from service.calendar import WorkCalendar
+from service.quarterly import build_quarterly
 from service.rules import AlarmType
 from service.scheduler import scheduler_of
 from service.settings import Role
+from service.site import VIOLATION_TYPES
 from service.unassigned import unassigned_of
-from service.web import i18n, session, views
+from service.violations import violations_report
+from service.web import accountability, i18n, session, views
 from service.web.render import STATIC, Formatter, render
 
 router = APIRouter(tags=["dashboard"])
 
-VIEWS: Final = ("supply", "rooms", "alarms", "energy", "schedule", "audit")
+VIEWS: Final = ("supply", "rooms", "alarms", "energy", "schedule", "audit", "reports")
 OPERATOR_VIEWS: Final = frozenset({"audit"})
 HISTORY_PAGE: Final = 20
 AUDIT_PAGE: Final = 50
@@ -70,6 +75,7 @@ def _base(request: Request, svc: Services, role: Role | None) -> dict[str, Any]:
         "site": svc.site.site,
         "f": Formatter(svc.site.site.tz, now, t),
         "now": now,
+        "violation_types": VIOLATION_TYPES,
     }
 
 
@@ -364,6 +370,41 @@ async def _audit(request: Request, svc: Services, ctx: dict[str, Any]) -> dict[s
     }
 
 
+async def _reports(request: Request, svc: Services, ctx: dict[str, Any]) -> dict[str, Any]:
+    """Violations and fines of a month, the quarter's key figures, the hazard register."""
+    now: datetime = ctx["now"]
+    site = svc.site
+    t = ctx["t"]
+    month, quarter, problems = accountability.pick_periods(
+        site, now, request.query_params.get("month"), request.query_params.get("quarter")
+    )
+    notices = [t("reports.bad_period", what=t(f"reports.{what}"), value=value) for what, value in problems]
+    violations = await violations_report(svc.store, site, month, now=now)
+    summary = await build_quarterly(svc.store, site, quarter, now=now, rollups=scheduler_of(svc).rollups)
+    hazards = [hazard_out(site, h, now) for h in await svc.store.list_hazards()]
+    hazards.sort(key=lambda h: (h.status == "closed", not h.overdue, h.due))
+    prefill = None
+    source = request.query_params.get("hazard_from")
+    if source and ctx["can_act"]:
+        alarm = await svc.store.get_alarm(source[:200])
+        if alarm is not None and alarm.type not in VIOLATION_TYPES:
+            prefill = hazard_prefill(site, alarm.type, alarm.subject, alarm.severity, alarm.message, alarm.id, now)
+    return {
+        "month": month,
+        "quarter": quarter,
+        "months": accountability.recent_months(site, now),
+        "quarters": accountability.recent_quarters(site, now),
+        "notices": notices,
+        "violations": violations,
+        "summary": summary,
+        "hazards": hazards,
+        "prefill": prefill,
+        "departments": [(d.id, d.name) for d in site.departments],
+        "is_admin": ctx["role"] == "admin",
+        "currency": site.tariff.currency if site.tariff else "",
+    }
+
+
 PANELS: Final = {
     "supply": _supply,
     "rooms": _rooms,
@@ -371,6 +412,7 @@ PANELS: Final = {
     "energy": _energy,
     "schedule": _schedule,
     "audit": _audit,
+    "reports": _reports,
 }
 
 
@@ -452,6 +494,24 @@ async def ui_energy(request: Request, svc: ServicesDep, who: Viewer) -> Response
 async def ui_schedule(request: Request, svc: ServicesDep, who: Viewer) -> Response:
     """Working calendar, sweeps, scheduled jobs, overrides."""
     return await _panel(request, svc, who, "schedule")
+
+
+@router.get("/ui/reports", include_in_schema=False)
+async def ui_reports(request: Request, svc: ServicesDep, who: Viewer) -> Response:
+    """Violations and fines, the quarter, the hazard register."""
+    return await _panel(request, svc, who, "reports")
+
+
+@router.get("/reports/quarterly/print", include_in_schema=False)
+async def quarterly_print(request: Request, svc: ServicesDep, who: Viewer, lang: Lang = None) -> Response:
+    """The quarterly summary as a printable A4 document (Chinese unless asked otherwise)."""
+    ctx = _base(request, svc, who.role)
+    if lang is None and request.cookies.get(i18n.COOKIE) is None:
+        ctx["lang"], ctx["t"] = "zh", i18n.translator("zh")
+        ctx["f"] = Formatter(svc.site.site.tz, ctx["now"], ctx["t"])
+    _, quarter, _ = accountability.pick_periods(svc.site, ctx["now"], None, request.query_params.get("quarter"))
+    summary = await build_quarterly(svc.store, svc.site, quarter, now=ctx["now"], rollups=scheduler_of(svc).rollups)
+    return _html(render("report_quarterly.html", **ctx, summary=summary), lang=lang)
 
 
 @router.get("/ui/audit", include_in_schema=False)

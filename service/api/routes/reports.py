@@ -1,14 +1,24 @@
-"""Reports: monthly energy per department (JSON or CSV)."""
+"""Reports: monthly energy per department (JSON or CSV), violations and fines, the quarterly summary."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Response, status
+from pydantic import BaseModel, ConfigDict, Field
 
-from service.api.deps import ServicesDep, Viewer
-from service.reports import EnergyReport, energy_report, report_csv
+from service.api.deps import Admin, ServicesDep, Viewer
+from service.exports import XLSX_TYPE, Lang, Sheet, default_lang, people_csv, xlsx
+from service.quarterly import QuarterlyReport, build_quarterly, quarter_bounds
+from service.quarterly import machine_csv as quarter_machine_csv
+from service.quarterly import sheets as quarter_sheets
+from service.reports import EnergyReport, energy_report, energy_sheets, report_csv
 from service.scheduler import scheduler_of
+from service.store import FineDecision, month_bounds
+from service.violations import ViolationsReport, find_violation, violations_report
+from service.violations import machine_csv as violations_machine_csv
+from service.violations import sheets as violation_sheets
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 
@@ -19,22 +29,178 @@ Month = Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="si
     "/energy",
     response_model=EnergyReport,
     summary="Monthly kWh, time-of-use cost, after-hours kWh and violations per department",
-    responses={200: {"content": {"text/csv": {}}, "description": "the report (JSON, or CSV with format=csv)"}},
+    responses={200: {"content": {"text/csv": {}, XLSX_TYPE: {}}, "description": "the report (JSON, CSV or xlsx)"}},
 )
 async def energy(
     svc: ServicesDep,
     _: Viewer,
     month: Month,
     by: Annotated[Literal["department"], Query(description="grouping (department)")] = "department",
-    format: Annotated[Literal["json", "csv"], Query(description="json or csv")] = "json",
+    format: Annotated[Literal["json", "csv", "xlsx"], Query(description="json, csv or xlsx")] = "json",
+    lang: Annotated[
+        Literal["zh", "en"] | None,
+        Query(description="csv: zh for people (BOM, Chinese headers, names), en for programs; default by site"),
+    ] = None,
 ) -> Any:
     """The stored report of a closed month, or one computed now; `totals` reconcile departments with site meters."""
     report = await energy_report(svc.store, svc.site, month, now=svc.clock.now(), rollups=scheduler_of(svc).rollups)
-    if format == "csv":
-        name = f"energy-{svc.site.site.id}-{month}.csv"
-        return Response(
-            report_csv(report),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    if format == "json":
+        return report
+    chosen = lang or default_lang(svc.site)
+    name = f"energy-{svc.site.site.id}-{month}"
+    return export(svc, energy_sheets(report, chosen), report_csv(report), fmt=format, lang=chosen, name=name)
+
+
+ExportFormat = Annotated[Literal["json", "csv", "xlsx"], Query(description="json, csv or xlsx")]
+ExportLang = Annotated[
+    Literal["zh", "en"] | None,
+    Query(description="csv: zh for people (BOM, Chinese headers, names), en for programs; default by site"),
+]
+
+
+def _not_future(month: str, svc: ServicesDep) -> None:
+    """422 for a month that has not begun yet (nothing stored, nothing computed)."""
+    start, _ = month_bounds(month, svc.site.site.tz)
+    if start > svc.clock.now():
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"month: {month} has not begun yet")
+
+
+def _download(body: bytes | str, media_type: str, name: str) -> Response:
+    return Response(body, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def export(svc: ServicesDep, sheets: list[Sheet], machine: str, *, fmt: str, lang: str | None, name: str) -> Response:
+    """A report as a file: xlsx, CSV for people (BOM, Chinese headers) or the machine CSV."""
+    tz = svc.site.site.tz
+    chosen: Lang = (lang or default_lang(svc.site)) if lang in (None, "zh", "en") else "en"  # type: ignore[assignment]
+    if fmt == "xlsx":
+        return _download(xlsx(sheets, chosen, tz), XLSX_TYPE, f"{name}.xlsx")
+    if chosen == "zh":
+        return _download(people_csv(sheets, chosen, tz), "text/csv; charset=utf-8", f"{name}.csv")
+    return _download(machine, "text/csv; charset=utf-8", f"{name}.csv")
+
+
+@router.get(
+    "/violations",
+    response_model=ViolationsReport,
+    summary="Violations per department: counts per type, fines proposed/confirmed/waived, every incident",
+    responses={200: {"content": {"text/csv": {}, XLSX_TYPE: {}}, "description": "JSON, CSV or xlsx"}},
+)
+async def violations(
+    svc: ServicesDep, _: Viewer, month: Month, format: ExportFormat = "json", lang: ExportLang = None
+) -> Any:
+    """A month's violations; fines count once the administration office confirms them."""
+    _not_future(month, svc)
+    report = await violations_report(svc.store, svc.site, month, now=svc.clock.now())
+    if format == "json":
+        return report
+    chosen = lang or default_lang(svc.site)
+    return export(
+        svc,
+        violation_sheets(report, chosen),
+        violations_machine_csv(report),
+        fmt=format,
+        lang=chosen,
+        name=f"violations-{svc.site.site.id}-{month}",
+    )
+
+
+class FineDecisionIn(BaseModel):
+    """The administration office's decision on one violation's fine."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    violation: str = Field(min_length=1, max_length=256, description="the incident id from the violations report")
+    status: Literal["confirmed", "waived"]
+    reason: str = Field(min_length=1, max_length=2000, description="why (required)")
+    amount: float | None = Field(None, ge=0, description="confirmed amount; default the site's price for the type")
+
+
+class FineDecisionOut(BaseModel):
+    """The decision as stored."""
+
+    violation: str
+    type: str
+    room: str
+    department: str
+    status: str
+    amount: float
+    decided_by: str
+    decided_at: datetime
+    reason: str
+
+
+@router.post(
+    "/violations/fines",
+    response_model=FineDecisionOut,
+    summary="Confirm or waive a violation's fine (admin), with the reason; audited",
+)
+async def decide_fine(svc: ServicesDep, who: Admin, body: FineDecisionIn) -> FineDecisionOut:
+    """A proposed fine counts once confirmed; a waived one is kept with who waived it and why."""
+    found = await find_violation(svc.store, svc.site, body.violation)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no violation '{body.violation}'")
+    kind, room = found
+    price = svc.site.penalties.get(kind)
+    amount = body.amount if body.amount is not None else price
+    if amount is None:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"amount: '{kind}' has no price in penalties; give the amount"
         )
-    return report
+    now = svc.clock.now()
+    before = (await svc.store.fine_decisions([body.violation])).get(body.violation)
+    decision = FineDecision(
+        violation=body.violation,
+        status=body.status,
+        amount=float(amount),
+        decided_by=who.who,
+        decided_at=now,
+        reason=body.reason,
+    )
+    await svc.store.decide_fine(decision)
+    await svc.store.append_audit(
+        at=now,
+        who=who.who,
+        job=None,
+        device=None,
+        point=None,
+        old=None if before is None else {"status": before.status, "amount": before.amount, "reason": before.reason},
+        new={"violation": body.violation, "status": body.status, "amount": float(amount), "reason": body.reason},
+        result=f"fine_{body.status}",
+        detail=f"{kind} in {room.id} ({room.department}): fine {amount:g} {body.status}: {body.reason}",
+    )
+    return FineDecisionOut(
+        violation=body.violation,
+        type=kind,
+        room=room.id,
+        department=room.department,
+        status=body.status,
+        amount=float(amount),
+        decided_by=who.who,
+        decided_at=now,
+        reason=body.reason,
+    )
+
+
+Quarter = Annotated[str, Query(pattern=r"^\d{4}-Q[1-4]$", description="site-local quarter, YYYY-Qn (n 1 to 4)")]
+
+
+@router.get(
+    "/quarterly",
+    response_model=QuarterlyReport,
+    summary="The quarter's summary: energy vs previous quarter and a year before, violations, supply events, hazards",
+    responses={200: {"content": {"text/csv": {}, XLSX_TYPE: {}}, "description": "JSON, CSV or xlsx"}},
+)
+async def quarterly(
+    svc: ServicesDep, _: Viewer, quarter: Quarter, format: ExportFormat = "json", lang: ExportLang = None
+) -> Any:
+    """The quarterly work summary (季度小结) of the administration office."""
+    start, _end = quarter_bounds(quarter, svc.site)
+    if start > svc.clock.now():
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"quarter: {quarter} has not begun yet")
+    report = await build_quarterly(svc.store, svc.site, quarter, now=svc.clock.now(), rollups=scheduler_of(svc).rollups)
+    if format == "json":
+        return report
+    chosen = lang or default_lang(svc.site)
+    name = f"quarterly-{svc.site.site.id}-{quarter}"
+    return export(svc, quarter_sheets(report, chosen), quarter_machine_csv(report), fmt=format, lang=chosen, name=name)
