@@ -1,4 +1,4 @@
-"""Room overrides: capped, listed, audited, exempt from sweeps and office alarms until they expire."""
+"""Room overrides: capped, listed, audited, exempt from sweeps (not from office alarms) until they expire."""
 
 from __future__ import annotations
 
