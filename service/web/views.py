@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Final, Literal
 
+from service import office
 from service.alarms import Alarm, AlarmState
 from service.calendar import WorkCalendar
 from service.compliance import check_site
@@ -399,6 +400,8 @@ class RoomCard:
     worst: str | None
     controls: list[Control]
     critical: bool  # a server room or critical devices: the dashboard offers no switches
+    reasons: list[str | None] = field(default_factory=list)  # per alarm: which rule and why, worded
+    approved: dict[str, float] = field(default_factory=dict)  # plug -> approved_w
 
 
 def room_devices(view: RoomView) -> list[str]:
@@ -412,10 +415,14 @@ def room_cards(
     overrides: dict[str, datetime],
     alarms: Sequence[Alarm],
     on_of: Callable[[str], bool | None],
+    t: Callable[..., str] | None = None,
 ) -> list[RoomCard]:
-    """Room tiles with their open alarms and the switches an operator may use (`on_of`: a device's relay state)."""
+    """Room tiles with their open alarms and the switches an operator may use (`on_of`: a device's relay state).
+
+    With a translator `t`, each alarm also says why the room breaks its rule, in the room's own limits."""
     departments = {d.id: d.name for d in site.departments}
     kinds = {r.id: r.kind for r in site.rooms}
+    rooms = {r.id: r for r in site.rooms}
     cards = []
     for view in views:
         members = {view.id, *room_devices(view)}
@@ -442,6 +449,10 @@ def room_cards(
                 worst=worst,
                 controls=controls,
                 critical=server,
+                reasons=[
+                    office.reason(a.type, a.value, site.thresholds_of(rooms[view.id]), t) if t else None for a in mine
+                ],
+                approved=office.approvals(site, rooms[view.id]),
             )
         )
     return cards
