@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from service.alarms import DEFAULT_CONFIG
-from service.site import Site, Thresholds
+from service.site import RoomThresholds, Site, Thresholds
 from simulators.office import LIGHTS_LX, sky
 from simulators.runner import Simulation
 from tests.harness import RunningService, eventually, running_service
@@ -72,7 +72,8 @@ class Office:
 
 @pytest.fixture
 async def office(demo_site: Site, tmp_path: Path) -> AsyncIterator[Office]:
-    rooms = [r.model_copy(update={"central_heating": True}) if r.id == HEATED else r for r in demo_site.rooms]
+    own = {HEATED: {"central_heating": True}, "r3102": {"thresholds": RoomThresholds(cooling_min_c=28)}}
+    rooms = [r.model_copy(update=own.get(r.id, {})) for r in demo_site.rooms]
     site = demo_site.model_copy(
         update={"site": demo_site.site.model_copy(update={"thresholds": THRESHOLDS}), "rooms": rooms}
     )
@@ -122,6 +123,10 @@ async def test_heating_raises_only_in_the_room_with_central_heating(office: Offi
     assert (await office.room("r3102"))["ac"]["mode"] == "heat"
     assert (await office.room(HEATED))["central_heating"] is True
     assert (await office.room("r3102"))["central_heating"] is False
+    # GET /api/rooms shows each room's effective thresholds: r3102 is on the 28 °C policy
+    r3102, heated = await office.room("r3102"), await office.room(HEATED)
+    assert (r3102["thresholds"]["cooling_min_c"], r3102["own_thresholds"]) == (28, ["cooling_min_c"])
+    assert (heated["thresholds"]["cooling_min_c"], heated["own_thresholds"]) == (26, [])
 
 
 async def test_an_overridden_room_still_raises_ac_too_cold(office: Office) -> None:
