@@ -636,6 +636,8 @@ def _pydantic_messages(exc: ValidationError) -> list[Problem]:
             msg = msg[len("Value error, ") :]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+            if len(loc) >= 2 and loc[-2] == "thresholds":
+                msg += f" (thresholds are {', '.join(Thresholds.model_fields)})"
         elif err["type"] == "missing":
             msg = "required key missing"
         elif err["type"] in ("literal_error", "enum"):
