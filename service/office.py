@@ -87,8 +87,10 @@ def _yes(flag: bool) -> str:
 Translate = Callable[..., str]
 
 
-def reason(kind: str, value: object, thresholds: Thresholds, t: Translate) -> str | None:
-    """Why a room breaks an office rule, for its card: e.g. '制冷 22 °C ≤ 26 °C', 'lights on at 1,200 lx'."""
+def reason(kind: str, value: object, thresholds: Thresholds, t: Translate, plug_limit_w: float = 0.0) -> str | None:
+    """Why a room breaks an office rule, for its card: e.g. '制冷 22 °C ≤ 26 °C', 'lights on at 1,200 lx'.
+
+    `plug_limit_w` is the limit of the plug a high_power_appliance alarm is about."""
     if not isinstance(value, int | float) or isinstance(value, bool):
         return None
     words: Mapping[str, Callable[[float], str]] = {
@@ -100,7 +102,9 @@ def reason(kind: str, value: object, thresholds: Thresholds, t: Translate) -> st
         "lit_empty_room": lambda v: t("why.lit_empty_room", minutes=f"{v / 60:.0f}"),
         "ac_door_open": lambda v: t("why.ac_door_open", minutes=f"{v / 60:.0f}"),
         "lit_in_daylight": lambda v: t("why.lit_in_daylight", lux=f"{v:,.0f}"),
-        "high_power_appliance": lambda v: t("why.high_power_appliance", watts=f"{v:,.0f}"),
+        "high_power_appliance": lambda v: t(
+            "why.high_power_appliance", watts=f"{v:,.0f}", limit=f"{plug_limit_w:,.0f}"
+        ),
     }
     word = words.get(kind)
     return None if word is None else word(float(value))

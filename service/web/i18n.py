@@ -279,7 +279,7 @@ LABELS: Final[Mapping[str, tuple[str, str]]] = {
     "why.lit_empty_room": ("灯亮着，房间已空 {minutes} 分钟", "lights on, room empty {minutes} min"),
     "why.ac_door_open": ("空调开着，门窗已开 {minutes} 分钟", "AC on, door open {minutes} min"),
     "why.lit_in_daylight": ("日光 {lux} lx 仍开灯", "lights on at {lux} lx"),
-    "why.high_power_appliance": ("插座功率 {watts} W", "plug drawing {watts} W"),
+    "why.high_power_appliance": ("插座功率 {watts} W > {limit} W", "plug drawing {watts} W > {limit} W"),
     "rooms.approved": ("已批准电器", "approved appliance"),
     "rooms.illuminance": ("照度", "illuminance"),
 }

@@ -12,7 +12,7 @@ from service.alarms import Alarm, AlarmState
 from service.calendar import WorkCalendar
 from service.compliance import check_site
 from service.rules import AlarmType, Severity
-from service.site import PROTECTED_ROLES, RoomKind, Site
+from service.site import PROTECTED_ROLES, Room, RoomKind, Site
 from service.state import POS_0, POS_I, POS_II, GeneratorView, RoomView, SupplyView, SwitchView
 from service.store import EnergyTotal, Override, month_bounds
 from service.transfers import Transfer
@@ -409,6 +409,14 @@ def room_devices(view: RoomView) -> list[str]:
     return [*view.lights, *(a.device for a in view.acs), *(p.device for p in view.plugs), *view.sensors, *view.contacts]
 
 
+def _reason(site: Site, room: Room, alarm: Alarm, t: Callable[..., str] | None) -> str | None:
+    if t is None:
+        return None
+    plug = site.device(alarm.subject) if alarm.subject in room.devices else None
+    limit = site.plug_limit_w(room, plug) if plug is not None else 0.0
+    return office.reason(alarm.type, alarm.value, site.thresholds_of(room), t, limit)
+
+
 def room_cards(
     site: Site,
     views: Sequence[RoomView],
@@ -449,9 +457,7 @@ def room_cards(
                 worst=worst,
                 controls=controls,
                 critical=server,
-                reasons=[
-                    office.reason(a.type, a.value, site.thresholds_of(rooms[view.id]), t) if t else None for a in mine
-                ],
+                reasons=[_reason(site, rooms[view.id], a, t) for a in mine],
                 approved=office.approvals(site, rooms[view.id]),
             )
         )
