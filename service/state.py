@@ -72,7 +72,8 @@ START_PENDING: Final = "start_pending"  # generator: start demanded, not ready y
 AC_EMPTY: Final = "ac_empty"  # room: an AC on (any mode but off), nobody there
 LIT_DAYLIGHT: Final = "lit_daylight"  # room: lights on, illuminance at or above the room's daylight_lux
 
-# The point of each kind of room device that the timed room conditions (LIT_EMPTY, AC_DOOR_OPEN) read.
+# The points of each kind of room device that the timed room conditions (LIT_EMPTY, AC_DOOR_OPEN,
+# AC_EMPTY, LIT_DAYLIGHT) read.
 _CONDITION_POINTS: Final = {
     "light": frozenset({"on"}),
     "occupancy": frozenset({"occupancy", "illuminance"}),
@@ -456,7 +457,7 @@ class LiveState:
     def _timed_by(self, reading: Reading, subjects: frozenset[str]) -> frozenset[str]:
         """The subjects whose timed conditions this reading can change.
 
-        A room's conditions rest on its lights' `on`, its sensors' `occupancy` and `contact` and
+        A room's conditions rest on its lights' `on`, its sensors' `occupancy`, `illuminance` and `contact` and
         its ACs' `system_mode`; any other point (power, temperature, energy, ...) cannot make them
         hold or end. Staleness only ever makes a condition unknown, which changes no mark.
         """
