@@ -75,6 +75,8 @@ DEFAULT_CONFIG: Final[Mapping[str, AlarmTypeConfig]] = MappingProxyType(
         AlarmType.device_offline: AlarmTypeConfig(on_delay_s=30.0),
         AlarmType.telemetry_dropped: AlarmTypeConfig(),
         AlarmType.hazard_overdue: AlarmTypeConfig(),
+        AlarmType.ac_left_on: AlarmTypeConfig(),  # the rule waits empty_ac_delay_s itself
+        AlarmType.lit_in_daylight: AlarmTypeConfig(),  # the rule waits daylight_delay_s itself
     }
 )
 _FALLBACK = AlarmTypeConfig()

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from service.compliance import check_configuration, check_site, render_table, unrated_energy_counters, with_rows
+from service.office import office_summary, render_office
 from service.site import DEMO_SITE, Site, SiteError, load_site
 
 app = typer.Typer(
@@ -83,9 +84,9 @@ def check(
     the_site = _load(site)
     report = with_rows(check_site(the_site), check_configuration(the_site))
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+        typer.echo(json.dumps({**report.to_dict(), "office": office_summary(the_site)}, ensure_ascii=False, indent=2))
     else:
-        typer.echo(render_table(report))
+        typer.echo(render_table(report) + "\n" + render_office(the_site))
     raise typer.Exit(1 if report.status == "FAIL" else 0)
 
 

@@ -571,7 +571,7 @@ class Core:
             return t.alarm
 
     def set_overrides(self, overrides: dict[str, datetime]) -> None:
-        """Rooms with an active override and until when; their office alarms are suppressed."""
+        """Rooms with an active override and until when (the rules see them; office alarms keep running)."""
         changed = set(overrides) ^ set(self.overrides)
         self.overrides = overrides
         self._dirty |= changed

@@ -54,6 +54,8 @@ DEPARTMENT_ALARMS: Final = (
     AlarmType.high_power_appliance,
     AlarmType.shutdown_failed,
     AlarmType.device_offline,
+    AlarmType.ac_left_on,
+    AlarmType.lit_in_daylight,
 )
 _ALARM_PAGE: Final = 1000
 _PRUNE_STEP: Final = timedelta(days=1)

@@ -8,13 +8,17 @@ Conventions every rule keeps:
   as it is, so a data gap or a restart neither clears nor re-raises an alarm.
 - A delay is "longer than": a condition raises once it has lasted strictly longer than its delay.
   Limits say at or beyond which value the rule fires (DESIGN §1: cooling at <= 26 °C, plug > 1200 W).
-- Active overrides ("working late") turn the office rules of that room inactive.
+- Office rules take each room's effective thresholds (`Site.thresholds_of`: the room's own
+  `thresholds` win over the site's) and run whatever the hour and whether or not the room holds an
+  override: an override ("working late") only keeps the after-hours sweeps away from its room, it
+  never makes a prohibited use allowed. `overrides` is still passed to every rule for rules that
+  care about sweeps.
 
 Severities: critical — backfeed, source_transfer_failed, generator_start_failed (the load, or the
 grid's linemen, are at risk now); high — redundancy_lost, generator_overload, device_offline of a
 supply-side device (the next fault is unprotected or unseen); warning — high_power_appliance (fire
 risk), shutdown_failed, telemetry_dropped, device_offline of an office device; low — lit_empty_room,
-ac_too_cold, ac_heating_too_warm, ac_door_open (energy waste).
+ac_too_cold, ac_heating_too_warm, ac_door_open, ac_left_on, lit_in_daylight (energy waste).
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ from types import MappingProxyType
 from typing import Final
 
 from service.compliance import REQUIRED_SOURCES
-from service.site import PROTECTED_ROLES, DeviceRole, Grade, Room, RoomKind, Site
+from service.site import PROTECTED_ROLES, DeviceRole, Grade, Room, RoomKind, Site, Thresholds
 from service.state import (
     AC_DOOR_OPEN,
+    AC_EMPTY,
+    LIT_DAYLIGHT,
     LIT_EMPTY,
     POS_I,
     POS_II,
@@ -66,6 +72,8 @@ class AlarmType(StrEnum):
     device_offline = "device_offline"
     telemetry_dropped = "telemetry_dropped"
     hazard_overdue = "hazard_overdue"
+    ac_left_on = "ac_left_on"
+    lit_in_daylight = "lit_in_daylight"
 
 
 class Severity(StrEnum):
@@ -93,6 +101,8 @@ SEVERITY: Final[Mapping[AlarmType, Severity]] = MappingProxyType(
         AlarmType.ac_heating_too_warm: Severity.low,
         AlarmType.ac_door_open: Severity.low,
         AlarmType.hazard_overdue: Severity.warning,  # the hazard's own severity when higher
+        AlarmType.ac_left_on: Severity.low,
+        AlarmType.lit_in_daylight: Severity.low,
     }
 )
 
@@ -353,18 +363,8 @@ def check_generator_overload(
 # -- office ---------------------------------------------------------------------------------
 
 
-def _override(room: Room, overrides: Mapping[str, datetime], now: datetime) -> datetime | None:
-    until = overrides.get(room.id)
-    return until if until is not None and now < until else None
-
-
-def _office(
-    kind: AlarmType, subject: str, room: Room, outcome: Finding | None, overrides: Mapping[str, datetime], now: datetime
-) -> list[Finding]:
-    """An applicable office check's outcome, or an inactive finding while the room holds an override."""
-    until = _override(room, overrides, now)
-    if until is not None:
-        return [_finding(kind, subject, False, None, f"{room.id}: override until {until.isoformat()}")]
+def _office(outcome: Finding | None) -> list[Finding]:
+    """An office check's outcome, if it could decide one (overrides do not silence it)."""
     return [] if outcome is None else [outcome]
 
 
@@ -378,9 +378,9 @@ def check_lit_empty_room(
 ) -> list[Finding]:
     """Lights on in a room nobody has been in for longer than empty_room_delay_s."""
     kind = AlarmType.lit_empty_room
-    delay = site.site.thresholds.empty_room_delay_s
     out = []
     for room, view in _office_rooms(site, state, now, scope):
+        delay = site.thresholds_of(room).empty_room_delay_s
         if not view.lights or not view.sensors:
             continue
         outcome: Finding | None = None
@@ -394,7 +394,7 @@ def check_lit_empty_room(
                 outcome = _finding(
                     kind, room.id, True, round(waited, 1), f"{room.id}: lights on, empty for {waited:.0f} s"
                 )
-        out += _office(kind, room.id, room, outcome, overrides, now)
+        out += _office(outcome)
     return out
 
 
@@ -450,20 +450,27 @@ _TOO_WARM = _AcLimit(AlarmType.ac_heating_too_warm, _too_warm, max, "heating")
 
 def _ac_rule(
     spec: _AcLimit,
-    limit: float,
+    limit_of: Callable[[Thresholds], float],
     site: Site,
     state: LiveState,
     now: datetime,
-    overrides: Mapping[str, datetime],
     scope: Scope,
+    applies: Callable[[Room], str | None] = lambda room: None,
 ) -> list[Finding]:
+    """`applies` names why the rule does not apply to a room (its finding is then inactive), or None."""
     kind = spec.kind
     out = []
     for room, view in _office_rooms(site, state, now, scope):
         acs = _checked_acs(site, room, view)
         if not acs:
             continue
+        limit = limit_of(site.thresholds_of(room))
         checks = [spec.check(a, limit) for a in acs]
+        exempt = applies(room)
+        if exempt is not None:
+            if any(c.active is not None for c in checks):  # known data: clear whatever was raised before
+                out.append(_finding(kind, room.id, False, None, f"{room.id}: {exempt}"))
+            continue
         firing = next((c for c in checks if c.active), None)
         outcome: Finding | None = None
         if firing is not None:
@@ -482,7 +489,7 @@ def _ac_rule(
                 outcome = _finding(kind, room.id, False, value, f"{room.id}: {_fmt(value)} °C", limit=limit)
             else:
                 outcome = _finding(kind, room.id, False, None, f"{room.id}: no AC {spec.verb}")
-        out += _office(kind, room.id, room, outcome, overrides, now)
+        out += _office(outcome)
     return out
 
 
@@ -490,14 +497,28 @@ def check_ac_too_cold(
     site: Site, state: LiveState, now: datetime, overrides: Mapping[str, datetime], scope: Scope
 ) -> list[Finding]:
     """AC cooling a room at or below cooling_min_c, or set to cool below it."""
-    return _ac_rule(_TOO_COLD, site.site.thresholds.cooling_min_c, site, state, now, overrides, scope)
+    return _ac_rule(_TOO_COLD, lambda t: t.cooling_min_c, site, state, now, scope)
 
 
 def check_ac_heating_too_warm(
     site: Site, state: LiveState, now: datetime, overrides: Mapping[str, datetime], scope: Scope
 ) -> list[Finding]:
-    """AC heating a room at or above heating_max_c (central heating does that job)."""
-    return _ac_rule(_TOO_WARM, site.site.thresholds.heating_max_c, site, state, now, overrides, scope)
+    """AC heating a room at or above heating_max_c, in rooms with central heating, inside the heating season.
+
+    The policy's 17 °C limit is for offices with central heating (有集中供暖的办公室): there the AC
+    only adds to what the radiators do. Elsewhere, or outside the season, the finding is inactive.
+    """
+    day = now.astimezone(site.site.tz).date()
+
+    def exempt(room: Room) -> str | None:
+        if not site.central_heating(room):
+            return "no central heating"
+        if not site.heating_rule_applies(room, day):
+            season = site.site.heating_season or ("", "")
+            return f"outside the heating season {season[0]}..{season[1]}"
+        return None
+
+    return _ac_rule(_TOO_WARM, lambda t: t.heating_max_c, site, state, now, scope, exempt)
 
 
 def check_ac_door_open(
@@ -505,9 +526,9 @@ def check_ac_door_open(
 ) -> list[Finding]:
     """An AC on with the room's door or window open for longer than door_open_delay_s."""
     kind = AlarmType.ac_door_open
-    delay = site.site.thresholds.door_open_delay_s
     out = []
     for room, view in _office_rooms(site, state, now, scope):
+        delay = site.thresholds_of(room).door_open_delay_s
         acs = _checked_acs(site, room, view)
         if not acs or not view.contacts:
             continue
@@ -521,16 +542,15 @@ def check_ac_door_open(
                 outcome = _finding(
                     kind, room.id, True, round(waited, 1), f"{room.id}: AC on, door open for {waited:.0f} s"
                 )
-        out += _office(kind, room.id, room, outcome, overrides, now)
+        out += _office(outcome)
     return out
 
 
 def check_high_power_appliance(
     site: Site, state: LiveState, now: datetime, overrides: Mapping[str, datetime], scope: Scope
 ) -> list[Finding]:
-    """An office-equipment plug drawing more than plug_max_w; the subject is the plug."""
+    """An office-equipment plug drawing more than its limit: plug_max_w, or its approved_w; the subject is the plug."""
     kind = AlarmType.high_power_appliance
-    limit = site.site.thresholds.plug_max_w
     out = []
     for room, view in _office_rooms(site, state, now, scope):
         for plug in view.plugs:
@@ -538,10 +558,82 @@ def check_high_power_appliance(
                 continue
             outcome = None
             if plug.power_w is not None:
+                device = site.device(plug.device)
+                limit = site.plug_limit_w(room, device)
+                approved = ", approved" if device.approved_w is not None and limit == device.approved_w else ""
                 active = plug.power_w > limit
-                message = f"{plug.device} in {room.id}: {_fmt(plug.power_w)} W (limit {_fmt(limit)} W)"
+                message = f"{plug.device} in {room.id}: {_fmt(plug.power_w)} W (limit {_fmt(limit)} W{approved})"
                 outcome = _finding(kind, plug.device, active, plug.power_w, message, limit=limit)
-            out += _office(kind, plug.device, room, outcome, overrides, now)
+            out += _office(outcome)
+    return out
+
+
+def check_ac_left_on(
+    site: Site, state: LiveState, now: datetime, overrides: Mapping[str, datetime], scope: Scope
+) -> list[Finding]:
+    """An AC in any mode but off in a room known to be empty for longer than empty_ac_delay_s.
+
+    Unknown occupancy (no sensor, or no good reading) decides nothing: the rule needs to know the
+    room is empty. It clears as soon as the AC is off or someone is in.
+    """
+    kind = AlarmType.ac_left_on
+    out = []
+    for room, view in _office_rooms(site, state, now, scope):
+        acs = _checked_acs(site, room, view)
+        if not acs or not view.sensors:
+            continue
+        delay = site.thresholds_of(room).empty_ac_delay_s
+        ac_on = tri_any(a.on for a in acs)
+        outcome: Finding | None = None
+        if ac_on is False or view.occupied is True:
+            outcome = _finding(kind, room.id, False, None, f"{room.id}: {'occupied' if view.occupied else 'AC off'}")
+        elif ac_on and view.occupied is False:
+            waited = _elapsed_s(state.since(room.id, AC_EMPTY), now)
+            if waited is not None and waited > delay:
+                modes = ", ".join(sorted({a.mode for a in acs if a.on and a.mode}))
+                outcome = _finding(
+                    kind,
+                    room.id,
+                    True,
+                    round(waited, 1),
+                    f"{room.id}: AC on ({modes}), room empty {waited / 60:.0f} min",
+                )
+        out += _office(outcome)
+    return out
+
+
+def check_lit_in_daylight(
+    site: Site, state: LiveState, now: datetime, overrides: Mapping[str, datetime], scope: Scope
+) -> list[Finding]:
+    """Lights on while the room's illuminance has been at or above daylight_lux for longer than daylight_delay_s.
+
+    The illuminance is what the room's occupancy sensors read (the darkest of them), the lights' own
+    light included: `daylight_lux` is set per room so that the lights alone never reach it
+    (docs/office-rules.md). `value` is the illuminance in lux.
+    """
+    kind = AlarmType.lit_in_daylight
+    out = []
+    for room, view in _office_rooms(site, state, now, scope):
+        if not view.lights or not view.sensors:
+            continue
+        limits = site.thresholds_of(room)
+        lux = view.illuminance_lx
+        outcome: Finding | None = None
+        if view.lights_on is False or (lux is not None and lux < limits.daylight_lux):
+            what = "lights off" if view.lights_on is False else f"{_fmt(lux or 0)} lx"
+            outcome = _finding(kind, room.id, False, lux, f"{room.id}: {what}")
+        elif view.lights_on and lux is not None:
+            waited = _elapsed_s(state.since(room.id, LIT_DAYLIGHT), now)
+            if waited is not None and waited > limits.daylight_delay_s:
+                outcome = _finding(
+                    kind,
+                    room.id,
+                    True,
+                    lux,
+                    f"{room.id}: lights on at {lux:,.0f} lx (daylight {_fmt(limits.daylight_lux)} lx) "
+                    f"for {waited / 60:.0f} min",
+                )
+        out += _office(outcome)
     return out
 
 
@@ -591,6 +683,8 @@ RULES: Final[tuple[Rule, ...]] = (
     check_ac_door_open,
     check_high_power_appliance,
     check_device_offline,
+    check_ac_left_on,
+    check_lit_in_daylight,
 )
 
 

@@ -33,6 +33,7 @@ Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")]
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _SPAN = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_MONTH_DAY = re.compile(r"^(\d{2})-(\d{2})$")
 
 # What the administration office charges to a room's department (DESIGN §4 `penalties`): one alarm
 # lifecycle of these office rules, or a room an after-hours sweep found on (`left_on_after_hours`).
@@ -175,6 +176,49 @@ class Thresholds(_Strict):
     door_open_delay_s: float = Field(120, ge=0)
     plug_max_w: float = Field(1200, gt=0)
     override_max_h: float = Field(2, gt=0, le=24)
+    empty_ac_delay_s: float = Field(600, ge=0)
+    daylight_lux: float = Field(800, gt=0, description="illuminance the room's sensors read, lights on included")
+    daylight_delay_s: float = Field(600, ge=0)
+
+
+class RoomThresholds(_Strict):
+    """A room's own thresholds (`rooms[].thresholds`): any key of the site's; the room's value wins."""
+
+    empty_room_delay_s: float | None = Field(None, ge=0)
+    cooling_min_c: float | None = None
+    heating_max_c: float | None = None
+    door_open_delay_s: float | None = Field(None, ge=0)
+    plug_max_w: float | None = Field(None, gt=0)
+    override_max_h: float | None = Field(None, gt=0, le=24)
+    empty_ac_delay_s: float | None = Field(None, ge=0)
+    daylight_lux: float | None = Field(None, gt=0)
+    daylight_delay_s: float | None = Field(None, ge=0)
+
+
+def _month_day(text: str) -> str:
+    """'MM-DD', a day of the year (02-29 allowed)."""
+    m = _MONTH_DAY.match(text)
+    try:
+        if not m:
+            raise ValueError
+        date(2000, int(m.group(1)), int(m.group(2)))  # a leap year: 02-29 is a day of some years
+    except ValueError:
+        raise ValueError(f"'{text}' is not a day of the year MM-DD (e.g. 11-15)") from None
+    return text
+
+
+MonthDay = Annotated[str, AfterValidator(_month_day)]
+
+
+def in_season(season: tuple[str, str] | list[str] | None, day: date) -> bool:
+    """Whether `day` lies in the MM-DD range [first, last], inclusive; the range may wrap the year."""
+    if season is None:
+        return True
+    first, last = (tuple(int(x) for x in part.split("-")) for part in season)
+    today = (day.month, day.day)
+    if first <= last:
+        return first <= today <= last
+    return today >= first or today <= last
 
 
 class SiteInfo(_Strict):
@@ -189,6 +233,17 @@ class SiteInfo(_Strict):
     peak_load_kw: float | None = Field(None, gt=0, description="site peak load; sources must carry it alone")
     interlock: Literal["electrical", "mechanical", "none"] = "none"
     thresholds: Thresholds = Thresholds()
+    central_heating: bool = Field(False, description="rooms have central heating (集中供暖); rooms may say otherwise")
+    heating_season: tuple[MonthDay, MonthDay] | None = Field(
+        None, description="MM-DD first and last day of the heating season, may wrap the year; absent: all year"
+    )
+
+    @field_validator("heating_season", mode="before")
+    @classmethod
+    def _two_days(cls, v: object) -> object:
+        if isinstance(v, list | tuple) and len(v) != 2:
+            raise ValueError('give the first and the last day, MM-DD, e.g. ["11-15", "03-15"]')
+        return v
 
     @field_validator("timezone")
     @classmethod
@@ -269,6 +324,8 @@ class Room(_Strict):
     kind: RoomKind = RoomKind.office
     devices: list[Id] = []
     exempt: bool = Field(False, description="never swept after hours")
+    central_heating: bool | None = Field(None, description="the site's central_heating unless set")
+    thresholds: RoomThresholds = RoomThresholds()
 
 
 class Device(_Strict):
@@ -285,6 +342,9 @@ class Device(_Strict):
     topic: str | None = None
     rated_kw: float | None = Field(None, gt=0, description="upper bound for energy-counter plausibility")
     appliance: str | None = Field(None, description="what is plugged in (simulator hint): pc, printer, ...")
+    approved_w: float | None = Field(
+        None, ge=0, description="an approved appliance on this office plug: its limit for high_power_appliance"
+    )
 
     @model_validator(mode="after")
     def _transport(self) -> Device:
@@ -421,6 +481,7 @@ class Site(_Strict):
     )
 
     _index: tuple[object, dict[str, Device], object, dict[str, Room]] | None = PrivateAttr(None)
+    _thresholds: dict[str, tuple[Room, SiteInfo, Thresholds]] = PrivateAttr(default_factory=dict)
 
     def _indexes(self) -> tuple[dict[str, Device], dict[str, Room]]:
         # Built lazily and rebuilt when model_copy(update=...) swaps the device or room list.
@@ -447,6 +508,28 @@ class Site(_Strict):
             if kind not in VIOLATION_TYPES:
                 raise ValueError(f"'{kind}' is not a violation type (known: {', '.join(VIOLATION_TYPES)})")
         return v
+    def thresholds_of(self, room: Room) -> Thresholds:
+        """A room's effective thresholds: the site's, with the room's own values winning."""
+        cached = self._thresholds.get(room.id)
+        if cached is not None and cached[0] is room and cached[1] is self.site:
+            return cached[2]
+        own = room.thresholds.model_dump(exclude_none=True)
+        effective = self.site.thresholds.model_copy(update=own) if own else self.site.thresholds
+        self._thresholds[room.id] = (room, self.site, effective)
+        return effective
+
+    def central_heating(self, room: Room) -> bool:
+        """Whether a room has central heating (its own `central_heating`, else the site's)."""
+        return self.site.central_heating if room.central_heating is None else room.central_heating
+
+    def heating_rule_applies(self, room: Room, day: date) -> bool:
+        """The 17 °C rule's condition: a room with central heating, on a day in the heating season."""
+        return self.central_heating(room) and in_season(self.site.heating_season, day)
+
+    def plug_limit_w(self, room: Room | None, device: Device) -> float:
+        """A plug's limit for high_power_appliance: the room's plug_max_w, raised by an approval."""
+        limit = (self.thresholds_of(room) if room else self.site.thresholds).plug_max_w
+        return limit if device.approved_w is None else max(limit, device.approved_w)
 
 
 class SiteError(Exception):
@@ -577,6 +660,8 @@ def _pydantic_messages(exc: ValidationError) -> list[Problem]:
             msg = msg[len("Value error, ") :]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+            if len(loc) >= 2 and loc[-2] == "thresholds":
+                msg += f" (thresholds are {', '.join(Thresholds.model_fields)})"
         elif err["type"] == "missing":
             msg = "required key missing"
         elif err["type"] in ("literal_error", "enum"):
@@ -693,6 +778,10 @@ def cross_check(data: Mapping[str, Any]) -> list[Problem]:
             if key in endpoints:
                 errors.append((("devices", i, "port"), f"{host}:{port} unit {unit} is also used by '{endpoints[key]}'"))
             endpoints[key] = ident
+        if dev.get("approved_w") is not None and dev.get("role") != DeviceRole.office_equipment.value:
+            errors.append(
+                (("devices", i, "approved_w"), "approved_w applies to office plugs only (role: office_equipment)")
+            )
         topic = _text(dev, "topic")
         if topic:
             if topic in topics:

@@ -37,7 +37,7 @@ from typing import Final
 
 from drivers.profiles import ModbusPoint, load_profile
 from drivers.types import Quality, Reading, Value
-from service.site import Device, DeviceRole, Room, Site
+from service.site import PROTECTED_ROLES, Device, DeviceRole, Room, RoomKind, Site
 from service.transfers import Transfer, TransferDetector
 
 SUPPLY: Final = "supply"  # the evaluation subject for everything on the supply side
@@ -69,11 +69,14 @@ AC_DOOR_OPEN: Final = "ac_door_open"  # room: an AC on with the door or window o
 UNPOWERED: Final = "unpowered"  # transfer switch: the load has no source
 UNPOWERED_WITH_ALTERNATIVE: Final = "unpowered_with_alternative"  # ... while another source could feed it
 START_PENDING: Final = "start_pending"  # generator: start demanded, not ready yet
+AC_EMPTY: Final = "ac_empty"  # room: an AC on (any mode but off), nobody there
+LIT_DAYLIGHT: Final = "lit_daylight"  # room: lights on, illuminance at or above the room's daylight_lux
 
-# The point of each kind of room device that the timed room conditions (LIT_EMPTY, AC_DOOR_OPEN) read.
+# The points of each kind of room device that the timed room conditions (LIT_EMPTY, AC_DOOR_OPEN,
+# AC_EMPTY, LIT_DAYLIGHT) read.
 _CONDITION_POINTS: Final = {
     "light": frozenset({"on"}),
-    "occupancy": frozenset({"occupancy"}),
+    "occupancy": frozenset({"occupancy", "illuminance"}),
     "ac": frozenset({"system_mode"}),
     "contact": frozenset({"contact"}),
 }
@@ -205,6 +208,7 @@ class RoomView:
     plugs_w: float | None
     power_w: float | None
     door_open: bool | None
+    illuminance_lx: float | None = None  # the darkest of the room's occupancy sensors
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form for GET /api/rooms (the service adds `override_until`)."""
@@ -220,6 +224,7 @@ class RoomView:
             "plugs_w": self.plugs_w,
             "power_w": self.power_w,
             "door_open": self.door_open,
+            "illuminance_lx": self.illuminance_lx,
         }
 
 
@@ -452,7 +457,7 @@ class LiveState:
     def _timed_by(self, reading: Reading, subjects: frozenset[str]) -> frozenset[str]:
         """The subjects whose timed conditions this reading can change.
 
-        A room's conditions rest on its lights' `on`, its sensors' `occupancy` and `contact` and
+        A room's conditions rest on its lights' `on`, its sensors' `occupancy`, `illuminance` and `contact` and
         its ACs' `system_mode`; any other point (power, temperature, energy, ...) cannot make them
         hold or end. Staleness only ever makes a condition unknown, which changes no mark.
         """
@@ -654,10 +659,15 @@ class LiveState:
             plugs_w=_sum_known(p.power_w for p in plugs),
             power_w=_sum_known(self._num(d, "power", now) for d in room.devices),
             door_open=self._door_open(contacts, now),
+            illuminance_lx=self._illuminance(sensors, now),
         )
 
     def _occupied(self, sensors: Iterable[str], now: datetime) -> bool | None:
         return tri_any(self._bool(d, "occupancy", now) for d in sensors)
+
+    def _illuminance(self, sensors: Iterable[str], now: datetime) -> float | None:
+        known = [lx for lx in (self._num(d, "illuminance", now) for d in sensors) if lx is not None]
+        return min(known) if known else None
 
     def _lights_on(self, lights: Iterable[str], now: datetime) -> bool | None:
         return tri_any(self._bool(d, "on", now) for d in lights)
@@ -858,6 +868,22 @@ class LiveState:
                 )
                 ac_on = tri_any(self._ac_on(d, at) for d in by_class.get("ac", ()))
                 self._mark(subject, AC_DOOR_OPEN, tri_and(ac_on, self._door_open(by_class.get("contact", ()), at)), at)
+                self._track_office(subject, by_class, lit, at)
+
+    def _track_office(self, subject: str, by_class: dict[str, tuple[str, ...]], lit: bool | None, at: datetime) -> None:
+        """AC_EMPTY and LIT_DAYLIGHT: the ACs the office rules may look at, the room's own daylight_lux."""
+        room = self._rooms[subject][0]
+        sensors = by_class.get("occupancy", ())
+        if not sensors:
+            return
+        empty = tri_not(self._occupied(sensors, at))
+        acs = [d for d in by_class.get("ac", ()) if self._devices[d].role not in PROTECTED_ROLES]
+        if acs and room.kind is not RoomKind.server:
+            self._mark(subject, AC_EMPTY, tri_and(tri_any(self._ac_on(d, at) for d in acs), empty), at)
+        if by_class.get("light"):
+            lux = self._illuminance(sensors, at)
+            bright = None if lux is None else lux >= self.site.thresholds_of(room).daylight_lux
+            self._mark(subject, LIT_DAYLIGHT, tri_and(lit, bright), at)
 
     def _track_supply(self, at: datetime) -> None:
         view = self.supply(at)

@@ -57,11 +57,12 @@ class RoomOverride(_Body):
     ac: AcOverride | None = None
     door_open: bool | None = None
     plugs: dict[str, float] | None = Field(None, description="device id -> watts the appliance draws")
+    illuminance: float | None = Field(None, ge=0, le=200_000, description="lux the room's occupancy sensors see")
 
     @model_validator(mode="after")
     def _something(self) -> RoomOverride:
         if not self.model_fields_set:
-            raise ValueError("give at least one of occupied, lights, temperature, ac, door_open, plugs")
+            raise ValueError("give at least one of occupied, lights, temperature, ac, door_open, plugs, illuminance")
         for device_id, watts in (self.plugs or {}).items():
             if not 0 <= watts <= 10_000:
                 raise ValueError(f"plugs.{device_id}: {watts} W is outside 0..10000")
@@ -119,7 +120,7 @@ def create_app(sim: SimControl) -> FastAPI:
 
     @app.post("/sim/rooms/{room}")
     async def post_room(room: str, body: RoomOverride) -> dict[str, Any]:
-        """Hold room fields (occupied, lights, temperature, ac, door_open, plugs)."""
+        """Hold room fields (occupied, lights, temperature, ac, door_open, plugs, illuminance)."""
         sim.set_room(room, **body.model_dump(exclude_unset=True))
         return dict(sim.state()["rooms"][room])
 

@@ -42,6 +42,22 @@ LIGHT_OFF_P = {  # chance occupants switch the lights off when they leave for th
 }
 AC_OFF_P = 0.7
 
+# Daylight: a site on the Yangtze delta (the climate above); a window-side desk under a clear sky
+# with the sun overhead; the share of that reaching each kind of room; how often a day is cloudy.
+LATITUDE_DEG = 31.2
+CLEAR_SKY_DESK_LX = 1800.0
+CLOUDY_DAY_P = 0.35
+WINDOW_SHARE = {
+    RoomKind.office: 1.0,
+    RoomKind.meeting: 0.9,
+    RoomKind.corridor: 0.3,
+    RoomKind.locker: 0.2,
+    RoomKind.reception: 0.8,
+    RoomKind.server: 0.0,
+    RoomKind.other: 0.6,
+}
+LIGHTS_LX = 350.0  # what one lit circuit adds at the room's sensor
+
 
 def working_span(calendar: Calendar, day: date) -> tuple[int, int] | None:
     """(start, end) minutes of the working day, or None for a day off."""
@@ -66,10 +82,29 @@ def outdoor_c(seed: int, local: datetime) -> float:
     return MONTHLY_MEAN_C[local.month - 1] + day_offset + 4.0 * math.cos(2 * math.pi * (hour - 14) / 24)
 
 
-def daylight_lx(local: datetime) -> float:
-    """Daylight reaching an office desk."""
-    hour = local.hour + local.minute / 60
-    return max(0.0, math.sin(math.pi * (hour - 6) / 12)) * 320.0
+def sun_sine(local: datetime, latitude_deg: float = LATITUDE_DEG) -> float:
+    """Sine of the sun's elevation at a local time (local clock time taken as solar time; < 0 at night)."""
+    day = local.timetuple().tm_yday
+    declination = math.radians(23.44) * math.sin(2 * math.pi * (284 + day) / 365)
+    hour = local.hour + local.minute / 60 + local.second / 3600
+    hour_angle = math.radians(15.0 * (hour - 12.0))
+    lat = math.radians(latitude_deg)
+    return math.sin(lat) * math.sin(declination) + math.cos(lat) * math.cos(declination) * math.cos(hour_angle)
+
+
+def sky(seed: int, day: date) -> float:
+    """How much of the clear-sky daylight a day lets through: sunny days 0.85-1, cloudy days 0.15-0.4."""
+    if unit(seed, "sky", day.isoformat()) < CLOUDY_DAY_P:
+        return between(seed, 0.15, 0.4, "cloud", day.isoformat())
+    return between(seed, 0.85, 1.0, "sun", day.isoformat())
+
+
+def daylight_lx(seed: int, local: datetime, kind: RoomKind = RoomKind.office) -> float:
+    """Daylight reaching a room's sensor: the sun's height over the site's day, that day's sky, the room's windows."""
+    elevation = sun_sine(local)
+    if elevation <= 0:
+        return 0.0
+    return CLEAR_SKY_DESK_LX * elevation * sky(seed, local.date()) * WINDOW_SHARE[kind]
 
 
 def day_plan(seed: int, room: Room, day: date, span: tuple[int, int] | None) -> list[tuple[float, float]]:
@@ -252,6 +287,7 @@ class RoomModel:
     hold_temperature: bool = False
     hold_ac: bool = False
     hold_door: bool | None = None
+    hold_illuminance: float | None = None
 
     @property
     def id(self) -> str:
@@ -268,6 +304,7 @@ class RoomModel:
             "ac": self.hold_ac,
             "door_open": self.hold_door is not None,
             "plugs": any(p.override_w is not None for p in self.plugs),
+            "illuminance": self.hold_illuminance is not None,
         }
         return [name for name, on in held.items() if on]
 
@@ -426,7 +463,8 @@ class Office:
             return unit(self.seed, what, room.id, key[0].isoformat(), key[1])
 
         room.left_on = False
-        if not room.hold_lights and room.lights and u("lights-on") < (0.95 if daylight_lx(local) > 150 else 1.0):
+        daylight = daylight_lx(self.seed, local, room.room.kind)
+        if not room.hold_lights and room.lights and u("lights-on") < (0.95 if daylight > 150 else 1.0):
             for light in room.lights:
                 light.on, light.changed_by = True, "button"
         for plug in room.plugs:
@@ -478,9 +516,10 @@ class Office:
                     ac.mode = "off"
 
     def occupancy_lx(self, room: RoomModel, local: datetime) -> float:
-        """Illuminance the room's sensor measures."""
+        """Illuminance the room's sensor measures: daylight (passing clouds move it by up to ±20 % every
+        ten minutes) plus the room's own lights, or what an operator holds it at."""
+        if room.hold_illuminance is not None:
+            return room.hold_illuminance
         lights = sum(1 for x in room.lights if x.power_w > 0)
-        return round(
-            daylight_lx(local) * (0.8 + 0.4 * unit(self.seed, "lux", room.id, int(local.timestamp() // 600)))
-            + 350 * lights
-        )
+        passing = 0.8 + 0.4 * unit(self.seed, "lux", room.id, int(local.timestamp() // 600))
+        return round(daylight_lx(self.seed, local, room.room.kind) * passing + LIGHTS_LX * lights)

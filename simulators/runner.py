@@ -196,6 +196,7 @@ class Simulation:
             ac_setpoint=override.ac.setpoint if override.ac else None,
             door_open=override.door_open,
             plugs=override.plugs,
+            illuminance=override.illuminance,
         )
         self._nudge.set()
 

@@ -455,6 +455,7 @@ class World:
         ac_setpoint: float | None = None,
         door_open: bool | None = None,
         plugs: dict[str, float] | None = None,
+        illuminance: float | None = None,
     ) -> None:
         """Hold room fields at the given values until set again or released."""
         room = self.room(room_id)
@@ -497,6 +498,10 @@ class World:
                         ac.cooling_setpoint = ac_setpoint
         if door_open is not None:
             room.hold_door = door_open
+        if illuminance is not None:
+            if not any(x.profile == "z2m-occupancy" for x in room.sensors):
+                raise WorldError(f"room '{room_id}' has no occupancy sensor to see illuminance")
+            room.hold_illuminance = illuminance
         for plug in room.plugs:
             if plugs and plug.id in plugs:
                 plug.override_w = plugs[plug.id]
@@ -505,7 +510,7 @@ class World:
     def release_room(self, room_id: str) -> None:
         """Hand a room back to its model."""
         room = self.room(room_id)
-        room.hold_occupied, room.hold_door = None, None
+        room.hold_occupied, room.hold_door, room.hold_illuminance = None, None, None
         room.hold_lights = room.hold_temperature = room.hold_ac = False
         for plug in room.plugs:
             plug.override_w = None
@@ -590,6 +595,11 @@ class World:
             ),
             "power_w": round(sum(x.power_w for x in room.lights + room.plugs) + sum(a.power_w for a in room.acs), 1),
             "overrides": room.overrides,
+            "illuminance": (
+                self.office.occupancy_lx(room, self.now)
+                if any(x.profile == "z2m-occupancy" for x in room.sensors)
+                else None
+            ),
         }
 
     def device_state(self, device_id: str) -> dict[str, Any]:

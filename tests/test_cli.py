@@ -204,3 +204,61 @@ def test_demo_runs_serves_the_demo_site_and_stops_on_sigterm(fresh_mosquitto: Mo
         seen.append(lines.get_nowait())
     output = "".join(seen)
     assert "Traceback" not in output and "ERROR" not in output, output
+
+
+# -- office rules (issue 16) -------------------------------------------------------------------------
+
+R2119 = "department: marketing, kind: meeting,"
+R2119_PLUG = "appliance: projector, rated_kw: 3.5}"
+
+
+def test_check_lists_each_rooms_office_thresholds_and_approvals(demo_site_path: Path, tmp_path: Path) -> None:
+    text = demo_site_path.read_text()
+    assert R2119 in text and R2119_PLUG in text
+    site = tmp_path / "office.yaml"
+    site.write_text(
+        text.replace(R2119, R2119 + " central_heating: true, thresholds: {cooling_min_c: 28},").replace(
+            R2119_PLUG, "appliance: projector, rated_kw: 3.5, approved_w: 2200}"
+        )
+    )
+    out = run("check", "--site", str(site))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    header = next(x.split() for x in lines if x.startswith("room "))
+    rows = {
+        x.split()[0]: dict(zip(header, x.split(), strict=True)) for x in lines if x.startswith(("r2119 ", "r3102 "))
+    }
+    assert (rows["r2119"]["cooling_min_c"], rows["r2119"]["central_heating"]) == ("28*", "yes*")
+    assert (rows["r3102"]["cooling_min_c"], rows["r3102"]["central_heating"]) == ("26", "no")
+    assert rows["r2119"]["daylight_lux"] == "800" and rows["r2119"]["empty_ac_delay_s"] == "600"
+    assert "  r2119-plug in r2119: 2200 W (the room's plug_max_w is 1200 W)" in lines
+    office = json.loads(run("check", "--site", str(site), "--json").stdout)["office"]
+    r2119 = next(r for r in office["rooms"] if r["id"] == "r2119")
+    assert r2119["thresholds"]["cooling_min_c"] == 28 and r2119["own_thresholds"] == ["cooling_min_c"]
+    assert r2119["approved_w"] == {"r2119-plug": 2200} and r2119["central_heating"] is True
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "error"),
+    [
+        (
+            "  grade: first\n",
+            '  grade: first\n  heating_season: ["13-40", "03-15"]\n',
+            "site.heating_season[0]: '13-40'",
+        ),
+        (R2119_PLUG, "appliance: projector, rated_kw: 3.5, approved_w: -1}", "devices[31].approved_w: Input should be"),
+        (R2119, R2119 + " thresholds: {cooling_max_c: 28},", "rooms[5].thresholds.cooling_max_c: unknown key"),
+    ],
+)
+@pytest.mark.parametrize("command", ["check", "serve"])
+def test_bad_office_keys_stop_everything_with_key_path_and_line(
+    demo_site_path: Path, tmp_path: Path, command: str, old: str, new: str, error: str
+) -> None:
+    text = demo_site_path.read_text()
+    assert old in text
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace(old, new, 1))
+    out = run(command, "--site", str(bad), *(["--port", str(free_port())] if command == "serve" else []))
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert any(line.strip().startswith(error) and "(bad.yaml:" in line for line in out.stderr.splitlines()), out.stderr
+    assert out.stdout == ""

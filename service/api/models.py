@@ -57,6 +57,13 @@ class RoomOut(_Out):
     plugs_w: float | None
     power_w: float | None
     override_until: datetime | None
+    illuminance_lx: float | None = Field(None, examples=[640], description="the darkest of its occupancy sensors")
+    thresholds: dict[str, float] = Field(
+        default_factory=dict, description="effective office-rule thresholds: the room's own values win over the site's"
+    )
+    own_thresholds: list[str] = Field(default_factory=list, description="threshold keys the room sets itself")
+    central_heating: bool = False
+    approved_w: dict[str, float] = Field(default_factory=dict, description="plugs with an approved appliance")
 
 
 class SourceOut(_Out):

@@ -368,6 +368,18 @@ LABELS: Final[Mapping[str, tuple[str, str]]] = {
     "vtype.ac_left_on": ("人走未关空调", "AC left on in an empty room"),
     "vtype.lit_in_daylight": ("日光充足时开灯", "lights on in daylight"),
     "vtype.left_on_after_hours": ("下班未关电器", "left on after hours"),
+    # office rules (issue 16)
+    "type.ac_left_on": ("人走空调未关", "AC left on in an empty room"),
+    "type.lit_in_daylight": ("日光充足仍开灯", "lights on in ample daylight"),
+    "why.ac_too_cold": ("制冷 {value} °C ≤ {limit} °C", "cooling at {value} °C ≤ {limit} °C"),
+    "why.ac_heating_too_warm": ("制热 {value} °C ≥ {limit} °C", "heating at {value} °C ≥ {limit} °C"),
+    "why.ac_left_on": ("空调开着，房间已空 {minutes} 分钟", "AC on, room empty {minutes} min"),
+    "why.lit_empty_room": ("灯亮着，房间已空 {minutes} 分钟", "lights on, room empty {minutes} min"),
+    "why.ac_door_open": ("空调开着，门窗已开 {minutes} 分钟", "AC on, door open {minutes} min"),
+    "why.lit_in_daylight": ("日光 {lux} lx 仍开灯", "lights on at {lux} lx"),
+    "why.high_power_appliance": ("插座功率 {watts} W > {limit} W", "plug drawing {watts} W > {limit} W"),
+    "rooms.approved": ("已批准电器", "approved appliance"),
+    "rooms.illuminance": ("照度", "illuminance"),
 }
 
 

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Final, Literal
 
+from service import office
 from service.alarms import Alarm, AlarmState
 from service.calendar import WorkCalendar
 from service.compliance import check_site
 from service.rules import AlarmType, Severity
-from service.site import PROTECTED_ROLES, RoomKind, Site
+from service.site import PROTECTED_ROLES, Room, RoomKind, Site
 from service.state import POS_0, POS_I, POS_II, GeneratorView, RoomView, SupplyView, SwitchView
 from service.store import EnergyTotal, Override, month_bounds
 from service.transfers import Transfer
@@ -399,11 +400,21 @@ class RoomCard:
     worst: str | None
     controls: list[Control]
     critical: bool  # a server room or critical devices: the dashboard offers no switches
+    reasons: list[str | None] = field(default_factory=list)  # per alarm: which rule and why, worded
+    approved: dict[str, float] = field(default_factory=dict)  # plug -> approved_w
 
 
 def room_devices(view: RoomView) -> list[str]:
     """Every device of a room's view: lights, ACs, plugs, sensors, contacts."""
     return [*view.lights, *(a.device for a in view.acs), *(p.device for p in view.plugs), *view.sensors, *view.contacts]
+
+
+def _reason(site: Site, room: Room, alarm: Alarm, t: Callable[..., str] | None) -> str | None:
+    if t is None:
+        return None
+    plug = site.device(alarm.subject) if alarm.subject in room.devices else None
+    limit = site.plug_limit_w(room, plug) if plug is not None else 0.0
+    return office.reason(alarm.type, alarm.value, site.thresholds_of(room), t, limit)
 
 
 def room_cards(
@@ -412,10 +423,14 @@ def room_cards(
     overrides: dict[str, datetime],
     alarms: Sequence[Alarm],
     on_of: Callable[[str], bool | None],
+    t: Callable[..., str] | None = None,
 ) -> list[RoomCard]:
-    """Room tiles with their open alarms and the switches an operator may use (`on_of`: a device's relay state)."""
+    """Room tiles with their open alarms and the switches an operator may use (`on_of`: a device's relay state).
+
+    With a translator `t`, each alarm also says why the room breaks its rule, in the room's own limits."""
     departments = {d.id: d.name for d in site.departments}
     kinds = {r.id: r.kind for r in site.rooms}
+    rooms = {r.id: r for r in site.rooms}
     cards = []
     for view in views:
         members = {view.id, *room_devices(view)}
@@ -442,6 +457,8 @@ def room_cards(
                 worst=worst,
                 controls=controls,
                 critical=server,
+                reasons=[_reason(site, rooms[view.id], a, t) for a in mine],
+                approved=office.approvals(site, rooms[view.id]),
             )
         )
     return cards

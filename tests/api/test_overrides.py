@@ -1,4 +1,4 @@
-"""Room overrides: capped, listed, audited, exempt from sweeps and office alarms until they expire."""
+"""Room overrides: capped, listed, audited, exempt from sweeps (not from office alarms) until they expire."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from service.clock import ManualClock
 from service.scheduler import OVERRIDES_ID, SWEEP_ID
-from service.site import Site
+from service.site import RoomThresholds, Site
 from tests.api.test_sweeps import (
     actions,
     service_sees,
@@ -126,3 +126,19 @@ async def test_override_requests_checked_and_capped(demo_site: Site, tmp_path: P
             assert run["policy"] == "notify_then_off" and run["who"].startswith("key:")
             [entry] = (await client.get(f"/api/schedules/{SWEEP_ID}/history")).json()
             assert (entry["trigger"], entry["job"]) == ("manual", f"{SWEEP_ID}:manual")
+
+
+async def test_a_rooms_own_override_max_h_caps_its_overrides(demo_site: Site, tmp_path: Path) -> None:
+    own = RoomThresholds(override_max_h=1)
+    rooms = [r.model_copy(update={"thresholds": own}) if r.id == "r3101" else r for r in demo_site.rooms]
+    site = demo_site.model_copy(update={"rooms": rooms})
+    async with running_service(site, tmp_path, clock=ManualClock(EVENING), drivers=False) as svc:
+        for room, hours in [("r3101", 1), ("r3102", 2)]:  # the room's own cap, the site's
+            async with svc.client("operator") as client:
+                r = await client.post(
+                    "/api/overrides", json={"room": room, "until": (EVENING + timedelta(hours=5)).isoformat()}
+                )
+            assert r.status_code == 201, r.text
+            body = r.json()
+            assert body["capped"] is True
+            assert datetime.fromisoformat(body["until"]) == EVENING + timedelta(hours=hours)

@@ -298,7 +298,7 @@ def test_points_and_devices_for_the_api(state: LiveState) -> None:
 
 
 def test_room_view_matches_the_api_contract(state: LiveState) -> None:
-    feed(state, T0, "r1-occ", occupancy=True)
+    feed(state, T0, "r1-occ", occupancy=True, illuminance=420.0)
     feed(state, T0, "r1-light", on=True, power=40.0)
     feed(
         state,
@@ -325,6 +325,7 @@ def test_room_view_matches_the_api_contract(state: LiveState) -> None:
         "plugs_w": 60.0,
         "power_w": 1000.0,
         "door_open": True,
+        "illuminance_lx": 420.0,
     }
 
 

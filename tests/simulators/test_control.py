@@ -157,6 +157,8 @@ async def test_room_override_holds_and_is_released(api: tuple[Simulation, httpx.
         ("/sim/rooms/r2119", {"ac": {"mode": "heat", "setpoint": 31}}, 422, "outside 5..30 in heat mode"),
         ("/sim/rooms/r2119", {"plugs": {"r1102-pc": 10}}, 422, "'r1102-pc' is not a plug of room 'r2119'"),
         ("/sim/rooms/c1", {"ac": {"mode": "cool"}}, 422, "no AC"),
+        ("/sim/rooms/r2119", {"illuminance": -5}, 422, "illuminance"),
+        ("/sim/rooms/srv1", {"illuminance": 900}, 422, "no occupancy sensor"),
     ],
 )
 async def test_bad_room_requests_name_the_problem(
@@ -223,3 +225,13 @@ async def test_fail_to_start_over_the_wire(api: tuple[Simulation, httpx.AsyncCli
     assert await read_holding(gen, 1408) == [0], "latched: no further attempts"
     assert (await client.delete("/sim/faults")).status_code == 200
     assert not (await read_holding(gen, 1410))[0] & 0b10_0000, "cleared with the faults"
+
+
+async def test_illuminance_held_over_http(app_client: httpx.AsyncClient) -> None:
+    r = await app_client.post("/sim/rooms/r2119", json={"illuminance": 1200})
+    assert r.status_code == 200, r.text
+    assert (r.json()["illuminance"], r.json()["overrides"]) == (1200, ["illuminance"])
+    state = (await app_client.get("/sim/state")).json()
+    assert state["devices"]["r2119-occ"]["illuminance"] == 1200
+    r = await app_client.delete("/sim/rooms/r2119")
+    assert r.json()["overrides"] == [] and r.json()["illuminance"] != 1200

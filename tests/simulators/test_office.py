@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 
 import pytest
 
-from service.site import Calendar, Site
-from simulators.office import outdoor_c, working_span
+from service.site import Calendar, RoomKind, Site
+from simulators.office import LIGHTS_LX, daylight_lx, outdoor_c, sky, working_span
 from simulators.world import UnknownRoom, WorldError
 from tests.simulators.conftest import TZ, make_world
 
@@ -197,3 +197,50 @@ def test_ac_setpoints_outside_the_units_range_are_refused_not_clamped(demo: Site
     assert w.state()["devices"]["r1102-ac"]["heating_setpoint"] == 10.0, "frost protection is a heating setpoint"
     w.set_room("r1102", ac_setpoint=30.0)
     assert w.state()["rooms"]["r1102"]["ac"]["setpoint_c"] == 30.0
+
+
+# -- daylight (issue 16) ---------------------------------------------------------------------------
+
+
+def _sunny_and_cloudy(seed: int, month: int) -> tuple[date, date]:
+    days = [date(2026, month, d) for d in range(1, 29)]
+    return next(d for d in days if sky(seed, d) > 0.8), next(d for d in days if sky(seed, d) < 0.5)
+
+
+def test_daylight_follows_the_sun_over_the_site_day_and_the_seasons() -> None:
+    sunny, _ = _sunny_and_cloudy(0, 6)
+    noon = datetime.combine(sunny, time(12, 0), tzinfo=TZ)
+    assert daylight_lx(0, noon.replace(hour=3)) == 0.0  # night
+    morning, afternoon = daylight_lx(0, noon.replace(hour=8)), daylight_lx(0, noon.replace(hour=16))
+    assert 0 < morning < daylight_lx(0, noon) and 0 < afternoon < daylight_lx(0, noon)
+    assert daylight_lx(0, noon) > 1500  # a sunny June noon at an office desk
+    winter_sunny, _ = _sunny_and_cloudy(0, 12)
+    winter_noon = datetime.combine(winter_sunny, time(12, 0), tzinfo=TZ)
+    assert 800 < daylight_lx(0, winter_noon) < daylight_lx(0, noon)  # a lower sun
+    assert daylight_lx(0, noon.replace(hour=18, minute=30)) > daylight_lx(0, winter_noon.replace(hour=17, minute=30))
+
+
+def test_cloudy_days_are_darker_and_inner_rooms_darker_still() -> None:
+    sunny, cloudy = _sunny_and_cloudy(3, 7)
+    at_noon = [datetime.combine(d, time(12, 0), tzinfo=TZ) for d in (sunny, cloudy)]
+    assert daylight_lx(3, at_noon[1]) < 0.5 * daylight_lx(3, at_noon[0])
+    assert daylight_lx(3, at_noon[0], RoomKind.corridor) < 0.5 * daylight_lx(3, at_noon[0])
+    assert daylight_lx(3, at_noon[0], RoomKind.server) == 0.0
+    cloudy_days = sum(sky(3, date(2026, 1, 1) + timedelta(days=i)) < 0.5 for i in range(365))
+    assert 0.25 * 365 < cloudy_days < 0.45 * 365
+
+
+def test_sensor_sees_daylight_plus_the_rooms_own_lights_or_what_is_held(demo: Site) -> None:
+    night = make_world(demo, seed=1, start=datetime(2026, 7, 15, 23, 0, tzinfo=TZ))
+    night.set_room("r3102", lights=False)
+    assert night.state()["rooms"]["r3102"]["illuminance"] == 0
+    night.set_room("r3102", lights=True)
+    assert night.state()["rooms"]["r3102"]["illuminance"] == LIGHTS_LX
+    assert night.state()["devices"]["r3102-occ"]["illuminance"] == LIGHTS_LX
+    night.set_room("r3102", illuminance=1234.0)
+    assert night.device_state("r3102-occ")["illuminance"] == 1234.0
+    assert "illuminance" in night.state()["rooms"]["r3102"]["overrides"]
+    night.release_room("r3102")
+    assert night.state()["rooms"]["r3102"]["overrides"] == []
+    with pytest.raises(WorldError, match="no occupancy sensor"):
+        night.set_room("srv1", illuminance=100.0)

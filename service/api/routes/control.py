@@ -257,17 +257,20 @@ def _override_out(o: Override, now: datetime) -> dict[str, Any]:
     "/overrides", response_model=OverrideOut, status_code=status.HTTP_201_CREATED, summary="Hold a room on after hours"
 )
 async def add_override(body: OverrideIn, svc: ServicesDep, who: Operator) -> dict[str, Any]:
-    """Exempt a room from sweeps and its office alarms until `until`, at most override_max_h from now."""
+    """Exempt a room from the after-hours sweeps until `until`, at most its override_max_h from now.
+
+    Office alarms keep running in the room: an override is no permission to break an office rule."""
     if body.until.tzinfo is None or body.until.utcoffset() is None:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, "until: needs a time zone, e.g. 2026-11-30T20:00:00+08:00"
         )
-    if not any(r.id == body.room for r in svc.site.rooms):
+    room = next((r for r in svc.site.rooms if r.id == body.room), None)
+    if room is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no room '{body.room}'")
     now = svc.clock.now()
     if body.until <= now:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "until: must be in the future")
-    limit = now + timedelta(hours=svc.site.site.thresholds.override_max_h)
+    limit = now + timedelta(hours=svc.site.thresholds_of(room).override_max_h)
     until = min(body.until, limit)
     override = await svc.store.add_override(
         room=body.room, until=until, reason=body.reason, created_by=who.who, created_at=now

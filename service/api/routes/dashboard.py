@@ -277,7 +277,7 @@ async def _rooms(request: Request, svc: Services, ctx: dict[str, Any]) -> dict[s
         return point.value if point is not None and isinstance(point.value, bool) else None
 
     room_views = [v for v in state.rooms(now) if not department or v.department == department]
-    cards = views.room_cards(svc.site, room_views, svc.core.overrides, svc.core.engine.active(), on_of)
+    cards = views.room_cards(svc.site, room_views, svc.core.overrides, svc.core.engine.active(), on_of, ctx["t"])
     return {
         "cards": cards,
         "department": department,

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Query, Request, Response
 
+from service import office
 from service.api.deps import Viewer, services
 from service.api.models import DeviceOut, PointOut, RoomOut, SupplyOut, UnassignedDeviceOut
 from service.app import Services
@@ -51,7 +52,7 @@ class _RoomsAnswer:
     overrides) is the very same object, the JSON is the same too.
     """
 
-    __slots__ = ("body", "overrides", "page", "total", "views")
+    __slots__ = ("body", "overrides", "page", "rules", "total", "views")
 
     def __init__(self) -> None:
         self.views: tuple[object, ...] = ()
@@ -59,6 +60,7 @@ class _RoomsAnswer:
         self.page = (0, 0)
         self.body = b""
         self.total = 0
+        self.rules: tuple[object, dict[str, dict[str, object]]] = (None, {})
 
     def answer(self, svc: Services, limit: int, offset: int) -> Response:
         views = tuple(svc.core.state.rooms(svc.clock.now()))
@@ -70,10 +72,17 @@ class _RoomsAnswer:
             and all(a is b for a, b in zip(views, self.views, strict=True))
         )
         if not same:
-            items = [{**v.to_dict(), "override_until": overrides.get(v.id)} for v in views]
+            rules = self._rules(svc)
+            items = [{**v.to_dict(), "override_until": overrides.get(v.id), **rules[v.id]} for v in views]
             self.body = orjson.dumps(items[offset : offset + limit], option=orjson.OPT_UTC_Z)
             self.views, self.overrides, self.page, self.total = views, overrides, (limit, offset), len(items)
         return _json_response(self.body, self.total)
+
+    def _rules(self, svc: Services) -> dict[str, dict[str, object]]:
+        """Each room's office-rule settings (effective thresholds, heating, approvals): fixed per site file."""
+        if self.rules[0] is not svc.site:
+            self.rules = (svc.site, {r.id: office.room_rules(svc.site, r) for r in svc.site.rooms})
+        return self.rules[1]
 
 
 @router.get("/devices", response_model=list[DeviceOut | UnassignedDeviceOut], summary="Devices and their link state")
