@@ -508,6 +508,7 @@ class Site(_Strict):
             if kind not in VIOLATION_TYPES:
                 raise ValueError(f"'{kind}' is not a violation type (known: {', '.join(VIOLATION_TYPES)})")
         return v
+
     def thresholds_of(self, room: Room) -> Thresholds:
         """A room's effective thresholds: the site's, with the room's own values winning."""
         cached = self._thresholds.get(room.id)
