@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -114,3 +115,20 @@ class Settings(BaseSettings):
         if self.influx_url and not self.influx_token:
             raise ValueError("in production WATTKEEPER_INFLUX_URL needs WATTKEEPER_INFLUX_TOKEN")
         return self
+
+
+def read_dotenv(path: Path = Path(".env")) -> dict[str, str]:
+    """The `.env` file of the current directory, as Settings reads it ({} when there is none)."""
+    from dotenv import dotenv_values
+
+    if not path.is_file():
+        return {}
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def setting_from_env(name: str) -> str | None:
+    """A WATTKEEPER_* value as Settings sees it: the process environment first, then `.env`."""
+    value = os.environ.get(name)
+    if value is not None:
+        return value
+    return read_dotenv().get(name)
