@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import yaml
 
 from service.compliance import check_configuration, check_site, render_table, unrated_energy_counters, with_rows
 from service.site import DEMO_SITE, Site, SiteError, load_site
@@ -51,7 +52,9 @@ def _warn_unrated(site: Site) -> None:
 
 
 def _env_port(name: str, default: int) -> int:
-    raw = os.environ.get(name)
+    from service.settings import setting_from_env
+
+    raw = setting_from_env(name)
     if not raw:
         return default
     try:
@@ -112,11 +115,12 @@ def simulate(
     ] = None,
 ) -> None:
     """Run the device simulators of a site (Modbus TCP, MQTT) and their control API."""
+    from service.settings import setting_from_env
     from simulators.runner import run
 
     the_site = _load(site)
     sim_port = port if port is not None else _env_port("WATTKEEPER_SIM_PORT", 8100)
-    mqtt_url = os.environ.get("WATTKEEPER_MQTT_URL") or the_site.mqtt.url
+    mqtt_url = setting_from_env("WATTKEEPER_MQTT_URL") or the_site.mqtt.url
     started = _start_time(start, the_site) if start is not None else None
     typer.echo(f"simulating {the_site.site.name}: control API on http://127.0.0.1:{sim_port}/sim/state")
 
@@ -181,6 +185,9 @@ def report_energy(
 def keys_create(
     role: Annotated[str, typer.Option(help="viewer, operator or admin")],
     name: Annotated[str, typer.Option(help="who or what the key is for")] = "",
+    create_store: Annotated[
+        bool, typer.Option("--create-store", help="make a new state store if WATTKEEPER_DATABASE_URL names none yet")
+    ] = False,
 ) -> None:
     """Create an API key; it is printed once and stored hashed."""
     from service.keys import cli_create_key
@@ -188,7 +195,7 @@ def keys_create(
     if role not in ("viewer", "operator", "admin"):
         typer.echo(f"--role must be viewer, operator or admin, not {role!r}", err=True)
         raise typer.Exit(2)
-    raise typer.Exit(cli_create_key(role, name))
+    raise typer.Exit(cli_create_key(role, name, create_store=create_store))
 
 
 @keys_app.command("list")
@@ -205,6 +212,69 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key's id, as `ke
     from service.keys import cli_revoke_key
 
     raise typer.Exit(cli_revoke_key(key_id))
+
+
+@app.command("config")
+def config(
+    site: Annotated[Path | None, typer.Option("--site", help="site file (YAML) whose settings to include")] = None,
+) -> None:
+    """Print the effective settings and where each came from: environment, .env, site file, default.
+
+    Secrets are masked. Exit 2 when a setting is invalid (the command that reads it would refuse it).
+    """
+    from pydantic import ValidationError
+
+    from service.settings import Settings, effective_settings, read_dotenv, site_references
+
+    site_values: dict[str, str] = {}
+    refs: list[str] = []
+    site_problems: list[str] = []
+    if site is not None:
+        try:
+            text = site.read_text(encoding="utf-8")
+            raw = yaml.safe_load(text)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            typer.echo(f"{site}: cannot read: {exc}", err=True)
+            raise typer.Exit(2) from None
+        raw = raw if isinstance(raw, dict) else {}
+        mqtt = raw.get("mqtt")
+        if isinstance(mqtt, dict) and isinstance(mqtt.get("url"), str):
+            site_values["mqtt.url"] = mqtt["url"]
+        if isinstance(raw.get("profiles_dir"), str):
+            site_values["profiles_dir"] = str(site.parent / raw["profiles_dir"])
+        refs = site_references(raw)
+        try:
+            load_site(site)
+        except SiteError as exc:
+            site_problems = exc.errors
+    dotenv = Path(".env")
+    typer.echo(f".env: {dotenv.resolve()}" + ("" if dotenv.is_file() else " (none; not read)"))
+    typer.echo(
+        f"site file: {site.resolve()}" if site is not None else "site file: (none given; --site F adds its keys)"
+    )
+    rows: list[tuple[str, str, str, str]] = [
+        (e.env, e.shown, e.origin, e.note) for e in effective_settings(site_values)
+    ]
+    dotenv_values = read_dotenv()
+    for name in refs:
+        origin = "environment" if name in os.environ else ".env" if name in dotenv_values else "not set"
+        value = os.environ.get(name, dotenv_values.get(name, ""))
+        rows.append((name, "*** (set)" if value else "(none)", origin, "named by the site file"))
+    widths = [max(len(r[i]) for r in [("setting", "value", "from", ""), *rows]) for i in range(3)]
+    for row in [("setting", "value", "from", ""), *rows]:
+        typer.echo(("  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths, strict=False)) + f"  {row[3]}").rstrip())
+    status = 0
+    for line in site_problems:
+        typer.echo(f"invalid: {line}", err=True)
+        status = 2
+    try:
+        Settings()
+    except ValidationError as exc:
+        for err in exc.errors():
+            where = "WATTKEEPER_" + "_".join(str(p) for p in err["loc"]).upper() if err["loc"] else "settings"
+            typer.echo(f"invalid: {where}: {err['msg'].removeprefix('Value error, ')}", err=True)
+        status = 2
+    raise typer.Exit(status)
 
 
 def main() -> None:
