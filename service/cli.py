@@ -64,6 +64,22 @@ def _env_port(name: str, default: int) -> int:
         raise typer.Exit(2) from None
 
 
+def _refuse_unsimulated(site: Site) -> None:
+    """Exit 2 naming every device no simulator models (it would get no listener yet look online)."""
+    from simulators.registers import REGISTER_MAPS
+    from simulators.runner import SIMULATED_PROFILES, unsimulated
+
+    missing = unsimulated(site)
+    if missing:
+        typer.echo(f"cannot simulate {len(missing)} device(s): {', '.join(missing)}", err=True)
+        typer.echo(
+            f"  the simulators model {', '.join(sorted({*REGISTER_MAPS, *SIMULATED_PROFILES}))};"
+            " run the site's real devices, or leave these out of the file you simulate",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
 def _start_time(text: str, site: Site) -> datetime:
     """--start: ISO 8601; without an offset it is the site's local time."""
     try:
@@ -119,6 +135,7 @@ def simulate(
     from simulators.runner import run
 
     the_site = _load(site)
+    _refuse_unsimulated(the_site)
     sim_port = port if port is not None else _env_port("WATTKEEPER_SIM_PORT", 8100)
     mqtt_url = setting_from_env("WATTKEEPER_MQTT_URL") or the_site.mqtt.url
     started = _start_time(start, the_site) if start is not None else None
@@ -165,6 +182,7 @@ def demo(site: SiteOpt = DEMO_SITE) -> None:
     from service.demo import run_demo
 
     the_site = _load(site)
+    _refuse_unsimulated(the_site)
     _warn_unrated(the_site)
     run_demo(the_site, site_path=site)
 
