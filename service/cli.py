@@ -66,8 +66,8 @@ def _env_port(name: str, default: int) -> int:
 
 def _refuse_unsimulated(site: Site) -> None:
     """Exit 2 naming every device no simulator models (it would get no listener yet look online)."""
-    from simulators.registers import REGISTER_MAPS
     from simulators.mqtt_face import SIMULATED_PROFILES
+    from simulators.registers import REGISTER_MAPS
     from simulators.runner import unsimulated
 
     missing = unsimulated(site)
