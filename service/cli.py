@@ -81,6 +81,56 @@ def _refuse_unsimulated(site: Site) -> None:
         raise typer.Exit(2)
 
 
+SPEED_CLASH = (
+    "the service counts energy and times alarms on the real clock, so it cannot follow a simulation "
+    "that runs faster or slower (energy steps would be refused as implausible, delays would be wrong)"
+)
+
+
+def _probe_json(url: str) -> dict[str, object] | None:
+    """GET a local JSON endpoint; None when nothing answers there (the usual case)."""
+    import httpx
+
+    try:
+        r = httpx.get(url, timeout=1.0)
+        body = r.json() if r.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _refuse_fast_simulation(site: Site, sim_port: int) -> None:
+    """`serve` next to a running `simulate --speed N` (N != 1) of the same site: exit 2, saying why."""
+    state = _probe_json(f"http://127.0.0.1:{sim_port}/sim/state")
+    if state is None:
+        return
+    devices = state.get("devices")
+    same_site = isinstance(devices, dict) and set(devices) == {d.id for d in site.devices}
+    speed = state.get("speed")
+    if same_site and isinstance(speed, int | float) and speed != 1:
+        typer.echo(
+            f"the simulators of {site.site.id} on 127.0.0.1:{sim_port} run at --speed {speed:g}: {SPEED_CLASH}; "
+            "restart them with --speed 1 (the default) to run the service on them",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
+def _refuse_next_to_service(site: Site, speed: float) -> None:
+    """`simulate --speed N` (N != 1) while the service of the same site runs here: exit 2, saying why."""
+    if speed == 1:
+        return
+    http_port = _env_port("WATTKEEPER_HTTP_PORT", 8000)
+    health = _probe_json(f"http://127.0.0.1:{http_port}/healthz")
+    if health is not None and health.get("site") == site.site.id:
+        typer.echo(
+            f"wattkeeper serve runs {site.site.id} on 127.0.0.1:{http_port}: {SPEED_CLASH}; "
+            "simulate with --speed 1 while it runs, or stop it for a fast run",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
 def _start_time(text: str, site: Site) -> datetime:
     """--start: ISO 8601; without an offset it is the site's local time."""
     try:
@@ -137,6 +187,7 @@ def simulate(
 
     the_site = _load(site)
     _refuse_unsimulated(the_site)
+    _refuse_next_to_service(the_site, speed)
     sim_port = port if port is not None else _env_port("WATTKEEPER_SIM_PORT", 8100)
     mqtt_url = setting_from_env("WATTKEEPER_MQTT_URL") or the_site.mqtt.url
     started = _start_time(start, the_site) if start is not None else None
@@ -173,6 +224,7 @@ def serve(
 
     the_site = _load(site)
     _warn_unrated(the_site)
+    _refuse_fast_simulation(the_site, _env_port("WATTKEEPER_SIM_PORT", 8100))
     http_port = port if port is not None else _env_port("WATTKEEPER_HTTP_PORT", 8000)
     run_service(the_site, site_path=site, port=http_port)
 
