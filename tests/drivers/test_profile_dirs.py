@@ -200,7 +200,11 @@ def test_readme_worked_example_runs(tmp_path: Path, demo_site_path: Path) -> Non
     profile_file.write_text(blocks["profiles/sdm72d.yaml"].replace("address: 0x0048", "address: 0x0035"))
     out = run_check(site)
     assert out.returncode == 2
-    sample = re.search(r"\$ wattkeeper check --site site.yaml\n(.*?)```", README.read_text(), re.S)
+    sample = re.search(
+        r"tests/drivers/test_profile_dirs.py runs it\) -->\n```console\n\$ wattkeeper check --site site.yaml\n(.*?)```",
+        README.read_text(),
+        re.S,
+    )
     assert sample, "README lost the sample of a broken profile"
 
     def normal(t: str) -> str:
