@@ -82,8 +82,8 @@ def _refuse_unsimulated(site: Site) -> None:
 
 
 SPEED_CLASH = (
-    "the service counts energy and times alarms on the real clock, so it cannot follow a simulation "
-    "that runs faster or slower (energy steps would be refused as implausible, delays would be wrong)"
+    "the service counts energy and times alarms on the real clock, so it cannot follow a faster "
+    "simulation (its energy steps would be refused as implausible, its alarm delays would be wrong)"
 )
 
 
@@ -100,14 +100,14 @@ def _probe_json(url: str) -> dict[str, object] | None:
 
 
 def _refuse_fast_simulation(site: Site, sim_port: int) -> None:
-    """`serve` next to a running `simulate --speed N` (N != 1) of the same site: exit 2, saying why."""
+    """`serve` next to a running `simulate --speed N` (N > 1) of the same site: exit 2, saying why."""
     state = _probe_json(f"http://127.0.0.1:{sim_port}/sim/state")
     if state is None:
         return
     devices = state.get("devices")
     same_site = isinstance(devices, dict) and set(devices) == {d.id for d in site.devices}
     speed = state.get("speed")
-    if same_site and isinstance(speed, int | float) and speed != 1:
+    if same_site and isinstance(speed, int | float) and speed > 1:
         typer.echo(
             f"the simulators of {site.site.id} on 127.0.0.1:{sim_port} run at --speed {speed:g}: {SPEED_CLASH}; "
             "restart them with --speed 1 (the default) to run the service on them",
@@ -117,8 +117,11 @@ def _refuse_fast_simulation(site: Site, sim_port: int) -> None:
 
 
 def _refuse_next_to_service(site: Site, speed: float) -> None:
-    """`simulate --speed N` (N != 1) while the service of the same site runs here: exit 2, saying why."""
-    if speed == 1:
+    """`simulate --speed N` (N > 1) while the service of the same site runs here: exit 2, saying why.
+
+    Slow motion (N < 1) is allowed: the meters then step less than the real clock allows, never more.
+    """
+    if speed <= 1:
         return
     http_port = _env_port("WATTKEEPER_HTTP_PORT", 8000)
     health = _probe_json(f"http://127.0.0.1:{http_port}/healthz")
