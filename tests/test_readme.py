@@ -73,13 +73,16 @@ def commands(block: Block) -> list[Command]:
     return out
 
 
-def runnable(doc: Path) -> list[Command]:
+def runnable_blocks(doc: Path) -> list[Block]:
     return [
-        c
+        b
         for b in blocks(doc)
         if b.lang == "console" and not (b.kind == "console" and (b.arg or "").startswith("not run"))
-        for c in commands(b)
     ]
+
+
+def runnable(doc: Path) -> list[Command]:
+    return [c for b in runnable_blocks(doc) for c in commands(b)]
 
 
 def files(doc: Path) -> dict[str, str]:
@@ -128,18 +131,21 @@ def settings_table() -> str:
     return "\n".join(rows)
 
 
-CASES = [(doc, c) for doc in DOCS for c in runnable(doc)]
+CASES = [(doc, b) for doc in DOCS for b in runnable_blocks(doc)]
 
 
-@pytest.mark.parametrize(("doc", "case"), CASES, ids=[f"{d.name}:{c.line}" for d, c in CASES])
-def test_console_block(doc: Path, case: Command, tmp_path: Path) -> None:
-    actual = run(case.command, workdir(tmp_path, doc))
-    assert matches(case.expected, actual), (
-        f"{doc.name}:{case.line} `{case.command}` printed:\n"
-        + "\n".join(actual)
-        + "\n\nthe document shows:\n"
-        + "\n".join(case.expected)
-    )
+@pytest.mark.parametrize(("doc", "block"), CASES, ids=[f"{d.name}:{b.line}" for d, b in CASES])
+def test_console_block(doc: Path, block: Block, tmp_path: Path) -> None:
+    """The commands of one block run in order in one directory (a store made by one, read by the next)."""
+    cwd = workdir(tmp_path, doc)
+    for case in commands(block):
+        actual = run(case.command, cwd)
+        assert matches(case.expected, actual), (
+            f"{doc.name}:{case.line} `{case.command}` printed:\n"
+            + "\n".join(actual)
+            + "\n\nthe document shows:\n"
+            + "\n".join(case.expected)
+        )
 
 
 def test_the_documents_have_runnable_blocks_and_marked_ones() -> None:
@@ -171,14 +177,16 @@ def update() -> None:
 
     for doc in DOCS:
         text = doc.read_text(encoding="utf-8")
-        for case in runnable(doc):
-            if any(ELLIPSIS in line for line in case.expected):
-                continue
+        for block in runnable_blocks(doc):
             with tempfile.TemporaryDirectory() as tmp:
-                actual = run(case.command, workdir(Path(tmp), doc))
-            old = "\n".join([f"$ {case.command}", *case.expected]) + "\n```"
-            new = "\n".join([f"$ {case.command}", *actual]) + "\n```"
-            text = text.replace(old, new, 1)
+                cwd = workdir(Path(tmp), doc)
+                for case in commands(block):
+                    actual = run(case.command, cwd)
+                    if any(ELLIPSIS in line for line in case.expected):
+                        continue
+                    old = "\n".join([f"$ {case.command}", *case.expected]) + "\n"
+                    new = "\n".join([f"$ {case.command}", *actual]) + "\n"
+                    text = text.replace(old, new, 1)
         text = re.sub(
             r"(<!-- settings-table:[^\n]*-->\n)(.*?)(\n\n)",
             lambda m: m.group(1) + settings_table() + m.group(3),
