@@ -27,7 +27,6 @@ if [ -z "$root" ] && ! id wattkeeper >/dev/null 2>&1; then
   useradd --system --home-dir /var/lib/wattkeeper --shell /usr/sbin/nologin wattkeeper
 fi
 group=wattkeeper
-[ -n "$root" ] && group="$(id -gn)"
 
 # The program: a virtualenv in /opt/wattkeeper/venv.
 venv="$root/opt/wattkeeper/venv"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,8 +34,6 @@ def config(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedPr
 
 def rows(stdout: str) -> dict[str, tuple[str, str]]:
     """setting -> (value, from) of the printed table (columns are separated by 2+ spaces)."""
-    import re
-
     out = {}
     for line in stdout.splitlines():
         cells = re.split(r"\s{2,}", line.strip())
