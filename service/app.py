@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,7 +220,7 @@ def serve(site: Site, *, site_path: Path | None, port: int, host: str | None = N
     app = create_app(site, settings, site_path=site_path)
     uvicorn.run(
         app,
-        host=host or os.environ.get("WATTKEEPER_HTTP_HOST", "127.0.0.1"),
+        host=host or settings.http_host,
         port=port,
         log_level="info",
         access_log=False,

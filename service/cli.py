@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
+import yaml
 
 from service.compliance import check_configuration, check_site, render_table, unrated_energy_counters, with_rows
 from service.office import office_summary, render_office
@@ -52,7 +53,9 @@ def _warn_unrated(site: Site) -> None:
 
 
 def _env_port(name: str, default: int) -> int:
-    raw = os.environ.get(name)
+    from service.settings import setting_from_env
+
+    raw = setting_from_env(name)
     if not raw:
         return default
     try:
@@ -60,6 +63,76 @@ def _env_port(name: str, default: int) -> int:
     except ValueError:
         typer.echo(f"{name}={raw!r} is not a port number", err=True)
         raise typer.Exit(2) from None
+
+
+def _refuse_unsimulated(site: Site) -> None:
+    """Exit 2 naming every device no simulator models (it would get no listener yet look online)."""
+    from simulators.mqtt_face import SIMULATED_PROFILES
+    from simulators.registers import REGISTER_MAPS
+    from simulators.runner import unsimulated
+
+    missing = unsimulated(site)
+    if missing:
+        typer.echo(f"cannot simulate {len(missing)} device(s): {', '.join(missing)}", err=True)
+        typer.echo(
+            f"  the simulators model {', '.join(sorted({*REGISTER_MAPS, *SIMULATED_PROFILES}))};"
+            " run the site's real devices, or leave these out of the file you simulate",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
+SPEED_CLASH = (
+    "the service counts energy and times alarms on the real clock, so it cannot follow a faster "
+    "simulation (its energy steps would be refused as implausible, its alarm delays would be wrong)"
+)
+
+
+def _probe_json(url: str) -> dict[str, object] | None:
+    """GET a local JSON endpoint; None when nothing answers there (the usual case)."""
+    import httpx
+
+    try:
+        r = httpx.get(url, timeout=1.0)
+        body = r.json() if r.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _refuse_fast_simulation(site: Site, sim_port: int) -> None:
+    """`serve` next to a running `simulate --speed N` (N > 1) of the same site: exit 2, saying why."""
+    state = _probe_json(f"http://127.0.0.1:{sim_port}/sim/state")
+    if state is None:
+        return
+    devices = state.get("devices")
+    same_site = isinstance(devices, dict) and set(devices) == {d.id for d in site.devices}
+    speed = state.get("speed")
+    if same_site and isinstance(speed, int | float) and speed > 1:
+        typer.echo(
+            f"the simulators of {site.site.id} on 127.0.0.1:{sim_port} run at --speed {speed:g}: {SPEED_CLASH}; "
+            "restart them with --speed 1 (the default) to run the service on them",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
+def _refuse_next_to_service(site: Site, speed: float) -> None:
+    """`simulate --speed N` (N > 1) while the service of the same site runs here: exit 2, saying why.
+
+    Slow motion (N < 1) is allowed: the meters then step less than the real clock allows, never more.
+    """
+    if speed <= 1:
+        return
+    http_port = _env_port("WATTKEEPER_HTTP_PORT", 8000)
+    health = _probe_json(f"http://127.0.0.1:{http_port}/healthz")
+    if health is not None and health.get("site") == site.site.id:
+        typer.echo(
+            f"wattkeeper serve runs {site.site.id} on 127.0.0.1:{http_port}: {SPEED_CLASH}; "
+            "simulate with --speed 1 while it runs, or stop it for a fast run",
+            err=True,
+        )
+        raise typer.Exit(2)
 
 
 def _start_time(text: str, site: Site) -> datetime:
@@ -113,11 +186,14 @@ def simulate(
     ] = None,
 ) -> None:
     """Run the device simulators of a site (Modbus TCP, MQTT) and their control API."""
+    from service.settings import setting_from_env
     from simulators.runner import run
 
     the_site = _load(site)
+    _refuse_unsimulated(the_site)
+    _refuse_next_to_service(the_site, speed)
     sim_port = port if port is not None else _env_port("WATTKEEPER_SIM_PORT", 8100)
-    mqtt_url = os.environ.get("WATTKEEPER_MQTT_URL") or the_site.mqtt.url
+    mqtt_url = setting_from_env("WATTKEEPER_MQTT_URL") or the_site.mqtt.url
     started = _start_time(start, the_site) if start is not None else None
     typer.echo(f"simulating {the_site.site.name}: control API on http://127.0.0.1:{sim_port}/sim/state")
 
@@ -152,6 +228,7 @@ def serve(
 
     the_site = _load(site)
     _warn_unrated(the_site)
+    _refuse_fast_simulation(the_site, _env_port("WATTKEEPER_SIM_PORT", 8100))
     http_port = port if port is not None else _env_port("WATTKEEPER_HTTP_PORT", 8000)
     run_service(the_site, site_path=site, port=http_port)
 
@@ -162,6 +239,7 @@ def demo(site: SiteOpt = DEMO_SITE) -> None:
     from service.demo import run_demo
 
     the_site = _load(site)
+    _refuse_unsimulated(the_site)
     _warn_unrated(the_site)
     run_demo(the_site, site_path=site)
 
@@ -230,6 +308,9 @@ def report_quarter(
 def keys_create(
     role: Annotated[str, typer.Option(help="viewer, operator or admin")],
     name: Annotated[str, typer.Option(help="who or what the key is for")] = "",
+    create_store: Annotated[
+        bool, typer.Option("--create-store", help="make a new state store if WATTKEEPER_DATABASE_URL names none yet")
+    ] = False,
 ) -> None:
     """Create an API key; it is printed once and stored hashed."""
     from service.keys import cli_create_key
@@ -237,7 +318,7 @@ def keys_create(
     if role not in ("viewer", "operator", "admin"):
         typer.echo(f"--role must be viewer, operator or admin, not {role!r}", err=True)
         raise typer.Exit(2)
-    raise typer.Exit(cli_create_key(role, name))
+    raise typer.Exit(cli_create_key(role, name, create_store=create_store))
 
 
 @keys_app.command("list")
@@ -307,6 +388,69 @@ def schema() -> None:
     from service.schema import render
 
     typer.echo(render(), nl=False)
+
+
+@app.command("config")
+def config(
+    site: Annotated[Path | None, typer.Option("--site", help="site file (YAML) whose settings to include")] = None,
+) -> None:
+    """Print the effective settings and where each came from: environment, .env, site file, default.
+
+    Secrets are masked. Exit 2 when a setting is invalid (the command that reads it would refuse it).
+    """
+    from pydantic import ValidationError
+
+    from service.settings import Settings, effective_settings, read_dotenv, site_references
+
+    site_values: dict[str, str] = {}
+    refs: list[str] = []
+    site_problems: list[str] = []
+    if site is not None:
+        try:
+            text = site.read_text(encoding="utf-8")
+            raw = yaml.safe_load(text)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            typer.echo(f"{site}: cannot read: {exc}", err=True)
+            raise typer.Exit(2) from None
+        raw = raw if isinstance(raw, dict) else {}
+        mqtt = raw.get("mqtt")
+        if isinstance(mqtt, dict) and isinstance(mqtt.get("url"), str):
+            site_values["mqtt.url"] = mqtt["url"]
+        if isinstance(raw.get("profiles_dir"), str):
+            site_values["profiles_dir"] = str(site.parent / raw["profiles_dir"])
+        refs = site_references(raw)
+        try:
+            load_site(site)
+        except SiteError as exc:
+            site_problems = exc.errors
+    dotenv = Path(".env")
+    typer.echo(f".env: {dotenv.resolve()}" + ("" if dotenv.is_file() else " (none; not read)"))
+    typer.echo(
+        f"site file: {site.resolve()}" if site is not None else "site file: (none given; --site F adds its keys)"
+    )
+    rows: list[tuple[str, str, str, str]] = [
+        (e.env, e.shown, e.origin, e.note) for e in effective_settings(site_values)
+    ]
+    dotenv_values = read_dotenv()
+    for name in refs:
+        origin = "environment" if name in os.environ else ".env" if name in dotenv_values else "not set"
+        value = os.environ.get(name, dotenv_values.get(name, ""))
+        rows.append((name, "*** (set)" if value else "(none)", origin, "named by the site file"))
+    widths = [max(len(r[i]) for r in [("setting", "value", "from", ""), *rows]) for i in range(3)]
+    for row in [("setting", "value", "from", ""), *rows]:
+        typer.echo(("  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths, strict=False)) + f"  {row[3]}").rstrip())
+    status = 0
+    for line in site_problems:
+        typer.echo(f"invalid: {line}", err=True)
+        status = 2
+    try:
+        Settings()
+    except ValidationError as exc:
+        for err in exc.errors():
+            where = "WATTKEEPER_" + "_".join(str(p) for p in err["loc"]).upper() if err["loc"] else "settings"
+            typer.echo(f"invalid: {where}: {err['msg'].removeprefix('Value error, ')}", err=True)
+        status = 2
+    raise typer.Exit(status)
 
 
 def main() -> None:

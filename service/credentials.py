@@ -28,10 +28,18 @@ SECRET_PARAMS: Final = frozenset(
 
 def expand_env(text: str, environ: Mapping[str, str] | None = None) -> str:
     """Replace every `${NAME}` in `text` by the variable's value (inserted as written: percent-encode
-    anything that is not URL-safe); ValueError naming the variable when it is unset or empty."""
-    env = os.environ if environ is None else environ
+    anything that is not URL-safe); ValueError naming the variable when it is unset or empty.
+
+    Without `environ`: the process environment, then the current directory's `.env`."""
     if "$" not in text:
         return text
+    if environ is None:
+        from service.settings import read_dotenv
+
+        # The same sources as every other setting: the process environment, then `.env`.
+        env: Mapping[str, str] = {**read_dotenv(), **os.environ}
+    else:
+        env = environ
 
     def value(match: re.Match[str]) -> str:
         name = match.group(1)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import typer
 
 from service.credentials import redact_url
-from service.settings import Role, Settings
+from service.settings import Role, Settings, sqlite_path
 from service.store import ApiKeyInfo, Store, is_env_key
 
 log = logging.getLogger(__name__)
@@ -60,12 +60,28 @@ async def revoke_key(database_url: str, key_id: str) -> bool:
         await store.close()
 
 
-def cli_create_key(role: str, name: str) -> int:
-    """CLI entry: print the new key; exit code."""
+def missing_store(settings: Settings) -> str | None:
+    """Why a maintenance command must not run here: its SQLite state store does not exist (it would
+    silently make a new, empty one, e.g. when run from another directory); None when it exists."""
+    path = sqlite_path(settings.database_url)
+    if path is None or path.is_file():
+        return None
+    return (
+        f"no state store at {path.resolve()} (WATTKEEPER_DATABASE_URL={redact_url(settings.database_url)}); "
+        "run this where the service runs, or set WATTKEEPER_DATABASE_URL (`wattkeeper config` shows it)"
+    )
+
+
+def cli_create_key(role: str, name: str, *, create_store: bool = False) -> int:
+    """CLI entry: print the new key; exit code. Makes a new state store only when `create_store`."""
     settings = Settings()
     if role not in ("viewer", "operator", "admin"):
         typer.echo(f"role must be viewer, operator or admin, not {role!r}", err=True)
         return 2
+    missing = missing_store(settings)
+    if missing and not create_store:
+        typer.echo(f"{missing}; --create-store makes a new one", err=True)
+        return 1
     key = asyncio.run(create_key(settings.database_url, role, name))  # type: ignore[arg-type]
     typer.echo(key)
     typer.echo(f"{role} key created in {_where(settings)}; it is shown only this once.", err=True)
@@ -74,7 +90,12 @@ def cli_create_key(role: str, name: str) -> int:
 
 def cli_list_keys() -> int:
     """CLI entry: one line per key: id, role, created, revoked, label."""
-    for k in asyncio.run(list_keys(Settings().database_url)):
+    settings = Settings()
+    missing = missing_store(settings)
+    if missing:
+        typer.echo(missing, err=True)
+        return 1
+    for k in asyncio.run(list_keys(settings.database_url)):
         revoked = k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else "live"
         created = k.created_at.isoformat(timespec="seconds")
         typer.echo(f"{k.id}\t{k.role}\t{created}\t{revoked}\t{k.label}")
@@ -84,6 +105,10 @@ def cli_list_keys() -> int:
 def cli_revoke_key(key_id: str) -> int:
     """CLI entry: revoke a key; exit 1 when there is no such live key."""
     settings = Settings()
+    missing = missing_store(settings)
+    if missing:
+        typer.echo(missing, err=True)
+        return 1
     if not asyncio.run(revoke_key(settings.database_url, key_id)):
         typer.echo(f"no live key '{key_id}' in {_where(settings)} (see: wattkeeper keys list)", err=True)
         return 1

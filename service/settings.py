@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from service.credentials import redact_url
+from service.credentials import HIDDEN, redact_url
 
 Role = Literal["viewer", "operator", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
@@ -72,6 +76,10 @@ class Settings(BaseSettings):
     otel: bool = False
     # Largest request body the API reads; a larger one is answered 413 before it is parsed.
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    # The address `serve` listens on: 127.0.0.1 keeps the dashboard local; 0.0.0.0 opens it to the network.
+    http_host: str = "127.0.0.1"
+    # Extra device profiles (YAML); wins over the site file's `profiles_dir`.
+    profiles_dir: Path | None = None
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -114,3 +122,202 @@ class Settings(BaseSettings):
         if self.influx_url and not self.influx_token:
             raise ValueError("in production WATTKEEPER_INFLUX_URL needs WATTKEEPER_INFLUX_TOKEN")
         return self
+
+
+def read_dotenv(path: Path = Path(".env")) -> dict[str, str]:
+    """The `.env` file of the current directory, as Settings reads it ({} when there is none)."""
+    from dotenv import dotenv_values
+
+    if not path.is_file():
+        return {}
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def setting_from_env(name: str) -> str | None:
+    """A WATTKEEPER_* value as Settings sees it: the process environment first, then `.env`."""
+    value = os.environ.get(name)
+    if value is not None:
+        return value
+    return read_dotenv().get(name)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SettingInfo:
+    """One setting: its variable, the site-file key it overrides, its default and who reads it."""
+
+    env: str
+    meaning: str
+    default: str  # "" when unset means none
+    read_by: str
+    site_key: str | None = None
+    secret: bool = False
+
+
+# Every setting wattkeeper reads. README "Configuration reference" and `wattkeeper config` show this table.
+SETTINGS: tuple[SettingInfo, ...] = (
+    SettingInfo(
+        env="WATTKEEPER_ENV",
+        meaning="`production` refuses API keys under 16 characters and an InfluxDB URL without a token",
+        default="development",
+        read_by="serve, demo",
+    ),
+    SettingInfo(
+        env="WATTKEEPER_MQTT_URL",
+        meaning="the broker: `mqtt://[user:pass@]host:port`, `mqtts://` for TLS",
+        default="mqtt://127.0.0.1:1883",
+        read_by="serve, simulate, demo",
+        site_key="mqtt.url",
+        secret=True,
+    ),
+    SettingInfo(
+        env="WATTKEEPER_DATABASE_URL",
+        meaning="the state store: `sqlite:///path` (relative to the current directory) or `postgresql://...`",
+        default="sqlite:///./var/wattkeeper.db",
+        read_by="serve, demo, keys, report",
+        secret=True,
+    ),
+    SettingInfo(
+        env="WATTKEEPER_INFLUX_URL",
+        meaning="InfluxDB for raw telemetry; unset: no InfluxDB",
+        default="",
+        read_by="serve",
+    ),
+    SettingInfo(env="WATTKEEPER_INFLUX_TOKEN", meaning="its token", default="", read_by="serve", secret=True),
+    SettingInfo(env="WATTKEEPER_INFLUX_ORG", meaning="its organisation", default="", read_by="serve"),
+    SettingInfo(env="WATTKEEPER_INFLUX_BUCKET", meaning="its bucket", default="wattkeeper", read_by="serve"),
+    SettingInfo(
+        env="WATTKEEPER_API_KEYS",
+        meaning="bootstrap API keys `key:role,key:role` (roles viewer, operator, admin)",
+        default="",
+        read_by="serve",
+        secret=True,
+    ),
+    SettingInfo(
+        env="WATTKEEPER_HTTP_HOST",
+        meaning="the address `serve` listens on; `0.0.0.0` opens the dashboard to the network",
+        default="127.0.0.1",
+        read_by="serve",
+    ),
+    SettingInfo(
+        env="WATTKEEPER_HTTP_PORT",
+        meaning="the service's HTTP port (`--port` wins)",
+        default="8000",
+        read_by="serve",
+    ),
+    SettingInfo(
+        env="WATTKEEPER_SIM_PORT",
+        meaning="the simulators' control API port (`--port` wins)",
+        default="8100",
+        read_by="simulate",
+    ),
+    SettingInfo(
+        env="WATTKEEPER_DATA_DIR",
+        meaning="where `serve` keeps the telemetry outbox (relative to the current directory)",
+        default="./var",
+        read_by="serve, demo",
+    ),
+    SettingInfo(
+        env="WATTKEEPER_PROFILES_DIR",
+        meaning="a directory of extra device profiles (YAML); relative `profiles_dir` is from the site file",
+        default="",
+        read_by="every command that reads a site file",
+        site_key="profiles_dir",
+    ),
+    SettingInfo(
+        env="WATTKEEPER_MAX_BODY_BYTES",
+        meaning="the largest request body the API reads; a larger one is answered 413",
+        default="1048576",
+        read_by="serve",
+    ),
+    SettingInfo(
+        env="WATTKEEPER_OTEL",
+        meaning="FastAPI's native OpenTelemetry through the global providers",
+        default="false",
+        read_by="serve",
+    ),
+)
+
+Origin = Literal["environment", ".env", "site file", "default"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Effective:
+    """A setting's value as a command would use it, shown safely, and where it came from."""
+
+    env: str
+    shown: str
+    origin: Origin
+    note: str = ""
+
+
+def mask(info: SettingInfo, value: str) -> str:
+    """A value fit to print: URLs without their passwords, keys and tokens not at all."""
+    if not info.secret:
+        return value
+    if "://" in value:
+        return redact_url(value)
+    if info.env == "WATTKEEPER_API_KEYS":
+        try:
+            roles = list(parse_api_keys(value).values())
+        except ValueError:
+            return f"{HIDDEN} (not 'key:role,...')"
+        return f"{HIDDEN} ({len(roles)} key(s): {', '.join(roles)})" if roles else "(none)"
+    return f"{HIDDEN} (set)" if value else "(empty)"
+
+
+def _sqlite_note(url: str) -> str:
+    path = sqlite_path(url)
+    if path is None:
+        return ""
+    where = path.resolve()
+    return f"= {where}" + ("" if where.is_file() else " (does not exist yet)")
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a `sqlite:///path` URL (relative to the current directory), None for another database."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.split("+", 1)[0] != "sqlite":
+        return None
+    path = rest[1:] if rest.startswith("/") else rest
+    return None if path in ("", ":memory:") else Path(path)
+
+
+def effective_settings(site_values: Mapping[str, str] | None = None) -> list[Effective]:
+    """Every setting with its value and origin: environment, then `.env`, then the site file, then the default."""
+    dotenv = read_dotenv()
+    out = []
+    for info in SETTINGS:
+        origin: Origin
+        if info.env in os.environ:
+            value, origin = os.environ[info.env], "environment"
+        elif info.env in dotenv:
+            value, origin = dotenv[info.env], ".env"
+        elif info.site_key and site_values and info.site_key in site_values:
+            value, origin = site_values[info.site_key], "site file"
+        else:
+            value, origin = info.default, "default"
+        if origin == "default" and not info.default:
+            out.append(Effective(env=info.env, shown="(none)", origin=origin))
+            continue
+        note = ""
+        if info.env == "WATTKEEPER_DATABASE_URL":
+            note = _sqlite_note(value)
+        elif info.env == "WATTKEEPER_DATA_DIR":
+            note = f"= {Path(value).resolve()}"
+        out.append(Effective(env=info.env, shown=mask(info, value), origin=origin, note=note))
+    return out
+
+
+def site_references(data: object) -> list[str]:
+    """The variables a parsed site file names as `${NAME}` in its values (notification secrets), once each."""
+    found: list[str] = []
+    stack = [data]
+    while stack:
+        item = stack.pop(0)
+        if isinstance(item, str):
+            found += re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", item)
+        elif isinstance(item, dict):
+            stack += list(item.values())
+        elif isinstance(item, list):
+            stack += item
+    return list(dict.fromkeys(found))

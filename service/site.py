@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from drivers.profiles import known_profiles, load_profile
+from drivers.profiles import ProfileError, add_profile_dir, known_profiles, load_profile
 from service.credentials import expand_env_refs, redact_url
 
 MAX_SITE_FILE_BYTES = 2_000_000
@@ -479,6 +479,9 @@ class Site(_Strict):
     penalties: dict[str, Annotated[float, Field(ge=0)]] = Field(
         default_factory=dict, description="fine per violation, in tariff currency units, by violation type"
     )
+    profiles_dir: str | None = Field(
+        None, description="a directory of extra device profiles (YAML), relative to the site file"
+    )
 
     _index: tuple[object, dict[str, Device], object, dict[str, Room]] | None = PrivateAttr(None)
     _thresholds: dict[str, tuple[Room, SiteInfo, Thresholds]] = PrivateAttr(default_factory=dict)
@@ -688,8 +691,10 @@ def _number(item: Mapping[str, Any], key: str, default: int | None = None) -> in
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def cross_check(data: Mapping[str, Any]) -> list[Problem]:
+def cross_check(data: Mapping[str, Any], bad_profiles: Mapping[str, list[str]] | None = None) -> list[Problem]:
     """Uniqueness and references between the parts of a site file.
+
+    `bad_profiles`: problems of the site's own profiles (by name), reported at the devices naming them.
 
     Works on the parsed mapping, not on the models, so these problems are reported together with
     schema errors: whatever holds a usable id or reference is checked even when other keys of the
@@ -765,12 +770,20 @@ def cross_check(data: Mapping[str, Any]) -> list[Problem]:
     for i, dev in _entries(data, "devices"):
         ident = _text(dev, "id") or f"devices[{i}]"
         profile, driver = _text(dev, "profile"), dev.get("driver")
-        if profile is not None and profile not in profiles:
+        if profile is not None and bad_profiles and profile in bad_profiles:
+            errors += [
+                (("devices", i, "profile"), f"profile '{profile}' is invalid: {e}") for e in bad_profiles[profile]
+            ]
+        elif profile is not None and profile not in profiles:
             errors.append(
                 (("devices", i, "profile"), f"unknown profile '{profile}' (known: {', '.join(sorted(profiles))})")
             )
         elif profile is not None and driver in ("modbus", "mqtt"):
-            prof = load_profile(profile)
+            try:
+                prof = load_profile(profile)
+            except ProfileError as exc:
+                errors += [(("devices", i, "profile"), f"profile '{profile}' is invalid: {e}") for e in exc.errors]
+                continue
             if prof.driver != driver:
                 errors.append((("devices", i, "driver"), f"profile '{profile}' is a {prof.driver} profile"))
         host, port, unit = _text(dev, "host"), _number(dev, "port"), _number(dev, "unit", 1)
@@ -798,8 +811,30 @@ def _yaml_error(name: str, exc: yaml.YAMLError, prefix: str) -> SiteError:
     return SiteError(name, [f"{name}: {prefix}{problem}{where}"])
 
 
-def parse_site(text: str, name: str = "site.yaml") -> Site:
-    """Parse and validate site-file text; raise SiteError listing every problem, in file order."""
+PROFILES_DIR_ENV = "WATTKEEPER_PROFILES_DIR"
+
+
+def _add_profiles(data: Mapping[str, Any], base_dir: Path | None, env_dir: str | None) -> dict[str, list[str]]:
+    """Register the site's own profile directory (the environment's wins over the site file's)."""
+    if env_dir:
+        problems = add_profile_dir(Path(env_dir).expanduser())
+        return {n: [f"{PROFILES_DIR_ENV}: {m}" for m in msgs] for n, msgs in problems.items()}
+    given = data.get("profiles_dir")
+    if not isinstance(given, str) or not given:
+        return {}
+    directory = Path(given).expanduser()
+    if not directory.is_absolute() and base_dir is not None:
+        directory = base_dir / directory
+    return add_profile_dir(directory)
+
+
+def parse_site(
+    text: str, name: str = "site.yaml", *, base_dir: Path | None = None, profiles_dir_env: str | None = None
+) -> Site:
+    """Parse and validate site-file text; raise SiteError listing every problem, in file order.
+
+    `base_dir` resolves a relative `profiles_dir`; `profiles_dir_env` is WATTKEEPER_PROFILES_DIR.
+    """
     if len(text.encode("utf-8", "replace")) > MAX_SITE_FILE_BYTES:
         raise SiteError(name, [f"{name}: larger than {MAX_SITE_FILE_BYTES} bytes; not a site file"])
     loader = _SiteLoader(text)
@@ -837,9 +872,15 @@ def parse_site(text: str, name: str = "site.yaml") -> Site:
         schema = _pydantic_messages(exc)
     # A reference problem at a key the schema already refused would say the same thing twice.
     refused = {path for path, _ in schema}
+    bad_profiles = _add_profiles(data, base_dir, profiles_dir_env)
+    checked = cross_check(data, bad_profiles)
+    named = {_text(d, "profile") for _, d in _entries(data, "devices")}
+    # A bad added profile a device names is reported at that device (cross_check); the others here.
+    at_dir: KeyPath = () if profiles_dir_env else ("profiles_dir",)
+    checked += [(at_dir, msg) for n, msgs in bad_profiles.items() if n not in named for msg in msgs]
     problems: list[tuple[KeyPath, str, int | None]] = [(path, msg, line) for path, msg, line in repeated]
     problems += [(path, msg, _nearest_line(lines, path)) for path, msg in schema]
-    problems += [(path, msg, _nearest_line(lines, path)) for path, msg in cross_check(data) if path not in refused]
+    problems += [(path, msg, _nearest_line(lines, path)) for path, msg in checked if path not in refused]
     if problems or site is None:
         problems.sort(key=lambda p: p[2] or 0)
         raise SiteError(
@@ -866,7 +907,9 @@ def load_site(path: str | Path) -> Site:
         raise SiteError(str(p), [f"{p}: not a file"]) from None
     except OSError as exc:  # permission denied, a file where a directory should be, ...
         raise SiteError(str(p), [f"{p}: cannot read: {exc.strerror or exc}"]) from None
-    return parse_site(text, p.name)
+    from service.settings import setting_from_env
+
+    return parse_site(text, p.name, base_dir=p.parent, profiles_dir_env=setting_from_env(PROFILES_DIR_ENV))
 
 
 DEMO_SITE = Path(__file__).resolve().parent.parent / "deploy" / "sites" / "demo.yaml"

@@ -542,6 +542,12 @@ class ShellyDevice(Agent):
         raise LookupError(method)
 
 
+# The MQTT profiles these simulators model (Z2mDevice, TasmotaDevice, ShellyDevice).
+SIMULATED_PROFILES = frozenset(
+    {"z2m-occupancy", "z2m-contact", "z2m-thermostat", "z2m-plug", "tasmota-relay", "shelly-plug"}
+)
+
+
 class MqttFace:
     """Every MQTT device of a site, on one broker."""
 

@@ -14,10 +14,12 @@ from typing import Any
 
 import uvicorn
 
+from drivers.profiles import shadowed_profiles
 from service.site import Site
 from simulators.control import RoomOverride, create_app
 from simulators.modbus_face import ModbusFace
-from simulators.mqtt_face import MqttFace
+from simulators.mqtt_face import SIMULATED_PROFILES, MqttFace
+from simulators.registers import REGISTER_MAPS
 from simulators.world import QUANTUM_S, World
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,24 @@ class _Server(uvicorn.Server):
     def capture_signals(self) -> Iterator[None]:
         """Leave signal handlers alone."""
         yield
+
+
+class UnsimulatedDevices(ValueError):
+    """Devices whose profile no simulator models: refused rather than silently left without a listener."""
+
+
+def unsimulated(site: Site) -> list[str]:
+    """'device (profile)' for every device of the site that no simulator models."""
+    out = []
+    replaced = shadowed_profiles()
+    for dev in site.devices:
+        modelled = REGISTER_MAPS if dev.driver == "modbus" else SIMULATED_PROFILES
+        if dev.profile in replaced:
+            # The simulators speak the shipped map; a site's own file of that name may differ.
+            out.append(f"{dev.id} ({dev.profile} from {replaced[dev.profile]})")
+        elif dev.profile not in modelled:
+            out.append(f"{dev.id} ({dev.profile})")
+    return out
 
 
 class Simulation:
@@ -51,6 +71,13 @@ class Simulation:
     ) -> None:
         if speed < 0:
             raise ValueError("speed must be >= 0 (0 holds simulated time still)")
+        missing = unsimulated(site)
+        if missing:
+            # A device without a listener would still say "online" in /sim/state: refuse instead.
+            raise UnsimulatedDevices(
+                f"no simulator for {', '.join(missing)}; the simulators model the profiles "
+                f"{', '.join(sorted({*REGISTER_MAPS, *SIMULATED_PROFILES}))}"
+            )
         self.site = site
         self.control_port = control_port
         self.speed = speed

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -23,6 +24,7 @@ REGISTER_COUNT: dict[str, int] = {
 }
 Order = Literal["big", "little"]
 PointKind = Literal["gauge", "counter", "state"]
+KeyPath = tuple[str | int, ...]
 
 
 class _Strict(BaseModel):
@@ -393,30 +395,194 @@ Profile = ModbusProfile | MqttProfile
 
 
 class ProfileError(Exception):
-    """A profile file that is missing or invalid."""
+    """A profile file that is missing or invalid; `errors` lists every problem as 'file:line: key path: message'."""
+
+    def __init__(self, message: str, errors: list[str] | None = None) -> None:
+        self.errors = errors or [message]
+        super().__init__("\n".join(self.errors) if errors else message)
 
 
-def known_profiles(directory: Path = PROFILE_DIR) -> frozenset[str]:
-    """Names of the profiles shipped (file stems)."""
-    return frozenset(p.stem for p in directory.glob("*.yaml"))
+_log = logging.getLogger(__name__)
+
+# Profiles a site adds from its own directory (`profiles_dir`, WATTKEEPER_PROFILES_DIR): name -> file.
+_extra: dict[str, Path] = {}
+_warned_shadow: set[Path] = set()
+
+
+def known_profiles(directory: Path | None = None) -> frozenset[str]:
+    """Names of the profiles in a directory (file stems); by default the shipped ones and any added directory's."""
+    if directory is not None:
+        return frozenset(p.stem for p in directory.glob("*.yaml"))
+    return frozenset(p.stem for p in PROFILE_DIR.glob("*.yaml")) | _extra.keys()
+
+
+def profile_source(name: str) -> Path | None:
+    """The file a profile name loads from (an added directory's first), or None when unknown."""
+    if name in _extra:
+        return _extra[name]
+    path = PROFILE_DIR / f"{name}.yaml"
+    return path if path.is_file() else None
+
+
+def add_profile_dir(directory: Path) -> dict[str, list[str]]:
+    """Make the profiles of a site's directory loadable by name; returns the problems, per profile name.
+
+    Each file is validated like a shipped profile; an invalid one is not added. A file named like a
+    shipped profile replaces it in this process, with a warning; the same name from two different
+    added files is an error. Problems with the directory itself are under the name "".
+    """
+    if not directory.is_dir():
+        return {"": [f"{directory}: not a directory of profiles"]}
+    problems: dict[str, list[str]] = {}
+    for path in sorted(directory.glob("*.yaml")):
+        name = path.stem
+        known = _extra.get(name)
+        if known is not None and known.resolve() != path.resolve():
+            problems[name] = [f"{path}: profile '{name}' is also defined by {known}"]
+            continue
+        try:
+            _load_file(path, name)
+        except ProfileError as exc:
+            problems[name] = exc.errors
+            continue
+        _extra[name] = path
+        if (PROFILE_DIR / path.name).is_file() and path.resolve() not in _warned_shadow:
+            _warned_shadow.add(path.resolve())
+            _log.warning("profile '%s' from %s replaces the shipped profile of that name", name, path)
+    return problems
+
+
+def shadowed_profiles() -> dict[str, Path]:
+    """Added profiles that replace a shipped one: name -> the file used instead."""
+    return {n: p for n, p in _extra.items() if (PROFILE_DIR / f"{n}.yaml").is_file()}
+
+
+def reset_profile_dirs() -> None:
+    """Forget every added profile directory (tests; a process serves one set of profiles)."""
+    _extra.clear()
+    _warned_shadow.clear()
+
+
+def load_profile(name: str, directory: Path | None = None) -> Profile:
+    """Load and validate a profile by name: from `directory`, else an added directory, else the shipped ones."""
+    if "/" in name or "\\" in name or name.startswith("."):
+        raise ProfileError(f"unknown profile '{name}'")
+    path = directory / f"{name}.yaml" if directory is not None else profile_source(name)
+    if path is None or not path.is_file():
+        raise ProfileError(f"unknown profile '{name}'")
+    return _load_file(path, name)
+
+
+def _load_file(path: Path, name: str) -> Profile:
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return _parse_cached(path, name, stat.st_mtime_ns, stat.st_size)
 
 
 @cache
-def load_profile(name: str, directory: Path = PROFILE_DIR) -> Profile:
-    """Load and validate a profile by name."""
-    path = directory / f"{name}.yaml"
-    if "/" in name or "\\" in name or name.startswith(".") or not path.is_file():
-        raise ProfileError(f"unknown profile '{name}'")
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict):
-        raise ProfileError(f"{path.name}: not a mapping")
+def _parse_cached(path: Path, name: str, _mtime_ns: int, _size: int) -> Profile:
     try:
-        if data.get("driver") == "modbus":
-            prof: Profile = ModbusProfile.model_validate(data)
-        else:
-            prof = MqttProfile.model_validate(data)
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"{path}: cannot read: {exc}") from None
+    return parse_profile(text, path, name)
+
+
+def _line_map(node: yaml.Node, path: KeyPath, out: dict[KeyPath, int]) -> None:
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = k.value if isinstance(k, yaml.ScalarNode) else str(k.value)
+            out[(*path, key)] = k.start_mark.line + 1
+            _line_map(v, (*path, key), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_map(item, (*path, i), out)
+
+
+def _repeated_keys(node: yaml.Node, path: KeyPath, out: list[tuple[int, str]]) -> None:
+    """Keys given twice in one mapping (YAML would keep the last silently)."""
+    if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
+        for k, v in node.value:
+            key = k.value if isinstance(k, yaml.ScalarNode) else str(k.value)
+            line = k.start_mark.line + 1
+            if key in first:
+                out.append((line, f"{_fmt_path((*path, key))}: key '{key}' given twice (first at line {first[key]})"))
+            else:
+                first[key] = line
+            _repeated_keys(v, (*path, key), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _repeated_keys(item, (*path, i), out)
+
+
+def _fmt_path(path: KeyPath) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top)"
+
+
+def _point_path(data: dict[str, Any], msg: str) -> KeyPath:
+    """A profile-level message naming points ('a' and 'b' overlap) is placed at the last point it names."""
+    points = data.get("points")
+    if not isinstance(points, list):
+        return ()
+    named = re.findall(r"'([a-z][a-z0-9_]*)'", msg)
+    for wanted in reversed(named):
+        for i in reversed(range(len(points))):
+            if isinstance(points[i], dict) and points[i].get("name") == wanted:
+                return ("points", i)
+    return ()
+
+
+def parse_profile(text: str, path: Path, name: str) -> Profile:
+    """Validate profile text; ProfileError lists every problem with the file, its line and key path."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise ProfileError(f"{path}{line}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    if node is None or not isinstance(data, dict):
+        raise ProfileError(f"{path}:1: a profile is a mapping with name, driver, device, documentation and points")
+    lines: dict[KeyPath, int] = {}
+    _line_map(node, (), lines)
+    repeated: list[tuple[int, str]] = []
+    _repeated_keys(node, (), repeated)
+
+    def where(loc: KeyPath) -> int:
+        while loc and loc not in lines:
+            loc = loc[:-1]
+        return lines.get(loc, 1)
+
+    try:
+        prof: Profile = (ModbusProfile if data.get("driver") == "modbus" else MqttProfile).model_validate(data)
     except ValidationError as exc:
-        raise ProfileError(f"{path.name}: {exc}") from None
+        errors = []
+        for err in exc.errors():
+            loc: KeyPath = tuple(
+                p for p in err["loc"] if not (isinstance(p, str) and (p.startswith("function-") or p == "[key]"))
+            )
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            elif err["type"] == "missing":
+                msg = "required key missing"
+            elif err["type"] in ("literal_error", "enum"):
+                msg = f"{msg}, got {err.get('input')!r}"
+            if not loc:
+                loc = _point_path(data, msg)
+            errors.append((where(loc), f"{path}:{where(loc)}: {_fmt_path(loc)}: {msg}"))
+        errors += [(line, f"{path}:{line}: {msg}") for line, msg in repeated]
+        errors.sort(key=lambda e: e[0])
+        raise ProfileError(errors[0][1], [e for _, e in errors]) from None
+    if repeated:
+        raise ProfileError(repeated[0][1], [f"{path}:{line}: {msg}" for line, msg in repeated])
     if prof.name != name:
-        raise ProfileError(f"{path.name}: name '{prof.name}' does not match the file name")
+        raise ProfileError(f"{path}:{where(('name',))}: name: '{prof.name}' does not match the file name '{name}'")
     return prof

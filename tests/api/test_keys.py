@@ -36,7 +36,9 @@ async def test_keys_create_operator_end_to_end(demo_site: Site, tmp_path: Path) 
     """`keys create --role operator` prints a key once; the service on that database takes it with
     operator rights (audit, overrides; its id in the audit) and refuses admin-only changes."""
     database_url = f"sqlite:///{tmp_path}/cli.db"
-    done = wattkeeper(["keys", "create", "--role", "operator", "--name", "duty tablet"], database_url, tmp_path)
+    done = wattkeeper(
+        ["keys", "create", "--role", "operator", "--name", "duty tablet", "--create-store"], database_url, tmp_path
+    )
     assert done.returncode == 0, done.stderr
     key = done.stdout.strip()
     assert re.fullmatch(r"wk_[0-9a-f]{16}_[A-Za-z0-9_-]{43}", key), key
@@ -65,7 +67,7 @@ async def test_keys_create_operator_end_to_end(demo_site: Site, tmp_path: Path) 
 async def test_keys_revoke_cli(tmp_path: Path) -> None:
     """`keys revoke ID` ends a key; an unknown id is exit 1 with a reason."""
     database_url = f"sqlite:///{tmp_path}/cli.db"
-    key = wattkeeper(["keys", "create", "--role", "viewer"], database_url, tmp_path).stdout.strip()
+    key = wattkeeper(["keys", "create", "--role", "viewer", "--create-store"], database_url, tmp_path).stdout.strip()
     key_id = key.split("_")[1]
     revoked = wattkeeper(["keys", "revoke", key_id], database_url, tmp_path)
     again = wattkeeper(["keys", "revoke", key_id], database_url, tmp_path)
@@ -77,6 +79,17 @@ async def test_keys_revoke_cli(tmp_path: Path) -> None:
         await store.close()
     assert revoked.returncode == 0, revoked.stderr
     assert again.returncode == 1 and "no live key" in again.stderr
+
+
+@pytest.mark.parametrize("args", [["keys", "create", "--role", "admin"], ["keys", "list"], ["keys", "revoke", "abc"]])
+def test_keys_never_make_a_new_store_unasked(tmp_path: Path, args: list[str]) -> None:
+    """Run where no store exists (another directory, a mistyped URL), `keys` says so and makes none."""
+    done = wattkeeper(args, "sqlite:///./var/wattkeeper.db", tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert f"no state store at {tmp_path / 'var' / 'wattkeeper.db'}" in done.stderr
+    assert "wattkeeper config" in done.stderr
+    assert not (tmp_path / "var").exists()
+    assert done.stdout == ""
 
 
 async def test_a_generated_id_that_collides_is_drawn_again_never_replacing_a_key(

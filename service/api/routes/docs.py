@@ -2,20 +2,40 @@
 
 The document lists every route, parameter and id format of this site's service; like the data, it
 is shown only to someone the site gave a key. Swagger UI and ReDoc fetch it from the same origin,
-so a browser logged in to the dashboard (its session cookie) can read them.
+so a browser logged in to the dashboard (its session cookie) can read them. Their scripts and
+styles come from this service too (the files fastapi-offline ships), never from a CDN: sites are
+often offline.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import fastapi_offline
 from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
 from service.api.deps import Viewer
 
 router = APIRouter(tags=["docs"])
 
 TITLE = "wattkeeper API"
+ASSETS = Path(fastapi_offline.__file__).resolve().parent / "static"
+# URL -> file of the vendored Swagger UI and ReDoc.
+ASSET_FILES = {
+    "/docs/swagger-ui-bundle.js": "swagger-ui-bundle.js",
+    "/docs/swagger-ui.css": "swagger-ui.css",
+    "/docs/redoc.standalone.js": "redoc.standalone.js",
+    "/docs/favicon.png": "favicon.png",
+}
+# Nothing from elsewhere, even what the bundles would fetch by themselves (ReDoc's own logo).
+# Both pages start their viewer with an inline script; ReDoc runs its search in a blob: worker.
+CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; "
+    "frame-ancestors 'none'"
+)
 
 
 @router.get("/openapi.json", include_in_schema=False)
@@ -27,10 +47,38 @@ async def openapi_document(request: Request, _: Viewer) -> JSONResponse:
 @router.get("/docs", include_in_schema=False)
 async def swagger_ui(_: Viewer) -> HTMLResponse:
     """Swagger UI over the document (viewer)."""
-    return get_swagger_ui_html(openapi_url="/openapi.json", title=TITLE)
+    page = get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title=TITLE,
+        swagger_js_url="/docs/swagger-ui-bundle.js",
+        swagger_css_url="/docs/swagger-ui.css",
+        swagger_favicon_url="/docs/favicon.png",
+    )
+    page.headers["Content-Security-Policy"] = CSP
+    return page
 
 
 @router.get("/redoc", include_in_schema=False)
 async def redoc(_: Viewer) -> HTMLResponse:
     """ReDoc over the document (viewer)."""
-    return get_redoc_html(openapi_url="/openapi.json", title=TITLE)
+    page = get_redoc_html(
+        openapi_url="/openapi.json",
+        title=TITLE,
+        redoc_js_url="/docs/redoc.standalone.js",
+        redoc_favicon_url="/docs/favicon.png",
+        with_google_fonts=False,
+    )
+    page.headers["Content-Security-Policy"] = CSP
+    return page
+
+
+def _asset_route(url: str, name: str) -> None:
+    async def asset(_: Viewer) -> FileResponse:
+        return FileResponse(ASSETS / name, headers={"Cache-Control": "private, max-age=86400"})
+
+    asset.__doc__ = f"{name} of Swagger UI / ReDoc, served here (viewer)."
+    router.add_api_route(url, asset, methods=["GET"], include_in_schema=False, name=f"docs-{name}")
+
+
+for _url, _name in ASSET_FILES.items():
+    _asset_route(_url, _name)
