@@ -196,6 +196,7 @@ class Core:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._dirty: set[str] = set()
+        self._unsaved_alarms: set[str] = set()  # ids of alarms updated in place since the last store write
         self._rollups: dict[tuple[str, str], _Acc] = {}
         self._finished_rollups: list[tuple[tuple[str, str], _Acc]] = []
         self._flushed_minute: dict[tuple[str, str], datetime] = {}
@@ -287,6 +288,7 @@ class Core:
                 await self._evaluate(touched)
         checkpoint = self._energy_checkpoint()  # before the flush closes the open quarter hours
         with contextlib.suppress(Exception):
+            await self._save_updated_alarms()
             await self._flush_rollups(force=True)
             await self._flush_energy(force=True)
         await self._save_checkpoint(checkpoint, self.clock.now())
@@ -474,8 +476,10 @@ class Core:
         async with self._lock:
             began = time.perf_counter()
             transitions = self.engine.update(findings, now)
+            updated = self.engine.take_updated()
             spent_s += time.perf_counter() - began
             await self._handle(transitions)
+            self._updated_alarms(updated)
             if transitions:
                 self._check_flood(now)
         return spent_s
@@ -508,7 +512,7 @@ class Core:
             except Exception:
                 self.stats.store_errors += 1
                 log.exception("could not store alarm %s", t.alarm.id)
-            if self.notifier is not None:
+            if self.notifier is not None and t.page:
                 await self.notifier.notify(t.alarm, journal_entry(t))
             if self.sink is not None:
                 self.sink.put(
@@ -522,6 +526,25 @@ class Core:
                     )
                 )
             self.events.publish("alarm", {**t.alarm.to_dict(), "from_state": t.from_state, "who": t.who})
+
+    def _updated_alarms(self, alarms: Sequence[EngineAlarm]) -> None:
+        """Active alarms whose message or value followed their condition: shown now, stored with the next tick."""
+        for a in alarms:
+            self._unsaved_alarms.add(a.id)
+            self.events.publish("alarm", {**a.to_dict(), "from_state": a.state.value, "who": "system", "update": True})
+
+    async def _save_updated_alarms(self) -> None:
+        """Store the latest form of the alarms updated since the last tick (no journal entry: no transition)."""
+        ids, self._unsaved_alarms = self._unsaved_alarms, set()
+        for alarm_id in sorted(ids):
+            alarm = self.engine.get(alarm_id)
+            if alarm is None:
+                continue
+            try:
+                await self.store.save_alarm(alarm)
+            except Exception:
+                self.stats.store_errors += 1
+                log.exception("could not store alarm %s", alarm_id)
 
     def report(self, finding: Finding) -> None:
         """A finding made outside the rules (control path, sink); taken at the next evaluation."""
@@ -596,6 +619,7 @@ class Core:
         await self._evaluate(None)
         self._check_flood(now)  # a flood ends as its raises leave the window
         self._publish_views(now)
+        await self._save_updated_alarms()
         await self._flush_rollups()
         await self._flush_energy()
         if self._last_checkpoint is None or (now - self._last_checkpoint).total_seconds() >= CHECKPOINT_S:

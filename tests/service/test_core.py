@@ -229,3 +229,24 @@ async def test_a_shelf_outlives_a_restart(rig: Rig, acked: bool, normal_undernea
     assert stored is not None and (stored.state, stored.shelved_by) == (returns, None)
     journal = [(t.from_state, t.to_state, t.who, t.note) for t in await rig.store.journal(alarm.id)]
     assert journal[-1] == ("shelved", returns, "system", "shelve expired")
+
+
+async def test_an_alarm_that_follows_its_condition_is_shown_at_once_and_stored_without_a_journal_entry(
+    rig: Rig,
+) -> None:
+    """A changed value of an active alarm goes out as an `alarm` event (update) and is stored at the next tick."""
+    async with rig.core.events.subscribe() as queue:
+        rig.core.on_telemetry_dropped(5)
+        await rig.core.tick()
+        raised = dropped_alarm(rig.core)
+        assert raised is not None and raised.value == 5
+        rig.clock.set(at(1))
+        rig.core.on_telemetry_dropped(7)
+        await rig.core.tick()
+        events = [queue.get_nowait() for _ in range(queue.qsize())]
+    alarm_events = [e["data"] for e in events if e["event"] == "alarm"]
+    assert [(e["value"], e.get("update", False)) for e in alarm_events] == [(5, False), (12, True)]
+    assert alarm_events[1]["state"] == "active_unacked" and "12 readings dropped" in alarm_events[1]["message"]
+    (stored,) = [a for a in await rig.store.list_alarms(type="telemetry_dropped", limit=10, offset=0)]
+    assert (stored.value, stored.message) == (12, alarm_events[1]["message"])
+    assert [j.to_state for j in await rig.store.journal(stored.id)] == ["active_unacked"]  # the raise only
