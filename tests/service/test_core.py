@@ -247,6 +247,6 @@ async def test_an_alarm_that_follows_its_condition_is_shown_at_once_and_stored_w
     alarm_events = [e["data"] for e in events if e["event"] == "alarm"]
     assert [(e["value"], e.get("update", False)) for e in alarm_events] == [(5, False), (12, True)]
     assert alarm_events[1]["state"] == "active_unacked" and "12 readings dropped" in alarm_events[1]["message"]
-    (stored,) = [a for a in await rig.store.list_alarms(type="telemetry_dropped", limit=10, offset=0)]
+    (stored,) = await rig.store.list_alarms(type="telemetry_dropped", limit=10, offset=0)
     assert (stored.value, stored.message) == (12, alarm_events[1]["message"])
     assert [j.to_state for j in await rig.store.journal(stored.id)] == ["active_unacked"]  # the raise only
