@@ -134,13 +134,13 @@ class Diagram:
 
 
 def _source_health(available: bool | None, present: bool | None) -> Health:
+    # Unknown is not available: a source whose meter or switch status is silent is drawn unknown,
+    # even while the other reporter still says it is there.
+    if available is None:
+        return "unknown"
     if available:
         return "ok"
-    if present:
-        return "warn"
-    if available is False or present is False:
-        return "bad"
-    return "unknown"
+    return "warn" if present else "bad"
 
 
 def _gen_health(g: GeneratorView) -> Health:
