@@ -43,7 +43,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Final
 
-from service.rules import AlarmType, Finding, Severity
+from service.rules import SEVERITY, AlarmType, Finding, Severity
+from service.site import Site
 
 SYSTEM: Final = "system"  # `who` of transitions the engine makes by itself
 
@@ -92,6 +93,48 @@ DEFAULT_CONFIG: Final[Mapping[str, AlarmTypeConfig]] = MappingProxyType(
     }
 )
 _FALLBACK = AlarmTypeConfig()
+
+
+def site_config(site: Site, base: Mapping[str, AlarmTypeConfig] = DEFAULT_CONFIG) -> dict[str, AlarmTypeConfig]:
+    """`base` (the shipped defaults) with the site file's `alarms:` block applied, key by key."""
+    out = dict(base)
+    for kind, given in site.alarms.items():
+        changes: dict[str, object] = {k: v for k, v in given.model_dump().items() if v is not None}
+        if "severity" in changes:
+            changes["severity"] = Severity(str(changes["severity"]))
+        out[kind] = replace(out.get(kind, _FALLBACK), **changes)  # type: ignore[arg-type]
+    return out
+
+
+# device_offline is raised high for supply-side devices, at the default severity for the rest.
+_SEVERITY_NOTE: Final[Mapping[str, str]] = MappingProxyType({AlarmType.device_offline: "high for supply-side devices"})
+
+
+def effective_table(site: Site, base: Mapping[str, AlarmTypeConfig] = DEFAULT_CONFIG) -> list[dict[str, object]]:
+    """Every alarm type with the delays, deadband, severity and state the engine applies on this site.
+
+    `from` says whether the row is the shipped default or (partly) set in the site file's `alarms:`.
+    """
+    config = site_config(site, base)
+    rows: list[dict[str, object]] = []
+    for kind in AlarmType:
+        conf = config.get(kind, _FALLBACK)
+        severity = conf.severity or SEVERITY[kind]
+        note = "" if conf.severity is not None else _SEVERITY_NOTE.get(kind, "")
+        rows.append(
+            {
+                "type": kind.value,
+                "on_delay_s": conf.on_delay_s,
+                "off_delay_s": conf.off_delay_s,
+                "deadband": conf.deadband,
+                "severity": severity.value,
+                "enabled": conf.enabled,
+                "from": "site file" if kind.value in site.alarms else "default",
+                "note": note,
+            }
+        )
+    return rows
+
 
 FLOOD_COUNT: Final = 10
 FLOOD_WINDOW_S: Final = 600.0

@@ -16,8 +16,8 @@ from typing import TypeVar
 from drivers.profiles import ModbusProfile, load_profile
 from drivers.types import DeviceStatus, Reading
 from service import rules
+from service.alarms import DEFAULT_CONFIG, AlarmEngine, AlarmState, AlarmTypeConfig, Flood, Transition, site_config
 from service.alarms import Alarm as EngineAlarm
-from service.alarms import AlarmEngine, AlarmState, AlarmTypeConfig, Flood, Transition
 from service.calendar import WorkCalendar
 from service.clock import Clock
 from service.energy import CounterTracker, price
@@ -184,7 +184,8 @@ class Core:
         self.sink = sink
         self.notifier = notifier
         self.state = LiveState(site)
-        self.engine = AlarmEngine(alarm_config) if alarm_config is not None else AlarmEngine()
+        # The site file's `alarms:` block applies over the shipped defaults (or the configuration given).
+        self.engine = AlarmEngine(site_config(site, alarm_config if alarm_config is not None else DEFAULT_CONFIG))
         self.flood: Flood = self.engine.flood_status(clock.now())
         self.calendar = WorkCalendar(site.calendar, site.site.tz)
         self.stats = CoreStats()

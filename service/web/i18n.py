@@ -270,6 +270,9 @@ LABELS: Final[Mapping[str, tuple[str, str]]] = {
     "age.m": ("{n} 分钟", "{n} min"),
     "age.h": ("{n} 小时", "{n} h"),
     "age.d": ("{n} 天", "{n} d"),
+    "type.grid_lost": ("电网电源全部失去", "all grid sources lost"),
+    "type.security_load_exceeded": ("应急负荷超过保安负荷裕度", "generator load beyond its 20 % margin"),
+    "rule.switchover.time": ("切换方式与切换时间", "switch-over mode and time"),
 }
 
 

@@ -284,7 +284,7 @@ class ComplianceSummary:
     """The static check's verdict and what the live state says about it now."""
 
     status: str
-    rules: list[tuple[str, str, str, str]]  # rule id, status, detail, clause
+    rules: list[tuple[str, str, str, str, str]]  # rule id, status, detail, clause, article
     sources_available: int
     sources_total: int
     substations_available: int
@@ -301,7 +301,7 @@ def compliance(site: Site, supply: SupplyView, last_transfers: Mapping[str, Tran
     available = {s.id for s in supply.sources if s.available}
     return ComplianceSummary(
         status=report.status,
-        rules=[(r.rule, r.status, r.detail, r.clause) for r in report.rules],
+        rules=[(r.rule, r.status, r.detail, r.clause, r.article) for r in report.rules],
         sources_available=len(available),
         sources_total=len(supply.sources),
         substations_available=len({s.substation for s in site.sources if s.id in available}),
