@@ -89,7 +89,13 @@ def statuses(site: Site) -> dict[str, str]:
         ("first", [src("a", "s1", line="overhead"), src("b", "s2")], GEN, "lines.type", "FAIL"),
         # 第七条: insulated overhead only where conditions force it: declared, or a warning
         ("first", [src("a", "s1", line="insulated_overhead"), src("b", "s2")], GEN, "lines.type", "WARN"),
-        ("first", [src("a", "s1", line="insulated_overhead", reason="river"), src("b", "s2")], GEN, "lines.type", "PASS"),
+        (
+            "first",
+            [src("a", "s1", line="insulated_overhead", reason="a river"), src("b", "s2")],
+            GEN,
+            "lines.type",
+            "PASS",
+        ),
         (
             "first",
             [
