@@ -35,6 +35,8 @@ SUPPLY_TYPES: Final = frozenset(
         AlarmType.redundancy_lost,
         AlarmType.generator_start_failed,
         AlarmType.generator_overload,
+        AlarmType.grid_lost,
+        AlarmType.security_load_exceeded,
     }
 )
 STARTING: Final = frozenset({"pre-start", "warming"})
@@ -293,6 +295,7 @@ class ComplianceSummary:
     generators_total: int
     allowed_interruption_s: float
     transfers: list[Transfer]  # each switch's last source transfer, in site order
+    sources_unknown: int = 0  # meter or switch status silent: not counted as available
 
 
 def compliance(site: Site, supply: SupplyView, last_transfers: Mapping[str, Transfer]) -> ComplianceSummary:
@@ -310,6 +313,7 @@ def compliance(site: Site, supply: SupplyView, last_transfers: Mapping[str, Tran
         generators_total=len(supply.generators),
         allowed_interruption_s=site.site.allowed_interruption_s,
         transfers=[last_transfers[t.id] for t in site.transfer_switches if t.id in last_transfers],
+        sources_unknown=sum(1 for s in supply.sources if s.available is None),
     )
 
 
