@@ -250,3 +250,28 @@ async def test_an_alarm_that_follows_its_condition_is_shown_at_once_and_stored_w
     (stored,) = await rig.store.list_alarms(type="telemetry_dropped", limit=10, offset=0)
     assert (stored.value, stored.message) == (12, alarm_events[1]["message"])
     assert [j.to_state for j in await rig.store.journal(stored.id)] == ["active_unacked"]  # the raise only
+
+
+class _Pages:
+    """Records what the core hands its notifier (a stand-in for the channels, tested in test_notify.py)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    async def notify(self, alarm: Any, transition: Any = None) -> None:
+        self.sent.append((alarm.type, transition.note if transition else ""))
+
+
+async def test_a_transition_marked_not_to_page_is_journaled_but_not_notified(rig: Rig) -> None:
+    pages = _Pages()
+    core = Core(DEMO, store=rig.store, clock=rig.clock, events=EventBus(), metrics=Metrics(), alarm_config=CONFIG)
+    core.notifier = pages  # type: ignore[assignment]
+    covered = rules.Finding(AlarmType.shutdown_failed, "r1101-light", rules.Severity.warning, True, page=False)
+    await core.report_now(covered)
+    paged = rules.telemetry_dropped("telemetry", dropped=3)
+    await core.report_now(paged)
+    assert pages.sent == [("telemetry_dropped", "raised")]
+    (stored,) = await rig.store.list_alarms(type="shutdown_failed", limit=10, offset=0)
+    assert [(j.to_state, "not paged" in j.note) for j in await rig.store.journal(stored.id)] == [
+        ("active_unacked", True)
+    ]
