@@ -62,6 +62,9 @@ CHECKPOINT_S = 60.0
 # Each transfer switch's last source transfer, kept in the store's service state so that
 # GET /api/compliance and the dashboard still show it after a restart.
 TRANSFERS_STATE = "last_transfers"
+# Active alarms whose message or value followed their condition are shown at once (SSE) and written
+# to the store at most this often: a timed alarm's value (seconds waited) changes every second.
+ALARM_UPDATES_SAVE_S = 10.0
 
 
 _K = TypeVar("_K")
@@ -198,6 +201,7 @@ class Core:
         self._lock = asyncio.Lock()
         self._dirty: set[str] = set()
         self._unsaved_alarms: set[str] = set()  # ids of alarms updated in place since the last store write
+        self._alarms_saved_at: datetime | None = None
         self._rollups: dict[tuple[str, str], _Acc] = {}
         self._finished_rollups: list[tuple[tuple[str, str], _Acc]] = []
         self._flushed_minute: dict[tuple[str, str], datetime] = {}
@@ -289,7 +293,7 @@ class Core:
                 await self._evaluate(touched)
         checkpoint = self._energy_checkpoint()  # before the flush closes the open quarter hours
         with contextlib.suppress(Exception):
-            await self._save_updated_alarms()
+            await self._save_updated_alarms(force=True)
             await self._flush_rollups(force=True)
             await self._flush_energy(force=True)
         await self._save_checkpoint(checkpoint, self.clock.now())
@@ -529,13 +533,20 @@ class Core:
             self.events.publish("alarm", {**t.alarm.to_dict(), "from_state": t.from_state, "who": t.who})
 
     def _updated_alarms(self, alarms: Sequence[EngineAlarm]) -> None:
-        """Active alarms whose message or value followed their condition: shown now, stored with the next tick."""
+        """Active alarms whose message or value followed their condition: shown now, stored within
+        ALARM_UPDATES_SAVE_S."""
         for a in alarms:
             self._unsaved_alarms.add(a.id)
             self.events.publish("alarm", {**a.to_dict(), "from_state": a.state.value, "who": "system", "update": True})
 
-    async def _save_updated_alarms(self) -> None:
-        """Store the latest form of the alarms updated since the last tick (no journal entry: no transition)."""
+    async def _save_updated_alarms(self, force: bool = False) -> None:
+        """Store the latest form of the alarms updated since the last write (no journal entry: no transition);
+        every ALARM_UPDATES_SAVE_S, or now when `force`d."""
+        now = self.clock.now()
+        due = self._alarms_saved_at is None or (now - self._alarms_saved_at).total_seconds() >= ALARM_UPDATES_SAVE_S
+        if not self._unsaved_alarms or not (force or due):
+            return
+        self._alarms_saved_at = now
         ids, self._unsaved_alarms = self._unsaved_alarms, set()
         for alarm_id in sorted(ids):
             alarm = self.engine.get(alarm_id)

@@ -14,7 +14,7 @@ import pytest
 from service import rules
 from service.alarms import DEFAULT_CONFIG, Alarm, AlarmTypeConfig
 from service.clock import ManualClock
-from service.core import DROP_ALARM_HOLD, Core
+from service.core import ALARM_UPDATES_SAVE_S, DROP_ALARM_HOLD, Core
 from service.events import EventBus
 from service.metrics import Metrics
 from service.rules import AlarmType
@@ -250,6 +250,17 @@ async def test_an_alarm_that_follows_its_condition_is_shown_at_once_and_stored_w
     (stored,) = await rig.store.list_alarms(type="telemetry_dropped", limit=10, offset=0)
     assert (stored.value, stored.message) == (12, alarm_events[1]["message"])
     assert [j.to_state for j in await rig.store.journal(stored.id)] == ["active_unacked"]  # the raise only
+    # Further updates are shown at once but written at most every ALARM_UPDATES_SAVE_S.
+    rig.clock.set(at(2))
+    rig.core.on_telemetry_dropped(3)
+    await rig.core.tick()
+    assert rig.core.engine.get(stored.id).value == 15  # type: ignore[union-attr]
+    (stored,) = await rig.store.list_alarms(type="telemetry_dropped", limit=10, offset=0)
+    assert stored.value == 12
+    rig.clock.set(at(1 + ALARM_UPDATES_SAVE_S))
+    await rig.core.tick()
+    (stored,) = await rig.store.list_alarms(type="telemetry_dropped", limit=10, offset=0)
+    assert stored.value == 15
 
 
 class _Pages:
