@@ -286,3 +286,35 @@ async def test_a_transition_marked_not_to_page_is_journaled_but_not_notified(rig
     assert [(j.to_state, "not paged" in j.note) for j in await rig.store.journal(stored.id)] == [
         ("active_unacked", True)
     ]
+
+
+async def test_an_escalation_re_alarms_an_acknowledged_alarm_journals_notifies_and_pushes(rig: Rig) -> None:
+    pages = _Pages()
+    events = EventBus()
+    core = Core(DEMO, store=rig.store, clock=rig.clock, events=events, metrics=Metrics(), alarm_config=CONFIG)
+    core.notifier = pages  # type: ignore[assignment]
+    warning = rules.Finding(AlarmType.shutdown_failed, "r1101-light", rules.Severity.warning, True, message="1 try")
+    await core.report_now(warning)
+    (alarm,) = core.engine.active()
+    await core.ack(alarm.id, "electrician")
+    async with events.subscribe() as queue:
+        rig.clock.set(at(5))
+        worse = rules.Finding(
+            AlarmType.shutdown_failed, "r1101-light", rules.Severity.critical, True, message="3 tries"
+        )
+        await core.report_now(worse)
+        pushed = [queue.get_nowait() for _ in range(queue.qsize())]
+    (now,) = core.engine.active()
+    assert (now.id, now.state.value, now.severity.value, now.acked_by) == (alarm.id, "active_unacked", "critical", None)
+    assert pages.sent[-1] == (
+        "shutdown_failed",
+        "escalated: warning -> critical; re-alarmed (acknowledgement withdrawn)",
+    )
+    journal = await rig.store.journal(alarm.id)
+    assert [(j.from_state, j.to_state) for j in journal] == [
+        (None, "active_unacked"),
+        ("active_unacked", "active_acked"),
+        ("active_acked", "active_unacked"),
+    ]
+    (event,) = [e["data"] for e in pushed if e["event"] == "alarm"]
+    assert (event["severity"], event["state"], event["message"]) == ("critical", "active_unacked", "3 tries")
