@@ -63,7 +63,10 @@ class SourceOut(_Out):
     """A grid source."""
 
     id: str = Field(examples=["grid-a"])
-    available: bool | None
+    available: bool | None = Field(
+        description="null (unknown) while its meter or the switch status that reports it is offline or stale: "
+        "unknown is never counted as available"
+    )
     voltage_v: float | None = Field(examples=[229.8])
 
 
