@@ -18,8 +18,19 @@ With the default configuration every type has an off-delay of at least 60 s, so 
 raises at most one alarm a minute: an alarm can only be raised again after it has cleared, and it
 clears only after a full off-delay without an active finding.
 
-Value updates of an active alarm change `value`, `message` and `updated_at` without a transition;
-every state change (and every ack, shelve and unshelve) is a Transition for the journal.
+Value updates of an active alarm change `value`, `message` and `updated_at` without a transition
+(`take_updated` hands them to the caller, which shows and stores them); every state change (and
+every ack, shelve and unshelve) is a Transition for the journal. A change of severity is one too:
+an escalation (a worse severity) of an acknowledged alarm makes it unacknowledged again (ISA-18.2
+re-alarm) and is notified; a lowered severity is journaled and shown, not notified.
+
+A finding with `page=False` (another active alarm already pages for the same event, e.g.
+redundancy_lost while grid_lost is active) makes the same transitions, marked `page=False`: the
+journal and the dashboard show them, the notifiers leave them out.
+
+Each type's configuration (DEFAULT_CONFIG, overridden per type by the site file's `alarms:` block)
+may fix its severity (`severity`) or switch it off (`enabled: false`: its findings count as normal,
+so an open alarm of that type clears after its off-delay and none is raised).
 """
 
 from __future__ import annotations
@@ -32,7 +43,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Final
 
-from service.rules import AlarmType, Finding, Severity
+from service.rules import SEVERITY, AlarmType, Finding, Severity
+from service.site import Site
 
 SYSTEM: Final = "system"  # `who` of transitions the engine makes by itself
 
@@ -54,6 +66,8 @@ class AlarmTypeConfig:
     on_delay_s: float = 0.0
     off_delay_s: float = 60.0
     deadband: float = 0.0
+    severity: Severity | None = None  # None: the rule's own (rules.SEVERITY)
+    enabled: bool = True
 
 
 # Types whose rule already waits for a site-file delay (allowed_interruption_s, start_limit_s,
@@ -77,9 +91,53 @@ DEFAULT_CONFIG: Final[Mapping[str, AlarmTypeConfig]] = MappingProxyType(
         AlarmType.hazard_overdue: AlarmTypeConfig(),
         AlarmType.ac_left_on: AlarmTypeConfig(),  # the rule waits empty_ac_delay_s itself
         AlarmType.lit_in_daylight: AlarmTypeConfig(),  # the rule waits daylight_delay_s itself
+        AlarmType.grid_lost: AlarmTypeConfig(),
+        AlarmType.security_load_exceeded: AlarmTypeConfig(on_delay_s=60.0, deadband=2.0),
     }
 )
 _FALLBACK = AlarmTypeConfig()
+
+
+def site_config(site: Site, base: Mapping[str, AlarmTypeConfig] = DEFAULT_CONFIG) -> dict[str, AlarmTypeConfig]:
+    """`base` (the shipped defaults) with the site file's `alarms:` block applied, key by key."""
+    out = dict(base)
+    for kind, given in site.alarms.items():
+        changes: dict[str, object] = {k: v for k, v in given.model_dump().items() if v is not None}
+        if "severity" in changes:
+            changes["severity"] = Severity(str(changes["severity"]))
+        out[kind] = replace(out.get(kind, _FALLBACK), **changes)  # type: ignore[arg-type]
+    return out
+
+
+# device_offline is raised high for supply-side devices, at the default severity for the rest.
+_SEVERITY_NOTE: Final[Mapping[str, str]] = MappingProxyType({AlarmType.device_offline: "high for supply-side devices"})
+
+
+def effective_table(site: Site, base: Mapping[str, AlarmTypeConfig] = DEFAULT_CONFIG) -> list[dict[str, object]]:
+    """Every alarm type with the delays, deadband, severity and state the engine applies on this site.
+
+    `from` says whether the row is the shipped default or (partly) set in the site file's `alarms:`.
+    """
+    config = site_config(site, base)
+    rows: list[dict[str, object]] = []
+    for kind in AlarmType:
+        conf = config.get(kind, _FALLBACK)
+        severity = conf.severity or SEVERITY[kind]
+        note = "" if conf.severity is not None else _SEVERITY_NOTE.get(kind, "")
+        rows.append(
+            {
+                "type": kind.value,
+                "on_delay_s": conf.on_delay_s,
+                "off_delay_s": conf.off_delay_s,
+                "deadband": conf.deadband,
+                "severity": severity.value,
+                "enabled": conf.enabled,
+                "from": "site file" if kind.value in site.alarms else "default",
+                "note": note,
+            }
+        )
+    return rows
+
 
 FLOOD_COUNT: Final = 10
 FLOOD_WINDOW_S: Final = 600.0
@@ -153,6 +211,11 @@ class Transition:
     who: str
     value: float | str | None
     note: str = ""
+    page: bool = True  # False: journal and show it, do not notify (another alarm pages for the event)
+
+
+# Most urgent first: a lower rank is a worse severity.
+SEVERITY_RANK: Final[Mapping[Severity, int]] = MappingProxyType({s: i for i, s in enumerate(Severity)})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -203,6 +266,7 @@ class AlarmEngine:
         self._closed: OrderedDict[str, Alarm] = OrderedDict()
         self._pending_on: dict[tuple[str, str], datetime] = {}
         self._pending_off: dict[tuple[str, str], datetime] = {}
+        self._updated: dict[str, Alarm] = {}  # id -> alarm whose value or message changed, not yet taken
         # The latest raise times: flood_count + 1 of them decide whether there is a flood, the rest
         # say how large it is.
         self._raises: deque[datetime] = deque(maxlen=max(flood_count + 1, FLOOD_TRACKED))
@@ -264,16 +328,28 @@ class AlarmEngine:
             out.extend(self._apply(f, now))
         return out
 
+    def take_updated(self) -> list[Alarm]:
+        """Open alarms whose value or message changed (without a transition) since the last call."""
+        updated, self._updated = self._updated, {}
+        return [a for a in updated.values() if self._open.get(a.key) is a]
+
+    def config(self, kind: str) -> AlarmTypeConfig:
+        """The configuration the engine applies to an alarm type."""
+        return self._config.get(kind, _FALLBACK)
+
     def _apply(self, f: Finding, now: datetime) -> list[Transition]:
         key = (f.type, f.subject)
         conf = self._config.get(f.type, _FALLBACK)
+        if not conf.enabled:
+            f = replace(f, active=False, limit=None)
+        elif conf.severity is not None:
+            f = replace(f, severity=conf.severity)
         alarm = self._open.get(key)
         was_active = alarm is not None and alarm.active
         if f.active or (was_active and _within_deadband(f, conf.deadband)):
             self._pending_off.pop(key, None)
             if alarm is not None and was_active:
-                self._refresh(alarm, f, now)
-                return []
+                return self._refresh(alarm, f, now)
             since = self._pending_on.setdefault(key, now)
             if (now - since).total_seconds() < conf.on_delay_s:
                 return []
@@ -288,9 +364,30 @@ class AlarmEngine:
         del self._pending_off[key]
         return [self._clear(alarm, f, now)]
 
-    def _refresh(self, alarm: Alarm, f: Finding, now: datetime) -> None:
-        if (alarm.value, alarm.message, alarm.severity) != (f.value, f.message, f.severity):
-            self._store(replace(alarm, value=f.value, message=f.message, severity=f.severity, updated_at=now))
+    def _refresh(self, alarm: Alarm, f: Finding, now: datetime) -> list[Transition]:
+        if f.severity is not alarm.severity:
+            return [self._reseverity(alarm, f, now)]
+        if (alarm.value, alarm.message) != (f.value, f.message):
+            changed = replace(alarm, value=f.value, message=f.message, updated_at=now)
+            self._store(changed)
+            self._updated[changed.id] = changed
+        return []
+
+    def _reseverity(self, alarm: Alarm, f: Finding, now: datetime) -> Transition:
+        """The condition got worse (escalate; an acknowledged alarm is unacknowledged again) or better."""
+        was = alarm.severity
+        changed = replace(alarm, severity=f.severity, value=f.value, message=f.message, updated_at=now)
+        if SEVERITY_RANK[f.severity] > SEVERITY_RANK[was]:
+            note = f"severity lowered: {was.value} -> {f.severity.value}"
+            return self._move(changed, alarm.state, now, SYSTEM, f.value, note, page=False)
+        note = f"escalated: {was.value} -> {f.severity.value}"
+        if alarm.acked:
+            changed = replace(changed, acked_by=None, acked_at=None)
+            if alarm.state is AlarmState.active_acked:
+                changed = replace(changed, state=AlarmState.active_unacked)
+                self._raises.append(now)
+            note += "; re-alarmed (acknowledgement withdrawn)"
+        return self._move(changed, alarm.state, now, SYSTEM, f.value, note, page=f.page)
 
     def _raise(self, alarm: Alarm | None, f: Finding, now: datetime) -> Transition:
         if alarm is None:
@@ -307,7 +404,7 @@ class AlarmEngine:
                 value=f.value,
             )
             self._raises.append(now)
-            return self._move(new, None, now, SYSTEM, f.value, "raised")
+            return self._move(new, None, now, SYSTEM, f.value, _paged("raised", f), page=f.page)
         if alarm.state is AlarmState.shelved:
             # Back after returning to normal: an occurrence nobody has seen, so not acknowledged.
             changed = replace(
@@ -320,7 +417,8 @@ class AlarmEngine:
                 message=f.message,
                 updated_at=now,
             )
-            return self._move(changed, alarm.state, now, SYSTEM, f.value, "active while shelved")
+            note = _paged("active while shelved", f)
+            return self._move(changed, alarm.state, now, SYSTEM, f.value, note, page=f.page)
         self._raises.append(now)
         changed = replace(
             alarm,
@@ -332,7 +430,7 @@ class AlarmEngine:
             message=f.message,
             updated_at=now,
         )
-        return self._move(changed, alarm.state, now, SYSTEM, f.value, "active again")
+        return self._move(changed, alarm.state, now, SYSTEM, f.value, _paged("active again", f), page=f.page)
 
     def _clear(self, alarm: Alarm, f: Finding, now: datetime) -> Transition:
         to = {
@@ -435,10 +533,21 @@ class AlarmEngine:
     # -- bookkeeping ------------------------------------------------------------------------
 
     def _move(
-        self, alarm: Alarm, before: AlarmState | None, now: datetime, who: str, value: float | str | None, note: str
+        self,
+        alarm: Alarm,
+        before: AlarmState | None,
+        now: datetime,
+        who: str,
+        value: float | str | None,
+        note: str,
+        *,
+        page: bool = True,
     ) -> Transition:
         self._store(alarm)
-        return Transition(alarm=alarm, from_state=before, to_state=alarm.state, at=now, who=who, value=value, note=note)
+        self._updated.pop(alarm.id, None)
+        return Transition(
+            alarm=alarm, from_state=before, to_state=alarm.state, at=now, who=who, value=value, note=note, page=page
+        )
 
     def _store(self, alarm: Alarm) -> None:
         if alarm.open:
@@ -473,6 +582,10 @@ class AlarmEngine:
             n += 1
             candidate = f"{base}-{n}"
         return candidate
+
+
+def _paged(note: str, f: Finding) -> str:
+    return note if f.page else f"{note} (not paged: another active alarm pages for this event)"
 
 
 def _within_deadband(f: Finding, deadband: float) -> bool:

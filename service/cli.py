@@ -15,7 +15,15 @@ from typing import Annotated, Any, Literal
 import typer
 import yaml
 
-from service.compliance import check_configuration, check_site, render_table, unrated_energy_counters, with_rows
+from service.alarms import effective_table
+from service.compliance import (
+    check_configuration,
+    check_site,
+    render_alarm_table,
+    render_table,
+    unrated_energy_counters,
+    with_rows,
+)
 from service.office import office_summary, render_office
 from service.site import DEMO_SITE, Site, SiteError, load_site
 
@@ -150,16 +158,20 @@ def check(
     site: Annotated[Path, typer.Option("--site", help="site file (YAML)")],
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
-    """Check the site's supply against the important-power-customer rules.
+    """Check the site's supply against the important-power-customer rules; show the effective alarm settings.
 
+    Each rule names the article it enforces. The table fits the terminal (long details wrap).
     Exit 0 when every rule passes (warnings allowed), 1 when a rule fails, 2 for an invalid file.
     """
     the_site = _load(site)
     report = with_rows(check_site(the_site), check_configuration(the_site))
+    alarms = effective_table(the_site)
     if as_json:
-        typer.echo(json.dumps({**report.to_dict(), "office": office_summary(the_site)}, ensure_ascii=False, indent=2))
+        payload = {**report.to_dict(), "office": office_summary(the_site), "alarms": alarms}
+        typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
     else:
         typer.echo(render_table(report) + "\n" + render_office(the_site))
+        typer.echo(render_alarm_table(alarms))
     raise typer.Exit(1 if report.status == "FAIL" else 0)
 
 

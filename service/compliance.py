@@ -1,10 +1,22 @@
-"""Static compliance of a site's supply with the important-power-customer rules (DESIGN.md §1)."""
+"""Static compliance of a site's supply with the important-power-customer rules (DESIGN.md §1).
+
+Each row names the article of the regulation (电业公司重要电力客户用电管理办法, 第六条–第八条) it
+enforces, beside the clause of GB/T 29328-2018 that also applies.
+"""
 
 from __future__ import annotations
 
+import io
+import shutil
+import textwrap
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
+from itertools import combinations
 from typing import Literal
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
 
 from drivers.energy import ENERGY_UNITS
 from drivers.profiles import load_profile
@@ -27,6 +39,7 @@ CLAUSES: dict[str, str] = {
     "generator.start_time": "自备应急电源配置: start time within the allowed interruption time",
     "generator.interlock": "自备应急电源配置: interlock between generator and grid prevents backfeed (倒送电)",
     "energy.rated_kw": "wattkeeper energy accounting: a counter step above rated_kw x elapsed time is refused",
+    "switchover.time": "GB/T 29328-2018 供电电源配置: switch-over time within the allowed interruption",
 }
 
 RULE_TITLES: dict[str, str] = {
@@ -42,7 +55,30 @@ RULE_TITLES: dict[str, str] = {
     "generator.start_time": "generator start time",
     "generator.interlock": "anti-backfeed interlock",
     "energy.rated_kw": "energy counters bounded by rated_kw",
+    "switchover.time": "switch-over mode and time",
 }
+
+# The article of the regulation each rule enforces; the grade-dependent ones are in GRADE_ARTICLES.
+ARTICLES: dict[str, str] = {
+    "switchover.time": "第六条5",
+    "lines.type": "第七条",
+    "lines.pole": "第七条",
+    "lines.tower": "第七条",
+    "generator.present": "第八条1",
+    "generator.capacity": "第八条2",
+    "generator.start_time": "第八条3",
+    "generator.interlock": "第八条4",
+}
+GRADE_ARTICLES: dict[Grade, str] = {
+    Grade.special: "第六条1",
+    Grade.first: "第六条2",
+    Grade.second: "第六条3",
+    Grade.temporary: "第六条4",
+}
+_BY_GRADE = frozenset({"sources.count", "sources.substations", "sources.bus_sections", "sources.capacity"})
+# Nobody switches a supply over by hand within less than this: a manual switch-over cannot meet a
+# shorter allowed interruption, whatever time the site file declares.
+MANUAL_SWITCHOVER_MIN_S = 300.0
 
 REQUIRED_SOURCES: dict[Grade, int] = {Grade.special: 3, Grade.first: 2, Grade.second: 2, Grade.temporary: 2}
 REQUIRED_SUBSTATIONS: dict[Grade, int] = {Grade.special: 2, Grade.first: 2}
@@ -59,6 +95,7 @@ class RuleResult:
     status: Status
     detail: str
     clause: str
+    article: str = ""  # of the regulation (第六条1 … 第八条4); empty for wattkeeper's own checks
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,11 +134,12 @@ ADVICE_ONLY: dict[Grade, str] = {
 }
 
 
-def _row(rule: str, status: Status, detail: str, *, soft: str | None = None) -> RuleResult:
+def _row(rule: str, status: Status, detail: str, *, soft: str | None = None, grade: Grade | None = None) -> RuleResult:
     # `soft` names why a shortfall is a warning rather than a failure at this grade.
     if soft is not None and status == "FAIL":
         status, detail = "WARN", f"{detail} ({soft})"
-    return RuleResult(rule, RULE_TITLES[rule], status, detail, CLAUSES[rule])
+    article = GRADE_ARTICLES.get(grade, "") if rule in _BY_GRADE and grade is not None else ARTICLES.get(rule, "")
+    return RuleResult(rule, RULE_TITLES[rule], status, detail, CLAUSES[rule], article)
 
 
 def _fmt(x: float) -> str:
@@ -118,7 +156,13 @@ def _supply_rules(site: Site, soft: str | None) -> list[RuleResult]:
     else:
         status: Status = "PASS" if len(sources) >= need else "FAIL"
         rows.append(
-            _row("sources.count", status, f"{len(sources)} source(s), {grade} grade needs >= {need}", soft=soft)
+            _row(
+                "sources.count",
+                status,
+                f"{len(sources)} source(s), {grade} grade needs >= {need}",
+                soft=soft,
+                grade=grade,
+            )
         )
 
     substations = {s.substation for s in sources}
@@ -130,34 +174,11 @@ def _supply_rules(site: Site, soft: str | None) -> list[RuleResult]:
                 "sources.substations",
                 status,
                 f"{len(substations)} substation(s) ({', '.join(sorted(substations)) or 'none'}), needs >= {need_sub}",
+                grade=grade,
             )
         )
     if grade in (Grade.second, Grade.temporary):
-        by_sub = Counter(s.substation for s in sources)
-        shared = [sub for sub, n in by_sub.items() if n > 1]
-        clash = []
-        for sub in shared:
-            sections = [s.bus_section for s in sources if s.substation == sub]
-            if len(set(sections)) < len(sections):
-                clash.append(f"{sub} bus {Counter(sections).most_common(1)[0][0]}")
-        if len(sources) < 2:
-            rows.append(_row("sources.bus_sections", "FAIL", "fewer than 2 circuits", soft=soft))
-        elif clash:
-            rows.append(
-                _row(
-                    "sources.bus_sections",
-                    "FAIL",
-                    f"circuits share a bus section: {'; '.join(clash)}",
-                    soft=soft,
-                )
-            )
-        else:
-            detail = (
-                f"{len(substations)} substation(s); circuits on one substation use different bus sections"
-                if shared
-                else f"{len(substations)} substation(s)"
-            )
-            rows.append(_row("sources.bus_sections", "PASS", detail))
+        rows.append(_dual_circuit_row(sources, soft, grade))
 
     if need is not None and sources:
         load = site.site.peak_load_kw or site.site.security_load_kw
@@ -169,10 +190,13 @@ def _supply_rules(site: Site, soft: str | None) -> list[RuleResult]:
                     "sources.capacity",
                     "WARN",
                     f"capacity_kw not declared for {', '.join(missing)}; check live",
+                    grade=grade,
                 )
             )
         elif load <= 0:
-            rows.append(_row("sources.capacity", "WARN", "no peak_load_kw or security_load_kw to compare with"))
+            rows.append(
+                _row("sources.capacity", "WARN", "no peak_load_kw or security_load_kw to compare with", grade=grade)
+            )
         else:
             weakest = min(sources, key=lambda s: s.capacity_kw or 0.0)
             cap = weakest.capacity_kw or 0.0
@@ -184,9 +208,34 @@ def _supply_rules(site: Site, soft: str | None) -> list[RuleResult]:
                     f"with {lost} source(s) lost the weakest left ({weakest.id}) has {_fmt(cap)} kW "
                     f"for a {_fmt(load)} kW load",
                     soft=soft,
+                    grade=grade,
                 )
             )
     return rows
+
+
+def _dual_circuit_row(sources: list[Source], soft: str | None, grade: Grade) -> RuleResult:
+    """第六条3 双回路: passes when any two circuits qualify: from different substations, or from one
+    substation on different bus sections. Circuits that share a bus section are named, not failed,
+    while a qualifying pair exists."""
+    rule = "sources.bus_sections"
+    if len(sources) < 2:
+        return _row(rule, "FAIL", "fewer than 2 circuits", soft=soft, grade=grade)
+
+    def where(s: Source) -> str:
+        return f"{s.id} ({s.substation} bus {s.bus_section})"
+
+    pair = next(
+        ((a, b) for a, b in combinations(sources, 2) if a.substation != b.substation or a.bus_section != b.bus_section),
+        None,
+    )
+    if pair is None:
+        shared = Counter((s.substation, s.bus_section) for s in sources).most_common(1)[0][0]
+        detail = f"no two circuits from different substations or bus sections: all on {shared[0]} bus {shared[1]}"
+        return _row(rule, "FAIL", detail, soft=soft, grade=grade)
+    a, b = pair
+    how = "different substations" if a.substation != b.substation else "one substation, different bus sections"
+    return _row(rule, "PASS", f"{where(a)} and {where(b)}: {how}", grade=grade)
 
 
 def _line_rules(site: Site, soft: str | None) -> list[RuleResult]:
@@ -194,12 +243,24 @@ def _line_rules(site: Site, soft: str | None) -> list[RuleResult]:
     low = [s for s in site.sources if s.voltage_kv <= 10]
     high = [s for s in site.sources if s.voltage_kv >= 35]
     bare = [s.id for s in low if s.line_type == "overhead"]
+    unexplained = [s.id for s in low if s.line_type == "insulated_overhead" and not s.overhead_reason]
     if not low:
         rows.append(_row("lines.type", "N/A", "no line at <= 10 kV"))
     elif bare:
         rows.append(_row("lines.type", "FAIL", f"bare overhead line at <= 10 kV: {', '.join(bare)}", soft=soft))
+    elif unexplained:
+        # 第七条: cable; insulated overhead only where conditions force it, which the site file says.
+        detail = (
+            f"insulated overhead at <= 10 kV without overhead_reason: {', '.join(unexplained)} "
+            "(allowed only where conditions force it; declare why)"
+        )
+        rows.append(_row("lines.type", "WARN", detail))
     else:
-        kinds = ", ".join(f"{s.id} {s.line_type}" for s in low)
+        kinds = ", ".join(
+            f"{s.id} {s.line_type}"
+            + (f" ({s.overhead_reason})" if s.line_type != "cable" and s.overhead_reason else "")
+            for s in low
+        )
         rows.append(_row("lines.type", "PASS", kinds))
 
     low_overhead = [s for s in low if s.line_type != "cable"]
@@ -292,10 +353,43 @@ def _generator_rules(site: Site, soft: str | None) -> list[RuleResult]:
     return rows
 
 
+def _switchover_row(site: Site, soft: str | None) -> RuleResult:
+    """第六条5: each transfer switch's declared mode and time against allowed_interruption_s; special and
+    first grade need a switch between their sources."""
+    rule = "switchover.time"
+    grade = site.site.grade
+    limit = site.site.allowed_interruption_s
+    grid = {s.id for s in site.sources}
+    switches = site.transfer_switches
+    between = [t for t in switches if len(grid.intersection(t.sources)) >= 2]
+    if not switches:
+        if grade in GENERATOR_REQUIRED:
+            return _row(rule, "FAIL", f"no transfer switch between the sources; {grade} grade needs one", soft=soft)
+        return _row(rule, "N/A", "no transfer switch")
+    verdicts: list[tuple[Status, str]] = []
+    for t in switches:
+        declared = "no transfer_time_s" if t.transfer_time_s is None else f"{_fmt(t.transfer_time_s)} s"
+        said = f"{t.id} {t.mode} {declared}"
+        if t.mode == "manual" and limit < MANUAL_SWITCHOVER_MIN_S:
+            verdicts.append(("FAIL", f"{said}: manual switch-over cannot meet {_fmt(limit)} s"))
+        elif t.transfer_time_s is None:
+            status: Status = "FAIL" if t.mode == "manual" else "WARN"
+            verdicts.append((status, f"{said}: declare transfer_time_s" + ("" if status == "FAIL" else "; check live")))
+        elif t.transfer_time_s > limit:
+            verdicts.append(("FAIL", f"{said} > allowed {_fmt(limit)} s"))
+        else:
+            verdicts.append(("PASS", f"{said} <= allowed {_fmt(limit)} s"))
+    if grade in GENERATOR_REQUIRED and not between:
+        verdicts.append(("FAIL", f"no transfer switch between two grid sources; {grade} grade needs one"))
+    worst: Status = next((w for w in ("FAIL", "WARN") if any(v[0] == w for v in verdicts)), "PASS")
+    return _row(rule, worst, "; ".join(text for _, text in verdicts), soft=soft)
+
+
 def check_site(site: Site) -> ComplianceReport:
     """Evaluate every static supply-side rule that applies to the site's grade."""
     soft = ADVICE_ONLY.get(site.site.grade)
-    rows = _supply_rules(site, soft) + _line_rules(site, soft) + _generator_rules(site, soft)
+    rows = [*_supply_rules(site, soft), _switchover_row(site, soft), *_line_rules(site, soft)]
+    rows += _generator_rules(site, soft)
     return ComplianceReport(site.site.id, site.site.grade.value, tuple(rows))
 
 
@@ -333,14 +427,54 @@ def with_rows(report: ComplianceReport, rows: list[RuleResult]) -> ComplianceRep
     return replace(report, rules=(*report.rules, *rows))
 
 
-def render_table(report: ComplianceReport) -> str:
-    """The compliance table as fixed-width text."""
-    header = ("rule", "status", "detail", "clause")
-    body = [(r.title, r.status, r.detail, r.clause) for r in report.rules]
-    widths = [max(len(row[i]) for row in [header, *body]) for i in range(3)]
-    lines = [f"site {report.site} — grade {report.grade} — overall {report.status}"]
-    fmt = f"{{:<{widths[0]}}}  {{:<{widths[1]}}}  {{:<{widths[2]}}}  {{}}"
-    lines.append(fmt.format(*header))
-    lines.append(fmt.format(*("-" * w for w in widths), "-" * 6))
-    lines.extend(fmt.format(*row) for row in body)
-    return "\n".join(lines)
+def terminal_width() -> int:
+    """The width of the terminal printed to (COLUMNS, else the terminal's, else 80)."""
+    return shutil.get_terminal_size((80, 24)).columns
+
+
+def _render(table: Table, width: int | None) -> str:
+    out = io.StringIO()
+    console = Console(file=out, width=width or terminal_width(), no_color=True, highlight=False, emoji=False)
+    console.print(table)
+    return out.getvalue().rstrip("\n")
+
+
+def render_table(report: ComplianceReport, width: int | None = None) -> str:
+    """The compliance table as text that fits `width` columns (default: the terminal's); long cells wrap."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, expand=False, show_edge=False)
+    table.add_column("rule", overflow="fold", ratio=2)
+    table.add_column("status", no_wrap=True)
+    table.add_column("article", no_wrap=True)
+    table.add_column("detail", overflow="fold", ratio=4)
+    table.add_column("standard", overflow="fold", ratio=2)
+    for r in report.rules:
+        table.add_row(r.title, r.status, r.article or "—", r.detail, r.clause)
+    head = f"site {report.site} — grade {report.grade} — overall {report.status}"
+    return f"{head}\n{_render(table, width)}"
+
+
+def render_alarm_table(rows: list[dict[str, object]], width: int | None = None) -> str:
+    """The effective alarm configuration (alarms.effective_table) as text that fits `width` columns."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table.add_column("alarm type", no_wrap=True)
+    for name in ("on s", "off s", "deadband"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("severity", no_wrap=True)
+    table.add_column("enabled", no_wrap=True)
+    notes = []
+    for row in rows:
+        mark = " *" if row["from"] != "default" else ""
+        if row.get("note"):
+            notes.append(f"{row['type']}: {row['severity']}, {row['note']}")
+        table.add_row(
+            f"{row['type']}{mark}",
+            *(_fmt(float(str(row[k]))) for k in ("on_delay_s", "off_delay_s", "deadband")),
+            str(row["severity"]),
+            "yes" if row["enabled"] else "no",
+        )
+    foot = [
+        "on s / off s: on_delay_s / off_delay_s; * set in the site file's alarms: block, the rest are defaults",
+        *notes,
+    ]
+    cols = width or terminal_width()
+    return "\n".join(["alarms", _render(table, width), *(textwrap.fill(line, cols) for line in foot)])

@@ -16,8 +16,8 @@ from typing import TypeVar
 from drivers.profiles import ModbusProfile, load_profile
 from drivers.types import DeviceStatus, Reading
 from service import rules
+from service.alarms import DEFAULT_CONFIG, AlarmEngine, AlarmState, AlarmTypeConfig, Flood, Transition, site_config
 from service.alarms import Alarm as EngineAlarm
-from service.alarms import AlarmEngine, AlarmState, AlarmTypeConfig, Flood, Transition
 from service.calendar import WorkCalendar
 from service.clock import Clock
 from service.energy import CounterTracker, price
@@ -62,6 +62,9 @@ CHECKPOINT_S = 60.0
 # Each transfer switch's last source transfer, kept in the store's service state so that
 # GET /api/compliance and the dashboard still show it after a restart.
 TRANSFERS_STATE = "last_transfers"
+# Active alarms whose message or value followed their condition are shown at once (SSE) and written
+# to the store at most this often: a timed alarm's value (seconds waited) changes every second.
+ALARM_UPDATES_SAVE_S = 10.0
 
 
 _K = TypeVar("_K")
@@ -184,7 +187,8 @@ class Core:
         self.sink = sink
         self.notifier = notifier
         self.state = LiveState(site)
-        self.engine = AlarmEngine(alarm_config) if alarm_config is not None else AlarmEngine()
+        # The site file's `alarms:` block applies over the shipped defaults (or the configuration given).
+        self.engine = AlarmEngine(site_config(site, alarm_config if alarm_config is not None else DEFAULT_CONFIG))
         self.flood: Flood = self.engine.flood_status(clock.now())
         self.calendar = WorkCalendar(site.calendar, site.site.tz)
         self.stats = CoreStats()
@@ -196,6 +200,8 @@ class Core:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._dirty: set[str] = set()
+        self._unsaved_alarms: set[str] = set()  # ids of alarms updated in place since the last store write
+        self._alarms_saved_at: datetime | None = None
         self._rollups: dict[tuple[str, str], _Acc] = {}
         self._finished_rollups: list[tuple[tuple[str, str], _Acc]] = []
         self._flushed_minute: dict[tuple[str, str], datetime] = {}
@@ -288,6 +294,7 @@ class Core:
                 await self._evaluate(touched)
         checkpoint = self._energy_checkpoint()  # before the flush closes the open quarter hours
         with contextlib.suppress(Exception):
+            await self._save_updated_alarms(force=True)
             await self._flush_rollups(force=True)
             await self._flush_energy(force=True)
         await self._save_checkpoint(checkpoint, self.clock.now())
@@ -479,8 +486,10 @@ class Core:
         async with self._lock:
             began = time.perf_counter()
             transitions = self.engine.update(findings, now)
+            updated = self.engine.take_updated()
             spent_s += time.perf_counter() - began
             await self._handle(transitions)
+            self._updated_alarms(updated)
             if transitions:
                 self._check_flood(now)
         return spent_s
@@ -513,7 +522,7 @@ class Core:
             except Exception:
                 self.stats.store_errors += 1
                 log.exception("could not store alarm %s", t.alarm.id)
-            if self.notifier is not None:
+            if self.notifier is not None and t.page:
                 await self.notifier.notify(t.alarm, journal_entry(t))
             if self.sink is not None:
                 self.sink.put(
@@ -527,6 +536,32 @@ class Core:
                     )
                 )
             self.events.publish("alarm", {**t.alarm.to_dict(), "from_state": t.from_state, "who": t.who})
+
+    def _updated_alarms(self, alarms: Sequence[EngineAlarm]) -> None:
+        """Active alarms whose message or value followed their condition: shown now, stored within
+        ALARM_UPDATES_SAVE_S."""
+        for a in alarms:
+            self._unsaved_alarms.add(a.id)
+            self.events.publish("alarm", {**a.to_dict(), "from_state": a.state.value, "who": "system", "update": True})
+
+    async def _save_updated_alarms(self, force: bool = False) -> None:
+        """Store the latest form of the alarms updated since the last write (no journal entry: no transition);
+        every ALARM_UPDATES_SAVE_S, or now when `force`d."""
+        now = self.clock.now()
+        due = self._alarms_saved_at is None or (now - self._alarms_saved_at).total_seconds() >= ALARM_UPDATES_SAVE_S
+        if not self._unsaved_alarms or not (force or due):
+            return
+        self._alarms_saved_at = now
+        ids, self._unsaved_alarms = self._unsaved_alarms, set()
+        for alarm_id in sorted(ids):
+            alarm = self.engine.get(alarm_id)
+            if alarm is None:
+                continue
+            try:
+                await self.store.save_alarm(alarm)
+            except Exception:
+                self.stats.store_errors += 1
+                log.exception("could not store alarm %s", alarm_id)
 
     def report(self, finding: Finding) -> None:
         """A finding made outside the rules (control path, sink); taken at the next evaluation."""
@@ -601,6 +636,7 @@ class Core:
         await self._evaluate(None)
         self._check_flood(now)  # a flood ends as its raises leave the window
         self._publish_views(now)
+        await self._save_updated_alarms()
         await self._flush_rollups()
         await self._flush_energy()
         if self._last_checkpoint is None or (now - self._last_checkpoint).total_seconds() >= CHECKPOINT_S:

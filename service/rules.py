@@ -14,11 +14,13 @@ Conventions every rule keeps:
   never makes a prohibited use allowed. `overrides` is still passed to every rule for rules that
   care about sweeps.
 
-Severities: critical — backfeed, source_transfer_failed, generator_start_failed (the load, or the
-grid's linemen, are at risk now); high — redundancy_lost, generator_overload, device_offline of a
-supply-side device (the next fault is unprotected or unseen); warning — high_power_appliance (fire
-risk), shutdown_failed, telemetry_dropped, device_offline of an office device; low — lit_empty_room,
-ac_too_cold, ac_heating_too_warm, ac_door_open, ac_left_on, lit_in_daylight (energy waste).
+Severities: critical — backfeed, source_transfer_failed, generator_start_failed, grid_lost (the
+load, or the grid's linemen, are at risk now); high — redundancy_lost, generator_overload,
+device_offline of a supply-side device (the next fault is unprotected or unseen); warning —
+high_power_appliance (fire risk), shutdown_failed, telemetry_dropped, device_offline of an office
+device, security_load_exceeded (the generator's 20 % margin is used up); low — lit_empty_room,
+ac_too_cold, ac_heating_too_warm, ac_door_open, ac_left_on, lit_in_daylight (energy waste). A site
+file's `alarms:` block may set another severity per type.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Final
 
-from service.compliance import REQUIRED_SOURCES
+from service.compliance import GENERATOR_MARGIN, REQUIRED_SOURCES
 from service.site import PROTECTED_ROLES, DeviceRole, Grade, Room, RoomKind, Site, Thresholds
 from service.state import (
     AC_DOOR_OPEN,
@@ -74,6 +76,8 @@ class AlarmType(StrEnum):
     hazard_overdue = "hazard_overdue"
     ac_left_on = "ac_left_on"
     lit_in_daylight = "lit_in_daylight"
+    grid_lost = "grid_lost"
+    security_load_exceeded = "security_load_exceeded"
 
 
 class Severity(StrEnum):
@@ -103,6 +107,8 @@ SEVERITY: Final[Mapping[AlarmType, Severity]] = MappingProxyType(
         AlarmType.hazard_overdue: Severity.warning,  # the hazard's own severity when higher
         AlarmType.ac_left_on: Severity.low,
         AlarmType.lit_in_daylight: Severity.low,
+        AlarmType.grid_lost: Severity.critical,
+        AlarmType.security_load_exceeded: Severity.warning,
     }
 )
 
@@ -134,6 +140,7 @@ class Finding:
     value: float | str | None = None
     message: str = ""
     limit: float | None = None
+    page: bool = True  # False: another active alarm already pages for this event (journaled, not notified)
 
 
 Rule = Callable[[Site, LiveState, datetime, Mapping[str, datetime], Scope], list[Finding]]
@@ -148,8 +155,9 @@ def _finding(
     *,
     limit: float | None = None,
     severity: Severity | None = None,
+    page: bool = True,
 ) -> Finding:
-    return Finding(kind, subject, severity or SEVERITY[kind], active, value, message, limit)
+    return Finding(kind, subject, severity or SEVERITY[kind], active, value, message, limit, page)
 
 
 def _wanted(scope: Scope, *subjects: str) -> bool:
@@ -276,6 +284,11 @@ def check_redundancy_lost(
     (second). The requirement is capped at what the site file declares: a site that cannot meet
     its grade on paper fails `wattkeeper check`, and the live alarm then means "lost what it had".
     Temporary and ordinary sites have no live redundancy requirement.
+
+    A source whose meter or switch status is offline or stale is unknown: never counted as
+    available, and the alarm is neither raised nor cleared while the unknown ones decide it.
+    While every grid source is lost, grid_lost pages for that event: this finding then carries
+    `page=False` (journaled, shown, not notified a second time).
     """
     grade = site.site.grade
     need_independent = REQUIRED_INDEPENDENT.get(grade)
@@ -297,6 +310,7 @@ def check_redundancy_lost(
     supply = state.supply(now)
     sure = [s.id for s in supply.sources if s.available is True]
     maybe = [s.id for s in supply.sources if s.available is not False]
+    unknown = [s.id for s in supply.sources if s.available is None]
     if meets(sure):
         active = False
     elif not meets(maybe):
@@ -307,7 +321,121 @@ def check_redundancy_lost(
         f"{len(sure)} of {len(conf)} sources available ({', '.join(sure) or 'none'}); {grade.value} grade "
         f"needs {need_sources} from {need_independent} independent"
     )
-    return [_finding(AlarmType.redundancy_lost, site.site.id, active, len(sure), message)]
+    if unknown:
+        message += f"; unknown: {', '.join(unknown)}"
+    all_lost = all(s.available is False for s in supply.sources)
+    if active and all_lost:
+        message += "; every grid source lost: grid_lost pages for this"
+    return [_finding(AlarmType.redundancy_lost, site.site.id, active, len(sure), message, page=not all_lost)]
+
+
+def _where_is_the_load(site: Site, supply: SupplyView) -> tuple[bool | None, str, float | None]:
+    """(a grid source feeds the load, where the load is in words, kW on a generator).
+
+    Sources behind no transfer switch feed their load directly; a site without any switch has its
+    generators on the load when their breaker is closed and they run.
+    """
+    grid_ids = {s.id for s in site.sources}
+    switched = {m for t in site.transfer_switches for m in t.sources}
+    direct = [s for s in supply.sources if s.id not in switched]
+    feeds: list[bool | None] = [s.available for s in direct]
+    places: list[str] = []
+    gen_kw: float | None = None
+    for t in supply.transfer_switches:
+        prefix = f"{t.id}: " if len(supply.transfer_switches) > 1 else ""
+        if not t.known:
+            feeds.append(None)
+            places.append(f"{prefix}load unknown")
+            continue
+        feeds.append(t.position in grid_ids)
+        gen = supply.generator(t.position) if t.position is not None else None
+        if gen is not None:
+            gen_kw = gen.power_kw
+            places.append(f"{prefix}load on {gen.id} at {_fmt_kw(gen.power_kw)}")
+        elif t.position is None:
+            places.append(f"{prefix}dead bus (no source feeds the load)")
+        else:
+            places.append(f"{prefix}load on {t.position}")
+    if not site.transfer_switches:
+        running = [g for g in supply.generators if g.breaker_closed and g.running]
+        if running:
+            gen_kw = _sum_kw(g.power_kw for g in running)
+            places.append(", ".join(f"load on {g.id} at {_fmt_kw(g.power_kw)}" for g in running))
+        elif not any(s.available for s in direct):
+            places.append("dead bus (no source feeds the load)")
+    return tri_any(feeds), "; ".join(places), gen_kw
+
+
+def _sum_kw(values: Iterable[float | None]) -> float | None:
+    total = 0.0
+    for v in values:
+        if v is None:
+            return None
+        total += v
+    return total
+
+
+def check_grid_lost(
+    site: Site, state: LiveState, now: datetime, overrides: Mapping[str, datetime], scope: Scope
+) -> list[Finding]:
+    """Every grid source known unavailable: the load is on the generator, or dead. The subject is the site.
+
+    Raised only when every grid source is known lost (an unknown source is never counted either
+    way); cleared only once a grid source feeds the load again, so a restored feeder still waiting
+    out the switch's retransfer delay keeps it active. The message says where the load is and is
+    kept up to date while the alarm is active; `value` is the kW on the generator (None while dead).
+    """
+    if not site.sources or not _wanted(scope, SUPPLY):
+        return []
+    supply = state.supply(now)
+    grid_feeds, where, gen_kw = _where_is_the_load(site, supply)
+    lost = [s.id for s in supply.sources if s.available is False]
+    unknown = [s.id for s in supply.sources if s.available is None]
+    if len(lost) == len(supply.sources):
+        message = f"all grid sources lost ({', '.join(lost)}): {where}"
+        value = None if gen_kw is None else round(gen_kw, 1)
+        return [_finding(AlarmType.grid_lost, site.site.id, True, value, message)]
+    if grid_feeds:
+        fed = [s.id for s in supply.sources if s.available is True]
+        message = f"grid feeds the load ({where or ', '.join(fed)})"
+        if unknown:
+            message += f"; unknown: {', '.join(unknown)}"
+        return [_finding(AlarmType.grid_lost, site.site.id, False, None, message)]
+    return []  # a grid source back (or unknown) but not yet feeding the load: the alarm stays as it is
+
+
+def check_security_load_exceeded(
+    site: Site, state: LiveState, now: datetime, overrides: Mapping[str, datetime], scope: Scope
+) -> list[Finding]:
+    """A generator on load above rated_kw / 1.2: the 20 % margin over the security load is used up (第八条2).
+
+    `value` is percent of rating, compared with 100 / 1.2 = 83.3 %; the engine's on-delay makes it
+    sustained. A generator off load (breaker open or engine not running) is normal.
+    """
+    if not _wanted(scope, SUPPLY):
+        return []
+    supply = state.supply(now)
+    out = []
+    limit_pct = round(100.0 / GENERATOR_MARGIN, 2)
+    for conf in site.generators:
+        g = supply.generator(conf.id)
+        if g is None:
+            continue
+        on_load = tri_and(g.breaker_closed, g.running)
+        if on_load is False:
+            out.append(_finding(AlarmType.security_load_exceeded, conf.id, False, None, f"{conf.id}: not on load"))
+            continue
+        if on_load is None or g.power_kw is None:
+            continue
+        sized_kw = conf.rated_kw / GENERATOR_MARGIN
+        percent = round(100.0 * g.power_kw / conf.rated_kw, 2)
+        active = g.power_kw > sized_kw
+        message = (
+            f"{conf.id}: {g.power_kw:.1f} kW on emergency power, "
+            f"{'above' if active else 'within'} {sized_kw:.1f} kW (rated {_fmt(conf.rated_kw)} kW / 1.2)"
+        )
+        out.append(_finding(AlarmType.security_load_exceeded, conf.id, active, percent, message, limit=limit_pct))
+    return out
 
 
 def check_generator_start_failed(
@@ -685,6 +813,8 @@ RULES: Final[tuple[Rule, ...]] = (
     check_device_offline,
     check_ac_left_on,
     check_lit_in_daylight,
+    check_grid_lost,
+    check_security_load_exceeded,
 )
 
 

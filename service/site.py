@@ -284,6 +284,11 @@ class Source(_Strict):
     support: str | None = Field(None, description="id of the pole or tower line carrying an overhead circuit")
     capacity_kw: float | None = Field(None, gt=0, description="what the feeder can carry alone")
     meter: Id | None = None
+    overhead_reason: str | None = Field(
+        None,
+        min_length=1,
+        description="why an insulated overhead line at <= 10 kV (第七条: only where conditions force it)",
+    )
 
 
 class Generator(_Strict):
@@ -304,6 +309,10 @@ class TransferSwitch(_Strict):
     device: Id | None = None
     transfer_delay_s: float = Field(3, ge=0)
     retransfer_delay_s: float = Field(30, ge=0)
+    mode: Literal["automatic", "manual"] = Field("automatic", description="how the switch-over is made (第六条5)")
+    transfer_time_s: float | None = Field(
+        None, gt=0, description="declared switch-over time, compared with allowed_interruption_s (第六条5)"
+    )
 
 
 class Department(_Strict):
@@ -462,6 +471,27 @@ class Notifications(_Strict):
         return v
 
 
+def _alarm_type(name: str) -> str:
+    from service.rules import AlarmType  # service.rules imports this module
+
+    if name not in AlarmType.__members__:
+        raise ValueError(f"unknown alarm type '{name}' (known: {', '.join(AlarmType)})")
+    return name
+
+
+AlarmTypeName = Annotated[str, AfterValidator(_alarm_type)]
+
+
+class AlarmSettings(_Strict):
+    """One alarm type's rationalisation (ISA-18.2) in the `alarms:` block; a key left out keeps its default."""
+
+    on_delay_s: float | None = Field(None, ge=0, le=86400, description="how long the condition must hold")
+    off_delay_s: float | None = Field(None, ge=0, le=86400, description="how long it must be normal again")
+    deadband: float | None = Field(None, ge=0, description="in the unit of the alarm's value")
+    severity: Literal["critical", "high", "warning", "low"] | None = None
+    enabled: bool | None = None
+
+
 class Site(_Strict):
     """A whole site file."""
 
@@ -482,6 +512,7 @@ class Site(_Strict):
     profiles_dir: str | None = Field(
         None, description="a directory of extra device profiles (YAML), relative to the site file"
     )
+    alarms: dict[AlarmTypeName, AlarmSettings] = {}
 
     _index: tuple[object, dict[str, Device], object, dict[str, Room]] | None = PrivateAttr(None)
     _thresholds: dict[str, tuple[Room, SiteInfo, Thresholds]] = PrivateAttr(default_factory=dict)

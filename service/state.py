@@ -19,8 +19,11 @@ fed by the generator when its breaker is closed and the mains breaker open (if i
 otherwise, with the mains breaker closed (or no generator), by the grid source at the switch
 position if that source is present; pos 0 or an unknown position feeds nothing. A source is
 `present` when the switch's source state is >= 1 (present) and its meter shows >= 80 % of 230 V,
-and `available` when the state is 2 (available) and the meter agrees; either alone decides when
-the other is silent.
+and `available` when the state is 2 (available) and the meter agrees. For `present` (what feeds
+the load) either alone decides when the other is silent; `available` is unknown (None) whenever
+a reporter the site declares for the source (its meter, the switch status slot that reports it)
+is offline, stale or silent and no other says it is not available: unknown is never counted as
+available.
 
 The conditions rules time (how long a lit room has been empty, how long the load has been
 without a source, ...) start at the timestamp of the reading that made them true; see `since`.
@@ -744,10 +747,11 @@ class LiveState:
             present.append(there)
             available.append(there)
         watts = self._num(meter, "power", now)
+        # Every declared reporter must speak and agree: one saying no decides, a silent one makes it unknown.
+        silent = (slot is not None and code is None) or (meter is not None and volts is None)
         return SourceView(
             id=source_id,
-            # The switch and the meter must agree; either alone decides when the other is silent.
-            available=all(available) if available else None,
+            available=False if not all(available) else None if silent or not available else True,
             present=all(present) if present else None,
             voltage_v=volts,
             power_kw=None if watts is None else watts / 1000.0,

@@ -19,7 +19,10 @@ ATS_OPERATION_S = 0.5  # an ATyS pM passes through position 0 while it operates
 COOLDOWN_S = 60.0  # DSE default cooling time before the engine stops
 FAIL_START_ATTEMPTS = 3  # DSE default crank attempts before "fail to start"
 PARALLEL_SHARE = 0.8  # governor setpoint a generator holds when wrongly paralleled with the grid
-BACKFEED_SHARE = 0.25  # share of its rating a generator pushes into a dead feeder's other consumers
+# Share of its rating a generator pushes into a dead feeder's other consumers, as far as its rating
+# leaves room above its own load: backfeed never drives a set beyond its rating (its governor and
+# protection see to that); only the site's own load can load it beyond rated (overload protection).
+BACKFEED_SHARE = 0.25
 # DSE kW Overload Protection (Generator > Power): above the trip level the controller raises its overload
 # warning; if the load stays above it for the delay, the action (here Electrical Trip) takes the generator
 # off load and stops it after the cooling timer, latched until reset. The delay is set well beyond

@@ -264,7 +264,8 @@ class World:
                 if self.sources[grid].available:
                     gen_w = max(bus.load_w, PARALLEL_SHARE * gen.rated_kw * 1000)
                 else:
-                    gen_w = bus.load_w + BACKFEED_SHARE * gen.rated_kw * 1000
+                    rated_w = gen.rated_kw * 1000
+                    gen_w = max(bus.load_w, min(bus.load_w + BACKFEED_SHARE * rated_w, rated_w))
                     grid_v[grid], grid_hz[grid] = bus.voltage_v, bus.frequency_hz  # the dead feeder is energised
                 grid_w[grid] += bus.load_w - gen_w
                 gen.power_kw = gen_w / 1000

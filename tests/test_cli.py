@@ -23,8 +23,10 @@ from tests.servers import Mosquitto, free_port
 WK = [sys.executable, "-m", "service"]
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*WK, *args], capture_output=True, text=True, timeout=60)
+def run(*args: str, columns: int = 400) -> subprocess.CompletedProcess[str]:
+    """The CLI as a process; `columns` is the terminal width it sees (wide: one table row per line)."""
+    env = {**os.environ, "COLUMNS": str(columns)}
+    return subprocess.run([*WK, *args], capture_output=True, text=True, timeout=60, env=env)
 
 
 def test_check_demo_site_passes(demo_site_path: Path) -> None:

@@ -70,7 +70,10 @@ class SourceOut(_Out):
     """A grid source."""
 
     id: str = Field(examples=["grid-a"])
-    available: bool | None
+    available: bool | None = Field(
+        description="null (unknown) while its meter or the switch status that reports it is offline or stale: "
+        "unknown is never counted as available"
+    )
     voltage_v: float | None = Field(examples=[229.8])
 
 
@@ -141,7 +144,10 @@ class ComplianceRuleOut(_Out):
     title: str
     status: Literal["PASS", "FAIL", "WARN", "N/A"]
     detail: str
-    clause: str
+    clause: str = Field(description="the clause of GB/T 29328-2018 (or wattkeeper's own check) it follows")
+    article: str = Field(
+        "", description="the article of the important-power-customer regulation it enforces (第六条1 … 第八条4)"
+    )
 
 
 class TransferOut(_Out):
@@ -181,6 +187,10 @@ class ComplianceLive(_Out):
         default_factory=list, description="each transfer switch's last transfer, in site order"
     )
     active_supply_alarms: list[AlarmOut] = Field(description="open supply-side alarms")
+    sources_unknown: list[str] = Field(
+        default_factory=list,
+        description="grid sources whose meter or switch status is offline or stale: not counted as available",
+    )
 
 
 _TRANSFER_EXAMPLE: dict[str, Any] = {
@@ -206,6 +216,7 @@ _COMPLIANCE_EXAMPLE: dict[str, Any] = {
             "status": "PASS",
             "detail": "2 source(s), first grade needs >= 2",
             "clause": "GB/T 29328-2018 供电电源配置: number of sources by grade",
+            "article": "第六条2",
         }
     ],
     "live": {

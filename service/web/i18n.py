@@ -380,6 +380,9 @@ LABELS: Final[Mapping[str, tuple[str, str]]] = {
     "why.high_power_appliance": ("插座功率 {watts} W > {limit} W", "plug drawing {watts} W > {limit} W"),
     "rooms.approved": ("已批准电器", "approved appliance"),
     "rooms.illuminance": ("照度", "illuminance"),
+    "type.grid_lost": ("电网电源全部失去", "all grid sources lost"),
+    "type.security_load_exceeded": ("应急负荷超过保安负荷裕度", "generator load beyond its 20 % margin"),
+    "rule.switchover.time": ("切换方式与切换时间", "switch-over mode and time"),
 }
 
 

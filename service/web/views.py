@@ -36,6 +36,8 @@ SUPPLY_TYPES: Final = frozenset(
         AlarmType.redundancy_lost,
         AlarmType.generator_start_failed,
         AlarmType.generator_overload,
+        AlarmType.grid_lost,
+        AlarmType.security_load_exceeded,
     }
 )
 STARTING: Final = frozenset({"pre-start", "warming"})
@@ -135,13 +137,13 @@ class Diagram:
 
 
 def _source_health(available: bool | None, present: bool | None) -> Health:
+    # Unknown is not available: a source whose meter or switch status is silent is drawn unknown,
+    # even while the other reporter still says it is there.
+    if available is None:
+        return "unknown"
     if available:
         return "ok"
-    if present:
-        return "warn"
-    if available is False or present is False:
-        return "bad"
-    return "unknown"
+    return "warn" if present else "bad"
 
 
 def _gen_health(g: GeneratorView) -> Health:
@@ -285,7 +287,7 @@ class ComplianceSummary:
     """The static check's verdict and what the live state says about it now."""
 
     status: str
-    rules: list[tuple[str, str, str, str]]  # rule id, status, detail, clause
+    rules: list[tuple[str, str, str, str, str]]  # rule id, status, detail, clause, article
     sources_available: int
     sources_total: int
     substations_available: int
@@ -294,6 +296,7 @@ class ComplianceSummary:
     generators_total: int
     allowed_interruption_s: float
     transfers: list[Transfer]  # each switch's last source transfer, in site order
+    sources_unknown: int = 0  # meter or switch status silent: not counted as available
 
 
 def compliance(site: Site, supply: SupplyView, last_transfers: Mapping[str, Transfer]) -> ComplianceSummary:
@@ -302,7 +305,7 @@ def compliance(site: Site, supply: SupplyView, last_transfers: Mapping[str, Tran
     available = {s.id for s in supply.sources if s.available}
     return ComplianceSummary(
         status=report.status,
-        rules=[(r.rule, r.status, r.detail, r.clause) for r in report.rules],
+        rules=[(r.rule, r.status, r.detail, r.clause, r.article) for r in report.rules],
         sources_available=len(available),
         sources_total=len(supply.sources),
         substations_available=len({s.substation for s in site.sources if s.id in available}),
@@ -311,6 +314,7 @@ def compliance(site: Site, supply: SupplyView, last_transfers: Mapping[str, Tran
         generators_total=len(supply.generators),
         allowed_interruption_s=site.site.allowed_interruption_s,
         transfers=[last_transfers[t.id] for t in site.transfer_switches if t.id in last_transfers],
+        sources_unknown=sum(1 for s in supply.sources if s.available is None),
     )
 
 

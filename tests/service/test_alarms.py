@@ -130,9 +130,89 @@ def test_transitions_journal_who_when_value() -> None:
 def test_value_updates_while_active_are_not_transitions() -> None:
     eng = engine()
     eng.update([finding(True, 1.0)], at(0))
-    assert eng.update([finding(True, 2.0, severity=Severity.high)], at(1)) == []
+    assert eng.take_updated() == []  # a raise is a transition, not an update
+    assert eng.update([finding(True, 2.0)], at(1)) == []
     (alarm,) = eng.active()
-    assert (alarm.value, alarm.severity, alarm.updated_at, alarm.raised_at) == (2.0, Severity.high, at(1), at(0))
+    assert (alarm.value, alarm.severity, alarm.updated_at, alarm.raised_at) == (2.0, Severity.low, at(1), at(0))
+    assert eng.take_updated() == [alarm]
+    assert eng.take_updated() == []  # handed over once
+    assert eng.update([finding(True, 2.0)], at(2)) == []
+    assert eng.take_updated() == []  # nothing changed
+
+
+# (severities in order, acknowledged after the first) -> (journal notes after the raise, final state, paged)
+@pytest.mark.parametrize(
+    ("severities", "ack_first", "notes", "final", "paged"),
+    [
+        ([Severity.low, Severity.high], True, ["escalated: low -> high; re-alarmed"], "active_unacked", [True]),
+        ([Severity.low, Severity.high], False, ["escalated: low -> high"], "active_unacked", [True]),
+        ([Severity.high, Severity.low], True, ["severity lowered: high -> low"], "active_acked", [False]),
+        (
+            [Severity.high, Severity.critical, Severity.high],
+            True,
+            ["escalated: high -> critical; re-alarmed", "severity lowered: critical -> high"],
+            "active_unacked",
+            [True, False],
+        ),
+        ([Severity.high, Severity.high], True, [], "active_acked", []),
+    ],
+)
+def test_a_changed_severity_is_journaled_and_an_escalation_re_alarms(
+    severities: list[Severity], ack_first: bool, notes: list[str], final: str, paged: list[bool]
+) -> None:
+    eng = engine()
+    (raised,) = eng.update([finding(True, 1.0, severity=severities[0])], at(0))
+    if ack_first:
+        assert eng.ack(raised.alarm.id, "alice", at(1)) is not None
+    journal: list[Transition] = []
+    for i, severity in enumerate(severities[1:], start=2):
+        journal += eng.update([finding(True, float(i), severity=severity)], at(i))
+    assert all(t.note.startswith(n) for t, n in zip(journal, notes, strict=True))
+    assert [t.page for t in journal] == paged
+    (alarm,) = eng.active()
+    assert alarm.state.value == final
+    assert alarm.severity is severities[-1]
+    if final == "active_unacked":
+        assert alarm.acked_by is None and alarm.acked_at is None
+
+
+def test_an_unpaged_finding_is_journaled_but_marked_not_to_notify() -> None:
+    eng = engine()
+    unpaged = replace(finding(True, 0.0, severity=Severity.high), page=False)
+    (t,) = eng.update([unpaged], at(0))
+    assert (t.to_state, t.page) == (AlarmState.active_unacked, False)
+    assert "not paged" in t.note
+    (cleared,) = eng.update([finding(False, 1.0)], at(1))
+    assert cleared.page  # the return to normal is an ordinary transition
+
+
+@pytest.mark.parametrize(
+    ("configured", "raised_severity", "then_transitions"),
+    [
+        (Severity.critical, Severity.critical, 0),  # fixed: the rule's escalation changes nothing
+        (None, Severity.low, 1),  # the rule's own: low, then escalated to high
+    ],
+)
+def test_configured_severity_wins_over_the_rules(
+    configured: Severity | None, raised_severity: Severity, then_transitions: int
+) -> None:
+    eng = engine(**{KIND.value: AlarmTypeConfig(on_delay_s=0.0, off_delay_s=0.0, severity=configured)})
+    (t,) = eng.update([finding(True, 1.0)], at(0))
+    assert t.alarm.severity is raised_severity
+    assert len(eng.update([finding(True, 2.0, severity=Severity.high)], at(1))) == then_transitions
+
+
+def test_a_disabled_type_never_raises_and_clears_an_open_alarm() -> None:
+    on = AlarmTypeConfig(on_delay_s=0.0, off_delay_s=5.0)
+    eng = engine(**{KIND.value: on})
+    eng.update([finding(True, 1.0)], at(0))
+    off = AlarmEngine({**dict.fromkeys(AlarmType, NO_DELAY), KIND: replace(on, enabled=False)})
+    off.restore(eng.active())
+    assert off.update([finding(True, 1.0)], at(1)) == []  # off-delay starts
+    (cleared,) = off.update([finding(True, 1.0)], at(6.5))
+    assert cleared.to_state is AlarmState.cleared_unacked
+    assert off.update([finding(True, 1.0, subject="r2")], at(7)) == []
+    assert [a.subject for a in off.active()] == ["r1"]  # cleared_unacked, waiting for an acknowledgement
 
 
 def test_one_lifecycle_per_type_and_subject() -> None:

@@ -19,7 +19,9 @@ def make_site(
     interlock: str = "electrical",
     allowed_s: float = 10,
     peak_load_kw: float | None = None,
+    switches: list[dict[str, Any]] | None = None,
 ) -> Site:
+    """A site; unless `switches` says otherwise, an automatic switch (5 s) between its first two sources."""
     info: dict[str, Any] = {
         "id": "t",
         "name": "t",
@@ -30,7 +32,11 @@ def make_site(
     }
     if peak_load_kw is not None:
         info["peak_load_kw"] = peak_load_kw
-    return Site.model_validate({"site": info, "sources": sources, "generators": generators or []})
+    if switches is None:
+        ids = [s["id"] for s in sources[:2]]
+        switches = [{"id": "ats", "sources": ids, "transfer_time_s": 5}] if len(ids) == 2 else []
+    data = {"site": info, "sources": sources, "generators": generators or [], "transfer_switches": switches}
+    return Site.model_validate(data)
 
 
 def src(
@@ -41,6 +47,7 @@ def src(
     line: str = "cable",
     support: str | None = None,
     cap: float | None = 500,
+    reason: str | None = None,
 ) -> dict[str, Any]:
     return {
         "id": i,
@@ -50,6 +57,7 @@ def src(
         "line_type": line,
         "support": support,
         "capacity_kw": cap,
+        "overhead_reason": reason,
     }
 
 
@@ -79,7 +87,15 @@ def statuses(site: Site) -> dict[str, str]:
         ("temporary", [src("a", "s1"), src("b", "s1")], None, "sources.bus_sections", "WARN"),
         ("ordinary", [src("a", "s1")], None, "sources.count", "N/A"),
         ("first", [src("a", "s1", line="overhead"), src("b", "s2")], GEN, "lines.type", "FAIL"),
-        ("first", [src("a", "s1", line="insulated_overhead"), src("b", "s2")], GEN, "lines.type", "PASS"),
+        # 第七条: insulated overhead only where conditions force it: declared, or a warning
+        ("first", [src("a", "s1", line="insulated_overhead"), src("b", "s2")], GEN, "lines.type", "WARN"),
+        (
+            "first",
+            [src("a", "s1", line="insulated_overhead", reason="a river"), src("b", "s2")],
+            GEN,
+            "lines.type",
+            "PASS",
+        ),
         (
             "first",
             [
@@ -145,7 +161,8 @@ def statuses(site: Site) -> dict[str, str]:
         ),
         ("first", [src("a", "s1", kv=35, line="overhead"), src("b", "s2", kv=35)], GEN, "lines.tower", "N/A"),
         ("ordinary", [src("a", "s1", line="overhead")], None, "lines.type", "WARN"),
-        ("ordinary", [src("a", "s1", line="insulated_overhead")], None, "lines.type", "PASS"),
+        ("ordinary", [src("a", "s1", line="insulated_overhead")], None, "lines.type", "WARN"),
+        ("ordinary", [src("a", "s1", line="insulated_overhead", reason="old town")], None, "lines.type", "PASS"),
         (
             "ordinary",
             [

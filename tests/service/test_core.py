@@ -14,7 +14,7 @@ import pytest
 from service import rules
 from service.alarms import DEFAULT_CONFIG, Alarm, AlarmTypeConfig
 from service.clock import ManualClock
-from service.core import DROP_ALARM_HOLD, Core
+from service.core import ALARM_UPDATES_SAVE_S, DROP_ALARM_HOLD, Core
 from service.events import EventBus
 from service.metrics import Metrics
 from service.rules import AlarmType
@@ -229,3 +229,92 @@ async def test_a_shelf_outlives_a_restart(rig: Rig, acked: bool, normal_undernea
     assert stored is not None and (stored.state, stored.shelved_by) == (returns, None)
     journal = [(t.from_state, t.to_state, t.who, t.note) for t in await rig.store.journal(alarm.id)]
     assert journal[-1] == ("shelved", returns, "system", "shelve expired")
+
+
+async def test_an_alarm_that_follows_its_condition_is_shown_at_once_and_stored_without_a_journal_entry(
+    rig: Rig,
+) -> None:
+    """A changed value of an active alarm goes out as an `alarm` event (update) and is stored at the next tick."""
+    async with rig.core.events.subscribe() as queue:
+        rig.core.on_telemetry_dropped(5)
+        await rig.core.tick()
+        raised = dropped_alarm(rig.core)
+        assert raised is not None and raised.value == 5
+        rig.clock.set(at(1))
+        rig.core.on_telemetry_dropped(7)
+        await rig.core.tick()
+        events = [queue.get_nowait() for _ in range(queue.qsize())]
+    alarm_events = [e["data"] for e in events if e["event"] == "alarm"]
+    assert [(e["value"], e.get("update", False)) for e in alarm_events] == [(5, False), (12, True)]
+    assert alarm_events[1]["state"] == "active_unacked" and "12 readings dropped" in alarm_events[1]["message"]
+    (stored,) = await rig.store.list_alarms(type="telemetry_dropped", limit=10, offset=0)
+    assert (stored.value, stored.message) == (12, alarm_events[1]["message"])
+    assert [j.to_state for j in await rig.store.journal(stored.id)] == ["active_unacked"]  # the raise only
+    # Further updates are shown at once but written at most every ALARM_UPDATES_SAVE_S.
+    rig.clock.set(at(2))
+    rig.core.on_telemetry_dropped(3)
+    await rig.core.tick()
+    assert rig.core.engine.get(stored.id).value == 15  # type: ignore[union-attr]
+    (stored,) = await rig.store.list_alarms(type="telemetry_dropped", limit=10, offset=0)
+    assert stored.value == 12
+    rig.clock.set(at(1 + ALARM_UPDATES_SAVE_S))
+    await rig.core.tick()
+    (stored,) = await rig.store.list_alarms(type="telemetry_dropped", limit=10, offset=0)
+    assert stored.value == 15
+
+
+class _Pages:
+    """Records what the core hands its notifier (a stand-in for the channels, tested in test_notify.py)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    async def notify(self, alarm: Any, transition: Any = None) -> None:
+        self.sent.append((alarm.type, transition.note if transition else ""))
+
+
+async def test_a_transition_marked_not_to_page_is_journaled_but_not_notified(rig: Rig) -> None:
+    pages = _Pages()
+    core = Core(DEMO, store=rig.store, clock=rig.clock, events=EventBus(), metrics=Metrics(), alarm_config=CONFIG)
+    core.notifier = pages  # type: ignore[assignment]
+    covered = rules.Finding(AlarmType.shutdown_failed, "r1101-light", rules.Severity.warning, True, page=False)
+    await core.report_now(covered)
+    paged = rules.telemetry_dropped("telemetry", dropped=3)
+    await core.report_now(paged)
+    assert pages.sent == [("telemetry_dropped", "raised")]
+    (stored,) = await rig.store.list_alarms(type="shutdown_failed", limit=10, offset=0)
+    assert [(j.to_state, "not paged" in j.note) for j in await rig.store.journal(stored.id)] == [
+        ("active_unacked", True)
+    ]
+
+
+async def test_an_escalation_re_alarms_an_acknowledged_alarm_journals_notifies_and_pushes(rig: Rig) -> None:
+    pages = _Pages()
+    events = EventBus()
+    core = Core(DEMO, store=rig.store, clock=rig.clock, events=events, metrics=Metrics(), alarm_config=CONFIG)
+    core.notifier = pages  # type: ignore[assignment]
+    warning = rules.Finding(AlarmType.shutdown_failed, "r1101-light", rules.Severity.warning, True, message="1 try")
+    await core.report_now(warning)
+    (alarm,) = core.engine.active()
+    await core.ack(alarm.id, "electrician")
+    async with events.subscribe() as queue:
+        rig.clock.set(at(5))
+        worse = rules.Finding(
+            AlarmType.shutdown_failed, "r1101-light", rules.Severity.critical, True, message="3 tries"
+        )
+        await core.report_now(worse)
+        pushed = [queue.get_nowait() for _ in range(queue.qsize())]
+    (now,) = core.engine.active()
+    assert (now.id, now.state.value, now.severity.value, now.acked_by) == (alarm.id, "active_unacked", "critical", None)
+    assert pages.sent[-1] == (
+        "shutdown_failed",
+        "escalated: warning -> critical; re-alarmed (acknowledgement withdrawn)",
+    )
+    journal = await rig.store.journal(alarm.id)
+    assert [(j.from_state, j.to_state) for j in journal] == [
+        (None, "active_unacked"),
+        ("active_unacked", "active_acked"),
+        ("active_acked", "active_unacked"),
+    ]
+    (event,) = [e["data"] for e in pushed if e["event"] == "alarm"]
+    assert (event["severity"], event["state"], event["message"]) == ("critical", "active_unacked", "3 tries")

@@ -469,9 +469,10 @@ def test_supply_unknown_when_nothing_heard(state: LiveState) -> None:
         (0, 230.0, False, False),
         (2, 184.0, True, True),  # 80 % of 230 V
         (2, 183.9, False, False),
-        (None, 184.0, True, True),  # meter alone
-        (None, 100.0, False, False),
-        (2, None, True, True),  # switch alone
+        (None, 184.0, True, None),  # meter alone: present, but the switch's status is unknown
+        (None, 100.0, False, False),  # the meter alone shows it is not there
+        (2, None, True, None),  # switch alone: the meter is silent, so not counted as available
+        (0, None, False, False),
         (None, None, None, None),
     ],
 )

@@ -325,3 +325,35 @@ def test_an_overload_shorter_than_the_delay_does_not_trip(demo: Site) -> None:
     assert gen(w)["overload_trip"]
     w.clear_faults()
     assert not gen(w)["overload_trip"], "clearing the faults resets latched alarms"
+
+
+@pytest.mark.parametrize(
+    ("plug_w", "load_kw", "backfeed_kw", "gen_kw"),
+    [
+        (0.0, 44.0, 15.0, 59.0),  # room for the whole 25 % of 60 kW above the load
+        (1000.0, 54.0, 6.0, 60.0),  # only up to the rating: the feeder gets what is left
+        (2000.0, 64.0, 0.0, 64.0),  # the site's own load alone overloads the set; nothing left to backfeed
+    ],
+)
+def test_backfeed_never_drives_a_generator_beyond_its_rating(
+    demo: Site, plug_w: float, load_kw: float, backfeed_kw: float, gen_kw: float
+) -> None:
+    w = make_world(small_generator(demo, 60.0))
+    hold_rooms(w, plug_w)  # 44 kW of base loads and ten plugs
+    blackout_on_generator(w)
+    w.fault("interlock_fail", "gen-1")
+    w.step(0.5)
+    assert w.state()["load_kw"] == pytest.approx(load_kw, abs=0.01)
+    assert gen(w)["power_kw"] == pytest.approx(gen_kw, abs=0.01)
+    assert meter(w, "meter-grid-a")["power_w"] == pytest.approx(-backfeed_kw * 1000, abs=1)
+
+
+def test_a_room_load_pushes_the_generator_past_its_security_margin(demo: Site) -> None:
+    """Rated 60 kW carries 50 kW with its 20 % margin; ten 1 kW plugs on 44 kW of base load make 54 kW."""
+    w = make_world(small_generator(demo, 60.0))
+    hold_rooms(w, 1000.0)
+    blackout_on_generator(w)
+    w.step(0.5)
+    g = gen(w)
+    assert 60.0 / 1.2 < g["power_kw"] <= 60.0 and g["breaker_closed"] and not g["overload"]
+    assert meter(w, "meter-gen")["power_w"] == pytest.approx(g["power_kw"] * 1000, abs=1)

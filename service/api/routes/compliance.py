@@ -42,7 +42,16 @@ async def compliance(svc: ServicesDep, _: Viewer) -> dict[str, object]:
         "active_supply_alarms": [
             a.to_dict()
             for a in svc.core.engine.active()
-            if a.type in ("source_transfer_failed", "backfeed", "redundancy_lost", "generator_start_failed")
+            if a.type
+            in (
+                "source_transfer_failed",
+                "backfeed",
+                "redundancy_lost",
+                "generator_start_failed",
+                "grid_lost",
+                "security_load_exceeded",
+            )
         ],
+        "sources_unknown": [s.id for s in supply.sources if s.available is None],
     }
     return report

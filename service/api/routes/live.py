@@ -137,6 +137,9 @@ async def rooms(request: Request, _: Viewer, limit: Limit = 1000, offset: Offset
 
 @router.get("/supply", response_model=SupplyOut, summary="Sources, transfer switches, generators, load")
 async def supply(request: Request, _: Viewer) -> dict[str, object]:
-    """The supply side now; a transfer switch's `position` is the source feeding the load, or null."""
+    """The supply side now; a transfer switch's `position` is the source feeding the load, or null.
+
+    A source's `available` is null (unknown) while its meter or the switch status reporting it is
+    offline or stale."""
     svc = services(request)
     return svc.core.state.supply(svc.clock.now()).to_dict()
