@@ -6,6 +6,8 @@ cards show the same facts from here; `reasons` words an active office alarm for 
 
 from __future__ import annotations
 
+import shutil
+import textwrap
 from collections.abc import Callable, Mapping
 from typing import Final
 
@@ -49,27 +51,32 @@ def _num(x: float) -> str:
     return f"{x:g}"
 
 
-def render_office(site: Site) -> str:
-    """The office thresholds of the site and of every room as text; '*' marks a room's own value."""
-    header = ["room", *THRESHOLD_KEYS, "central_heating"]
-    rows = [
-        ["(site)", *(_num(getattr(site.site.thresholds, k)) for k in THRESHOLD_KEYS), _yes(site.site.central_heating)]
-    ]
+def render_office(site: Site, width: int | None = None) -> str:
+    """The office thresholds of the site and what each room sets itself, wrapped to the terminal.
+
+    A room shows only the values it sets itself (marked '*'); every other value is the site's, so the
+    effective thresholds of any room are the site line with the room's line over it."""
+    width = width or shutil.get_terminal_size((100, 24)).columns
+    site_cells = [f"{k}={_num(getattr(site.site.thresholds, k))}" for k in THRESHOLD_KEYS]
+    site_cells.append(f"central_heating={_yes(site.site.central_heating)}")
+    lines = ["", "office rules: the site's thresholds (a room's own values below win, marked *)"]
+    lines += textwrap.wrap(" · ".join(site_cells), width=width, initial_indent="  ", subsequent_indent="  ")
+    season = site.site.heating_season
+    lines += textwrap.wrap(
+        "heating season: "
+        + (f"{season[0]} to {season[1]}" if season else "all year")
+        + " (ac_heating_too_warm only in rooms with central heating)",
+        width=width,
+    )
+    lines.append("rooms:")
     for room in site.rooms:
         effective = site.thresholds_of(room)
         own = room.thresholds.model_dump(exclude_none=True)
-        cells = [_num(getattr(effective, k)) + ("*" if k in own else "") for k in THRESHOLD_KEYS]
-        heating = _yes(site.central_heating(room)) + ("*" if room.central_heating is not None else "")
-        rows.append([room.id, *cells, heating])
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["", "office rules: effective thresholds per room (* = set by the room itself)"]
-    lines += ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]]
-    season = site.site.heating_season
-    lines.append(
-        "heating season: "
-        + (f"{season[0]} to {season[1]}" if season else "all year")
-        + " (ac_heating_too_warm only in rooms with central heating)"
-    )
+        cells = [f"{k}={_num(getattr(effective, k))}*" for k in THRESHOLD_KEYS if k in own]
+        if room.central_heating is not None:
+            cells.append(f"central_heating={_yes(site.central_heating(room))}*")
+        text = " · ".join(cells) if cells else "the site's"
+        lines += textwrap.wrap(f"{room.id}  {text}", width=width, initial_indent="  ", subsequent_indent="    ")
     approved = [
         f"  {dev} in {room.id}: {_num(w)} W (the room's plug_max_w is {_num(site.thresholds_of(room).plug_max_w)} W)"
         for room in site.rooms
@@ -77,6 +84,7 @@ def render_office(site: Site) -> str:
     ]
     lines.append("approved appliances:" + ("" if approved else " none"))
     lines += approved
+    lines.append("")
     return "\n".join(lines)
 
 
