@@ -74,6 +74,9 @@ DEFAULT_CONFIG: Final[Mapping[str, AlarmTypeConfig]] = MappingProxyType(
         AlarmType.shutdown_failed: AlarmTypeConfig(),
         AlarmType.device_offline: AlarmTypeConfig(on_delay_s=30.0),
         AlarmType.telemetry_dropped: AlarmTypeConfig(),
+        AlarmType.generator_not_auto: AlarmTypeConfig(on_delay_s=60.0),
+        AlarmType.ats_not_auto: AlarmTypeConfig(on_delay_s=60.0),
+        AlarmType.critical_load_off: AlarmTypeConfig(),
     }
 )
 _FALLBACK = AlarmTypeConfig()

@@ -14,7 +14,14 @@ from typing import Annotated
 
 import typer
 
-from service.compliance import check_configuration, check_site, render_table, unrated_energy_counters, with_rows
+from service.compliance import (
+    check_configuration,
+    check_site,
+    render_table,
+    supply_roles,
+    unrated_energy_counters,
+    with_rows,
+)
 from service.site import DEMO_SITE, Site, SiteError, load_site
 
 app = typer.Typer(
@@ -81,7 +88,7 @@ def check(
     Exit 0 when every rule passes (warnings allowed), 1 when a rule fails, 2 for an invalid file.
     """
     the_site = _load(site)
-    report = with_rows(check_site(the_site), check_configuration(the_site))
+    report = with_rows(check_site(the_site), check_configuration(the_site) + supply_roles(the_site))
     if as_json:
         typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     else:

@@ -71,6 +71,7 @@ def test_alarm_types_are_the_design_strings() -> None:
         "source_transfer_failed", "backfeed", "redundancy_lost", "generator_start_failed",
         "generator_overload", "lit_empty_room", "ac_too_cold", "ac_heating_too_warm", "ac_door_open",
         "high_power_appliance", "shutdown_failed", "device_offline", "telemetry_dropped",
+        "generator_not_auto", "ats_not_auto", "critical_load_off",
     }  # fmt: skip
     assert set(SEVERITY) == set(AlarmType)
 
@@ -555,6 +556,7 @@ def test_evaluate_scopes_to_touched_subjects(site: Site, state: LiveState) -> No
     supply = subjects({SUPPLY})
     assert {t for t, _ in supply} == {
         "source_transfer_failed", "backfeed", "redundancy_lost", "generator_start_failed", "generator_overload",
+        "ats_not_auto",
     }  # fmt: skip
     assert supply | subjects({"r1", "c1", "m-dept"}) == everything
     assert subjects(set()) == set()
