@@ -270,6 +270,22 @@ LABELS: Final[Mapping[str, tuple[str, str]]] = {
     "age.m": ("{n} 分钟", "{n} min"),
     "age.h": ("{n} 小时", "{n} h"),
     "age.d": ("{n} 天", "{n} d"),
+    "type.generator_not_auto": ("发电机未在自动", "generator not in auto"),
+    "type.ats_not_auto": ("双电源切换开关未在自动", "transfer switch not in auto"),
+    "type.critical_load_off": ("重要负荷被关断", "critical load switched off"),
+    "supply.controls": ("控制器（仅管理员）", "Controller (admin only)"),
+    "supply.key.auto": ("自动", "Auto"),
+    "supply.key.manual": ("手动", "Manual"),
+    "supply.key.stop": ("停机", "Stop"),
+    "supply.key.start": ("启动", "Start"),
+    "supply.reason_prompt": (
+        "供电设备操作须注明原因（记入审计）：",
+        "Commands to supply equipment need a reason (kept in the audit):",
+    ),
+    "supply.confirm_key": (
+        "确认向 {device} 发送“{command}”？发电机不在自动时，市电失电后不会自行启动。",
+        "Send '{command}' to {device}? Out of auto, the generator does not start by itself when the mains fail.",
+    ),
 }
 
 
