@@ -214,6 +214,37 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key's id, as `ke
     raise typer.Exit(cli_revoke_key(key_id))
 
 
+@app.command("broker-config")
+def broker_config(
+    site: Annotated[Path, typer.Option("--site", help="site file (YAML)")],
+    out: Annotated[Path, typer.Option("--out", help="folder for acl, passwd and passwords")] = Path("broker"),
+    simulators: Annotated[
+        bool, typer.Option("--simulators", help="also an account for the device simulators (demo, commissioning)")
+    ] = False,
+) -> None:
+    """Mosquitto password file and ACL for the site's devices, one account each.
+
+    Writes OUT/acl, OUT/passwd (hashed, for Mosquitto's password_file) and OUT/passwords (0600: each
+    account's password, to configure the devices; kept when run again). wattkeeper's own password is
+    MQTT_WATTKEEPER_PASSWORD when set. Exit 2 for an invalid site file or a device that cannot have
+    an account of its own.
+    """
+    from service.brokerconfig import BrokerConfigError, write_broker_config
+
+    the_site = _load(site)
+    try:
+        found = write_broker_config(
+            the_site, out, simulators=simulators, service_password=os.environ.get("MQTT_WATTKEEPER_PASSWORD")
+        )
+    except BrokerConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    width = max(len(a.name) for a in found)
+    for account in found:
+        typer.echo(f"{account.name:<{width}}  {account.what}")
+    typer.echo(f"wrote {out / 'acl'}, {out / 'passwd'} and {out / 'passwords'} (0600) for {len(found)} accounts")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -263,15 +263,21 @@ async def test_wattkeeper_does_not_receive_other_senders_commands(deploy_broker:
 
 
 async def test_alarm_consumers_get_alarms_only(deploy_broker: DeployBroker) -> None:
+    # The topics the service publishes on (service/notify.py): <mqtt_topic>/<alarm id> and
+    # <mqtt_topic>/notices/<id>, with the demo's mqtt_topic wattkeeper/hq/alarms.
     async with client(deploy_broker.url("wattkeeper"), "wk") as wk, client(deploy_broker.url("alarms"), "bms") as bms:
-        await bms.subscribe("zigbee2mqtt/#", qos=1)
-        await bms.subscribe("wattkeeper/+/alarms", qos=1)
+        await bms.subscribe("#", qos=1)
         # A forged alarm is refused; the QoS 1 round trip is over before the real one is sent.
-        await bms.publish("wattkeeper/hq/alarms", b'{"forged": true}', qos=1)
+        await bms.publish("wattkeeper/hq/alarms/forged", b'{"forged": true}', qos=1)
         await wk.publish("zigbee2mqtt/r2119-ac/set", b'{"system_mode": "off"}', qos=1)
-        await wk.publish("wattkeeper/hq/alarms", b'{"type": "backfeed"}', qos=1)
-        msg = await next_message(bms)
-        assert (str(msg.topic), msg.payload) == ("wattkeeper/hq/alarms", b'{"type": "backfeed"}')
+        await wk.publish("wattkeeper/hq/status", b"online", qos=1)
+        await wk.publish("wattkeeper/hq/alarms/backfeed:gen-1:1", b'{"type": "backfeed"}', qos=1)
+        await wk.publish("wattkeeper/hq/alarms/notices/n1", b'{"notice": "rooms still occupied"}', qos=1)
+        got = [(str(m.topic), m.payload) for m in [await next_message(bms), await next_message(bms)]]
+        assert got == [
+            ("wattkeeper/hq/alarms/backfeed:gen-1:1", b'{"type": "backfeed"}'),
+            ("wattkeeper/hq/alarms/notices/n1", b'{"notice": "rooms still occupied"}'),
+        ]
 
 
 COMMANDS: list[tuple[str, str, Value]] = [
