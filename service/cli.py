@@ -245,6 +245,25 @@ def broker_config(
     typer.echo(f"wrote {out / 'acl'}, {out / 'passwd'} and {out / 'passwords'} (0600) for {len(found)} accounts")
 
 
+@app.command("rotate-session-secret")
+def rotate_session_secret() -> None:
+    """Write a new dashboard session secret (<data_dir>/session.key, 0600): every dashboard session ends.
+
+    A running service picks it up at its next request. Exit 1 when WATTKEEPER_SESSION_SECRET is set
+    (then change that variable and restart instead).
+    """
+    from service.settings import Settings
+    from service.web.session import SECRET_FILE, rotate_secret
+
+    settings = Settings()
+    if settings.session_secret is not None:
+        typer.echo("WATTKEEPER_SESSION_SECRET is set: change it and restart the service to rotate", err=True)
+        raise typer.Exit(1)
+    path = settings.data_dir / SECRET_FILE
+    rotate_secret(path)
+    typer.echo(f"new session secret in {path} (mode 0600); every dashboard session has ended")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.credentials import redact_url
@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     otel: bool = False
     # Largest request body the API reads; a larger one is answered 413 before it is parsed.
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    # Dashboard cookie signing secret; unset: <data_dir>/session.key, made 0600 on first start.
+    session_secret: SecretStr | None = None
 
     @field_validator("api_keys", mode="before")
     @classmethod
