@@ -35,7 +35,7 @@ from service.site import Site
 from simulators.runner import Simulation
 from tests import servers
 from tests.conftest import DEMO_SITE, site_for_test, write_site
-from tests.deploy.test_mosquitto import client, derived_config
+from tests.deploy.test_mosquitto import client, derived_config, make_certs
 from tests.harness import running_service
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,14 +58,15 @@ def generated_broker(site: Site, *, simulators: bool = False) -> Iterator[Genera
         workdir = Path(tmp)
         workdir.chmod(0o755)
         write_broker_config(site, workdir, simulators=simulators)
+        make_certs(workdir / "certs")
         passwords = read_passwords(workdir / "passwords")
         (workdir / "data").mkdir()
         if os.getuid() == 0:  # Mosquitto reads its files as `mosquitto` after dropping root
-            for name in ("data", "passwd", "acl"):
-                shutil.chown(workdir / name, "mosquitto")
+            for path in (workdir / "data", workdir / "passwd", workdir / "acl", *(workdir / "certs").glob("*")):
+                shutil.chown(path, "mosquitto")
         port = servers.free_port()
         conf = workdir / "mosquitto.conf"
-        conf.write_text(derived_config(workdir, port))
+        conf.write_text(derived_config(workdir, port, servers.free_port()))
         argv = [servers.need("mosquitto"), "-c", str(conf)]
         srv = servers.Server("mosquitto", subprocess.Popen(["true"]), port, workdir, argv, workdir / "mosquitto.log")
         srv.start()
