@@ -73,7 +73,7 @@ class Broker:
             username=urllib.parse.unquote(parts.username) if parts.username else None,
             password=urllib.parse.unquote(parts.password) if parts.password else None,
             tls=tls,
-            ca_file=(urllib.parse.parse_qs(parts.query).get("ca") or [None])[0] if tls else None,
+            ca_file=next(iter(urllib.parse.parse_qs(parts.query).get("ca", [])), None) if tls else None,
         )
 
 
