@@ -315,7 +315,9 @@ async def list_overrides(
 
 
 @router.delete("/overrides/{override_id}", status_code=status.HTTP_204_NO_CONTENT, summary="End an override early")
-async def end_override(override_id: int, svc: ServicesDep, who: Operator) -> Response:
+async def end_override(
+    override_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="override id")], svc: ServicesDep, who: Operator
+) -> Response:
     """End a running override now; the next sweep treats the room as any other."""
     now = svc.clock.now()
     if not await svc.store.expire_override(override_id, now):
