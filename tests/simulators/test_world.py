@@ -16,6 +16,7 @@ from simulators.power import (
     KEY_STOP,
     OVERLOAD_TRIP_DELAY_S,
 )
+from simulators.registers import GENCOMM_CONTROL_MODE, REGISTER_MAPS
 from simulators.world import World, WorldError
 from tests.simulators.conftest import hold_rooms, make_world
 
@@ -325,3 +326,33 @@ def test_an_overload_shorter_than_the_delay_does_not_trip(demo: Site) -> None:
     assert gen(w)["overload_trip"]
     w.clear_faults()
     assert not gen(w)["overload_trip"], "clearing the faults resets latched alarms"
+
+
+def test_generator_manual_fault_keeps_the_set_from_starting_until_cleared(demo: Site) -> None:
+    w = make_world(demo)
+    w.fault("generator_manual", "gen-1")
+    assert gen(w)["mode"] == "manual"
+    assert REGISTER_MAPS["dse-gencomm"].render(w, "genset-1")[GENCOMM_CONTROL_MODE] == 2
+    w.fault("source_loss", "grid-a")
+    w.fault("source_loss", "grid-b")
+    w.step(30)
+    assert gen(w)["state"] == "stopped" and w.state()["load_kw"] == 0, "in manual nothing starts the set"
+    w.clear_faults()  # back to auto (and the grids back)
+    assert gen(w)["mode"] == "auto"
+    assert REGISTER_MAPS["dse-gencomm"].render(w, "genset-1")[GENCOMM_CONTROL_MODE] == 1
+
+
+def test_ats_manual_fault_keeps_the_switch_from_transferring(demo: Site) -> None:
+    w = make_world(demo)
+    w.fault("ats_manual", "ats-1")
+    assert ats(w)["mode"] == "manual"
+    assert REGISTER_MAPS["atys-pm"].render(w, "ats-1-ctrl")[20481] == 0  # ATyS mode register: manual
+    w.fault("source_loss", "grid-a")
+    w.step(60)
+    assert ats(w)["position"] is None and ats(w)["cycles"] == 0, "in manual the switch does not transfer"
+    w.clear_faults()
+    assert ats(w)["mode"] == "auto"
+    assert REGISTER_MAPS["atys-pm"].render(w, "ats-1-ctrl")[20481] == 1
+    w.fault("source_loss", "grid-a")
+    w.step(10)
+    assert ats(w)["position"] == "grid-b"
