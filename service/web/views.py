@@ -35,6 +35,8 @@ SUPPLY_TYPES: Final = frozenset(
         AlarmType.redundancy_lost,
         AlarmType.generator_start_failed,
         AlarmType.generator_overload,
+        AlarmType.generator_not_auto,
+        AlarmType.ats_not_auto,
     }
 )
 STARTING: Final = frozenset({"pre-start", "warming"})

@@ -89,6 +89,9 @@ async def test_generator_and_switch_left_in_manual_raise_and_clear(demo_site: Si
         assert "will not start by itself" in raised["message"]
         switch = await eventually(lambda: alarm(svc, AlarmType.ats_not_auto, "ats-1", active=True))
         assert (switch["severity"], switch["value"]) == ("high", "manual")
+        async with svc.client("viewer") as client:  # the dashboard's supply view lists both
+            page = (await client.get("/ui/supply", params={"lang": "en"})).text
+        assert "generator not in auto" in page and "transfer switch not in auto" in page
 
         sim.clear_faults()  # both panels back to auto
         assert sim.state()["generators"]["gen-1"]["mode"] == "auto"
