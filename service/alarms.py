@@ -93,6 +93,9 @@ DEFAULT_CONFIG: Final[Mapping[str, AlarmTypeConfig]] = MappingProxyType(
         AlarmType.lit_in_daylight: AlarmTypeConfig(),  # the rule waits daylight_delay_s itself
         AlarmType.grid_lost: AlarmTypeConfig(),
         AlarmType.security_load_exceeded: AlarmTypeConfig(on_delay_s=60.0, deadband=2.0),
+        AlarmType.generator_not_auto: AlarmTypeConfig(on_delay_s=60.0),
+        AlarmType.ats_not_auto: AlarmTypeConfig(on_delay_s=60.0),
+        AlarmType.critical_load_off: AlarmTypeConfig(),
     }
 )
 _FALLBACK = AlarmTypeConfig()

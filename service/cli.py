@@ -21,6 +21,7 @@ from service.compliance import (
     check_site,
     render_alarm_table,
     render_table,
+    supply_roles,
     unrated_energy_counters,
     with_rows,
 )
@@ -164,7 +165,7 @@ def check(
     Exit 0 when every rule passes (warnings allowed), 1 when a rule fails, 2 for an invalid file.
     """
     the_site = _load(site)
-    report = with_rows(check_site(the_site), check_configuration(the_site))
+    report = with_rows(check_site(the_site), check_configuration(the_site) + supply_roles(the_site))
     alarms = effective_table(the_site)
     if as_json:
         payload = {**report.to_dict(), "office": office_summary(the_site), "alarms": alarms}
@@ -463,6 +464,56 @@ def config(
             typer.echo(f"invalid: {where}: {err['msg'].removeprefix('Value error, ')}", err=True)
         status = 2
     raise typer.Exit(status)
+
+
+@app.command("broker-config")
+def broker_config(
+    site: Annotated[Path, typer.Option("--site", help="site file (YAML)")],
+    out: Annotated[Path, typer.Option("--out", help="folder for acl, passwd and passwords")] = Path("broker"),
+    simulators: Annotated[
+        bool, typer.Option("--simulators", help="also an account for the device simulators (demo, commissioning)")
+    ] = False,
+) -> None:
+    """Mosquitto password file and ACL for the site's devices, one account each.
+
+    Writes OUT/acl, OUT/passwd (hashed, for Mosquitto's password_file) and OUT/passwords (0600: each
+    account's password, to configure the devices; kept when run again). wattkeeper's own password is
+    MQTT_WATTKEEPER_PASSWORD when set. Exit 2 for an invalid site file or a device that cannot have
+    an account of its own.
+    """
+    from service.brokerconfig import BrokerConfigError, write_broker_config
+
+    the_site = _load(site)
+    try:
+        found = write_broker_config(
+            the_site, out, simulators=simulators, service_password=os.environ.get("MQTT_WATTKEEPER_PASSWORD")
+        )
+    except BrokerConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    width = max(len(a.name) for a in found)
+    for account in found:
+        typer.echo(f"{account.name:<{width}}  {account.what}")
+    typer.echo(f"wrote {out / 'acl'}, {out / 'passwd'} and {out / 'passwords'} (0600) for {len(found)} accounts")
+
+
+@app.command("rotate-session-secret")
+def rotate_session_secret() -> None:
+    """Write a new dashboard session secret (<data_dir>/session.key, 0600): every dashboard session ends.
+
+    A running service picks it up at its next request. Exit 1 when WATTKEEPER_SESSION_SECRET is set
+    (then change that variable and restart instead).
+    """
+    from service.settings import Settings
+    from service.web.session import SECRET_FILE, rotate_secret
+
+    settings = Settings()
+    if settings.session_secret is not None:
+        typer.echo("WATTKEEPER_SESSION_SECRET is set: change it and restart the service to rotate", err=True)
+        raise typer.Exit(1)
+    path = settings.data_dir / SECRET_FILE
+    rotate_secret(path)
+    typer.echo(f"new session secret in {path} (mode 0600); every dashboard session has ended")
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from drivers.energy import ENERGY_UNITS
 from drivers.profiles import load_profile
-from service.site import Device, Grade, Site, Source
+from service.site import PROTECTED_ROLES, Device, DeviceRole, Grade, Site, Source
 
 Status = Literal["PASS", "FAIL", "WARN", "N/A"]
 
@@ -40,6 +40,7 @@ CLAUSES: dict[str, str] = {
     "generator.interlock": "自备应急电源配置: interlock between generator and grid prevents backfeed (倒送电)",
     "energy.rated_kw": "wattkeeper energy accounting: a counter step above rated_kw x elapsed time is refused",
     "switchover.time": "GB/T 29328-2018 供电电源配置: switch-over time within the allowed interruption",
+    "supply.role": "A第八条3 自备应急电源启动时间应满足安全要求: supply-side equipment commanded by an admin only",
 }
 
 RULE_TITLES: dict[str, str] = {
@@ -56,6 +57,7 @@ RULE_TITLES: dict[str, str] = {
     "generator.interlock": "anti-backfeed interlock",
     "energy.rated_kw": "energy counters bounded by rated_kw",
     "switchover.time": "switch-over mode and time",
+    "supply.role": "supply device role",
 }
 
 # The article of the regulation each rule enforces; the grade-dependent ones are in GRADE_ARTICLES.
@@ -68,6 +70,7 @@ ARTICLES: dict[str, str] = {
     "generator.capacity": "第八条2",
     "generator.start_time": "第八条3",
     "generator.interlock": "第八条4",
+    "supply.role": "第八条3",
 }
 GRADE_ARTICLES: dict[Grade, str] = {
     Grade.special: "第六条1",
@@ -420,6 +423,27 @@ def check_configuration(site: Site) -> list[RuleResult]:
     return [
         _row("energy.rated_kw", "PASS", f"rated_kw declared for all {len(counting)} device(s) with an energy counter")
     ]
+
+
+def supply_roles(site: Site) -> list[RuleResult]:
+    """One row per supply-side device: its role and what its commands need.
+
+    Role `supply` (the default for such devices): commands need an admin and a reason; `critical`
+    or `life_safety`: never commanded; any other role is a slip in the site file (WARN), though
+    commands to the device still need an admin and a reason.
+    """
+    rows = []
+    for device_id, why in site.supply_equipment().items():
+        role = site.device(device_id).role
+        if role is DeviceRole.supply:
+            status: Status = "PASS"
+            rule = "commands need an admin and a reason"
+        elif role in PROTECTED_ROLES:
+            status, rule = "PASS", "never commanded"
+        else:
+            status, rule = "WARN", "set role supply (commands still need an admin and a reason)"
+        rows.append(_row("supply.role", status, f"{device_id} ({why}): role {role.value}: {rule}"))
+    return rows
 
 
 def with_rows(report: ComplianceReport, rows: list[RuleResult]) -> ComplianceReport:

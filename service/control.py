@@ -4,7 +4,10 @@ Every command wattkeeper sends — an operator's through the API, a sweep's, any
 automation's — goes through `ControlPath.command`:
 
 1. allow-list (`refusal`): never a device of role `critical` or `life_safety`, never a device in a
-   room of kind `server`, only points the device's profile marks writable;
+   room of kind `server`, only points the device's profile marks writable; supply-side equipment
+   (`Site.supply_equipment`: generator controllers, transfer switches, anything a `sources`,
+   `generators` or `transfer_switches` entry names) only by an admin (`supply_refusal`), who
+   must give a reason (`ReasonRequired`), which the audit keeps;
 2. value check (`check_value`): the profile's type, range and choices;
 3. the command itself through the driver hub, which verifies it by reading the point back and
    retries once before calling it `failed` (drivers.mqtt / drivers.modbus);
@@ -113,6 +116,13 @@ class InvalidCommand(ValueError):
     """A command name the device does not know, or a value its point does not take."""
 
 
+class ReasonRequired(InvalidCommand):
+    """A command to supply-side equipment without a reason."""
+
+
+SUPPLY_COMMAND_ROLE: Final = "admin"
+
+
 # -- the allow-list and command values (pure) ---------------------------------------------------
 
 
@@ -145,6 +155,22 @@ def refusal(site: Site, device_id: str, point: str) -> str | None:
         return f"profile '{profile.name}' has no point '{point}'"
     if not spec.writable:
         return f"'{point}' of profile '{profile.name}' is read-only"
+    return None
+
+
+def supply_refusal(site: Site, device_id: str, role: str | None, reason: str | None) -> str | None:
+    """Why a command to supply-side equipment is refused for `role`, or None when it may go on.
+
+    An admin must also give a reason (ReasonRequired); `role` None is an automation (a job), which
+    never commands supply-side equipment.
+    """
+    why = site.supply_equipment().get(device_id)
+    if why is None:
+        return None
+    if role != SUPPLY_COMMAND_ROLE:
+        return f"{device_id} is supply-side equipment ({why}): only an admin may command it, with a reason"
+    if not (reason or "").strip():
+        raise ReasonRequired(f"reason: {device_id} is supply-side equipment ({why}); say why you command it")
     return None
 
 
@@ -311,7 +337,8 @@ class CommandOutcome:
     detail: str
     at: datetime
     round_trip_s: float
-    refused_by: Literal["allow-list", "driver"] | None = None
+    refused_by: Literal["allow-list", "driver", "permission"] | None = None
+    reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -375,21 +402,28 @@ class ControlPath:
         who: str,
         job: str | None = None,
         in_flight: asyncio.Semaphore | None = None,
+        role: str | None = None,
+        reason: str | None = None,
     ) -> CommandOutcome:
         """Send one command through the allow-list, verify it, audit it (UnknownDevice, InvalidCommand).
 
-        `in_flight` bounds how many commands wait on devices at once; the audit write is outside it.
+        `role` is the caller's API role (None for a job), `reason` why they send it: both decide
+        whether supply-side equipment may be commanded. `in_flight` bounds how many commands wait
+        on devices at once; the audit write is outside it.
         """
         profile = self.profile(device_id)
         point = resolve_point(profile, command)
         now = self.clock.now()
         old = self.current(device_id, point, now)
         why = refusal(self.site, device_id, point)
+        denied = None if why is not None else supply_refusal(self.site, device_id, role, reason)
         round_trip_s = 0.0
-        refused_by: Literal["allow-list", "driver"] | None = None
+        refused_by: Literal["allow-list", "driver", "permission"] | None = None
         if why is not None:
             status: CommandStatus = "refused"
             requested, observed, detail, refused_by = value, old, why, "allow-list"
+        elif denied is not None:
+            status, requested, observed, detail, refused_by = "refused", value, old, denied, "permission"
         else:
             requested = check_value(profile, point, value)
             if self.hub is None:
@@ -413,6 +447,7 @@ class ControlPath:
             at=now,
             round_trip_s=round_trip_s,
             refused_by=refused_by,
+            reason=(reason or "").strip() or None,
         )
         await self._record(outcome, who=who, job=job)
         return outcome
@@ -421,6 +456,8 @@ class ControlPath:
         detail = outcome.detail
         if outcome.status != "confirmed" and outcome.observed is not None:
             detail = f"{detail}; observed {outcome.observed!r}".lstrip("; ")
+        if outcome.reason is not None:
+            detail = f"reason: {outcome.reason}; {detail}".rstrip("; ")
         await self.store.append_audit(
             at=outcome.at,
             who=who,

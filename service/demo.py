@@ -47,6 +47,7 @@ async def _demo(site: Site, site_path: Path | None) -> None:
     site = site.model_copy(update={"mqtt": MqttConfig(url=mqtt_url)})
     settings = settings.model_copy(update={"mqtt_url": mqtt_url})
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_sqlite_file(settings.database_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -83,6 +84,18 @@ async def _demo(site: Site, site_path: Path | None) -> None:
     finally:
         if broker is not None:
             await broker.stop()
+
+
+def private_sqlite_file(database_url: str) -> None:
+    """Create a SQLite database file with mode 0600 before SQLite does (it would follow the umask):
+    the store holds the audit, alarms and hashed API keys."""
+    scheme, _, rest = database_url.partition("://")
+    if scheme.split("+", 1)[0] != "sqlite" or not rest.startswith("/") or rest in ("/", "/:memory:"):
+        return
+    path = Path(rest[1:].split("?", 1)[0])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def run_demo(site: Site, *, site_path: Path | None = None) -> None:

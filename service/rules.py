@@ -19,8 +19,10 @@ load, or the grid's linemen, are at risk now); high — redundancy_lost, generat
 device_offline of a supply-side device (the next fault is unprotected or unseen); warning —
 high_power_appliance (fire risk), shutdown_failed, telemetry_dropped, device_offline of an office
 device, security_load_exceeded (the generator's 20 % margin is used up); low — lit_empty_room,
-ac_too_cold, ac_heating_too_warm, ac_door_open, ac_left_on, lit_in_daylight (energy waste). A site
-file's `alarms:` block may set another severity per type.
+ac_too_cold, ac_heating_too_warm, ac_door_open, ac_left_on, lit_in_daylight (energy waste). Also
+critical — critical_load_off (a critical load is down now); high — generator_not_auto, ats_not_auto
+(the next mains failure would not be carried over automatically). A site file's `alarms:` block may
+set another severity per type.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Final
 
-from service.compliance import GENERATOR_MARGIN, REQUIRED_SOURCES
+from drivers.profiles import ModbusPoint, load_profile
+from drivers.types import Quality
+from service.compliance import GENERATOR_MARGIN, GENERATOR_REQUIRED, REQUIRED_SOURCES
 from service.site import PROTECTED_ROLES, DeviceRole, Grade, Room, RoomKind, Site, Thresholds
 from service.state import (
     AC_DOOR_OPEN,
@@ -78,6 +82,9 @@ class AlarmType(StrEnum):
     lit_in_daylight = "lit_in_daylight"
     grid_lost = "grid_lost"
     security_load_exceeded = "security_load_exceeded"
+    generator_not_auto = "generator_not_auto"
+    ats_not_auto = "ats_not_auto"
+    critical_load_off = "critical_load_off"
 
 
 class Severity(StrEnum):
@@ -109,6 +116,9 @@ SEVERITY: Final[Mapping[AlarmType, Severity]] = MappingProxyType(
         AlarmType.lit_in_daylight: Severity.low,
         AlarmType.grid_lost: Severity.critical,
         AlarmType.security_load_exceeded: Severity.warning,
+        AlarmType.generator_not_auto: Severity.high,
+        AlarmType.ats_not_auto: Severity.high,
+        AlarmType.critical_load_off: Severity.critical,
     }
 )
 
@@ -799,6 +809,141 @@ def telemetry_dropped(subject: str, *, dropped: int, detail: str = "") -> Findin
     return _finding(AlarmType.telemetry_dropped, subject, dropped > 0, dropped, message)
 
 
+# -- supply-side equipment left out of automatic, critical loads switched off ---------------------
+
+# Generator controller modes in which the set starts by itself on a mains failure (DSE "auto with
+# manual restore" only waits for a person before going back to the mains).
+GENERATOR_AUTO_MODES: Final = frozenset({"auto", "auto with manual restore"})
+ATS_AUTO_MODES: Final = frozenset({"auto"})
+# A critical plug or relay that reports on but draws at most this has lost its load.
+CRITICAL_LOAD_MIN_W: Final = 1.0
+# Roles whose switching off in a server room is no loss of a critical load.
+_MINOR_IN_SERVER_ROOM: Final = frozenset({DeviceRole.lighting, DeviceRole.sensor})
+
+
+def _reported_mode(site: Site, state: LiveState, device_id: str, point: str, now: datetime) -> str | None:
+    """The mode a controller reports (its profile's name for the code); None without a good reading or such a point."""
+    try:
+        spec = load_profile(site.device(device_id).profile).point(point)
+    except KeyError:
+        return None
+    ps = state.point(device_id, point, now)
+    if ps is None or ps.quality is not Quality.good or ps.value is None:
+        return None
+    value = ps.value
+    if isinstance(spec, ModbusPoint) and spec.enum and isinstance(value, int | float) and not isinstance(value, bool):
+        return spec.enum.get(int(value), str(int(value)))
+    return str(value)
+
+
+def check_generator_not_auto(
+    site: Site, state: LiveState, now: datetime, overrides: Mapping[str, datetime], scope: Scope
+) -> list[Finding]:
+    """A generator controller in a mode other than auto while the grade requires an emergency supply (A第八条3)."""
+    grade = site.site.grade
+    if grade not in GENERATOR_REQUIRED or not _wanted(scope, SUPPLY):
+        return []
+    out = []
+    for conf in site.generators:
+        if conf.device is None:
+            continue
+        mode = _reported_mode(site, state, conf.device, "control_mode", now)
+        if mode is None:
+            continue
+        active = mode not in GENERATOR_AUTO_MODES
+        message = (
+            f"{conf.id}: controller {conf.device} in {mode} mode: it will not start by itself when the mains fail "
+            f"({grade.value} grade needs the emergency supply ready)"
+            if active
+            else f"{conf.id}: controller in {mode} mode"
+        )
+        out.append(_finding(AlarmType.generator_not_auto, conf.id, active, mode, message))
+    return out
+
+
+def check_ats_not_auto(
+    site: Site, state: LiveState, now: datetime, overrides: Mapping[str, datetime], scope: Scope
+) -> list[Finding]:
+    """A transfer switch whose controller reports a mode other than auto (manual, inhibited, test).
+
+    Only where the profile reports a mode (atys-pm `mode`), and not for a switch the site file
+    declares manual (`mode: manual`): that one is meant to be operated by hand.
+    """
+    if not _wanted(scope, SUPPLY):
+        return []
+    out = []
+    for conf in site.transfer_switches:
+        if conf.device is None or getattr(conf, "mode", "automatic") == "manual":
+            continue
+        mode = _reported_mode(site, state, conf.device, "mode", now)
+        if mode is None:
+            continue
+        active = mode not in ATS_AUTO_MODES
+        message = (
+            f"{conf.id}: controller {conf.device} in {mode} mode: it will not transfer by itself when a source fails"
+            if active
+            else f"{conf.id}: controller in {mode} mode"
+        )
+        out.append(_finding(AlarmType.ats_not_auto, conf.id, active, mode, message))
+    return out
+
+
+def critical_loads(site: Site) -> list[str]:
+    """Devices whose switching off is the loss of a critical load: role critical or life_safety, or a
+    server-room device other than its lights and sensors."""
+    out = []
+    for dev in site.devices:
+        room = site.room_of(dev.id)
+        in_server_room = room is not None and room.kind is RoomKind.server
+        if dev.role in PROTECTED_ROLES or (in_server_room and dev.role not in _MINOR_IN_SERVER_ROOM):
+            out.append(dev.id)
+    return out
+
+
+def check_critical_load_off(
+    site: Site, state: LiveState, now: datetime, overrides: Mapping[str, datetime], scope: Scope
+) -> list[Finding]:
+    """A critical load reports off (relay off, AC mode off) or a relay on draws ~0 W.
+
+    wattkeeper never commands these devices (the control path's allow-list refuses), so whatever
+    switched it off was someone else: a person at the device, another system on the broker, or the
+    device's own protection.
+    """
+    wanted = None if scope is None else set(state.devices_in(scope))
+    out = []
+    for device_id in critical_loads(site):
+        if wanted is not None and device_id not in wanted:
+            continue
+        points = {p.name for p in load_profile(site.device(device_id).profile).points}
+        value: float | str
+        if "on" in points:
+            on = state.point(device_id, "on", now)
+            if on is None or on.quality is not Quality.good or not isinstance(on.value, bool):
+                continue
+            power = state.point(device_id, "power", now) if "power" in points else None
+            watts = power.value if power is not None and power.quality is Quality.good else None
+            if not on.value:
+                active, value, what = True, "off", "reports off"
+            elif isinstance(watts, int | float) and not isinstance(watts, bool) and watts <= CRITICAL_LOAD_MIN_W:
+                active, value, what = True, float(watts), f"reports on but draws {watts:g} W"
+            else:
+                active, value, what = False, "on", "on"
+        elif "system_mode" in points:
+            mode = state.point(device_id, "system_mode", now)
+            if mode is None or mode.quality is not Quality.good or not isinstance(mode.value, str):
+                continue
+            active, value, what = mode.value == "off", mode.value, f"mode {mode.value}"
+        else:
+            continue
+        message = (
+            f"{device_id} {what}: a critical load switched off without a command from wattkeeper"
+            if active
+            else f"{device_id} {what}"
+        )
+        out.append(_finding(AlarmType.critical_load_off, device_id, active, value, message))
+    return out
+
+
 RULES: Final[tuple[Rule, ...]] = (
     check_source_transfer_failed,
     check_backfeed,
@@ -815,6 +960,9 @@ RULES: Final[tuple[Rule, ...]] = (
     check_lit_in_daylight,
     check_grid_lost,
     check_security_load_exceeded,
+    check_generator_not_auto,
+    check_ats_not_auto,
+    check_critical_load_off,
 )
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.credentials import HIDDEN, redact_url
@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     # Extra device profiles (YAML); wins over the site file's `profiles_dir`.
     profiles_dir: Path | None = None
+    # Dashboard cookie signing secret; unset: <data_dir>/session.key, made 0600 on first start.
+    session_secret: SecretStr | None = None
 
     @field_validator("api_keys", mode="before")
     @classmethod

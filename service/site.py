@@ -69,9 +69,13 @@ class DeviceRole(StrEnum):
     sensor = "sensor"
     critical = "critical"
     life_safety = "life_safety"
+    supply = "supply"
 
 
 PROTECTED_ROLES = frozenset({DeviceRole.critical, DeviceRole.life_safety})
+# Profiles of supply-side equipment: a device of one of these, or a device a `sources`,
+# `generators` or `transfer_switches` entry names, is supply-side equipment (admin-only commands).
+SUPPLY_PROFILES = frozenset({"dse-gencomm", "atys-pm"})
 
 
 class RoomKind(StrEnum):
@@ -517,6 +521,23 @@ class Site(_Strict):
     _index: tuple[object, dict[str, Device], object, dict[str, Room]] | None = PrivateAttr(None)
     _thresholds: dict[str, tuple[Room, SiteInfo, Thresholds]] = PrivateAttr(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _supply_role(cls, data: Any) -> Any:
+        """Supply-side equipment without an explicit role gets role `supply`, never the default `sensor`."""
+        if not isinstance(data, dict) or not isinstance(data.get("devices"), list):
+            return data
+        named = supply_device_refs(data)
+        devices = [
+            {**d, "role": DeviceRole.supply.value}
+            if isinstance(d, dict)
+            and "role" not in d
+            and (_text(d, "id") in named or d.get("profile") in SUPPLY_PROFILES)
+            else d
+            for d in data["devices"]
+        ]
+        return {**data, "devices": devices}
+
     def _indexes(self) -> tuple[dict[str, Device], dict[str, Room]]:
         # Built lazily and rebuilt when model_copy(update=...) swaps the device or room list.
         idx = self._index
@@ -565,6 +586,29 @@ class Site(_Strict):
         """A plug's limit for high_power_appliance: the room's plug_max_w, raised by an approval."""
         limit = (self.thresholds_of(room) if room else self.site.thresholds).plug_max_w
         return limit if device.approved_w is None else max(limit, device.approved_w)
+
+    def supply_equipment(self) -> dict[str, str]:
+        """Supply-side devices -> why each is one (the site-file entry naming it, or its profile)."""
+        out: dict[str, str] = {}
+        for src in self.sources:
+            if src.meter is not None:
+                out.setdefault(src.meter, f"meter of source {src.id}")
+        for gen in self.generators:
+            if gen.device is not None:
+                out.setdefault(gen.device, f"controller of generator {gen.id}")
+            if gen.meter is not None:
+                out.setdefault(gen.meter, f"meter of generator {gen.id}")
+        for ts in self.transfer_switches:
+            if ts.device is not None:
+                out.setdefault(ts.device, f"controller of transfer switch {ts.id}")
+        for dev in self.devices:
+            if dev.profile in SUPPLY_PROFILES:
+                out.setdefault(dev.id, f"profile {dev.profile}")
+        return out
+
+    def is_supply_equipment(self, device_id: str) -> bool:
+        """Whether commands to this device need an admin and a reason."""
+        return device_id in self.supply_equipment()
 
 
 class SiteError(Exception):
@@ -720,6 +764,19 @@ def _text(item: Mapping[str, Any], key: str) -> str | None:
 def _number(item: Mapping[str, Any], key: str, default: int | None = None) -> int | None:
     value = item.get(key, default)
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def supply_device_refs(data: Mapping[str, Any]) -> set[str]:
+    """Device ids named by the `sources` (meter), `generators` (device, meter) and `transfer_switches` (device) data."""
+    out: set[str] = set()
+    for kind, keys in (
+        ("sources", ("meter",)),
+        ("generators", ("device", "meter")),
+        ("transfer_switches", ("device",)),
+    ):
+        for _, item in _entries(data, kind):
+            out.update(ref for key in keys if (ref := _text(item, key)) is not None)
+    return out
 
 
 def cross_check(data: Mapping[str, Any], bad_profiles: Mapping[str, list[str]] | None = None) -> list[Problem]:

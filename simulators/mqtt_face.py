@@ -58,10 +58,11 @@ class Broker:
     username: str | None = None
     password: str | None = None
     tls: bool = False
+    ca_file: str | None = None  # mqtts://...?ca=/path/ca.crt: a private CA (deploy/mosquitto/make-certs.sh)
 
     @classmethod
     def from_url(cls, url: str) -> Broker:
-        """mqtt://[user:pass@]host[:port] or mqtts://..."""
+        """mqtt://[user:pass@]host[:port] or mqtts://...[?ca=/path/ca.crt]"""
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("mqtt", "mqtts"):
             raise ValueError(f"'{url}' is not an mqtt:// or mqtts:// URL")
@@ -72,6 +73,7 @@ class Broker:
             username=urllib.parse.unquote(parts.username) if parts.username else None,
             password=urllib.parse.unquote(parts.password) if parts.password else None,
             tls=tls,
+            ca_file=next(iter(urllib.parse.parse_qs(parts.query).get("ca", [])), None) if tls else None,
         )
 
 
@@ -180,7 +182,7 @@ class Link:
             identifier=self.identifier,
             will=self.will,
             keepalive=KEEPALIVE_S,
-            tls_context=ssl.create_default_context() if b.tls else None,
+            tls_context=ssl.create_default_context(cafile=b.ca_file) if b.tls else None,
         )
         async with client:
             self.client = client

@@ -94,6 +94,7 @@ class SwitchModel:
     cycles: int = 0
     dead_since: float | None = None
     exposed: bool = True  # False for the implicit bus of a site without a transfer switch
+    manual: bool = False  # mode selector on manual: the controller does not operate by itself
 
     def position_code(self) -> int:
         """ATyS register 20482: 1 pos 0, 2 pos I, 3 pos II."""
@@ -127,7 +128,7 @@ class SwitchModel:
             self._operate(best, t)
 
     def _operate(self, target: int, t: float) -> None:
-        if self.stuck:
+        if self.stuck or self.manual:
             return  # the mechanism does not move; the controller keeps asking
         self.position, self.target, self.moving_until = None, target, t + ATS_OPERATION_S
         self.cycles += 1

@@ -217,6 +217,7 @@ def _gencomm_write(world: World, device_id: str, address: int, values: list[int]
 # ---- Socomec ATyS pM (holding registers) -------------------------------------------------------
 
 ATYS_BLOCK = (20480, 16)
+ATYS_MANUAL, ATYS_AUTO = 0, 1  # mode register 20481 codes
 
 
 def _atys(world: World, device_id: str) -> Image:
@@ -228,7 +229,7 @@ def _atys(world: World, device_id: str) -> Image:
     sw = world.switch_for_device(device_id)
     if sw is None:
         return image
-    image[20481] = 1  # mode: auto
+    image[20481] = ATYS_MANUAL if sw.manual else ATYS_AUTO
     image[20482] = sw.position_code()
     image[20486] = world.source_state_code(sw, 0)
     image[20487] = world.source_state_code(sw, 1)

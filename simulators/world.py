@@ -16,6 +16,8 @@ from simulators.office import AC_MODES, AcMode, Office, Relay, RoomModel, Thermo
 from simulators.power import (
     BACKFEED_SHARE,
     ENGINE_STATE_NAMES,
+    KEY_AUTO,
+    KEY_MANUAL,
     LOAD_PF,
     NOMINAL_V,
     PARALLEL_SHARE,
@@ -35,6 +37,8 @@ FaultName = Literal[
     "interlock_fail",
     "device_offline",
     "device_garbage",
+    "generator_manual",
+    "ats_manual",
 ]
 FAULT_NAMES: tuple[str, ...] = get_args(FaultName)
 _T = TypeVar("_T")
@@ -343,11 +347,14 @@ class World:
             if name == "source_restore":
                 self._settle()
                 return
-        elif name == "ats_stuck":
+        elif name in ("ats_stuck", "ats_manual"):
             switch = next((b.switch for b in self._buses if b.switch.id == target and b.switch.exposed), None)
             if switch is None:
                 raise WorldError(self._unknown(target, "transfer switch", [b.switch.id for b in self._buses]))
-            switch.stuck = True
+            if name == "ats_stuck":
+                switch.stuck = True
+            else:
+                switch.manual = True  # the selector on the switch's own front turned to manual
         elif name.startswith("generator_") or name == "interlock_fail":
             gen = self._need(self.generators, target, "generator")
             if name == "generator_fail_start":
@@ -360,6 +367,8 @@ class World:
                     raise WorldError("delay_s must be positive")
                 gen.slow_start_s = delay
                 record["delay_s"] = delay
+            elif name == "generator_manual":
+                gen.key(KEY_MANUAL)  # the manual key on the controller's own panel
             else:
                 gen.interlock_fail = True
         else:
@@ -374,7 +383,10 @@ class World:
             if not src.available:
                 src.available, src.available_since = True, self.elapsed_s
         for bus in self._buses:
-            bus.switch.stuck = False
+            bus.switch.stuck = bus.switch.manual = False
+        for name, target in self.faults:
+            if name == "generator_manual" and target in self.generators:
+                self.generators[target].key(KEY_AUTO)
         for gen in self.generators.values():
             gen.fail_start, gen.slow_start_s, gen.interlock_fail, gen.fail_latched = False, 0.0, False, False
             gen.overload_tripped = False
@@ -535,6 +547,7 @@ class World:
                 "stuck": sw.stuck,
                 "cycles": sw.cycles,
                 "load_kw": round(bus.load_w / 1000, 3),
+                "mode": "manual" if sw.manual else "auto",
             }
         generators = {
             g.id: {

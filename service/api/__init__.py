@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from typing import Final
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import StatementError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,8 +31,38 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": summary, "errors": errors}, status_code=422)
 
 
+# What a database driver or the datetime module says about a value out of its range, in the API's words.
+_OUT_OF_RANGE: Final = (
+    ("too large to convert", "a number in the request is too large"),
+    ("out of range", "a date or number in the request is out of range (dates: years 1 to 9999)"),
+    ("year", "a date in the request is out of range (years 1 to 9999)"),
+)
+
+
+def api_words(exc: BaseException) -> str:
+    """A ValueError/OverflowError as the API tells a client: our own messages as they are, a
+    library's message about a value out of range (SQLite, asyncpg, datetime) in the API's words."""
+    text = str(exc)
+    if isinstance(exc, OverflowError) or type(exc).__module__ not in ("builtins", "service", "drivers"):
+        for marker, words in _OUT_OF_RANGE:
+            if marker in text:
+                return words
+        if isinstance(exc, OverflowError):
+            return _OUT_OF_RANGE[1][1]
+    return text
+
+
 async def _value_error(request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse({"detail": str(exc)}, status_code=400)
+    return JSONResponse({"detail": api_words(exc)}, status_code=400)
+
+
+async def _statement_error(request: Request, exc: Exception) -> JSONResponse:
+    # A value the database driver could not take (SQLAlchemy wraps its OverflowError/ValueError).
+    assert isinstance(exc, StatementError)
+    if isinstance(exc.orig, ValueError | OverflowError):
+        log.info("refused a request value the database cannot store: %s", exc.orig)
+        return JSONResponse({"detail": api_words(exc.orig)}, status_code=400)
+    raise exc
 
 
 class _TooLarge(HTTPException):
@@ -125,6 +157,7 @@ def install(app: FastAPI, *, max_body: int) -> None:
     app.add_exception_handler(ValueError, _value_error)
     # A number too large for the database (e.g. an offset of 10**30) is bad input, not a crash.
     app.add_exception_handler(OverflowError, _value_error)
+    app.add_exception_handler(StatementError, _statement_error)
     for router in ROUTERS:
         app.include_router(router)
     openapi.install(app)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Final
 
 from pydantic import AfterValidator, BeforeValidator
@@ -21,6 +21,10 @@ def _iso_text(value: object) -> object:
 def _zoned(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("needs a time zone, e.g. 2026-11-29T08:00:00+08:00")
+    try:
+        value.astimezone(UTC)  # the store keeps UTC: 0001-01-01T00:00+14:00 has no UTC time
+    except OverflowError:
+        raise ValueError("out of range: the time must lie between years 1 and 9999 in UTC") from None
     return value
 
 

@@ -383,6 +383,22 @@ LABELS: Final[Mapping[str, tuple[str, str]]] = {
     "type.grid_lost": ("电网电源全部失去", "all grid sources lost"),
     "type.security_load_exceeded": ("应急负荷超过保安负荷裕度", "generator load beyond its 20 % margin"),
     "rule.switchover.time": ("切换方式与切换时间", "switch-over mode and time"),
+    "type.generator_not_auto": ("发电机未在自动", "generator not in auto"),
+    "type.ats_not_auto": ("双电源切换开关未在自动", "transfer switch not in auto"),
+    "type.critical_load_off": ("重要负荷被关断", "critical load switched off"),
+    "supply.controls": ("控制器（仅管理员）", "Controller (admin only)"),
+    "genkey.auto": ("自动", "Auto"),
+    "genkey.manual": ("手动", "Manual"),
+    "genkey.stop": ("停机", "Stop"),
+    "genkey.start": ("启动", "Start"),
+    "supply.reason_prompt": (
+        "供电设备操作须注明原因（记入审计）：",
+        "Commands to supply equipment need a reason (kept in the audit):",
+    ),
+    "supply.confirm_key": (
+        "确认向 {device} 发送“{command}”？发电机不在自动时，市电失电后不会自行启动。",
+        "Send '{command}' to {device}? Out of auto, the generator does not start by itself when the mains fail.",
+    ),
 }
 
 

@@ -2,8 +2,11 @@
 
 Browsers cannot put `Authorization: Bearer` on an EventSource or a page load, so the login page
 trades the key for a cookie `<session id>.<key id>.<role>.<expiry>.<hmac>`. The key itself never
-leaves the login request. The signing secret lives in the state store (shared by every core
-instance on one database, kept across restarts). A session ends at its expiry; at logout, which
+leaves the login request. The signing secret is never in the database (a backup of it would let
+anyone forge an admin cookie): it is WATTKEEPER_SESSION_SECRET when set (the same value on every
+core instance of a deployment), else the file `<data_dir>/session.key`, made with mode 0600 on
+first start. `wattkeeper rotate-session-secret` writes a new file; the service notices the change
+at the next request, and every session signed with the old secret ends. A session ends at its expiry; at logout, which
 records its id as ended in the state store (so a copy of the cookie is refused too: at once in
 this process, within KEY_CHECK_S in another instance on the same store); and as soon as its key is
 revoked or changes role (at once when that happens in this process, else within KEY_CHECK_S).
@@ -20,11 +23,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
+import os
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from service.settings import ROLES, Role
@@ -37,12 +43,64 @@ COOKIE: Final = "wk_session"
 SAMESITE: Final = "lax"
 TTL: Final = timedelta(hours=12)  # one shift; then log in again
 KEY_CHECK_S: Final = 30.0
-SECRET_STATE_KEY: Final = "web.session_secret"
+SECRET_STATE_KEY: Final = "web.session_secret"  # where older versions kept it; removed on start
+SECRET_FILE: Final = "session.key"
+MIN_SECRET_CHARS: Final = 32
 ENDED_STATE_PREFIX: Final = "web.session_ended."
 CSRF_HEADERS: Final = ("hx-request", "x-requested-with")
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_COOKIE_CHARS: Final = 256
 _MAX_REMEMBERED: Final = 10_000
+
+
+log = logging.getLogger(__name__)
+
+
+class SecretFile:
+    """The signing secret in a 0600 file: made on first use, read again whenever the file changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: tuple[int, int] | None = None
+        self._secret = b""
+
+    def __call__(self) -> bytes:
+        """The current secret (one stat per call; the file is read only when it changed)."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            rotate_secret(self.path)
+            st = self.path.stat()
+        stamp = (st.st_ino, st.st_mtime_ns)
+        if stamp != self._stamp:
+            if st.st_mode & 0o077:
+                log.warning("%s was readable by others (mode %o); made it 0600", self.path, st.st_mode & 0o777)
+                self.path.chmod(0o600)
+            text = self.path.read_text(encoding="ascii").strip()
+            if len(text) < MIN_SECRET_CHARS:
+                raise ValueError(f"{self.path}: a session secret needs >= {MIN_SECRET_CHARS} characters")
+            self._secret, self._stamp = text.encode(), stamp
+        return self._secret
+
+
+def rotate_secret(path: Path) -> None:
+    """Write a new random secret to `path` (mode 0600, replaced atomically): every session ends."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(secrets.token_hex(32) + "\n")
+    os.replace(tmp, path)
+
+
+def secret_source(env_secret: str | None, data_dir: Path) -> Callable[[], bytes]:
+    """WATTKEEPER_SESSION_SECRET when set, else the secret file in data_dir."""
+    if env_secret:
+        if len(env_secret) < MIN_SECRET_CHARS:
+            raise ValueError(f"WATTKEEPER_SESSION_SECRET needs >= {MIN_SECRET_CHARS} characters")
+        fixed = env_secret.encode()
+        return lambda: fixed
+    return SecretFile(data_dir / SECRET_FILE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +116,8 @@ class Session:
 class Sessions:
     """Issues, checks and ends session cookies with one secret."""
 
-    def __init__(self, secret: bytes, store: Store, *, key_check_s: float = KEY_CHECK_S) -> None:
-        self._secret = secret
+    def __init__(self, secret: bytes | Callable[[], bytes], store: Store, *, key_check_s: float = KEY_CHECK_S) -> None:
+        self._secret = secret if callable(secret) else (lambda: secret)
         self._store = store
         self._key_check_s = key_check_s
         self._keys: dict[str, Role] = {}
@@ -69,7 +127,7 @@ class Sessions:
         self._live: dict[str, float] = {}  # session id -> monotonic time the store last said "not ended"
 
     def _sign(self, payload: str) -> str:
-        return hmac.new(self._secret, payload.encode(), hashlib.sha256).hexdigest()
+        return hmac.new(self._secret(), payload.encode(), hashlib.sha256).hexdigest()
 
     def issue(self, key_id: str, role: Role, now: datetime) -> tuple[str, int]:
         """A cookie value for a key that has just been verified, and its lifetime in seconds."""
@@ -140,7 +198,7 @@ class Sessions:
 
 
 async def sessions_of(svc: Services) -> Sessions:
-    """The service's Sessions, signed with the store's secret (created on first use)."""
+    """The service's Sessions, signed with the secret of `secret_source` (never one from the database)."""
     found = svc.extras.get("sessions")
     if isinstance(found, Sessions):
         return found
@@ -149,11 +207,15 @@ async def sessions_of(svc: Services) -> Sessions:
         found = svc.extras.get("sessions")
         if isinstance(found, Sessions):
             return found
-        secret = await svc.store.get_state(SECRET_STATE_KEY)
-        if not isinstance(secret, str):
-            secret = secrets.token_hex(32)
-            await svc.store.set_state(SECRET_STATE_KEY, secret, at=svc.clock.now())
-        sessions = Sessions(bytes.fromhex(secret), svc.store)
+        settings = svc.settings
+        env_secret = settings.session_secret.get_secret_value() if settings.session_secret else None
+        source = secret_source(env_secret, settings.data_dir)
+        source()  # made now, so a bad file or variable fails the first login loudly
+        # A secret an older version left in the database signs nothing any more: remove it.
+        await svc.store.forget_state(
+            SECRET_STATE_KEY, updated_before=datetime.max.replace(tzinfo=svc.clock.now().tzinfo)
+        )
+        sessions = Sessions(source, svc.store)
         svc.extras["sessions"] = sessions
         return sessions
 

@@ -38,6 +38,8 @@ SUPPLY_TYPES: Final = frozenset(
         AlarmType.generator_overload,
         AlarmType.grid_lost,
         AlarmType.security_load_exceeded,
+        AlarmType.generator_not_auto,
+        AlarmType.ats_not_auto,
     }
 )
 STARTING: Final = frozenset({"pre-start", "warming"})

@@ -11,9 +11,12 @@ from tests.api.test_sweeps import service_sees, simulation, switch_everything_on
 from tests.harness import RunningService, running_service
 
 
-async def post(svc: RunningService, device: str, command: str, value: Any, role: str = "operator") -> Any:
+async def post(
+    svc: RunningService, device: str, command: str, value: Any, role: str = "operator", reason: str | None = None
+) -> Any:
+    body = {"command": command, "value": value} | ({} if reason is None else {"reason": reason})
     async with svc.client(role) as client:
-        return await client.post(f"/api/devices/{device}/commands", json={"command": command, "value": value})
+        return await client.post(f"/api/devices/{device}/commands", json=body)
 
 
 async def audit_of(svc: RunningService, device: str) -> list[AuditEntry]:
@@ -46,7 +49,7 @@ async def test_commands_reach_the_devices_and_are_audited(demo_site: Site, tmp_p
         assert (r.status_code, r.json()["status"]) == (200, "confirmed")
         assert sim.state()["devices"]["r2119-plug"]["on"] is False
 
-        r = await post(svc, "genset-1", "key", "auto")  # GenComm control key over Modbus
+        r = await post(svc, "genset-1", "key", "auto", "admin", "check")  # GenComm control key over Modbus
         assert (r.status_code, r.json()["status"], r.json()["requested"]) == (200, "confirmed", 35701)
 
         light = await audit_of(svc, "r2119-light")
@@ -89,7 +92,7 @@ async def test_refusals_and_bad_requests(demo_site: Site, tmp_path: Path) -> Non
             ("r2119-ac", "cooling_setpoint", 40),
             ("genset-1", "control_key", "explode"),
         ]:
-            r = await post(svc, device, command, value)
+            r = await post(svc, device, command, value, "admin", "check")
             assert r.status_code == 422, (device, command, r.text)
             assert r.json()["detail"]
         assert await audit_of(svc, "r2119-ac") == []  # malformed commands never reach the audit

@@ -248,8 +248,7 @@ def run_init_scripts(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Co
     calls = tmp_path / "calls.jsonl"
     recorder = bindir / "influx"
     recorder.write_text(
-        f"#!{sys.executable}\nimport json, sys\n"
-        f"open({str(calls)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        f"#!{sys.executable}\nimport json, sys\nopen({str(calls)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
     )
     recorder.chmod(0o755)
     done = subprocess.run(
@@ -308,12 +307,14 @@ def test_service_environment_is_accepted_by_the_service_settings() -> None:
     fields = {k[len(prefix) :].lower(): v for k, v in service.items() if k.startswith(prefix)}
     settings = Settings(_env_file=None, **fields)
     assert settings.env == "production"
-    assert settings.mqtt_url == f"mqtt://wattkeeper:{env['MQTT_WATTKEEPER_PASSWORD']}@mosquitto:1883"
+    assert settings.mqtt_url == (
+        f"mqtts://wattkeeper:{env['MQTT_WATTKEEPER_PASSWORD']}@mosquitto:8883?ca=/etc/wattkeeper/mqtt-certs/ca.crt"
+    )
     assert settings.database_url == "sqlite:////var/lib/wattkeeper/wattkeeper.db"
     assert settings.api_keys and set(settings.api_keys.values()) <= {"viewer", "operator", "admin"}
     assert settings.http_port == 8000
     sims = compose["services"]["simulators"]
-    assert sims["environment"]["WATTKEEPER_MQTT_URL"].startswith("mqtt://simulators:")
+    assert sims["environment"]["WATTKEEPER_MQTT_URL"].startswith("mqtts://simulators:")
     assert sims["network_mode"] == "service:wattkeeper", "the site's 127.0.0.1 Modbus devices are the simulators"
 
 

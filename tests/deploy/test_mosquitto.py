@@ -48,21 +48,23 @@ class DeployBroker:
         return f"mqtt://{account}:{self.passwords[account]}@127.0.0.1:{self.port}"
 
 
-def derived_config(workdir: Path, port: int, tls_port: int | None = None) -> str:
-    """deploy/mosquitto/mosquitto.conf with its container paths and listener moved to workdir and loopback.
-
-    With `tls_port`, its commented TLS listener is switched on there, as deploy/README.md says to.
-    """
+def derived_config(workdir: Path, port: int, tls_port: int) -> str:
+    """deploy/mosquitto/mosquitto.conf with its container paths moved to workdir and its two listeners
+    (plain on loopback, TLS) to free loopback ports."""
     text = (MOSQUITTO / "mosquitto.conf").read_text()
     text = text.replace("/mosquitto/config/", f"{workdir}/").replace("/mosquitto/data/", f"{workdir}/data/")
     text = text.replace("/mosquitto/certs/", f"{workdir}/certs/")
-    text, n = re.subn(r"(?m)^listener 1883$", f"listener {port} 127.0.0.1", text)
-    assert n == 1, "mosquitto.conf has one plain listener on 1883"
-    if tls_port is not None:
-        text, n = re.subn(r"(?m)^#listener 8883$", f"listener {tls_port} 127.0.0.1", text)
-        text, m = re.subn(r"(?m)^#((certfile|keyfile|cafile|tls_version|require_certificate) .*)$", r"\1", text)
-        assert (n, m) == (1, 5), "mosquitto.conf documents one TLS listener with five settings"
+    text, n = re.subn(r"(?m)^listener 1883 127\.0\.0\.1$", f"listener {port} 127.0.0.1", text)
+    assert n == 1, "mosquitto.conf has one plain listener, on loopback 1883"
+    text, n = re.subn(r"(?m)^listener 8883$", f"listener {tls_port} 127.0.0.1", text)
+    assert n == 1, "mosquitto.conf has one TLS listener on 8883"
     return text
+
+
+def make_certs(certs: Path, site: str = "hq", *names: str) -> None:
+    """deploy/mosquitto/make-certs.sh: a local CA for `site` and the broker's certificate, into `certs`."""
+    env = {**os.environ, "CERTS_DIR": str(certs), "CA_DIR": str(certs.parent / f"{certs.name}-ca")}
+    subprocess.run(["sh", str(MOSQUITTO / "make-certs.sh"), site, *names], env=env, check=True, capture_output=True)
 
 
 def conf_value(key: str) -> str:
@@ -79,7 +81,7 @@ def deploy_broker() -> Iterator[DeployBroker]:
 
 @contextmanager
 def running_deploy_broker(certs: Path | None = None) -> Iterator[DeployBroker]:
-    """The deploy config on loopback; with `certs` (a folder of ca.crt, server.crt, server.key) TLS on too."""
+    """The deploy config on loopback, TLS with `certs` (ca.crt, server.crt, server.key; default: fresh ones)."""
     # Run as root, Mosquitto reads its files after dropping to the `mosquitto` user, as in the
     # container: the directory must be reachable for it (pytest's tmp_path is not).
     with tempfile.TemporaryDirectory(prefix="wk-mosquitto-") as tmp:
@@ -87,6 +89,8 @@ def running_deploy_broker(certs: Path | None = None) -> Iterator[DeployBroker]:
         workdir.chmod(0o755)
         if certs is not None:
             shutil.copytree(certs, workdir / "certs")
+        else:
+            make_certs(workdir / "certs")
         passwords = {a: secrets.token_hex(12) for a in ACCOUNTS}
         env = {**os.environ, **{f"MQTT_{a.upper()}_PASSWORD": pw for a, pw in passwords.items()}}
         subprocess.run(["sh", str(MOSQUITTO / "make-passwd.sh"), str(workdir / "passwd")], env=env, check=True)
@@ -94,19 +98,19 @@ def running_deploy_broker(certs: Path | None = None) -> Iterator[DeployBroker]:
         (workdir / "data").mkdir()
         if os.getuid() == 0:
             shutil.chown(workdir / "data", "mosquitto")
-            if certs is not None:
-                for path in (workdir / "certs", *(workdir / "certs").iterdir()):
-                    shutil.chown(path, "mosquitto")
+            for path in (workdir / "certs", *(workdir / "certs").iterdir()):
+                shutil.chown(path, "mosquitto")
         port = servers.free_port()
-        tls_port = servers.free_port() if certs is not None else None
+        tls_port = servers.free_port()
         conf = workdir / "mosquitto.conf"
         conf.write_text(derived_config(workdir, port, tls_port))
         argv = [servers.need("mosquitto"), "-c", str(conf)]
         srv = servers.Server("mosquitto", subprocess.Popen(["true"]), port, workdir, argv, workdir / "mosquitto.log")
         srv.start()
+        # Mosquitto binds every listener before it serves one, so the plain port being up (start()
+        # waits for it) means the TLS one is too; probing it with a bare TCP connection would log an
+        # OpenSSL error.
         with servers.running(srv):
-            if tls_port is not None:
-                servers.wait_port(tls_port)
             yield DeployBroker(srv, passwords, tls_port)
         log = srv.log.read_text()
         assert "Error" not in log, log
@@ -155,6 +159,13 @@ def test_password_file_needs_the_service_password(tmp_path: Path) -> None:
     assert done.returncode != 0 and "MQTT_WATTKEEPER_PASSWORD" in done.stderr
 
 
+def test_plain_mqtt_is_on_loopback_only_and_tls_is_on() -> None:
+    listeners = re.findall(r"(?m)^listener (.+)$", (MOSQUITTO / "mosquitto.conf").read_text())
+    assert listeners == ["1883 127.0.0.1", "8883"]
+    assert conf_value("certfile") == "/mosquitto/certs/server.crt"
+    assert conf_value("tls_version") == "tlsv1.2"
+
+
 def test_config_keeps_state_and_refuses_anonymous_by_itself() -> None:
     conf = (MOSQUITTO / "mosquitto.conf").read_text()
     lines = {
@@ -166,7 +177,7 @@ def test_config_keeps_state_and_refuses_anonymous_by_itself() -> None:
     assert lines["persistence"] == "true" and lines["persistence_location"] == "/mosquitto/data/"
     assert lines["password_file"] == "/mosquitto/config/passwd" and lines["acl_file"] == "/mosquitto/config/acl"
     for tls in ("listener 8883", "certfile /mosquitto/certs/", "keyfile /mosquitto/certs/", "cafile /mosquitto/certs/"):
-        assert f"#{tls}" in conf, f"the TLS listener is documented: {tls}"
+        assert f"\n{tls}" in conf, f"the TLS listener is on: {tls}"
     # Saved on a clock, not on changes: a crash loses at most this many seconds of queued messages
     # at any message rate (the reasons are in the file).
     assert lines["autosave_on_changes"] == "false"
@@ -263,15 +274,21 @@ async def test_wattkeeper_does_not_receive_other_senders_commands(deploy_broker:
 
 
 async def test_alarm_consumers_get_alarms_only(deploy_broker: DeployBroker) -> None:
+    # The topics the service publishes on (service/notify.py): <mqtt_topic>/<alarm id> and
+    # <mqtt_topic>/notices/<id>, with the demo's mqtt_topic wattkeeper/hq/alarms.
     async with client(deploy_broker.url("wattkeeper"), "wk") as wk, client(deploy_broker.url("alarms"), "bms") as bms:
-        await bms.subscribe("zigbee2mqtt/#", qos=1)
-        await bms.subscribe("wattkeeper/+/alarms", qos=1)
+        await bms.subscribe("#", qos=1)
         # A forged alarm is refused; the QoS 1 round trip is over before the real one is sent.
-        await bms.publish("wattkeeper/hq/alarms", b'{"forged": true}', qos=1)
+        await bms.publish("wattkeeper/hq/alarms/forged", b'{"forged": true}', qos=1)
         await wk.publish("zigbee2mqtt/r2119-ac/set", b'{"system_mode": "off"}', qos=1)
-        await wk.publish("wattkeeper/hq/alarms", b'{"type": "backfeed"}', qos=1)
-        msg = await next_message(bms)
-        assert (str(msg.topic), msg.payload) == ("wattkeeper/hq/alarms", b'{"type": "backfeed"}')
+        await wk.publish("wattkeeper/hq/status", b"online", qos=1)
+        await wk.publish("wattkeeper/hq/alarms/backfeed:gen-1:1", b'{"type": "backfeed"}', qos=1)
+        await wk.publish("wattkeeper/hq/alarms/notices/n1", b'{"notice": "rooms still occupied"}', qos=1)
+        got = [(str(m.topic), m.payload) for m in [await next_message(bms), await next_message(bms)]]
+        assert got == [
+            ("wattkeeper/hq/alarms/backfeed:gen-1:1", b'{"type": "backfeed"}'),
+            ("wattkeeper/hq/alarms/notices/n1", b'{"notice": "rooms still occupied"}'),
+        ]
 
 
 COMMANDS: list[tuple[str, str, Value]] = [
@@ -352,25 +369,16 @@ async def test_queued_messages_and_retained_states_survive_a_broker_crash(deploy
     assert (str(lwt.topic), lwt.payload, lwt.retain) == ("tele/r2119-light/LWT", b"Online", True)
 
 
-def readme_certificate_commands() -> list[str]:
-    """The openssl commands of deploy/README.md's TLS section, continuation lines joined."""
-    text = (DEPLOY / "README.md").read_text()
-    section = text[text.index("**TLS.**") :]
-    block = section[section.index("```sh") + len("```sh") : section.index("```", section.index("```sh") + 5)]
-    commands = block.replace("\\\n", " ").splitlines()
-    return [c.strip() for c in commands if c.strip().startswith("openssl ")]
-
-
-def test_tls_listener_serves_certificates_made_as_the_readme_says(tmp_path: Path) -> None:
+def test_tls_listener_serves_certificates_made_by_the_script(tmp_path: Path) -> None:
     certs = tmp_path / "certs"
-    certs.mkdir()
-    commands = readme_certificate_commands()
-    assert len(commands) == 3, commands
-    for command in commands:  # bash: the README's -extfile <(printf ...) is a process substitution
-        done = subprocess.run(["bash", "-c", command], cwd=certs, capture_output=True, text=True, check=False)
-        assert done.returncode == 0, f"{command}\n{done.stderr}"
+    make_certs(certs, "hq", "mqtt.example.internal", "10.20.0.5")
     for name in ("ca.crt", "server.crt", "server.key"):
         assert (certs / name).is_file(), name
+    ca_key = tmp_path / "certs-ca" / "ca.key"
+    assert not (certs / "ca.key").exists() and oct(ca_key.stat().st_mode & 0o777) == "0o600"
+    ca_before = (certs / "ca.crt").read_bytes()
+    make_certs(certs, "hq", "mqtt.example.internal")  # again: a new broker certificate, the same CA
+    assert (certs / "ca.crt").read_bytes() == ca_before
     with running_deploy_broker(certs) as broker:
         assert broker.tls_port is not None
         # The chain and the name the README puts in the certificate, checked by OpenSSL's client.
@@ -388,7 +396,7 @@ def test_tls_listener_serves_certificates_made_as_the_readme_says(tmp_path: Path
         assert done.returncode == 0, done.stderr
         assert "Verification: OK" in done.stderr, done.stderr
         # An MQTT session over that TLS listener: the service's account gets in, an anonymous client does not.
-        # (The certificate names mosquitto and mqtt.example.internal, not 127.0.0.1: OpenSSL checked the name.)
+        # (The certificate names mosquitto, mqtt.example.internal and 127.0.0.1: OpenSSL checked a name.)
         trusted = ssl.create_default_context(cafile=str(certs / "ca.crt"))
         trusted.check_hostname = False
 
@@ -408,3 +416,32 @@ def test_tls_listener_serves_certificates_made_as_the_readme_says(tmp_path: Path
         payload, refused = asyncio.run(sessions())
         assert payload == b"online"
         assert re.search(r"[Nn]ot authori[sz]ed", refused), refused
+
+
+async def test_service_and_simulators_run_over_tls_with_the_sites_ca(tmp_path: Path) -> None:
+    # As docker-compose.yml connects them: mqtts:// on 8883 with ?ca= naming the CA make-certs.sh made.
+    certs = tmp_path / "certs"
+    make_certs(certs)
+    with running_deploy_broker(certs) as broker:
+        assert broker.tls_port is not None
+
+        def url(account: str) -> str:
+            return f"mqtts://{account}:{broker.passwords[account]}@127.0.0.1:{broker.tls_port}?ca={certs}/ca.crt"
+
+        site = site_for_test(url("simulators"), DEMO_SITE)
+        mqtt_devices = [d for d in site.devices if d.driver == "mqtt"]
+        heard: set[str] = set()
+
+        def take(batch: Sequence[Reading | DeviceStatus]) -> None:
+            heard.update(e.device for e in batch if isinstance(e, Reading) and e.quality is Quality.good)
+
+        async with (
+            Simulation(site, control_port=None, speed=60, seed=3, mqtt_url=url("simulators")),
+            DriverHub(mqtt_devices, mqtt_url=url("wattkeeper"), emit=take) as hub,
+        ):
+            async with asyncio.timeout(20):
+                while heard < {d.id for d in mqtt_devices}:
+                    await asyncio.sleep(0.05)
+            assert hub.mqtt_connected
+            result = await hub.command("r2119-light", "on", False, timeout_s=10)
+            assert result.status == "confirmed", result

@@ -73,6 +73,7 @@ def test_alarm_types_are_the_design_strings() -> None:
         "high_power_appliance", "shutdown_failed", "device_offline", "telemetry_dropped", "hazard_overdue",
         "ac_left_on", "lit_in_daylight",
         "grid_lost", "security_load_exceeded",
+        "generator_not_auto", "ats_not_auto", "critical_load_off",
     }  # fmt: skip
     assert set(SEVERITY) == set(AlarmType)
 
@@ -547,6 +548,7 @@ def test_evaluate_scopes_to_touched_subjects(site: Site, state: LiveState) -> No
     assert {t for t, _ in supply} == {
         "source_transfer_failed", "backfeed", "redundancy_lost", "generator_start_failed", "generator_overload",
         "grid_lost", "security_load_exceeded",
+        "ats_not_auto",
     }  # fmt: skip
     assert supply | subjects({"r1", "c1", "m-dept"}) == everything
     assert subjects(set()) == set()

@@ -169,8 +169,8 @@ BROKEN = [
     ),
     pytest.param(
         _break("role: lighting", "role: disco"),
-        "devices[2].role: Input should be 'lighting', 'hvac', 'office_equipment', 'sensor', 'critical' or "
-        "'life_safety', got 'disco' (site.yaml:22)",
+        "devices[2].role: Input should be 'lighting', 'hvac', 'office_equipment', 'sensor', 'critical', "
+        "'life_safety' or 'supply', got 'disco' (site.yaml:22)",
         id="bad-role",
     ),
     pytest.param(

@@ -16,6 +16,7 @@ from simulators.power import (
     KEY_STOP,
     OVERLOAD_TRIP_DELAY_S,
 )
+from simulators.registers import GENCOMM_CONTROL_MODE, REGISTER_MAPS
 from simulators.world import World, WorldError
 from tests.simulators.conftest import hold_rooms, make_world
 
@@ -357,3 +358,33 @@ def test_a_room_load_pushes_the_generator_past_its_security_margin(demo: Site) -
     g = gen(w)
     assert 60.0 / 1.2 < g["power_kw"] <= 60.0 and g["breaker_closed"] and not g["overload"]
     assert meter(w, "meter-gen")["power_w"] == pytest.approx(g["power_kw"] * 1000, abs=1)
+
+
+def test_generator_manual_fault_keeps_the_set_from_starting_until_cleared(demo: Site) -> None:
+    w = make_world(demo)
+    w.fault("generator_manual", "gen-1")
+    assert gen(w)["mode"] == "manual"
+    assert REGISTER_MAPS["dse-gencomm"].render(w, "genset-1")[GENCOMM_CONTROL_MODE] == 2
+    w.fault("source_loss", "grid-a")
+    w.fault("source_loss", "grid-b")
+    w.step(30)
+    assert gen(w)["state"] == "stopped" and w.state()["load_kw"] == 0, "in manual nothing starts the set"
+    w.clear_faults()  # back to auto (and the grids back)
+    assert gen(w)["mode"] == "auto"
+    assert REGISTER_MAPS["dse-gencomm"].render(w, "genset-1")[GENCOMM_CONTROL_MODE] == 1
+
+
+def test_ats_manual_fault_keeps_the_switch_from_transferring(demo: Site) -> None:
+    w = make_world(demo)
+    w.fault("ats_manual", "ats-1")
+    assert ats(w)["mode"] == "manual"
+    assert REGISTER_MAPS["atys-pm"].render(w, "ats-1-ctrl")[20481] == 0  # ATyS mode register: manual
+    w.fault("source_loss", "grid-a")
+    w.step(60)
+    assert ats(w)["position"] is None and ats(w)["cycles"] == 0, "in manual the switch does not transfer"
+    w.clear_faults()
+    assert ats(w)["mode"] == "auto"
+    assert REGISTER_MAPS["atys-pm"].render(w, "ats-1-ctrl")[20481] == 1
+    w.fault("source_loss", "grid-a")
+    w.step(10)
+    assert ats(w)["position"] == "grid-b"

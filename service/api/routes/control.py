@@ -4,9 +4,12 @@ HTTP statuses of `POST /api/devices/{id}/commands` (the body is always `{status,
 once the command is understood):
 
 - 200 `confirmed`, or `failed` (sent, but the device did not report the new value in time);
-- 403 `refused` by the allow-list (role critical or life_safety, a server room, a read-only point);
+- 403 `refused` by the allow-list (role critical or life_safety, a server room, a read-only point),
+  or a command to supply-side equipment (generator controllers, transfer switches, any device a
+  `sources`/`generators`/`transfer_switches` entry names) from a key below admin;
 - 409 `refused` by the drivers (not running, or the driver's own check);
-- 404 unknown device; 422 unknown command or a value the point does not take.
+- 404 unknown device; 422 unknown command, a value the point does not take, or a command to
+  supply-side equipment without a `reason` (the audit keeps the reason).
 
 `command` is a writable point of the device's profile (`on`, `system_mode`, `cooling_setpoint`,
 `heating_setpoint`, `control_key`) or an alias: `switch`/`state`/`power_state` -> `on`,
@@ -106,6 +109,9 @@ class CommandIn(_In):
 
     command: str = Field(max_length=64, examples=["on"])
     value: StrictBool | StrictInt | StrictFloat | StrictStr = Field(examples=[False])
+    reason: str | None = Field(
+        None, max_length=500, description="why; required for supply-side equipment", examples=["monthly test run"]
+    )
 
 
 class CommandOut(BaseModel):
@@ -312,7 +318,9 @@ async def list_overrides(
 
 
 @router.delete("/overrides/{override_id}", status_code=status.HTTP_204_NO_CONTENT, summary="End an override early")
-async def end_override(override_id: int, svc: ServicesDep, who: Operator) -> Response:
+async def end_override(
+    override_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="override id")], svc: ServicesDep, who: Operator
+) -> Response:
     """End a running override now; the next sweep treats the room as any other."""
     now = svc.clock.now()
     if not await svc.store.expire_override(override_id, now):
@@ -340,23 +348,27 @@ async def end_override(override_id: int, svc: ServicesDep, who: Operator) -> Res
     response_model=CommandOut,
     summary="Command a device point (verified by readback, audited)",
     responses={
-        403: {"model": CommandOut, "description": "refused by the allow-list"},
+        403: {"model": CommandOut, "description": "refused by the allow-list, or supply-side equipment without admin"},
         409: {"model": CommandOut, "description": "refused by the drivers"},
         404: {"description": "unknown device"},
-        422: {"description": "unknown command or bad value"},
+        422: {"description": "unknown command, bad value, or supply-side equipment without a reason"},
     },
 )
 async def command(device_id: DeviceId, body: CommandIn, svc: ServicesDep, who: Operator) -> JSONResponse:
     """Send a command through the one control path; see the module docstring for statuses and aliases."""
     try:
-        outcome = await control_of(svc).command(device_id, body.command, body.value, who=who.who)
+        outcome = await control_of(svc).command(
+            device_id, body.command, body.value, who=who.who, role=who.role, reason=body.reason
+        )
     except UnknownDevice as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     except InvalidCommand as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    code = {"allow-list": status.HTTP_403_FORBIDDEN, "driver": status.HTTP_409_CONFLICT}.get(
-        outcome.refused_by or "", status.HTTP_200_OK
-    )
+    code = {
+        "allow-list": status.HTTP_403_FORBIDDEN,
+        "permission": status.HTTP_403_FORBIDDEN,
+        "driver": status.HTTP_409_CONFLICT,
+    }.get(outcome.refused_by or "", status.HTTP_200_OK)
     out = CommandOut(
         status=outcome.status,
         observed=outcome.observed,

@@ -22,7 +22,11 @@
   htmx.defineExtension("wk-json", {
     init: function (api) { internal = api; },
     onEvent: function (name, evt) {
-      if (name === "htmx:configRequest") evt.detail.headers["Content-Type"] = "application/json";
+      if (name !== "htmx:configRequest") return;
+      evt.detail.headers["Content-Type"] = "application/json";
+      // Supply-side equipment: the reason typed into the hx-prompt goes into the body.
+      const reason = evt.detail.headers["HX-Prompt"];
+      if (evt.detail.elt.hasAttribute("data-reason") && reason !== undefined) evt.detail.parameters.reason = reason;
     },
     encodeParameters: function (xhr, parameters, elt) {
       xhr.overrideMimeType("text/json");
