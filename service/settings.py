@@ -214,7 +214,7 @@ SETTINGS: tuple[SettingInfo, ...] = (
     ),
     SettingInfo(
         env="WATTKEEPER_DATA_DIR",
-        meaning="where `serve` keeps the telemetry outbox (relative to the current directory)",
+        meaning="where `serve` keeps the telemetry outbox and the session secret (relative to the current directory)",
         default="./var",
         read_by="serve, demo",
     ),
@@ -230,6 +230,13 @@ SETTINGS: tuple[SettingInfo, ...] = (
         meaning="the largest request body the API reads; a larger one is answered 413",
         default="1048576",
         read_by="serve",
+    ),
+    SettingInfo(
+        env="WATTKEEPER_SESSION_SECRET",
+        meaning="the dashboard's cookie signing secret; unset: `<data_dir>/session.key` (0600, made on first start)",
+        default="",
+        read_by="serve, demo, rotate-session-secret",
+        secret=True,
     ),
     SettingInfo(
         env="WATTKEEPER_OTEL",
