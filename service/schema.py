@@ -199,7 +199,55 @@ KEY_DOCS: dict[tuple[str, str], tuple[str, Any]] = {
         "E-mail channel for alarms.",
         {"url": "smtp://127.0.0.1:8025", "from": "wk@example.com", "to": ["duty@example.com"]},
     ),
+    # keys added with the supply, office, accountability and deployment work
+    ("Site", "penalties"): (
+        "Fine per violation, in the tariff's currency, by violation type; proposals the administration office "
+        "confirms or waives.",
+        {"lit_empty_room": 50, "left_on_after_hours": 50, "high_power_appliance": 200},
+    ),
+    ("Site", "profiles_dir"): ("A directory of extra device profiles (YAML), relative to the site file.", "profiles"),
+    ("Site", "alarms"): (
+        "Alarm rationalisation per alarm type (ISA-18.2): on/off delay, deadband, severity, enabled.",
+        {"ac_too_cold": {"on_delay_s": 60, "off_delay_s": 60, "deadband": 0.5, "severity": "low", "enabled": True}},
+    ),
+    ("AlarmSettings", "on_delay_s"): ("Seconds the condition must hold before the alarm is raised.", 60),
+    ("AlarmSettings", "off_delay_s"): ("Seconds the condition must be normal again before the alarm clears.", 60),
+    ("AlarmSettings", "deadband"): ("Hysteresis in the unit of the alarm's value.", 0.5),
+    ("AlarmSettings", "severity"): ("critical, high, warning or low.", "low"),
+    ("AlarmSettings", "enabled"): ("false: the alarm type is not evaluated at this site.", True),
+    ("Device", "approved_w"): (
+        "An approved appliance on this office plug: its limit for high_power_appliance, in W.",
+        2200,
+    ),
+    ("Room", "central_heating"): ("Whether the room has central heating (the site's value unless set).", True),
+    ("Room", "thresholds"): (
+        "This room's own office-rule thresholds; they win over the site's.",
+        {"cooling_min_c": 28},
+    ),
+    ("SiteInfo", "heating_season"): (
+        "MM-DD first and last day of the heating season, may wrap the year; absent: all year.",
+        ["11-15", "03-15"],
+    ),
+    ("Source", "overhead_reason"): (
+        "Why an insulated overhead line at <= 10 kV (第七条: only where conditions force it).",
+        "river crossing",
+    ),
+    ("Thresholds", "empty_ac_delay_s"): ("Seconds an AC may run in a room known empty before ac_left_on.", 600),
+    ("Thresholds", "daylight_lux"): ("Illuminance (lx) at or above which lights should be off (daylight).", 800),
+    ("Thresholds", "daylight_delay_s"): ("Seconds lights may stay on in ample daylight before lit_in_daylight.", 600),
+    ("TransferSwitch", "transfer_time_s"): (
+        "Declared switch-over time in seconds, compared with allowed_interruption_s (第六条5).",
+        4,
+    ),
 }
+# A room's own thresholds are the site's keys, for that room only.
+KEY_DOCS.update(
+    {
+        ("RoomThresholds", key): (f"This room's own value: {text[0].lower()}{text[1:]}", example)
+        for (model, key), (text, example) in list(KEY_DOCS.items())
+        if model == "Thresholds"
+    }
+)
 
 ENUM_DOCS: dict[str, str] = {
     "Grade": "special, first, second, temporary (important power customers) or ordinary",

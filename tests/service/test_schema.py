@@ -73,7 +73,15 @@ def test_every_key_has_a_description_and_an_example() -> None:
 
 def test_enums_list_roles_kinds_grades_and_profiles() -> None:
     defs = site_schema()["$defs"]
-    assert defs["DeviceRole"]["enum"] == ["lighting", "hvac", "office_equipment", "sensor", "critical", "life_safety"]
+    assert defs["DeviceRole"]["enum"] == [  # DESIGN §4, and `supply` (a supply-side device, issue 24)
+        "lighting",
+        "hvac",
+        "office_equipment",
+        "sensor",
+        "critical",
+        "life_safety",
+        "supply",
+    ]
     assert defs["RoomKind"]["enum"] == ["office", "meeting", "corridor", "locker", "reception", "server", "other"]
     assert defs["Grade"]["enum"] == ["special", "first", "second", "temporary", "ordinary"]
     assert {"sdm630", "dse-gencomm", "atys-pm", "z2m-occupancy", "tasmota-relay", "shelly-plug"} <= set(
