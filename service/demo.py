@@ -91,7 +91,7 @@ async def _demo(site: Site, site_path: Path | None) -> None:
                 # (or the broker) under it would have it report every device offline on the way out.
                 server.should_exit = True
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(serving, 15)
+                    await asyncio.wait_for(serving, 60)  # the service stores and closes before anything else stops
     finally:
         if broker is not None:
             await broker.stop()

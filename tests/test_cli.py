@@ -124,6 +124,7 @@ def _lines(stream: IO[str]) -> tuple[queue.Queue[str], threading.Thread]:
     def pump() -> None:
         for line in stream:
             out.put(line)
+        out.put(_ENDED)
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
@@ -136,12 +137,20 @@ def _wait_for(lines: queue.Queue[str], pattern: str, seen: list[str], timeout_s:
         try:
             line = lines.get(timeout=0.5)
         except queue.Empty:
+            if _ENDED in seen:
+                break  # the process has ended: no more lines will come
             continue
+        if line == _ENDED:
+            seen.append(line)
+            break
         seen.append(line)
         match = re.search(pattern, line)
         if match:
             return match
     raise AssertionError(f"no line matching {pattern!r} within {timeout_s} s; output so far:\n{''.join(seen)}")
+
+
+_ENDED = ""  # what the reader puts after the last line: the process closed its output
 
 
 # pymodbus logs a reply that comes after its request timed out at ERROR; on a loaded machine a poll
