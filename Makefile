@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# `make bench RECORD=1` also writes tests/bench/results-<date>.json (commit it with the README table);
+# BENCH_ARGS picks modules, e.g. BENCH_ARGS="sweep memory".
+RECORD ?=
+BENCH_ARGS ?=
 
 .PHONY: demo test lint bench install dev test-deps clean
 # A recipe that fails leaves no target behind (e.g. a venv whose pip upgrade failed is made again).
@@ -39,7 +43,7 @@ lint: $(VENV)/.dev
 	$(BIN)/mypy
 
 bench: $(VENV)/.dev test-deps
-	$(BIN)/python -m tests.bench
+	$(BIN)/python -m tests.bench $(if $(RECORD),--record) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -126,6 +126,7 @@ class MqttDriver:
         self._request_ids = itertools.count(1)
         self._task: asyncio.Task[None] | None = None
         self.loop_errors = 0  # unexpected failures of the connection loop (bugs), each followed by a reconnect
+        self.reconnect_pause_s = 0.0  # the pause before the latest reconnect attempt (0 before the first)
 
     @property
     def connected(self) -> bool:
@@ -198,7 +199,8 @@ class MqttDriver:
             if was_up is not False:
                 log.warning("MQTT broker %s:%s lost: %s; reconnecting", self.broker.host, self.broker.port, reason)
                 was_up = False
-            await asyncio.sleep(backoff * random.uniform(1.0, 1.25))  # jitter: not all pollers at once
+            self.reconnect_pause_s = backoff * random.uniform(1.0, 1.25)  # jitter: not all pollers at once
+            await asyncio.sleep(self.reconnect_pause_s)
             backoff = min(backoff * 2, settings.reconnect_max_s)
 
     async def _ask_for_state(self, client: aiomqtt.Client) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -19,8 +20,14 @@ from simulators.runner import Simulation
 
 
 class _Server(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # the demo handles Ctrl-C for all its parts
+    """uvicorn without its own signal handling: the demo stops its parts itself, in order."""
+
+    def install_signal_handlers(self) -> None:  # uvicorn < 0.29
         pass
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:  # uvicorn >= 0.29 takes SIGINT/SIGTERM here
+        yield
 
 
 def _check_ports(site: Site, http_port: int, sim_port: int) -> None:
@@ -60,27 +67,32 @@ async def _demo(site: Site, site_path: Path | None) -> None:
                 uvicorn.Config(app, host="127.0.0.1", port=settings.http_port, log_level="warning", lifespan="on")
             )
             serving = asyncio.create_task(server.serve())
-            while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn only offers a flag)
-                await asyncio.sleep(0.05)
-            if serving.done():
-                serving.result()
-                return
-            svc = app.state.services
-            key = await svc.store.create_key("admin", at=svc.clock.now(), label="demo")
-            typer.echo("")
-            typer.echo(f"wattkeeper demo — {site.site.name}")
-            typer.echo(f"  MQTT broker     {mqtt_url}{' (embedded)' if broker else ''}")
-            typer.echo(f"  simulators      http://127.0.0.1:{settings.sim_port}/sim/state")
-            typer.echo(f"  dashboard       http://127.0.0.1:{settings.http_port}/")
-            typer.echo(f"  admin API key   {key}")
-            typer.echo(f"  database        {settings.database_url}")
-            typer.echo("Ctrl-C stops everything.")
-            stop_wait = asyncio.create_task(stop.wait())
-            await asyncio.wait({serving, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-            server.should_exit = True
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(serving, 15)
-            stop_wait.cancel()
+            try:
+                while not server.started and not serving.done() and not stop.is_set():  # noqa: ASYNC110 (uvicorn only offers a flag)
+                    await asyncio.sleep(0.05)
+                if serving.done():
+                    serving.result()
+                    return
+                if not stop.is_set():
+                    svc = app.state.services
+                    key = await svc.store.create_key("admin", at=svc.clock.now(), label="demo")
+                    typer.echo("")
+                    typer.echo(f"wattkeeper demo — {site.site.name}")
+                    typer.echo(f"  MQTT broker     {mqtt_url}{' (embedded)' if broker else ''}")
+                    typer.echo(f"  simulators      http://127.0.0.1:{settings.sim_port}/sim/state")
+                    typer.echo(f"  dashboard       http://127.0.0.1:{settings.http_port}/")
+                    typer.echo(f"  admin API key   {key}")
+                    typer.echo(f"  database        {settings.database_url}")
+                    typer.echo("Ctrl-C stops everything.")
+                    stop_wait = asyncio.create_task(stop.wait())
+                    await asyncio.wait({serving, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                    stop_wait.cancel()
+            finally:
+                # The service stops first, while its devices still answer: stopping the simulators
+                # (or the broker) under it would have it report every device offline on the way out.
+                server.should_exit = True
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(serving, 60)  # the service stores and closes before anything else stops
     finally:
         if broker is not None:
             await broker.stop()

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 
 class TcpGate:
     """Listens on a free loopback port. Open, it forwards to `target_port`; shut, it accepts each
     connection and hangs up at once (a device or broker that closes on connect). `accepts` holds the
-    event-loop time of every connection attempt, open or shut."""
+    event-loop time of every connection attempt, open or shut; `on_accept`, if given, is called at
+    each attempt (to note what the client's side knew then)."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, on_accept: Callable[[], None] | None = None) -> None:
         self.target_port = target_port
+        self.on_accept = on_accept
         self.is_open = True
         self.accepts: list[float] = []
         self.port = 0
@@ -50,6 +53,8 @@ class TcpGate:
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepts.append(asyncio.get_running_loop().time())
+        if self.on_accept is not None:
+            self.on_accept()
         if not self.is_open:
             writer.close()
             return

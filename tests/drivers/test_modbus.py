@@ -14,7 +14,7 @@ from pymodbus.constants import ExcCodes
 
 from drivers.base import DriverSettings
 from drivers.hub import DriverHub
-from drivers.modbus import plan_blocks
+from drivers.modbus import ModbusDriver, plan_blocks
 from drivers.profiles import ModbusProfile, Profile, known_profiles, load_profile
 from drivers.types import Quality
 from tests.drivers.helpers import FAST, Recorder, modbus_dev, wait_until
@@ -528,7 +528,9 @@ async def test_every_online_offline_transition_is_logged_once(
 
 
 async def test_an_offline_device_is_tried_less_and_less_often(recorder: Recorder) -> None:
-    """Connection attempts to a meter that hangs up on connect, seen at the meter: the pauses grow.
+    """Connection attempts to a meter that hangs up on connect, seen at the meter: each comes after one
+    more failed poll, and the interval the driver waits before it grows. Both are the driver's own
+    counts, noted as each attempt arrives, not wall-clock gaps (which a loaded machine bends).
 
     (pymodbus notices the hang-up only when the request times out, so the timeout is kept well
     below the poll interval: a poll that overran would be rescheduled on the interval's grid.)"""
@@ -536,12 +538,22 @@ async def test_an_offline_device_is_tried_less_and_less_often(recorder: Recorder
     settings = DriverSettings(
         modbus_timeout_s=0.05, modbus_retries=0, offline_after=1, offline_poll_max_s=30.0, reconnect_min_s=0.05
     )
-    async with RegisterServer({1: unit_with(profile, sample_values(profile))}) as srv, TcpGate(srv.port) as gate:
+    seen: list[tuple[int, float]] = []  # (failed polls so far, the interval waited before this attempt)
+
+    def note() -> None:
+        seen.append((hub.health()["m"].consecutive_failures, meter.interval(settings)))
+
+    async with RegisterServer({1: unit_with(profile, sample_values(profile))}) as srv, TcpGate(srv.port, note) as gate:
         gate.shut()
         dev = modbus_dev("m", "sdm120", gate.port, poll_s=0.1)
-        async with DriverHub([dev], mqtt_url=None, emit=recorder, settings=settings):
+        hub = DriverHub([dev], mqtt_url=None, emit=recorder, settings=settings)
+        driver = hub._drivers["modbus"]
+        assert isinstance(driver, ModbusDriver)
+        meter = driver._coordinators[0].devices[0]
+        async with hub:
             await wait_until(lambda: len(gate.accepts) >= 5, timeout_s=30, what="five connection attempts")
-    gaps = gate.gaps()[:4]
-    assert all(later > earlier for earlier, later in itertools.pairwise(gaps)), gaps
-    assert gaps[-1] > 2 * gaps[0], gaps
+    failures, intervals = zip(*seen[:5], strict=True)
+    assert failures == (0, 1, 2, 3, 4), seen  # one attempt per poll, each after one more failure
+    assert all(later > earlier for earlier, later in itertools.pairwise(intervals[1:])), seen
+    assert intervals[4] >= 8 * dev.poll_s, seen
     assert recorder.online("m") is False

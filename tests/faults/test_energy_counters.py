@@ -200,3 +200,5 @@ async def test_monthly_energy_survives_rollover_replacement_and_glitches(tmp_pat
     assert rollovers == 1
     assert error < 0.001
     assert drivers_error < 0.001
+    # The run is deterministic (seeded load, injected minutes): the published figures exactly.
+    assert (round(reported, 1), round(true_kwh, 1), f"{error:.3%}") == (21786.9, 21792.2, "0.024%")

@@ -1,7 +1,9 @@
 """Quarter-hour energy across a service restart and a crash: the counter keeps what the service missed.
 
 A department meter draws a steady 30 kW (0.5 kWh a minute) and is read every minute. The service
-stops at 10:07 (or dies at 10:07:30 without a word) and is back at 10:11. The energy of 10:00-10:15
+stops at 10:07 (or, as a crash would leave it, has its loops cancelled at 10:07:30 with nothing
+flushed and no last checkpoint: in-process, not a killed process; test_service_kill.py kills a real
+one) and is back at 10:11. The energy of 10:00-10:15
 must be the whole 7.5 kWh the counter shows, not the 2 kWh read after the restart: the stop writes
 the open quarter hour partly, and the service that comes back must complete it rather than write it
 again with only what it saw itself.
@@ -58,7 +60,7 @@ class Run:
         await core.tick()
 
     async def crash(self) -> None:
-        """What SIGKILL leaves behind: the loops gone, nothing flushed, no last checkpoint."""
+        """What a crash leaves behind, in-process: the loops cancelled, nothing flushed, no last checkpoint."""
         tasks = self.svc.core._tasks
         for task in tasks:
             task.cancel()
@@ -103,7 +105,7 @@ async def test_the_quarter_hour_across_a_restart_holds_all_the_counter_shows(tmp
         await stop_services(second.svc)
 
     got = await quarters(tmp_path, clock)
-    away = "stopped at 10:07" if ending == "stop" else "killed at 10:07:30 (last checkpoint 10:07)"
+    away = "stopped at 10:07" if ending == "stop" else "loops cancelled at 10:07:30, no flush (last checkpoint 10:07)"
     figure(
         f"energy-restart-{ending}",
         f"{away}, back at 10:11: 10:00-10:15 holds {got[T0]:.2f} kWh of the {7.5:.2f} the counter shows "

@@ -16,13 +16,16 @@ The bounds asserted are the product's own, with slack for a shared machine:
 - a sentinel reads `bad` from the first poll that sees it: poll interval + 1 s;
 - a healthy meter is polled on its schedule: the coordinator polls on a fixed grid and skips a tick
   it is late for (drivers/README.md, "overrun"), so every tick of the fault window must give a good
-  reading, but for at most LATE_ALLOWED skipped ticks per meter (a loaded machine may stall the
-  event loop past a tick now and then; a fault holding up a neighbour's polls would skip many).
+  reading. A tick may be skipped only where the event loop itself stalled (a loaded machine not
+  running the process): a probe task measures the loop's stalls, and each stall excuses the ticks it
+  covers. A fault holding up a neighbour's polls is a wait on a socket, not a stall, so it is never
+  excused. Skipped ticks are a count, not a wall-clock bound.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import math
 import random
@@ -51,7 +54,41 @@ Mode = Literal["healthy", "silent", "close", "half_open", "garbage", "exception"
 FAST = {k: replace(v, on_delay_s=min(v.on_delay_s, 1.0), off_delay_s=2.0) for k, v in DEFAULT_CONFIG.items()}
 POLL_S = 0.5  # the faulty devices
 REF_POLL_S = 0.25  # the healthy meters
-LATE_ALLOWED = 2  # skipped ticks tolerated per healthy meter over the fault window
+STALL_S = 0.05  # a wake-up of the loop probe this much later than asked counts as a stall
+
+
+class LoopProbe:
+    """Measures the event loop's stalls: sleeps 10 ms at a time and notes how late each wake-up is."""
+
+    def __init__(self) -> None:
+        self.stalls: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            asked = loop.time() + 0.01
+            await asyncio.sleep(0.01)
+            late = loop.time() - asked
+            if late > STALL_S:
+                self.stalls.append(late)
+
+    def start(self) -> None:
+        self.stalls.clear()
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    def ticks_covered(self, every_s: float) -> int:
+        """Ticks of a grid every `every_s` that the stalls can have made a poll miss: a stall delays
+        a poll past its tick's successor if it and the poll last longer than a tick (+1 per stall)."""
+        return sum(math.ceil(stall / every_s) for stall in self.stalls)
+
+
 # (device id, server, unit id): two servers of their own, two units behind one server
 HEALTHY: list[tuple[str, str, int]] = [("ref-a", "a", 1), ("ref-b", "b", 1), ("ref-c", "cd", 1), ("ref-d", "cd", 2)]
 SDM630 = load_profile("sdm630")
@@ -290,6 +327,8 @@ async def test_modbus_faults_are_contained_and_reported(tmp_path: Path, taps: li
             await eventually(all_good, 30, 0.1)
 
             # -- every fault at once -----------------------------------------------------------
+            probe = LoopProbe()
+            probe.start()
             t0 = time.monotonic()
             t0_wall = datetime.now(UTC)
             for device, _, mode, _ in FAULTS:
@@ -321,6 +360,7 @@ async def test_modbus_faults_are_contained_and_reported(tmp_path: Path, taps: li
                 await asyncio.sleep(0.1)
             fault_s = time.monotonic() - t0
             fault_end = datetime.now(UTC)
+            await probe.stop()
             on_during = await online()
             st_during = await state()
 
@@ -368,6 +408,7 @@ async def test_modbus_faults_are_contained_and_reported(tmp_path: Path, taps: li
         ts = [r.ts.timestamp() for r in during]
         worst_gap = max([worst_gap, *(b - a for a, b in itertools.pairwise(ts))])
     late = {d: max(0, due - n) for d, n in polls.items()}
+    excused = probe.ticks_covered(REF_POLL_S)
     # What was written and stored: never a number from a bad reply.
     allowed = _allowed_values()
     bad_numbers = [
@@ -396,8 +437,9 @@ async def test_modbus_faults_are_contained_and_reported(tmp_path: Path, taps: li
         f"cleared {len(cleared)}/{len(offline_faults)} within {heal_s:.1f} s of healing; "
         f"{len(bad_numbers) + len(bad_rollups)} bad values stored as numbers; {len(healthy)} healthy meters "
         f"({len(refs)} links) polled {', '.join(str(polls[d]) for d in healthy)} times with {due} polls due each in "
-        f"{fault_s:.1f} s of faults (every {REF_POLL_S} s; {sum(late.values())} skipped, at most "
-        f"{LATE_ALLOWED} allowed per meter), {sum(not_good.values())} not good, longest gap {worst_gap:.2f} s",
+        f"{fault_s:.1f} s of faults (every {REF_POLL_S} s; {sum(late.values())} skipped, {excused} allowed per "
+        f"meter by {len(probe.stalls)} stalls of the event loop totalling {sum(probe.stalls):.2f} s), "
+        f"{sum(not_good.values())} not good, longest gap {worst_gap:.2f} s",
     )
     for device, _, _, outcome in FAULTS:
         got = reached[device]
@@ -413,7 +455,9 @@ async def test_modbus_faults_are_contained_and_reported(tmp_path: Path, taps: li
     assert raised == set(offline_faults) and cleared == set(offline_faults)
     assert bad_numbers == [] and bad_rollups == [] and bad_readings_with_numbers == []
     assert due >= 20, "the fault window was too short to say anything about the healthy meters' schedule"
-    assert all(n <= LATE_ALLOWED for n in late.values()), f"healthy meters skipped polls: {late} of {due} due"
+    assert all(n <= excused for n in late.values()), (
+        f"healthy meters skipped polls: {late} of {due} due; the event loop's stalls excuse {excused}: {probe.stalls}"
+    )
     assert not_good == dict.fromkeys(healthy, 0), not_good
     assert all(on_during[d] for d in healthy)
 

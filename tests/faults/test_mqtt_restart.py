@@ -10,7 +10,7 @@ plugs reconnect at once, the service after its back-off, so messages also queue 
 persistent session. Mosquitto saves everything when it stops, so no reading may be lost.
 
 Killed (SIGKILL): Mosquitto keeps sessions and queued QoS 1 messages only as of its last save
-(`autosave_interval`, 60 s in deploy/mosquitto/mosquitto.conf). The service reaches the broker
+(`autosave_interval`, 10 s in deploy/mosquitto/mosquitto.conf). The service reaches the broker
 through a TCP relay that the test cuts, so messages queue in the service's persistent session;
 while they do, the test makes the save happen at a known moment (SIGUSR1, Mosquitto's "save
 now"), lets more messages queue, kills the broker, starts it again and lets the service back in.

@@ -329,26 +329,76 @@ def _raises(transitions: list[Transition]) -> list[datetime]:
     ]
 
 
-@settings(max_examples=200, deadline=None)
-@given(
-    kind=st.sampled_from(list(AlarmType)),
-    steps=st.lists(
-        st.tuples(st.floats(min_value=0.0, max_value=20.0), st.booleans(), st.booleans()), min_size=1, max_size=80
-    ),
+# A chattering input as alternating runs of active and inactive findings: (findings in the run,
+# seconds between them, acknowledge every open alarm at the run's end). Short runs chatter; long
+# ones outlast every type's on-delay (at most 60 s) or off-delay (at least 60 s), so the engine
+# must raise again and again: each example's lower bound on raises is checked, and the test below
+# checks that most examples raise at least twice, so the one-a-minute property compares gaps.
+RUN = st.tuples(
+    st.one_of(st.integers(1, 6), st.integers(10, 40)),
+    st.integers(1, 16).map(lambda k: k / 2),  # 0.5 .. 8 s, exact in binary: spans are exact
+    st.booleans(),
 )
-def test_chattering_input_raises_at_most_once_a_minute(kind: AlarmType, steps: list[tuple[float, bool, bool]]) -> None:
-    eng = AlarmEngine()
+
+
+def _chatter(engine_: AlarmEngine, kind: AlarmType, runs: list[tuple[int, float, bool]]) -> tuple[list[datetime], int]:
+    """Feed `runs` (the first active) to `engine_`; return the raise times and a lower bound on their count.
+
+    The bound follows from the delays alone: a run of active findings spanning the type's on-delay
+    leaves the alarm active, an inactive run spanning the off-delay leaves it cleared, so every
+    such active run after such an inactive run (or at the start) is a raise.
+    """
+    conf = DEFAULT_CONFIG[kind]
     now = T0
     journal: list[Transition] = []
-    for dt, active, ack in steps:
-        now += timedelta(seconds=dt)
-        journal += eng.update([finding(active, kind=kind)], now)
+    must_raise = 0
+    known_clear = True
+    for i, (count, dt, ack) in enumerate(runs):
+        active = i % 2 == 0
+        for _ in range(count):
+            now += timedelta(seconds=dt)
+            journal += engine_.update([finding(active, kind=kind)], now)
+        span = (count - 1) * dt
+        if active:
+            if span >= conf.on_delay_s:
+                must_raise += known_clear
+                known_clear = False
+            elif not known_clear or conf.on_delay_s == 0.0:
+                known_clear = False  # it may have been raised, or may still be active
+        elif span >= conf.off_delay_s:
+            known_clear = True
         if ack:
-            for alarm in eng.active():
-                t = eng.ack(alarm.id, "op", now)
+            for alarm in engine_.active():
+                t = engine_.ack(alarm.id, "op", now)
                 journal += [t] if t else []
-    raised = _raises(journal)
-    assert all((b - a).total_seconds() >= 60.0 for a, b in pairwise(raised))
+    return _raises(journal), must_raise
+
+
+def test_chattering_input_raises_at_most_once_a_minute() -> None:
+    counts: list[int] = []
+
+    @settings(max_examples=200, deadline=None)
+    @given(kind=st.sampled_from(list(AlarmType)), runs=st.lists(RUN, min_size=6, max_size=24))
+    def chatter(kind: AlarmType, runs: list[tuple[int, float, bool]]) -> None:
+        raised, must_raise = _chatter(AlarmEngine(), kind, runs)
+        assert len(raised) >= must_raise
+        assert all((b - a).total_seconds() >= 60.0 for a, b in pairwise(raised))
+        counts.append(len(raised))
+
+    chatter()
+    repeated = sum(n >= 2 for n in counts)
+    # The property compares something: most examples raise repeatedly, some many times.
+    assert repeated >= len(counts) // 2, f"only {repeated} of {len(counts)} examples raised twice or more"
+    assert max(counts) >= 4
+
+
+def test_a_rule_re_raising_within_a_minute_fails_the_chatter_check() -> None:
+    # The check above can fail: an engine whose off-delay is 20 s re-raises within a minute on the
+    # same kind of input (active at 5 s, inactive 10-30 s, active at 35 s: raises 30 s apart).
+    quick = AlarmEngine({t: replace(c, off_delay_s=20.0) for t, c in DEFAULT_CONFIG.items()})
+    raised, _ = _chatter(quick, AlarmType.lit_empty_room, [(1, 5.0, False), (5, 5.0, False), (1, 5.0, False)])
+    gaps = [(b - a).total_seconds() for a, b in pairwise(raised)]
+    assert len(raised) == 2 and min(gaps) < 60.0
 
 
 def test_a_blip_every_45_s_for_ten_minutes_raises_once() -> None:
