@@ -38,6 +38,7 @@ SUPPLY_TYPES: Final = frozenset(
     }
 )
 STARTING: Final = frozenset({"pre-start", "warming"})
+URGENT: Final = frozenset({Severity.critical, Severity.high})  # sound, notification, blinking badge
 
 
 def tri(flag: bool | None) -> Wire:
@@ -333,6 +334,7 @@ class AlarmRow:
     shelved_until: datetime | None
     ackable: bool
     shelvable: bool
+    value: float | str | None = None
 
 
 def where(site: Site, subject: str) -> str:
@@ -358,6 +360,7 @@ def alarm_rows(site: Site, alarms: Iterable[Alarm]) -> list[AlarmRow]:
             shelved_until=a.shelved_until,
             ackable=a.state in ACKABLE,
             shelvable=a.state is not AlarmState.shelved and a.state is not AlarmState.cleared,
+            value=a.value,
         )
         for a in alarms
     ]
@@ -373,6 +376,9 @@ def badge_counts(alarms: Sequence[Alarm]) -> dict[str, int]:
         if a.state is not AlarmState.shelved:
             counts[a.severity.value] += 1
     counts["unacked"] = sum(1 for a in alarms if a.state in ACKABLE)
+    urgent = [a for a in alarms if a.state in ACKABLE and a.severity in URGENT]
+    counts["urgent"] = len(urgent)
+    counts["urgent_newest"] = max((int(a.raised_at.timestamp()) for a in urgent), default=0)
     return counts
 
 

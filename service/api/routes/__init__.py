@@ -11,6 +11,7 @@ from service.api.routes import (
     control,
     dashboard,
     docs,
+    duty,
     events,
     health,
     live,
@@ -30,4 +31,5 @@ ROUTERS: list[APIRouter] = [
     audit.router,
     dashboard.router,
     docs.router,
+    duty.router,
 ]
