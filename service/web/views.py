@@ -39,6 +39,19 @@ SUPPLY_TYPES: Final = frozenset(
 )
 STARTING: Final = frozenset({"pre-start", "warming"})
 URGENT: Final = frozenset({Severity.critical, Severity.high})  # sound, notification, blinking badge
+# What a room card and its counter show: the office rules a room breaks, while it breaks them
+# (not device_offline or shutdown_failed; ac_left_on and lit_in_daylight as their rules arrive).
+OFFICE_RULE_TYPES: Final = frozenset(
+    {
+        "lit_empty_room",
+        "ac_too_cold",
+        "ac_heating_too_warm",
+        "ac_door_open",
+        "high_power_appliance",
+        "ac_left_on",
+        "lit_in_daylight",
+    }
+)
 
 
 def tri(flag: bool | None) -> Wire:
@@ -425,7 +438,11 @@ def room_cards(
     cards = []
     for view in views:
         members = {view.id, *room_devices(view)}
-        mine = [a for a in alarms if a.subject in members and a.state is not AlarmState.cleared]
+        mine = [
+            a
+            for a in alarms
+            if a.subject in members and a.active and a.state is not AlarmState.shelved and a.type in OFFICE_RULE_TYPES
+        ]
         worst = min((a.severity.value for a in mine), key=lambda s: SEVERITY_ORDER[s], default=None)
         server = kinds.get(view.id) is RoomKind.server
         controls: list[Control] = []
