@@ -385,13 +385,15 @@ class ControlPath:
         now = self.clock.now()
         old = self.current(device_id, point, now)
         why = refusal(self.site, device_id, point)
+        if why is None:
+            requested = check_value(profile, point, value)
+            why = rule_refusal(self.site, point, requested)
         round_trip_s = 0.0
         refused_by: Literal["allow-list", "driver"] | None = None
         if why is not None:
             status: CommandStatus = "refused"
             requested, observed, detail, refused_by = value, old, why, "allow-list"
         else:
-            requested = check_value(profile, point, value)
             if self.hub is None:
                 status, observed, detail = "refused", old, "drivers are not running"
             else:
@@ -636,3 +638,16 @@ class Sweeper:
             rooms=[(room, names.get(room, room)) for room in rooms],
             next_sweep=next_sweep,
         )
+
+
+def rule_refusal(site: Site, point: str, value: object) -> str | None:
+    """Why an AC setpoint breaks the site's office rule (cooling not below cooling_min_c, heating
+    not above heating_max_c), or None: the dashboard and the API refuse it rather than raise an alarm."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    limits = site.site.thresholds
+    if point == "cooling_setpoint" and value < limits.cooling_min_c:
+        return f"cooling setpoint {value:g} °C is below cooling_min_c {limits.cooling_min_c:g} °C"
+    if point == "heating_setpoint" and value > limits.heating_max_c:
+        return f"heating setpoint {value:g} °C is above heating_max_c {limits.heating_max_c:g} °C"
+    return None

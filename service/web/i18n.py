@@ -384,6 +384,20 @@ LABELS: Final[Mapping[str, tuple[str, str]]] = {
     "result.override_expired": ("加班到期", "override expired"),
     "nav.label": ("面板", "panels"),
     "keylabel.bootstrap": ("初始密钥", "bootstrap"),
+    # issue 18: room controls
+    "ctl.light": ("灯", "light"),
+    "ctl.ac": ("空调", "AC"),
+    "ctl.plug": ("插座", "plug"),
+    "ctl.apply": ("设定", "Set"),
+    "ctl.setpoint_rule": (
+        "制冷不低于 {cool} °C，制热不高于 {heat} °C。",
+        "Cooling not below {cool} °C, heating not above {heat} °C.",
+    ),
+    "ctl.all_off": ("全部关闭", "All off"),
+    "ctl.all_off_confirm": ("关闭 {room} 的全部灯、空调和插座？", "Switch off every light, AC and plug in {room}?"),
+    "ctl.all_off_done": ("全部关闭", "All off"),
+    "ctl.below_min": ("制冷设定不能低于 {min} °C", "The cooling setpoint may not be below {min} °C"),
+    "ctl.above_max": ("制热设定不能高于 {max} °C", "The heating setpoint may not be above {max} °C"),
 }
 
 

@@ -209,3 +209,42 @@ def compliance_detail(detail: str, lang: str) -> str:
 
 def _zh_words(text: str) -> str:
     return re.sub(r"\b[a-z_]+\b", lambda w: _WORDS.get(w.group(0), w.group(0)), text).replace(" on ", " 在 ")
+
+
+_AUDIT: Final[tuple[tuple[str, str], ...]] = (
+    (
+        r"cooling setpoint (?P<v>[\d.]+) °C is below cooling_min_c (?P<limit>[\d.]+) °C",
+        "制冷设定 {v} °C 低于下限 {limit} °C，已拒绝",
+    ),
+    (
+        r"heating setpoint (?P<v>[\d.]+) °C is above heating_max_c (?P<limit>[\d.]+) °C",
+        "制热设定 {v} °C 高于上限 {limit} °C，已拒绝",
+    ),
+    (r"(?P<id>\S+) has role (?P<role>\w+): never commanded", "{id} 为关键/安全设备，从不控制"),
+    (r"(?P<id>\S+) is in server room (?P<room>\S+): never commanded", "{id} 位于机房 {room}，从不控制"),
+    (r"drivers are not running", "驱动未运行"),
+    (r"no report of (?P<what>.*) within (?P<s>[\d.]+) s", "{s} 秒内未收到 {what} 的回报"),
+    (r"no confirmation within (?P<s>[\d.]+) s \((?P<last>.*)\)", "{s} 秒内未确认（{last}）"),
+    (r"publish failed: (?P<why>.*)", "发布失败：{why}"),
+)
+
+
+def audit_detail(detail: str, lang: str) -> str:
+    """An audit record's detail in the page's language: known sentences in Chinese, the rest as written."""
+    if lang != "zh" or not detail:
+        return detail
+    parts = []
+    for part in detail.split("; "):
+        observed = re.fullmatch(r"observed (?P<v>.*)", part)
+        if observed:
+            value = {"True": "开", "False": "关", "None": "—"}.get(observed.group("v"), observed.group("v").strip("'"))
+            parts.append(f"回读 {value}")
+            continue
+        for pattern, zh in _AUDIT:
+            hit = re.fullmatch(pattern, part)
+            if hit is not None:
+                parts.append(zh.format(**hit.groupdict()))
+                break
+        else:
+            parts.append(part)
+    return "；".join(parts)

@@ -405,6 +405,8 @@ class Control:
     device: str
     kind: Literal["light", "ac", "plug"]
     on: bool | None
+    mode: str | None = None  # an AC's mode and the setpoint of that mode
+    setpoint_c: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,12 +450,12 @@ def room_cards(
         controls: list[Control] = []
         if not server:
             allowed = [d for d in room_devices(view) if site.device(d).role not in PROTECTED_ROLES]
-            acs = {a.device: a.on for a in view.acs}
+            acs = {a.device: a for a in view.acs}
             for d in allowed:
                 if d in view.lights:
                     controls.append(Control(d, "light", on_of(d)))
                 elif d in acs:
-                    controls.append(Control(d, "ac", acs[d]))
+                    controls.append(Control(d, "ac", acs[d].on, acs[d].mode, acs[d].setpoint_c))
                 elif any(p.device == d for p in view.plugs):
                     controls.append(Control(d, "plug", on_of(d)))
         cards.append(

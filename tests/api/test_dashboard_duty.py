@@ -196,6 +196,36 @@ async def test_on_duty(live: Live, browser: Browser, screenshots: Path) -> None:
     await expect(page.locator('#explorer-body[data-period="year"] .chart canvas')).to_be_visible(timeout=STEP_MS)
     await page.screenshot(path=screenshots / "desktop-energy-explorer.png", full_page=True)
 
+    # Room controls: the AC within the rule, a refused setpoint with its reason, all off after a confirmation.
+    async with live.client("operator") as api:
+        r = await api.post("/api/devices/r2119-ac/commands", json={"command": "cooling_setpoint", "value": 24})
+    assert (r.status_code, r.json()["status"]) == (403, "refused")
+    assert "below cooling_min_c 26" in r.json()["detail"]
+    assert live.sim.state()["devices"]["r2119-ac"]["cooling_setpoint"] != 24
+    await page.goto(live.url + "/?view=rooms")
+    controls = page.locator("#controls-r2119")
+    await controls.locator("summary").click()
+    ac = controls.locator("form.ac-form")
+    await ac.locator('select[name="mode"]').select_option("cool")
+    await ac.locator('input[name="setpoint"]').fill("25")
+    await ac.locator("button[type=submit]").click()
+    assert (
+        await ac.locator('input[name="setpoint"]').evaluate("el => el.validationMessage") == "制冷设定不能低于 26.0 °C"
+    )
+    await ac.locator('input[name="setpoint"]').fill("27")
+    await ac.locator("button[type=submit]").click()
+    await expect(page.locator(".toast", has_text="已确认 · r2119-ac")).to_be_visible(timeout=STEP_MS)
+    state = live.sim.state()["devices"]["r2119-ac"]
+    assert (state["system_mode"], state["cooling_setpoint"]) == ("cool", 27)
+    await expect(controls.locator(".control", has_text="灯 r2119-light")).to_be_visible()
+    page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await controls.locator("button.all-off").click()
+    await expect(page.locator(".toast", has_text="全部关闭 · 已确认")).to_be_visible(timeout=STEP_MS)
+    devices = live.sim.state()["devices"]
+    assert devices["r2119-light"]["on"] is False and devices["r2119-plug"]["on"] is False
+    assert devices["r2119-ac"]["system_mode"] == "off"
+    await page.screenshot(path=screenshots / "desktop-room-controls.png")
+
     # Every page in Chinese: no English left.
     allowed = site_ids(live.svc.services.site)
     problems: dict[str, list[str]] = {}

@@ -214,3 +214,22 @@ def test_explorer_bars_by_band_in_site_days(site: Site) -> None:
     assert ex.bands["valley"][0] == 2.0 and ex.bands["flat"][1] == 5.0
     assert ex.total_kwh == 7.0 and ex.previous_kwh == 10.0
     assert ex.top_rooms == [("b", 3.0)]
+
+
+@pytest.mark.parametrize(
+    ("detail", "zh"),
+    [
+        (
+            "cooling setpoint 24 °C is below cooling_min_c 26 °C; observed 26.0",
+            "制冷设定 24 °C 低于下限 26 °C，已拒绝；回读 26.0",
+        ),
+        ("observed False", "回读 关"),
+        ("no report of on=False within 5.0 s; observed True", "5.0 秒内未收到 on=False 的回报；回读 开"),
+        ("srv1-ups has role critical: never commanded", "srv1-ups 为关键/安全设备，从不控制"),
+        ("something new", "something new"),
+    ],
+)
+def test_audit_details_in_chinese(detail: str, zh: str) -> None:
+    """The control path's English details read Chinese on the Chinese page; unknown ones stay as written."""
+    assert messages.audit_detail(detail, "zh") == zh
+    assert messages.audit_detail(detail, "en") == detail

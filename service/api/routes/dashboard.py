@@ -300,6 +300,7 @@ async def _rooms(request: Request, svc: Services, ctx: dict[str, Any]) -> dict[s
         "acs_on": sum(1 for c in cards for a in c.view.acs if a.on),
         "office_kw": sum(c.view.power_w or 0.0 for c in cards if not c.critical) / 1000,
         "violations": sum(1 for c in cards if c.alarms),
+        "thresholds": svc.site.site.thresholds,
     }
 
 
@@ -370,6 +371,7 @@ async def _schedule(request: Request, svc: Services, ctx: dict[str, Any]) -> dic
 async def _audit(request: Request, svc: Services, ctx: dict[str, Any]) -> dict[str, Any]:
     await _people(svc, ctx)
     ctx["change"] = lambda value: messages.change_text(value, svc.site, ctx["t"], ctx["f"].when)
+    ctx["detail_text"] = lambda detail: messages.audit_detail(detail, ctx["lang"])
     q = request.query_params
     device = q.get("device") or None
     result = q.get("result") or None

@@ -50,6 +50,8 @@
     setTimeout(function () { el.remove(); }, kind === "error" ? 8000 : 4000);
   }
 
+  window.wkToast = toast; // for controls.js
+
   function parse(xhr) {
     try { return JSON.parse(xhr.responseText); } catch (e) { return null; }
   }
