@@ -68,8 +68,8 @@ async def ui_trend(
     x = list(range(int(start.timestamp()), int(end.timestamp()), step))
     series = []
     for s in spec.series:
-        rollups = await svc.store.telemetry(s.device, s.point, start, end, every)
-        by_ts = {int(r.minute.timestamp()): round(r.mean * s.scale, 3) for r in rollups}
+        means = await svc.store.rollup_means(s.device, s.point, start, end, every)
+        by_ts = {int(at.timestamp()): round(mean * s.scale, 3) for at, mean in means}
         series.append({"label": f"{t(s.label)} · {s.device}", "unit": s.unit, "values": [by_ts.get(ts) for ts in x]})
     body = {"title": spec.title, "unit": spec.unit, "range": span, "step_s": step, "x": x, "series": series}
     return JSONResponse(body, headers=NO_STORE)
