@@ -1069,8 +1069,7 @@ class Store:
         async with self._read() as s:
             rows = (await s.execute(query)).all()
         return [
-            (start + int(b) * every, float(total / count) if count else float(plain))
-            for b, total, count, plain in rows
+            (start + int(b) * every, float(total / count) if count else float(plain)) for b, total, count, plain in rows
         ]
 
 
