@@ -385,6 +385,7 @@ LABELS: Final[Mapping[str, tuple[str, str]]] = {
     "nav.label": ("面板", "panels"),
     "keylabel.bootstrap": ("初始密钥", "bootstrap"),
     # issue 18: room controls
+    "subject.device_in_room": ("{id}（{room}）", "{id} ({room})"),
     "ctl.light": ("灯", "light"),
     "ctl.ac": ("空调", "AC"),
     "ctl.plug": ("插座", "plug"),

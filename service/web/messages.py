@@ -44,7 +44,7 @@ def subject_name(site: Site, subject: str, t: Translate) -> str:
     if subject in named:
         return named[subject]
     holder = site.room_of(subject)
-    return f"{subject}（{holder.name}）" if holder is not None else subject
+    return t("subject.device_in_room", id=subject, room=holder.name) if holder is not None else subject
 
 
 def _num(value: float | str | None) -> str:
@@ -124,7 +124,7 @@ _WORDS: Final[Mapping[str, str]] = {
 }
 _DETAILS: Final[tuple[tuple[str, str], ...]] = (
     (r"(?P<n>\d+) source\(s\); ungraded site", "{n} 路电源；未定级站点"),
-    (r"(?P<n>\d+) source\(s\), (?P<grade>\w+) grade needs >= (?P<need>\d+)", "{n} 路电源，{grade}负荷要求 ≥ {need} 路"),
+    (r"(?P<n>\d+) source\(s\), (?P<grade>\w+) grade needs >= (?P<need>\d+)", "{n} 路电源，{grade}重要电力客户要求 ≥ {need} 路"),
     (
         r"(?P<n>\d+) substation\(s\) \((?P<ids>[^)]*)\), needs >= (?P<need>\d+)",
         "{n} 个变电站（{ids}），要求 ≥ {need} 个",
@@ -160,8 +160,8 @@ _DETAILS: Final[tuple[tuple[str, str], ...]] = (
         r"(?P<n>\d+) overhead circuits on separate (?P<what>\w+) lines: (?P<placed>.*)",
         "{n} 路架空回路分{what}架设：{placed}",
     ),
-    (r"no generator; (?P<grade>\w+) grade requires one", "没有发电机；{grade}负荷要求配置"),
-    (r"none; not required for (?P<grade>\w+) grade", "无；{grade}负荷不要求"),
+    (r"no generator; (?P<grade>\w+) grade requires one", "没有发电机；{grade}重要电力客户要求配置"),
+    (r"none; not required for (?P<grade>\w+) grade", "无；{grade}重要电力客户不要求"),
     (r"(?P<n>\d+) generator\(s\): (?P<ids>.*)", "{n} 台发电机：{ids}"),
     (
         r"security_load_kw not declared: rated (?P<rated>[\d.]+) kW cannot be shown to be >= 120 % of it",
