@@ -124,7 +124,10 @@ _WORDS: Final[Mapping[str, str]] = {
 }
 _DETAILS: Final[tuple[tuple[str, str], ...]] = (
     (r"(?P<n>\d+) source\(s\); ungraded site", "{n} 路电源；未定级站点"),
-    (r"(?P<n>\d+) source\(s\), (?P<grade>\w+) grade needs >= (?P<need>\d+)", "{n} 路电源，{grade}重要电力客户要求 ≥ {need} 路"),
+    (
+        r"(?P<n>\d+) source\(s\), (?P<grade>\w+) grade needs >= (?P<need>\d+)",
+        "{n} 路电源，{grade}重要电力客户要求 ≥ {need} 路",
+    ),
     (
         r"(?P<n>\d+) substation\(s\) \((?P<ids>[^)]*)\), needs >= (?P<need>\d+)",
         "{n} 个变电站（{ids}），要求 ≥ {need} 个",
