@@ -144,7 +144,7 @@ def trend_window(now: datetime, span: str) -> tuple[datetime, datetime, timedelt
 # -- energy explorer ---------------------------------------------------------------------------
 
 Period = Literal["day", "week", "month", "year"]
-PERIODS: Final = ("day", "week", "month", "year")
+PERIODS: Final = ("day", "week", "month", "quarter", "year")
 
 
 @dataclass(slots=True)
@@ -180,6 +180,9 @@ def explorer_window(period: str, anchor: date) -> tuple[date, date, date, Litera
     if period == "month":
         start = _month_start(anchor)
         return start, _add_months(start, 1), _add_months(start, -1), "day"
+    if period == "quarter":
+        start = date(anchor.year, (anchor.month - 1) // 3 * 3 + 1, 1)
+        return start, _add_months(start, 3), _add_months(start, -3), "day"
     if period == "year":
         start = date(anchor.year, 1, 1)
         return start, date(anchor.year + 1, 1, 1), date(anchor.year - 1, 1, 1), "month"

@@ -229,11 +229,19 @@ _AUDIT: Final[tuple[tuple[str, str], ...]] = (
     (r"no report of (?P<what>.*) within (?P<s>[\d.]+) s", "{s} 秒内未收到 {what} 的回报"),
     (r"no confirmation within (?P<s>[\d.]+) s \((?P<last>.*)\)", "{s} 秒内未确认（{last}）"),
     (r"publish failed: (?P<why>.*)", "发布失败：{why}"),
+    (
+        r"override (?P<id>\d+) of (?P<room>\S+) \(capped at override_max_h\)",
+        "加班登记 #{id}：{room}（已按最长时长截断）",
+    ),
+    (r"override (?P<id>\d+) of (?P<room>\S+)", "加班登记 #{id}：{room}"),
+    (r"override (?P<id>\d+) of (?P<room>\S+) ended at (?P<at>\S+)", "加班登记 #{id}：{room}，{at} 到期"),
+    (r"override (?P<id>\d+) ended early", "加班登记 #{id} 提前结束"),
 )
 
 
-def audit_detail(detail: str, lang: str) -> str:
-    """An audit record's detail in the page's language: known sentences in Chinese, the rest as written."""
+def audit_detail(detail: str, lang: str, site: Site | None = None, when: Callable[[str], str] | None = None) -> str:
+    """An audit record's detail in the page's language: known sentences in Chinese (rooms by name,
+    times in site time when `site` and `when` are given), the rest as written."""
     if lang != "zh" or not detail:
         return detail
     parts = []
@@ -246,7 +254,12 @@ def audit_detail(detail: str, lang: str) -> str:
         for pattern, zh in _AUDIT:
             hit = re.fullmatch(pattern, part)
             if hit is not None:
-                parts.append(zh.format(**hit.groupdict()))
+                fields = hit.groupdict()
+                if site is not None and "room" in fields:
+                    fields["room"] = next((r.name for r in site.rooms if r.id == fields["room"]), fields["room"])
+                if when is not None and "at" in fields:
+                    fields["at"] = when(fields["at"])
+                parts.append(zh.format(**fields))
                 break
         else:
             parts.append(part)

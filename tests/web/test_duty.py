@@ -196,7 +196,7 @@ def test_explorer_windows() -> None:
     assert duty.explorer_window("month", date(2026, 1, 5))[2] == date(2025, 12, 1)
     assert duty.explorer_window("year", wed) == (date(2026, 1, 1), date(2027, 1, 1), date(2025, 1, 1), "month")
     with pytest.raises(ValueError, match=r"^period: "):
-        duty.explorer_window("quarter", wed)
+        duty.explorer_window("decade", wed)
 
 
 def test_explorer_bars_by_band_in_site_days(site: Site) -> None:
@@ -233,3 +233,16 @@ def test_audit_details_in_chinese(detail: str, zh: str) -> None:
     """The control path's English details read Chinese on the Chinese page; unknown ones stay as written."""
     assert messages.audit_detail(detail, "zh") == zh
     assert messages.audit_detail(detail, "en") == detail
+
+
+def test_quarters_and_override_details(site: Site) -> None:
+    """A quarter runs Jan-Mar, Apr-Jun, ...; override details name the room and the local time."""
+    assert duty.explorer_window("quarter", date(2026, 5, 20)) == (
+        date(2026, 4, 1),
+        date(2026, 7, 1),
+        date(2026, 1, 1),
+        "day",
+    )
+    when = lambda iso: datetime.fromisoformat(iso).astimezone(site.site.tz).strftime("%m-%d %H:%M")  # noqa: E731
+    text = messages.audit_detail("override 3 of r3101 ended at 2026-03-10T12:00:00+00:00", "zh", site, when)
+    assert text == "加班登记 #3：3101 研发部开放办公区，03-10 20:00 到期"

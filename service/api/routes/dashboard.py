@@ -371,7 +371,7 @@ async def _schedule(request: Request, svc: Services, ctx: dict[str, Any]) -> dic
 async def _audit(request: Request, svc: Services, ctx: dict[str, Any]) -> dict[str, Any]:
     await _people(svc, ctx)
     ctx["change"] = lambda value: messages.change_text(value, svc.site, ctx["t"], ctx["f"].when)
-    ctx["detail_text"] = lambda detail: messages.audit_detail(detail, ctx["lang"])
+    ctx["detail_text"] = lambda detail: messages.audit_detail(detail, ctx["lang"], svc.site, ctx["f"].when)
     q = request.query_params
     device = q.get("device") or None
     result = q.get("result") or None
