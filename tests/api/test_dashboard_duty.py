@@ -276,7 +276,7 @@ async def test_stale_when_the_service_stops(
     demo_site: Site, tmp_path: Path, browser: Browser, screenshots: Path
 ) -> None:
     """Stopping the service greys every panel with its last update time and one banner, no toasts."""
-    async with Simulation(demo_site, control_port=None, seed=SEED, start=SIM_START):
+    async with Simulation(demo_site, control_port=None, seed=SEED, start=SIM_START) as sim:
         stack = contextlib.AsyncExitStack()
         svc = await stack.enter_async_context(running_service(demo_site, tmp_path))
         try:
@@ -286,6 +286,16 @@ async def test_stale_when_the_service_stops(
             await log_in(page, svc.url, svc.keys["operator"])
             await expect(page.locator("#stale-banner")).to_be_hidden()
             await expect(page.locator(".stale-note")).to_have_count(0)
+            # A grid meter that stops answering (polled every second): the supply panel greys out
+            # after three missed polls and comes back when the meter does; the service is up throughout.
+            sim.fault("device_offline", "meter-grid-a")
+            supply_note = page.locator("#panel-supply .stale-note")
+            await expect(supply_note).to_have_text(re.compile(r"^最后更新 \d\d:\d\d:\d\d$"), timeout=STEP_MS)
+            await expect(page.locator("#stale-banner")).to_be_visible()
+            await expect(page.locator("#live")).to_have_class("live on")
+            sim.clear_faults()
+            await expect(supply_note).to_have_count(0, timeout=STEP_MS)
+            await expect(page.locator("#stale-banner")).to_be_hidden()
         finally:
             # Stopping takes its time (open event streams); the page must notice at once.
             stopping = asyncio.create_task(stack.aclose())
