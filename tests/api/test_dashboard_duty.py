@@ -89,7 +89,7 @@ async def untranslated(page: Page, allowed: set[str]) -> list[str]:
           const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
           while (walk.nextNode()) {
             const n = walk.currentNode, el = n.parentElement;
-            if (!el || el.closest("script, style, [hidden], dialog:not([open]), .u-legend") ) continue;
+            if (!el || el.closest("script, style, [hidden], dialog:not([open])")) continue;
             const s = getComputedStyle(el);
             if (s.display === "none" || s.visibility === "hidden") continue;
             const text = n.textContent.trim();

@@ -6,7 +6,7 @@ Bad input is a 422 naming the field.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
@@ -134,7 +134,7 @@ async def ui_explorer(
             change=change,
             anchor=anchor,
             start=start,
-            end=end,
+            last_day=end - timedelta(days=1),
             period=period,
             periods=duty.PERIODS,
             department=department,

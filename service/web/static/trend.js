@@ -108,7 +108,7 @@
       height: Math.min(320, Math.round(window.innerHeight * 0.45)),
       scales: scales,
       axes: axes,
-      series: [{ value: function (u, v) { return label(v); } }].concat(body.series.map(function (s, i) {
+      series: [{ label: text("at"), value: function (u, v) { return label(v); } }].concat(body.series.map(function (s, i) {
         return { label: s.label, scale: s.unit || "y", stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: false, points: { show: false } };
       })),
     };
@@ -167,7 +167,7 @@
           { label: el.dataset.unit, size: 56 },
         ],
         legend: { live: true },
-        series: [{ value: function (u, v) { return v == null ? "—" : data.labels[v] || ""; } }].concat(order.map(function (i) {
+        series: [{ label: el.dataset.xLabel, value: function (u, v) { return v == null ? "—" : data.labels[v] || ""; } }].concat(order.map(function (i) {
           const raw = data.series[i].values;
           return {
             label: data.series[i].label,
