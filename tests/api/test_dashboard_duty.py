@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, async_playwright, expect
 
 from service.site import Site
 from service.store import Rollup
@@ -30,7 +31,20 @@ from tests.api.test_dashboard_browser import ALARM_S, DESKTOP, PHONE, STEP_MS, l
 from tests.conftest import ROOT
 from tests.harness import running_service
 
-browser = evening.browser  # Debian's Chromium, headless: the fixture of the evening walk
+# A duty PC runs the dashboard in a kiosk browser that may play sound without a click first.
+DUTY_ARGS = [*evening.CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's Chromium, headless, allowed to play the alarm sound."""
+    async with async_playwright() as p:
+        chromium = await p.chromium.launch(executable_path="/usr/bin/chromium", args=DUTY_ARGS)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
 
 pytestmark = pytest.mark.browser
 

@@ -30,7 +30,16 @@
     if (muted()) return;
     try {
       audio = audio || new (window.AudioContext || window.webkitAudioContext)();
-      if (audio.state === "suspended") audio.resume();
+    } catch (e) {
+      return; /* no audio at all: the title and the notification still tell */
+    }
+    // A browser keeps a page's audio suspended until someone has clicked on it: count only what sounded.
+    if (audio.state === "running") tones();
+    else audio.resume().then(function () { if (audio.state === "running") tones(); }, function () { /* blocked */ });
+  }
+
+  function tones() {
+    try {
       const t0 = audio.currentTime;
       [880, 660, 880].forEach(function (freq, i) {
         const osc = audio.createOscillator();
