@@ -141,6 +141,19 @@ def trend_window(now: datetime, span: str) -> tuple[datetime, datetime, timedelt
     return end - length, end, every
 
 
+def mean_kw(intervals: Iterable[EnergyInterval], start: datetime, every: timedelta) -> dict[int, float]:
+    """Mean kW per bucket of `every` from `start` out of 15-minute energy intervals (kWh / hours of the
+    bucket covered by intervals): a power trend beyond the rollups' retention (the 12-month range)."""
+    kwh: dict[int, float] = {}
+    hours: dict[int, float] = {}
+    for it in intervals:
+        bucket = start + (it.start - start) // every * every
+        ts = int(bucket.timestamp())
+        kwh[ts] = kwh.get(ts, 0.0) + it.kwh
+        hours[ts] = hours.get(ts, 0.0) + 0.25
+    return {ts: round(kwh[ts] / hours[ts], 3) for ts in kwh}
+
+
 # -- energy explorer ---------------------------------------------------------------------------
 
 Period = Literal["day", "week", "month", "year"]

@@ -209,6 +209,17 @@ async def test_on_duty(live: Live, browser: Browser, screenshots: Path) -> None:
     await explorer.locator('select[name="period"]').select_option("year")
     await expect(page.locator('#explorer-body[data-period="year"] .chart canvas')).to_be_visible(timeout=STEP_MS)
     await page.screenshot(path=screenshots / "desktop-energy-explorer.png", full_page=True)
+    # A department's trend from the explorer; 12 months come from the seeded 15-minute energy.
+    dept = live.svc.services.site.departments[0]
+    await page.locator('#explorer-body select[name="department"]').select_option(dept.id)
+    await page.locator(f'[data-trend="department:{dept.id}"]').click()
+    await expect(trend).to_have_attribute("data-state", "drawn", timeout=STEP_MS)
+    await trend.locator('button[data-range="12m"]').click()
+    await expect(trend).to_have_attribute("data-range", "12m")
+    await expect(trend).to_have_attribute("data-state", "drawn", timeout=STEP_MS)
+    days = live.svc.services.clock.now().astimezone(live.svc.services.site.site.tz).day
+    assert int(await trend.get_attribute("data-points") or 0) >= days - 1
+    await trend.locator("button", has_text="关闭").click()
 
     # Room controls: the AC within the rule, a refused setpoint with its reason, all off after a confirmation.
     async with live.client("operator") as api:

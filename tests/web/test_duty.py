@@ -246,3 +246,17 @@ def test_quarters_and_override_details(site: Site) -> None:
     when = lambda iso: datetime.fromisoformat(iso).astimezone(site.site.tz).strftime("%m-%d %H:%M")  # noqa: E731
     text = messages.audit_detail("override 3 of r3101 ended at 2026-03-10T12:00:00+00:00", "zh", site, when)
     assert text == "加班登记 #3：3101 研发部开放办公区，03-10 20:00 到期"
+
+
+def test_a_year_of_power_from_energy_intervals(site: Site) -> None:
+    """Days of 15-minute kWh become the day's mean kW (over the intervals there are)."""
+    start = datetime(2026, 3, 1, tzinfo=site.site.tz)
+    day = timedelta(days=1)
+    intervals = [
+        EnergyInterval(
+            meter="m", start=start + i * timedelta(minutes=15), kwh=5.0, band="flat", cost=0, after_hours=False
+        )
+        for i in range(96)
+    ] + [EnergyInterval(meter="m", start=start + day, kwh=1.0, band="flat", cost=0, after_hours=False)]
+    got = duty.mean_kw(intervals, start, day)
+    assert got == {int(start.timestamp()): 20.0, int((start + day).timestamp()): 4.0}

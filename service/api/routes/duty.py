@@ -68,8 +68,13 @@ async def ui_trend(
     x = list(range(int(start.timestamp()), int(end.timestamp()), step))
     series = []
     for s in spec.series:
-        means = await svc.store.rollup_means(s.device, s.point, start, end, every)
-        by_ts = {int(at.timestamp()): round(mean * s.scale, 3) for at, mean in means}
+        by_ts: dict[int, float] = {}
+        if span == "12m" and s.point == "power":
+            # A year is longer than the rollups are kept: a meter's power from its 15-minute energy.
+            by_ts = duty.mean_kw(await svc.store.energy_intervals(start, end, meter=s.device), start, every)
+        if not by_ts:
+            means = await svc.store.rollup_means(s.device, s.point, start, end, every)
+            by_ts = {int(at.timestamp()): round(mean * s.scale, 3) for at, mean in means}
         series.append({"label": f"{t(s.label)} · {s.device}", "unit": s.unit, "values": [by_ts.get(ts) for ts in x]})
     body = {"title": spec.title, "unit": spec.unit, "range": span, "step_s": step, "x": x, "series": series}
     return JSONResponse(body, headers=NO_STORE)
