@@ -207,10 +207,15 @@ class MqttDriver:
         """Ask every commandable device for its state, rather than wait for its next report.
 
         Relays and ACs report on change (Shelly only then), so after a (re)connect their state could
-        stay unknown for a long time. Battery sensors are not asked: they sleep, and report anyway.
+        stay unknown for a long time. Sensors are asked for their state point too (occupancy, a door
+        contact): a room would otherwise show "occupancy unknown" until someone walks past; a
+        sleeping battery sensor that cannot answer reports at its next change anyway.
         """
         for dev in self._devices.values():
-            point = next((p for p in dev.binding.profile.points if p.writable), None)
+            points = dev.binding.profile.points
+            point = next((p for p in points if p.writable), None) or next(
+                (p for p in points if p.kind == "state"), None
+            )
             if point is not None:
                 for m in dev.binding.query(point, next(self._request_ids)):
                     await client.publish(m.topic, m.payload, qos=1)

@@ -417,6 +417,10 @@ class ControlPath:
         old = self.current(device_id, point, now)
         why = refusal(self.site, device_id, point)
         denied = None if why is not None else supply_refusal(self.site, device_id, role, reason)
+        requested = value
+        if why is None and denied is None:
+            requested = check_value(profile, point, value)
+            why = rule_refusal(self.site, point, requested)
         round_trip_s = 0.0
         refused_by: Literal["allow-list", "driver", "permission"] | None = None
         if why is not None:
@@ -425,7 +429,6 @@ class ControlPath:
         elif denied is not None:
             status, requested, observed, detail, refused_by = "refused", value, old, denied, "permission"
         else:
-            requested = check_value(profile, point, value)
             if self.hub is None:
                 status, observed, detail = "refused", old, "drivers are not running"
             else:
@@ -673,3 +676,16 @@ class Sweeper:
             rooms=[(room, names.get(room, room)) for room in rooms],
             next_sweep=next_sweep,
         )
+
+
+def rule_refusal(site: Site, point: str, value: object) -> str | None:
+    """Why an AC setpoint breaks the site's office rule (cooling not below cooling_min_c, heating
+    not above heating_max_c), or None: the dashboard and the API refuse it rather than raise an alarm."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    limits = site.site.thresholds
+    if point == "cooling_setpoint" and value < limits.cooling_min_c:
+        return f"cooling setpoint {value:g} °C is below cooling_min_c {limits.cooling_min_c:g} °C"
+    if point == "heating_setpoint" and value > limits.heating_max_c:
+        return f"heating setpoint {value:g} °C is above heating_max_c {limits.heating_max_c:g} °C"
+    return None

@@ -1323,6 +1323,36 @@ class Store:
         async with self._write() as s:
             return int(getattr(await s.execute(stmt), "rowcount", 0) or 0)
 
+    async def rollup_means(
+        self, device: str, point: str, start: datetime, end: datetime, every: timedelta
+    ) -> list[tuple[datetime, float]]:
+        """(bucket start, count-weighted mean) per bucket of `every` (whole seconds) from `start` over
+        [start, end), grouped in the database: a chart of a month of minutes reads 720 rows, not
+        43,200 (dashboard trends)."""
+        step = int(every.total_seconds())
+        origin = int(start.timestamp())
+        if self.dialect == "sqlite":  # naive UTC text: strftime('%s') is its epoch; `//` divides integers
+            bucket: Any = (func.strftime("%s", RollupRow.minute).cast(Integer) - origin) // step
+        else:
+            bucket = func.floor((func.extract("epoch", RollupRow.minute) - origin) / step)
+        weighted = func.sum(RollupRow.mean * RollupRow.count)
+        query = (
+            select(bucket.label("bucket"), weighted, func.sum(RollupRow.count), func.avg(RollupRow.mean))
+            .where(
+                RollupRow.device == device,
+                RollupRow.point == point,
+                RollupRow.minute >= start,
+                RollupRow.minute < end,
+            )
+            .group_by("bucket")
+            .order_by("bucket")
+        )
+        async with self._read() as s:
+            rows = (await s.execute(query)).all()
+        return [
+            (start + int(b) * every, float(total / count) if count else float(plain)) for b, total, count, plain in rows
+        ]
+
 
 def _table(model: type[Base]) -> Table:
     return cast(Table, model.__table__)

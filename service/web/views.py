@@ -43,6 +43,20 @@ SUPPLY_TYPES: Final = frozenset(
     }
 )
 STARTING: Final = frozenset({"pre-start", "warming"})
+URGENT: Final = frozenset({Severity.critical, Severity.high})  # sound, notification, blinking badge
+# What a room card and its counter show: the office rules a room breaks, while it breaks them
+# (not device_offline or shutdown_failed; ac_left_on and lit_in_daylight as their rules arrive).
+OFFICE_RULE_TYPES: Final = frozenset(
+    {
+        "lit_empty_room",
+        "ac_too_cold",
+        "ac_heating_too_warm",
+        "ac_door_open",
+        "high_power_appliance",
+        "ac_left_on",
+        "lit_in_daylight",
+    }
+)
 
 
 def tri(flag: bool | None) -> Wire:
@@ -340,6 +354,7 @@ class AlarmRow:
     shelved_until: datetime | None
     ackable: bool
     shelvable: bool
+    value: float | str | None = None
 
 
 def where(site: Site, subject: str) -> str:
@@ -365,6 +380,7 @@ def alarm_rows(site: Site, alarms: Iterable[Alarm]) -> list[AlarmRow]:
             shelved_until=a.shelved_until,
             ackable=a.state in ACKABLE,
             shelvable=a.state is not AlarmState.shelved and a.state is not AlarmState.cleared,
+            value=a.value,
         )
         for a in alarms
     ]
@@ -380,6 +396,9 @@ def badge_counts(alarms: Sequence[Alarm]) -> dict[str, int]:
         if a.state is not AlarmState.shelved:
             counts[a.severity.value] += 1
     counts["unacked"] = sum(1 for a in alarms if a.state in ACKABLE)
+    urgent = [a for a in alarms if a.state in ACKABLE and a.severity in URGENT]
+    counts["urgent"] = len(urgent)
+    counts["urgent_newest"] = max((int(a.raised_at.timestamp()) for a in urgent), default=0)
     return counts
 
 
@@ -393,6 +412,8 @@ class Control:
     device: str
     kind: Literal["light", "ac", "plug"]
     on: bool | None
+    mode: str | None = None  # an AC's mode and the setpoint of that mode
+    setpoint_c: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,18 +461,22 @@ def room_cards(
     cards = []
     for view in views:
         members = {view.id, *room_devices(view)}
-        mine = [a for a in alarms if a.subject in members and a.state is not AlarmState.cleared]
+        mine = [
+            a
+            for a in alarms
+            if a.subject in members and a.active and a.state is not AlarmState.shelved and a.type in OFFICE_RULE_TYPES
+        ]
         worst = min((a.severity.value for a in mine), key=lambda s: SEVERITY_ORDER[s], default=None)
         server = kinds.get(view.id) is RoomKind.server
         controls: list[Control] = []
         if not server:
             allowed = [d for d in room_devices(view) if site.device(d).role not in PROTECTED_ROLES]
-            acs = {a.device: a.on for a in view.acs}
+            acs = {a.device: a for a in view.acs}
             for d in allowed:
                 if d in view.lights:
                     controls.append(Control(d, "light", on_of(d)))
                 elif d in acs:
-                    controls.append(Control(d, "ac", acs[d]))
+                    controls.append(Control(d, "ac", acs[d].on, acs[d].mode, acs[d].setpoint_c))
                 elif any(p.device == d for p in view.plugs):
                     controls.append(Control(d, "plug", on_of(d)))
         cards.append(

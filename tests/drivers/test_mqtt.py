@@ -298,18 +298,20 @@ async def test_verified_commands_on_all_three_conventions(mosquitto: servers.Mos
 async def test_commandable_devices_are_asked_for_their_state_on_connect(
     mosquitto: servers.Mosquitto, recorder: Recorder
 ) -> None:
-    """A Shelly reports only on change: without asking, its state would stay unknown."""
+    """A Shelly reports only on change, an occupancy sensor only when someone moves: without asking,
+    their state would stay unknown (a room "occupancy unknown" for minutes after a start)."""
     n = uid()
     fakes = [
         FakeDevice("shelly-gen2", f"shelly-{n}", {"on": True}),
         FakeDevice("tasmota", f"light-{n}", {"on": False}),
         FakeDevice("zigbee2mqtt", f"zigbee2mqtt/ac-{n}", {"system_mode": "heat", "local_temperature": 19.5}),
+        FakeDevice("zigbee2mqtt", f"zigbee2mqtt/occ-{n}", {"occupancy": True}),
     ]
     devices = [
         mqtt_dev("plug", "shelly-plug", f"shelly-{n}"),
         mqtt_dev("light", "tasmota-relay", f"light-{n}"),
         mqtt_dev("ac", "z2m-thermostat", f"zigbee2mqtt/ac-{n}"),
-        mqtt_dev("occ", "z2m-occupancy", f"zigbee2mqtt/occ-{n}"),  # a sleeping battery sensor: not asked
+        mqtt_dev("occ", "z2m-occupancy", f"zigbee2mqtt/occ-{n}"),
     ]
     hub = DriverHub(devices, mqtt_url=mosquitto.url, emit=recorder, client_id=f"wk-{n}", settings=FAST)
     async with FakeDevices(mosquitto.port, fakes) as fake, hub:
@@ -318,11 +320,12 @@ async def test_commandable_devices_are_asked_for_their_state_on_connect(
                 recorder.value("plug", "on") is True
                 and recorder.value("light", "on") is False
                 and recorder.value("ac", "system_mode") == "heat"
+                and recorder.value("occ", "occupancy") is True
             ),
             what="states without any report from the devices",
         )
     assert recorder.value("plug", "power") == 40.0  # the whole GetStatus reply is read
-    assert not any("occ" in topic for topic, _ in fake.received)
+    assert any(topic == f"zigbee2mqtt/occ-{n}/get" for topic, _ in fake.received)
 
 
 async def test_unanswered_command_is_retried_once_then_failed(mosquitto: servers.Mosquitto, recorder: Recorder) -> None:

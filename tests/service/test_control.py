@@ -31,6 +31,7 @@ from service.control import (
     plan_sweep,
     refusal,
     resolve_point,
+    rule_refusal,
 )
 from service.core import Core
 from service.events import EventBus
@@ -522,3 +523,20 @@ async def test_skip_policy_sends_no_notice(tmp_path: Path, receiver: Receiver) -
         assert "skipped_occupied" in result.counts()
         await asyncio.sleep(0.3)
         assert receiver.requests == []
+
+
+@pytest.mark.parametrize(
+    ("point", "value", "why"),
+    [
+        ("cooling_setpoint", 25.5, "cooling setpoint 25.5 °C is below cooling_min_c 26 °C"),
+        ("cooling_setpoint", 26.0, None),
+        ("cooling_setpoint", 28, None),
+        ("heating_setpoint", 17.5, "heating setpoint 17.5 °C is above heating_max_c 17 °C"),
+        ("heating_setpoint", 17, None),
+        ("system_mode", "cool", None),
+        ("on", True, None),
+    ],
+)
+def test_setpoints_beyond_the_office_rule_are_refused(point: str, value: Value, why: str | None) -> None:
+    """The dashboard and the API refuse an AC setpoint the office rule forbids, saying which limit."""
+    assert rule_refusal(DEMO, point, value) == why

@@ -338,3 +338,33 @@ def test_month_bounds_rejects_bad_months() -> None:
     for bad in ("2026-13", "2026-3", "march"):
         with pytest.raises(ValueError):
             month_bounds(bad, SHANGHAI)
+
+
+async def test_rollup_means_grouped_in_the_database_match_the_buckets(store: Store) -> None:
+    """The dashboard's trend query (grouped in SQL) gives the same buckets and weighted means as telemetry()."""
+    rows = [
+        Rollup(
+            device="r2119-ac",
+            point="local_temperature",
+            minute=T0 + timedelta(minutes=i),
+            min=20.0,
+            max=30.0,
+            mean=20.0 + (i % 7),
+            last=20.0,
+            count=1 + i % 3,
+        )
+        for i in range(0, 300)
+        if i % 11  # gaps: buckets without some minutes, and some without any
+    ]
+    await store.upsert_rollups(rows)
+    for start, every in (
+        (T0 - timedelta(minutes=2), timedelta(minutes=5)),
+        (T0, timedelta(hours=1)),
+        (T0 + timedelta(minutes=7), timedelta(minutes=1)),
+    ):
+        end = T0 + timedelta(hours=5)
+        want = [(b.minute, b.mean) for b in await store.telemetry("r2119-ac", "local_temperature", start, end, every)]
+        got = await store.rollup_means("r2119-ac", "local_temperature", start, end, every)
+        assert [at for at, _ in got] == [at for at, _ in want]
+        assert [m for _, m in got] == pytest.approx([m for _, m in want])
+    assert await store.rollup_means("r2119-ac", "nope", T0, T0 + timedelta(hours=1), timedelta(minutes=5)) == []

@@ -11,6 +11,7 @@ from service.api.routes import (
     control,
     dashboard,
     docs,
+    duty,
     events,
     hazards,
     health,
@@ -32,4 +33,5 @@ ROUTERS: list[APIRouter] = [
     dashboard.router,
     docs.router,
     hazards.router,
+    duty.router,
 ]

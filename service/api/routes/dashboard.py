@@ -29,7 +29,7 @@ from service.settings import Role
 from service.site import VIOLATION_TYPES
 from service.unassigned import unassigned_of
 from service.violations import violations_report
-from service.web import accountability, i18n, session, views
+from service.web import accountability, i18n, messages, session, views
 from service.web.render import STATIC, Formatter, render
 
 router = APIRouter(tags=["dashboard"])
@@ -76,7 +76,20 @@ def _base(request: Request, svc: Services, role: Role | None) -> dict[str, Any]:
         "f": Formatter(svc.site.site.tz, now, t),
         "now": now,
         "violation_types": VIOLATION_TYPES,
+        "say": lambda a: messages.alarm_message(svc.site, a.type, a.subject, a.value, t),
+        "name_of": lambda subject: messages.subject_name(svc.site, subject, t),
+        "who": lambda key: key or "",
     }
+
+
+async def _people(svc: Services, ctx: dict[str, Any]) -> None:
+    """Show API keys by their label (or role) instead of `key:<id>` wherever a person is named."""
+    t = ctx["t"]
+    names = {
+        f"key:{k.id}": t("keylabel." + k.label, default=k.label) if k.label else f"{t('role.' + k.role)} {k.id[:6]}"
+        for k in await svc.store.list_keys()
+    }
+    ctx["who"] = lambda key: names.get(key, key) if key else ""
 
 
 def _html(body: str, status_code: int = 200, lang: str | None = None) -> HTMLResponse:
@@ -129,9 +142,16 @@ async def page(
             raise
         here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return _login_page(request, svc, error=None, status_code=401, next_url=_safe_next(here), lang=lang)
-    if view not in VIEWS or (view in OPERATOR_VIEWS and RANK[principal.role] < RANK["operator"]):
+    forbidden = view in OPERATOR_VIEWS and RANK[principal.role] < RANK["operator"]
+    asked = view
+    if view not in VIEWS or forbidden:
         view = "supply"
     ctx = _base(request, svc, principal.role)
+    ctx["forbidden"] = (
+        ctx["t"]("forbidden.view", view=ctx["t"]("nav." + asked), role=ctx["t"]("role." + principal.role))
+        if forbidden
+        else ""
+    )
     ctx.update(await PANELS[view](request, svc, ctx))
     ctx["view"] = view
     ctx["views"] = [v for v in VIEWS if v not in OPERATOR_VIEWS or ctx["can_act"]]
@@ -257,6 +277,7 @@ async def _supply(request: Request, svc: Services, ctx: dict[str, Any]) -> dict[
         "conf": svc.site,
         "compliance": views.compliance(svc.site, supply, svc.core.last_transfers),
         "supply_alarms": views.alarm_rows(svc.site, alarms),
+        "detail_text": lambda detail: messages.compliance_detail(detail, ctx["lang"]),
     }
 
 
@@ -287,10 +308,12 @@ async def _rooms(request: Request, svc: Services, ctx: dict[str, Any]) -> dict[s
         "office_kw": sum(c.view.power_w or 0.0 for c in cards if not c.critical) / 1000,
         "violations": sum(1 for c in cards if c.alarms),
         "unassigned": [] if department else unassigned_of(svc),
+        "thresholds": svc.site.site.thresholds,
     }
 
 
 async def _alarms(request: Request, svc: Services, ctx: dict[str, Any]) -> dict[str, Any]:
+    await _people(svc, ctx)
     return {
         "active": views.alarm_rows(svc.site, svc.core.engine.active()),
         "flood": svc.core.flood_now(),
@@ -339,6 +362,7 @@ async def _schedule(request: Request, svc: Services, ctx: dict[str, Any]) -> dic
     except RuntimeError:  # a service assembled without the scheduler (e.g. a read-only replica)
         schedules = None
     overrides = await svc.store.list_overrides(limit=20)
+    await _people(svc, ctx)
     return {
         "working_now": calendar.is_working(now),
         "today_hours": views.today_hours(calendar, now),
@@ -353,6 +377,9 @@ async def _schedule(request: Request, svc: Services, ctx: dict[str, Any]) -> dic
 
 
 async def _audit(request: Request, svc: Services, ctx: dict[str, Any]) -> dict[str, Any]:
+    await _people(svc, ctx)
+    ctx["change"] = lambda value: messages.change_text(value, svc.site, ctx["t"], ctx["f"].when)
+    ctx["detail_text"] = lambda detail: messages.audit_detail(detail, ctx["lang"], svc.site, ctx["f"].when)
     q = request.query_params
     device = q.get("device") or None
     result = q.get("result") or None
@@ -466,6 +493,7 @@ async def ui_alarm_history(
 ) -> Response:
     """One page of stored alarms, newest first, by type and state."""
     ctx = _base(request, svc, who.role)
+    await _people(svc, ctx)
     states = [state] if state in AlarmState.__members__ else None
     kind = type if type in AlarmType.__members__ else None
     stored = await svc.store.list_alarms(states=states, type=kind, limit=HISTORY_PAGE + 1, offset=offset)

@@ -54,6 +54,8 @@
     setTimeout(function () { el.remove(); }, kind === "error" ? 8000 : 4000);
   }
 
+  window.wkToast = toast; // for controls.js
+
   function parse(xhr) {
     try { return JSON.parse(xhr.responseText); } catch (e) { return null; }
   }
@@ -63,7 +65,8 @@
     if (body && typeof body === "object") {
       if (body.status) {
         const name = body.status === "failed" ? l.failed_cmd : l[body.status];
-        return (name || body.status) + (body.observed !== undefined && body.observed !== null ? " · " + JSON.stringify(body.observed) : "");
+        const seen = body.observed === true ? l.on : body.observed === false ? l.off : body.observed;
+        return (name || body.status) + (seen !== undefined && seen !== null ? " · " + (typeof seen === "string" ? (l.modes && l.modes[seen]) || seen : JSON.stringify(seen)) : "");
       }
       if (body.counts) {
         const actions = l.actions || {};
@@ -92,7 +95,9 @@
     toast(xhr.status + " · " + ((body && body.detail) || xhr.statusText || labels().failed), "error");
   });
 
-  document.addEventListener("htmx:sendError", function () { toast(labels().failed + " · network", "error"); });
+  // A request that cannot reach the service is the stale-data banner's business (stale.js): one
+  // banner for an outage, not a toast per failed refresh.
+  document.addEventListener("htmx:sendError", function () { document.dispatchEvent(new CustomEvent("wk:down")); });
 
   // -- live panels ---------------------------------------------------------------------------------
   // Elements with data-live="alarm room ..." are refreshed (htmx trigger `refresh`) after those
@@ -135,27 +140,50 @@
     el.textContent = state === "on" ? el.dataset.on : el.dataset.off;
   }
 
+  // Reconnect with backoff: 1 s, 2 s, 4 s ... at most 30 s; stale.js is told up and down.
+  let backoffMs = 1000;
+  let wasDown = false;
+
+  function stream(up, retryMs) {
+    document.dispatchEvent(new CustomEvent("wk:stream", { detail: { up: up, retryMs: retryMs || 0 } }));
+  }
+
+  let current = null;
+
+  // The service cannot be reached (stale.js polls it) while the stream still looks open: a
+  // half-dead connection that only a keepalive would expose, 15 s later. Drop it and reconnect.
+  document.addEventListener("wk:unreachable", function () {
+    if (current && current.readyState !== EventSource.CLOSED && current.onerror) current.onerror();
+  });
+
   function connect() {
     // Same-origin EventSource sends the session cookie; it cannot send an Authorization header.
     const source = new EventSource("/api/events");
-    let wasDown = false;
+    current = source;
     source.addEventListener("hello", function () {
       setLive("on");
+      backoffMs = 1000;
+      stream(true);
       if (wasDown) refreshAll(); // events were missed while away
+      wasDown = false;
     });
     source.onerror = function () {
+      if (source !== current) return;
+      current = null;
       wasDown = true;
       setLive("off");
-      if (source.readyState === EventSource.CLOSED) {
-        // The browser gives up on a non-200 answer (e.g. 401 after the session ended): ask why.
-        source.close();
-        setTimeout(function () {
-          fetch("/ui/badge").then(function (r) {
-            if (r.status === 401) location.href = "/login";
-            else connect();
-          }, function () { setTimeout(connect, 5000); });
-        }, 3000);
-      }
+      // Our own retry instead of the browser's fixed one: back off, and ask why when it keeps failing
+      // (a 401 after the session ended sends the page to the login).
+      source.close();
+      const wait = backoffMs;
+      backoffMs = Math.min(backoffMs * 2, 30000);
+      stream(false, wait);
+      setTimeout(function () {
+        fetch("/ui/badge").then(function (r) {
+          if (r.status === 401) location.href = "/login";
+          else connect();
+        }, function () { connect(); });
+      }, wait);
     };
     LIVE_KINDS.forEach(function (kind) {
       source.addEventListener(kind, function () { schedule(kind); });
