@@ -4,7 +4,7 @@ Each module exposes `run() -> list[dict]` with rows {name, value, unit, baseline
 every figure is measured beside its baseline in the same run, so ratios hold on a noisy machine.
 
 `make bench RECORD=1` (`python -m tests.bench --record`) also writes `results-<UTC date>.json`
-beside this file, to be committed with the README's Performance table it backs: the figures, the
+beside this file, to be committed with the Performance table of docs/figures.md it backs: the figures, the
 modules run and any that failed, the machine, the commit and the load average before and after
 (the machine may be shared). `BENCH_NOTE="..."` adds a note to it.
 """
@@ -140,7 +140,7 @@ def main(argv: list[str], *, here: Path = HERE, package: str = "tests.bench") ->
             load_before=load_before,
             note=os.environ.get("BENCH_NOTE") or None,
         )
-        print(f"recorded in {kept.name}: commit it with the README's Performance table")
+        print(f"recorded in {kept.name}: commit it with the Performance table in docs/figures.md")
     return 1 if failed else 0
 
 
