@@ -40,7 +40,7 @@ CLAUSES: dict[str, str] = {
     "generator.interlock": "自备应急电源配置: interlock between generator and grid prevents backfeed (倒送电)",
     "energy.rated_kw": "wattkeeper energy accounting: a counter step above rated_kw x elapsed time is refused",
     "switchover.time": "GB/T 29328-2018 供电电源配置: switch-over time within the allowed interruption",
-    "supply.role": "自备应急电源配置: supply-side equipment commanded by an admin only (the standby supply stays able to start)",
+    "supply.role": "自备应急电源配置: supply-side equipment is commanded by an admin only, so it stays able to start",
 }
 
 RULE_TITLES: dict[str, str] = {
