@@ -55,6 +55,13 @@ sed -e '/^persistence_location /d' \
     -e 's#/mosquitto/config/#/etc/mosquitto/#; s#/mosquitto/data/#/var/lib/mosquitto/#; s#/mosquitto/certs/#/etc/mosquitto/certs/#' \
     "$here/mosquitto/mosquitto.conf" > "$root/etc/mosquitto/conf.d/wattkeeper.conf"
 install -m 0644 "$here/mosquitto/acl" "$root/etc/mosquitto/acl"
+# TLS on 8883 (docs/security.md): a local CA for the site, its key kept in /etc/wattkeeper/mqtt-ca
+# (0700), and the broker's certificate for this host; an existing CA is kept, so clients that trust
+# its ca.crt keep trusting the broker when the script runs again.
+site_id="$("$venv/bin/python" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1], encoding="utf-8"))["site"]["id"])' "$site")"
+CERTS_DIR="$root/etc/mosquitto/certs" CA_DIR="$root/etc/wattkeeper/mqtt-ca" \
+  sh "$here/mosquitto/make-certs.sh" "$site_id" "$(hostname -f 2>/dev/null || hostname)"
+[ -z "$root" ] && chgrp mosquitto "$root/etc/mosquitto/certs/server.key" && chmod 0640 "$root/etc/mosquitto/certs/server.key"
 MQTT_WATTKEEPER_PASSWORD="$(sed -n 's/^MQTT_WATTKEEPER_PASSWORD=//p' "$root/etc/wattkeeper/wattkeeper.env")" \
   sh "$here/mosquitto/make-passwd.sh" "$root/etc/mosquitto/passwd"
 

@@ -103,6 +103,9 @@ def test_install_writes_every_file_with_secrets_in_their_formats(stage: Path) ->
     settings = "\n".join(line for line in conf.splitlines() if not line.startswith("#"))
     assert "/mosquitto/" not in settings.replace("/etc/mosquitto/", "").replace("/var/lib/mosquitto/", "")
     assert "persistence true" in conf and not re.search(r"(?m)^persistence_location", conf)
+    # the TLS listener's files: the broker's certificate and key, and the site CA that signed it
+    assert {p.name for p in (stage / "etc" / "mosquitto" / "certs").iterdir()} >= {"ca.crt", "server.crt", "server.key"}
+    assert (stage / "etc" / "wattkeeper" / "mqtt-ca" / "ca.key").stat().st_mode & 0o077 == 0
 
 
 def test_running_it_again_keeps_the_secrets(stage: Path) -> None:
@@ -131,8 +134,12 @@ def _debian_broker(stage: Path, conf_d_text: str) -> tuple[servers.Server, int]:
             shutil.chown(broker / d, "mosquitto")
     port = servers.free_port()
     text = conf_d_text.replace("/etc/mosquitto/", f"{stage}/etc/mosquitto/")
-    text, n = re.subn(r"(?m)^listener 1883$", f"listener {port} 127.0.0.1", text)
-    assert n == 1
+    text, n = re.subn(r"(?m)^listener 1883 127\.0\.0\.1$", f"listener {port} 127.0.0.1", text)
+    text, n_tls = re.subn(r"(?m)^listener 8883$", f"listener {servers.free_port()} 127.0.0.1", text)
+    assert (n, n_tls) == (1, 1)
+    if os.getuid() == 0 and (stage / "etc" / "mosquitto" / "certs").is_dir():
+        for path in (stage / "etc" / "mosquitto" / "certs", *(stage / "etc" / "mosquitto" / "certs").iterdir()):
+            shutil.chown(path, "mosquitto")
     (broker / "etc" / "mosquitto" / "conf.d" / "wattkeeper.conf").write_text(text)
     main = broker / "etc" / "mosquitto" / "mosquitto.conf"
     main.write_text(DEBIAN_MAIN_CONF.format(root=broker))
