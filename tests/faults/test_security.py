@@ -69,6 +69,7 @@ SAMPLE_PARAMS = {
     "alarm_id": "redundancy_lost:hq:20260101T000000.000000Z",
     "schedule_id": "after-hours",
     "override_id": "1",
+    "hazard_id": "1",
     "device_id": "r2119-light",
     "path": "htmx.min.js",
 }
