@@ -121,6 +121,25 @@ _WORDS: Final[Mapping[str, str]] = {
     "ordinary": "普通",
     "pole": "杆",
     "tower": "塔",
+    "automatic": "自动",
+    "manual": "手动",
+}
+# Whole values of a detail's fields (never parts of an id such as meter-grid-a).
+_PHRASES: Final[Mapping[str, str]] = {
+    "controller": "控制器",
+    "meter": "电表",
+    "generator": "发电机",
+    "transfer switch": "切换开关",
+    "commands need an admin and a reason": "命令须由管理员发出并说明理由",
+    "never commanded": "从不下发命令",
+    "set role supply (commands still need an admin and a reason)": "请将角色设为供电设备（命令仍须管理员并说明理由）",
+    "supply": "供电设备",
+    "critical": "重要负荷",
+    "life_safety": "生命安全",
+    "sensor": "传感器",
+    "lighting": "照明",
+    "hvac": "空调",
+    "office_equipment": "办公设备",
 }
 _DETAILS: Final[tuple[tuple[str, str], ...]] = (
     (r"(?P<n>\d+) source\(s\); ungraded site", "{n} 路电源；未定级站点"),
@@ -185,6 +204,61 @@ _DETAILS: Final[tuple[tuple[str, str], ...]] = (
         r"rated_kw declared for all (?P<n>\d+) device\(s\) with an energy counter",
         "全部 {n} 台带电量计数的设备已声明 rated_kw",
     ),
+    # switch-over (第六条5), second-grade circuit pairs (第六条3), overhead reasons (第七条), supply roles
+    (r"no transfer switch", "没有切换开关"),
+    (
+        r"no transfer switch between (the|two grid) sources; (?P<grade>\w+) grade needs one",
+        "电源之间没有切换开关；{grade}重要电力客户要求配置",
+    ),
+    (
+        r"(?P<sw>[\w-]+) (?P<mode>automatic|manual) (?P<t>[\d.]+) s <= allowed (?P<limit>[\d.]+) s",
+        "{sw} {mode}切换 {t} 秒 ≤ 允许 {limit} 秒",
+    ),
+    (
+        r"(?P<sw>[\w-]+) (?P<mode>automatic|manual) (?P<t>[\d.]+) s > allowed (?P<limit>[\d.]+) s",
+        "{sw} {mode}切换 {t} 秒 > 允许 {limit} 秒",
+    ),
+    (
+        r"(?P<sw>[\w-]+) (?P<mode>automatic|manual) no transfer_time_s: declare transfer_time_s(?P<live>; check live)?",
+        "{sw} {mode}切换，未声明 transfer_time_s：请声明{live}",
+    ),
+    (
+        r"(?P<sw>[\w-]+) manual (?P<t>[^:]*): manual switch-over cannot meet (?P<limit>[\d.]+) s",
+        "{sw} 手动切换（{t}）：无法满足允许中断时间 {limit} 秒",
+    ),
+    (r"fewer than 2 circuits", "回路少于 2 路"),
+    (
+        r"no two circuits from different substations or bus sections: all on (?P<sub>[\w-]+) bus (?P<bus>\w+)",
+        "没有来自不同变电站或不同母线段的两路回路：全部接在 {sub} {bus} 段",
+    ),
+    (
+        r"(?P<a>[\w-]+) \((?P<sa>[\w-]+) bus (?P<ba>\w+)\) and (?P<b>[\w-]+) \((?P<sb>[\w-]+) bus (?P<bb>\w+)\): "
+        r"different substations",
+        "{a}（{sa} {ba} 段）与 {b}（{sb} {bb} 段）：来自不同变电站",
+    ),
+    (
+        r"(?P<a>[\w-]+) \((?P<sa>[\w-]+) bus (?P<ba>\w+)\) and (?P<b>[\w-]+) \((?P<sb>[\w-]+) bus (?P<bb>\w+)\): "
+        r"one substation, different bus sections",
+        "{a}（{sa} {ba} 段）与 {b}（{sb} {bb} 段）：同一变电站的不同母线段",
+    ),
+    (
+        r"insulated overhead at <= 10 kV without overhead_reason: (?P<ids>.*) "
+        r"\(allowed only where conditions force it; declare why\)",
+        "10 kV 及以下绝缘架空线未说明原因：{ids}（仅在条件受限时允许，请声明 overhead_reason）",
+    ),
+    (
+        r"(?P<dev>[\w-]+) \(meter of source (?P<id>[\w-]+)\): role (?P<role>\w+): (?P<rule>.*)",
+        "{dev}（电源 {id} 的电表）：角色 {role}：{rule}",
+    ),
+    (
+        r"(?P<dev>[\w-]+) \((?P<what>controller|meter) of (?P<kind>generator|transfer switch) (?P<id>[\w-]+)\): "
+        r"role (?P<role>\w+): (?P<rule>.*)",
+        "{dev}（{kind} {id} 的{what}）：角色 {role}：{rule}",
+    ),
+    (
+        r"(?P<dev>[\w-]+) \(profile (?P<profile>[\w-]+)\): role (?P<role>\w+): (?P<rule>.*)",
+        "{dev}（型号配置 {profile}）：角色 {role}：{rule}",
+    ),
 )
 
 
@@ -211,6 +285,8 @@ def compliance_detail(detail: str, lang: str) -> str:
 
 
 def _zh_words(text: str) -> str:
+    if text in _PHRASES:
+        return _PHRASES[text]
     return re.sub(r"\b[a-z_]+\b", lambda w: _WORDS.get(w.group(0), w.group(0)), text).replace(" on ", " 在 ")
 
 

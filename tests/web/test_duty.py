@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from service.alarms import Alarm, AlarmState
-from service.compliance import check_site
+from service.compliance import check_site, supply_roles
 from service.rules import Severity
 from service.site import Site, load_site
 from service.state import DeviceView, LiveState
@@ -73,7 +73,7 @@ def alarm(
         ),
         ("generator_overload", "gen-1", 112.5, "gen-1：输出为额定功率的 112.5%", "gen-1: output at 112.5 %"),
         ("device_offline", "meter-grid-a", None, "meter-grid-a：设备离线", "meter-grid-a: device offline"),
-        ("grid_lost", "grid-a", None, "grid_lost · grid-a", "grid_lost · grid-a"),  # a type this branch lacks
+        ("made_up_type", "grid-a", None, "made_up_type · grid-a", "made_up_type · grid-a"),  # a type it does not know
     ],
 )
 def test_alarm_sentences_from_type_and_values(
@@ -93,7 +93,7 @@ def test_every_alarm_sentence_exists_in_both_languages() -> None:
 
 def test_every_compliance_detail_of_the_demo_site_reads_chinese(site: Site) -> None:
     """The static check's details on the Chinese page carry no English sentence."""
-    for rule in check_site(site).rules:
+    for rule in [*check_site(site).rules, *supply_roles(site)]:
         text = messages.compliance_detail(rule.detail, "zh")
         english = [
             w for w in re.findall(r"[A-Za-z_]{3,}", text) if not re.search(rf"\b{w}\b", " ".join(site_ids(site)))
@@ -104,7 +104,13 @@ def test_every_compliance_detail_of_the_demo_site_reads_chinese(site: Site) -> N
 
 def site_ids(site: Site) -> list[str]:
     """Ids and names a detail may quote."""
-    return [*(s.id for s in site.sources), *(s.substation for s in site.sources), *(g.id for g in site.generators)]
+    return [
+        *(s.id for s in site.sources),
+        *(s.substation for s in site.sources),
+        *(g.id for g in site.generators),
+        *(t.id for t in site.transfer_switches),
+        *(d.id for d in site.devices),
+    ]
 
 
 def test_audit_changes_read_as_words(site: Site) -> None:
