@@ -96,7 +96,7 @@ def build_services(
         )
         core.sink = sink
     hub = None
-    if drivers:
+    if drivers and not settings.bus_url:  # with a bus the drivers run in the site's collector
         hub = DriverHub(
             site.devices,
             mqtt_url=mqtt_url,
@@ -126,6 +126,10 @@ def build_services(
         publisher=publisher,
     )
     install_control(svc)
+    if settings.bus_url:
+        from service.bus_core import install_bus
+
+        install_bus(svc)
     return svc
 
 
@@ -139,6 +143,10 @@ async def start_services(svc: Services) -> None:
         await svc.publisher.start()
     if svc.notifier is not None:
         await svc.notifier.start()
+    bus = svc.extras.get("bus")
+    if bus is not None:
+        await bus.start()  # the core and the start hooks start once this core owns the site
+        return
     await svc.core.start()
     if svc.hub is not None:
         await svc.hub.start()
@@ -148,14 +156,20 @@ async def start_services(svc: Services) -> None:
 
 async def stop_services(svc: Services) -> None:
     """Stop everything in reverse order; each step runs even if an earlier one fails."""
-    for hook in reversed(svc.extras.get("stop", [])):
+    bus = svc.extras.get("bus")
+    if bus is not None:
+        with contextlib.suppress(Exception):
+            await bus.stop()
+    owning = bus is None or bus.owner
+    for hook in reversed(svc.extras.get("stop", []) if owning else []):
         with contextlib.suppress(Exception):
             await hook(svc)
     if svc.hub is not None:
         with contextlib.suppress(Exception):
             await svc.hub.stop()
-    with contextlib.suppress(Exception):
-        await svc.core.stop()
+    if owning:  # a core that does not own the site (any more) writes nothing of it
+        with contextlib.suppress(Exception):
+            await svc.core.stop()
     if svc.notifier is not None:
         with contextlib.suppress(Exception):
             await svc.notifier.stop()

@@ -299,6 +299,21 @@ class Core:
         self._pending.extend(batch)
         self._wake.set()
 
+    async def apply_now(self, batch: Sequence[Reading | DeviceStatus]) -> None:
+        """Apply a batch at once: live state, rules, alarms stored, finished energy intervals and the
+        energy checkpoint written (the bus path acknowledges the batch only after this returns).
+
+        Raises RuntimeError when the store did not take everything, so the batch is not acknowledged.
+        """
+        errors = self.stats.store_errors
+        subjects = list(self._apply(batch))
+        for i in range(0, len(subjects), EVALUATE_BATCH):
+            await self._evaluate(set(subjects[i : i + EVALUATE_BATCH]))
+        await self._flush_energy()
+        await self._save_checkpoint(self._energy_checkpoint(), self.clock.now())
+        if self.stats.store_errors != errors:
+            raise RuntimeError("the store did not take the batch's alarms or energy; not acknowledged")
+
     def _drain(self, n: int) -> list[Reading | DeviceStatus]:
         if n >= len(self._pending):
             batch = list(self._pending)

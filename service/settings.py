@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     otel: bool = False
     # Largest request body the API reads; a larger one is answered 413 before it is parsed.
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    # Scale-out over NATS JetStream (docs/scale-out.md); unset: one process, no bus.
+    bus_url: str | None = None
+    bus_stream: str = Field("WATTKEEPER", pattern=r"^[A-Za-z0-9_-]+$")
+    bus_lease_s: float = Field(10.0, ge=0.5, le=300.0)
+    bus_buffer_max_bytes: int = Field(64 * 1024 * 1024, ge=4096)
+    bus_buffer_policy: Literal["drop_oldest", "drop_newest"] = "drop_oldest"
+    bus_batch_s: float = Field(0.2, gt=0, le=10)
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -89,6 +96,16 @@ class Settings(BaseSettings):
     def _mqtt(cls, v: str | None) -> str | None:
         if v is not None and not v.startswith(("mqtt://", "mqtts://")):
             raise ValueError(f"'{redact_url(v)}' is not an mqtt:// or mqtts:// URL")
+        return v
+
+    @field_validator("bus_url")
+    @classmethod
+    def _bus(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        from service.bus import bus_servers
+
+        bus_servers(v)
         return v
 
     @field_validator("influx_url")

@@ -1,0 +1,179 @@
+"""Collectors and site owners over a real nats-server (JetStream, file storage) of the test's own."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from drivers.types import CommandResult, DeviceStatus, Reading, Value
+from service.bus import BusConfig, Collector, SiteOwner
+from tests import servers
+
+LEASE_S = 1.0
+T0 = datetime(2026, 7, 15, 2, 0, tzinfo=UTC)
+Item = Reading | DeviceStatus
+
+
+def counter(n: int) -> Reading:
+    """The n-th reading of an energy counter: value n, one second apart."""
+    return Reading(device="meter", point="import_energy", value=float(n), unit="kWh", ts=T0 + timedelta(seconds=n))
+
+
+def config(srv: servers.Server, holder: str) -> BusConfig:
+    return BusConfig(url=servers.nats_url(srv), lease_s=LEASE_S, batch_s=0.05, holder=holder)
+
+
+async def refuse(device: str, point: str, value: Value, timeout_s: float) -> CommandResult:
+    return CommandResult(device=device, point=point, requested=value, status="refused", detail="test")
+
+
+async def no_drivers() -> None:
+    return None
+
+
+async def until(cond: object, timeout_s: float = 20.0, what: str = "") -> None:
+    """Wait for a condition (a time-out only ends a test that would otherwise hang; nothing timed is asserted)."""
+    async with asyncio.timeout(timeout_s):
+        while not cond():  # type: ignore[operator]
+            await asyncio.sleep(0.02)
+
+
+class Applied:
+    """An owner's apply: records what it was given."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+
+    async def __call__(self, items: Sequence[Item]) -> None:
+        self.values += [float(i.value) for i in items if isinstance(i, Reading)]  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def collecting(
+    srv: servers.Server, tmp: Path, holder: str
+) -> AsyncIterator[tuple[Collector, asyncio.Task[None]]]:
+    c = Collector("hq", config(srv, holder), tmp / holder, start_drivers=no_drivers, command=refuse)
+    task = asyncio.create_task(c.run())
+    try:
+        yield c, task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        await c.close()
+
+
+@contextlib.asynccontextmanager
+async def owning(srv: servers.Server, holder: str, applied: Applied) -> AsyncIterator[SiteOwner]:
+    async def nothing() -> None:
+        return None
+
+    owner = SiteOwner("hq", config(srv, holder), apply=applied, on_acquired=nothing, on_lost=nothing)
+    await owner.start()
+    try:
+        yield owner
+    finally:
+        await owner.stop()
+
+
+async def crash(owner: SiteOwner) -> None:
+    """As a SIGKILL would leave it: no lease released, nothing acked any more."""
+    assert owner._task is not None
+    owner._task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await owner._task
+    owner._task = None
+    owner.owner = False  # so stop() does not release the lease
+    await owner.nc.close()
+
+
+async def test_readings_arrive_in_order_and_a_second_collector_is_fenced(
+    nats_server: servers.Server, tmp_path: Path
+) -> None:
+    applied = Applied()
+    async with owning(nats_server, "core-1", applied), collecting(nats_server, tmp_path, "edge-1") as (a, a_task):
+        await until(a.holding.is_set)
+        async with collecting(nats_server, tmp_path, "edge-2") as (b, _):
+            for n in range(1, 101):
+                a.emit([counter(n)])
+                if n % 10 == 0:
+                    await asyncio.sleep(0.06)
+            await until(lambda: len(applied.values) >= 100)
+            assert applied.values == [float(n) for n in range(1, 101)]
+            assert not b.holding.is_set()  # a standby: its drivers never started
+            assert b.stats.batches_published == 0
+            # the first collector dies without a word: the standby takes over after the lease
+            a_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await a_task
+            await a.nc.close()
+            await until(b.holding.is_set)
+            assert b.lease is not None and a.lease is not None
+            assert b.lease.epoch > a.lease.epoch
+            b.emit([counter(101)])
+            await until(lambda: len(applied.values) >= 101)
+    assert applied.values == [float(n) for n in range(1, 102)]
+
+
+async def test_bus_outage_buffers_on_disk_and_catches_up_in_order(nats_server: servers.Server, tmp_path: Path) -> None:
+    applied = Applied()
+    async with owning(nats_server, "core-1", applied), collecting(nats_server, tmp_path, "edge-1") as (c, _):
+        await until(c.holding.is_set)
+        c.emit([counter(1)])
+        await until(lambda: applied.values == [1.0])
+        nats_server.stop()
+        for n in range(2, 52):
+            c.emit([counter(n)])
+            await asyncio.sleep(0.01)
+        await until(lambda: len(c.buffer) > 0 and not c._pending)
+        assert applied.values == [1.0]  # nothing arrives while the bus is down
+        buffered = sorted(p.name for p in (tmp_path / "edge-1" / "bus-buffer" / "hq").glob("*.batch"))
+        assert buffered, "the outage's batches are on disk"
+        nats_server.start()  # same port, same JetStream store
+        await until(lambda: len(applied.values) >= 51, timeout_s=30)
+        assert applied.values == [float(n) for n in range(1, 52)]
+        assert len(c.buffer) == 0
+
+
+async def test_restarted_nats_server_loses_nothing_stored(nats_server: servers.Server, tmp_path: Path) -> None:
+    applied = Applied()
+    async with collecting(nats_server, tmp_path, "edge-1") as (c, _):
+        await until(c.holding.is_set)
+        c.emit([counter(n) for n in range(1, 21)])
+        await until(lambda: c.stats.readings_published >= 20)
+        # the first twenty are consumed and acknowledged by a core, then the core goes away
+        async with owning(nats_server, "core-1", applied):
+            await until(lambda: len(applied.values) >= 20)
+        c.emit([counter(n) for n in range(21, 31)])
+        await until(lambda: c.stats.readings_published >= 30)
+        nats_server.stop()
+        nats_server.start()
+        async with owning(nats_server, "core-2", applied):
+            await until(lambda: len(applied.values) >= 30, timeout_s=30)
+            await asyncio.sleep(0.3)  # nothing acknowledged comes again
+    assert applied.values == [float(n) for n in range(1, 31)]
+
+
+async def test_takeover_goes_on_from_the_last_acknowledged_batch(nats_server: servers.Server, tmp_path: Path) -> None:
+    first, second = Applied(), Applied()
+    async with collecting(nats_server, tmp_path, "edge-1") as (c, _):
+        await until(c.holding.is_set)
+        async with owning(nats_server, "core-1", first) as one, owning(nats_server, "core-2", second) as two:
+            await until(lambda: one.owner or two.owner)
+            owner, standby, seen = (one, two, first) if one.owner else (two, one, second)
+            for n in range(1, 41):
+                c.emit([counter(n)])
+                await asyncio.sleep(0.01)
+            await until(lambda: len(seen.values) >= 40)
+            await crash(owner)
+            for n in range(41, 81):  # readings keep coming during the takeover
+                c.emit([counter(n)])
+                await asyncio.sleep(0.01)
+            await until(lambda: standby.owner)
+            rest = second if seen is first else first
+            await until(lambda: len(rest.values) >= 40)
+            await asyncio.sleep(0.3)
+            assert seen.values + rest.values == [float(n) for n in range(1, 81)]  # each once, in order
