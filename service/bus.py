@@ -50,6 +50,11 @@ def commands_subject(site: str) -> str:
     return f"wk.{site}.commands"
 
 
+def snapshot_subject(site: str) -> str:
+    """The subject a new owner asks the site's collector on for the latest value of every point."""
+    return f"wk.{site}.snapshot"
+
+
 def bus_servers(url: str) -> list[str]:
     """'nats://a:4222,nats://b:4222' -> the server URLs; ValueError naming a bad entry."""
     out = []
@@ -514,12 +519,30 @@ class SiteOwner:
             readings_subject(self.site), durable=self.durable, stream=self.config.stream, config=config
         )
 
+    async def _take_again(self, applied_seq: int) -> bool:
+        """After the lease expired (the bus was away longer than lease_s): take it again when no
+        other core took it meanwhile, i.e. nobody applied a batch of the site since this core did."""
+        assert self._lease is not None
+        try:
+            if not await self._lease.acquire():
+                return False
+            if self.position is not None and await self.position[0]() != applied_seq:
+                await self._lease.release()
+                return False
+        except Exception as exc:
+            log.warning("site %s: lease not taken again (%s)", self.site, exc)
+            return False
+        log.warning("site %s: lease expired while the bus was away; taken again", self.site)
+        return True
+
     async def _consume(self, poll_s: float) -> None:
         from nats.errors import TimeoutError as NatsTimeout
 
         assert self._lease is not None
         loop = asyncio.get_running_loop()
         sub = await self._subscribe()
+        with contextlib.suppress(Exception):
+            await self.nc.publish(snapshot_subject(self.site), b"")
         renew_at = loop.time() + poll_s
         applied_seq = await self.position[0]() if self.position is not None else 0
         while True:
@@ -530,7 +553,7 @@ class SiteOwner:
                     # The bus is away: the lease may expire meanwhile; renewal will tell.
                     log.warning("site %s: lease renewal failed (%s)", self.site, exc)
                     renewed = True
-                if not renewed:
+                if not renewed and not await self._take_again(applied_seq):
                     raise _LeaseLost
                 renew_at = loop.time() + poll_s
             try:
@@ -611,6 +634,8 @@ class Collector:
         self.fenced = asyncio.Event()
         self.holding = asyncio.Event()
         self._pending: list[Item] = []
+        self._latest: dict[tuple[str, str], Reading] = {}
+        self._statuses: dict[str, DeviceStatus] = {}
         self._seq = self.buffer.next_seq
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -618,6 +643,19 @@ class Collector:
     def emit(self, batch: Sequence[Item]) -> None:
         """The drivers' callback."""
         self._pending.extend(batch)
+        for item in batch:
+            if isinstance(item, Reading):
+                self._latest[(item.device, item.point)] = item
+            else:
+                self._statuses[item.device] = item
+
+    def snapshot(self) -> None:
+        """Queue the latest value of every point and every device's link state (a key frame, sent
+        in order with the rest): a core that takes the site over learns at once what MQTT devices
+        reported long ago (they report on change). Timestamps are the original ones: a value that
+        is old still looks old."""
+        self._pending.extend(self._statuses.values())
+        self._pending.extend(self._latest.values())
 
     async def run(self) -> None:
         """Until cancelled or fenced (then FencedError)."""
@@ -637,6 +675,7 @@ class Collector:
         self.holding.set()
         log.info("site %s: collector lease taken (epoch %d)", self.site, self.lease.epoch)
         await self.nc.subscribe(commands_subject(self.site), cb=self._on_command)
+        await self.nc.subscribe(snapshot_subject(self.site), cb=self._on_snapshot)
         await self.start_drivers()
         self._tasks = [
             asyncio.create_task(self._batch_loop(), name="collector-batch"),
@@ -729,6 +768,11 @@ class Collector:
             self.buffer.remove(seq)
             self.stats.batches_published += 1
             self.stats.readings_published += len(batch.items)
+
+    async def _on_snapshot(self, msg: Any) -> None:
+        self.snapshot()
+        with contextlib.suppress(Exception):
+            await msg.respond(b"ok")
 
     async def _on_command(self, msg: Any) -> None:
         self.stats.commands += 1

@@ -42,13 +42,27 @@ async def until(cond: object, timeout_s: float = 20.0, what: str = "") -> None:
 
 
 class Applied:
-    """An owner's apply: records what it was given."""
+    """An owner's apply: the counter readings it was given, in order. A key frame (the collector's
+    latest values, sent again when a core takes the site) repeats the latest reading: counted in
+    `repeats`; anything older than the latest is a fault: kept in `older`."""
 
     def __init__(self) -> None:
         self.values: list[float] = []
+        self.repeats = 0
+        self.older: list[float] = []
+        self.last: datetime | None = None
 
     async def __call__(self, items: Sequence[Item]) -> None:
-        self.values += [float(i.value) for i in items if isinstance(i, Reading)]  # type: ignore[arg-type]
+        for i in items:
+            if not isinstance(i, Reading):
+                continue
+            if self.last is None or i.ts > self.last:
+                self.values.append(float(i.value))  # type: ignore[arg-type]
+                self.last = i.ts
+            elif i.ts == self.last:
+                self.repeats += 1
+            else:
+                self.older.append(float(i.value))  # type: ignore[arg-type]
 
 
 @contextlib.asynccontextmanager
@@ -116,6 +130,7 @@ async def test_readings_arrive_in_order_and_a_second_collector_is_fenced(
             b.emit([counter(101)])
             await until(lambda: len(applied.values) >= 101)
     assert applied.values == [float(n) for n in range(1, 102)]
+    assert applied.older == []
 
 
 async def test_bus_outage_buffers_on_disk_and_catches_up_in_order(nats_server: servers.Server, tmp_path: Path) -> None:
@@ -135,6 +150,7 @@ async def test_bus_outage_buffers_on_disk_and_catches_up_in_order(nats_server: s
         nats_server.start()  # same port, same JetStream store
         await until(lambda: len(applied.values) >= 51, timeout_s=30)
         assert applied.values == [float(n) for n in range(1, 52)]
+        assert applied.older == []
         assert len(c.buffer) == 0
 
 
@@ -155,6 +171,8 @@ async def test_restarted_nats_server_loses_nothing_stored(nats_server: servers.S
             await until(lambda: len(applied.values) >= 30, timeout_s=30)
             await asyncio.sleep(0.3)  # nothing acknowledged comes again
     assert applied.values == [float(n) for n in range(1, 31)]
+    assert applied.older == []
+    assert applied.repeats >= 1  # core-2 asked for a key frame when it took the site
 
 
 async def test_takeover_goes_on_from_the_last_acknowledged_batch(nats_server: servers.Server, tmp_path: Path) -> None:
@@ -176,4 +194,6 @@ async def test_takeover_goes_on_from_the_last_acknowledged_batch(nats_server: se
             rest = second if seen is first else first
             await until(lambda: len(rest.values) >= 40)
             await asyncio.sleep(0.3)
-            assert seen.values + rest.values == [float(n) for n in range(1, 81)]  # each once, in order
+            # each once, in order; the new owner got the latest value again first (a key frame)
+            assert seen.values + rest.values[rest.values[0] == seen.values[-1] :] == [float(n) for n in range(1, 81)]
+            assert seen.older == rest.older == []
