@@ -71,7 +71,10 @@ def build_services(
     metrics = Metrics()
     publisher = None
     if site.notifications.mqtt_topic:
-        publisher = MqttPublisher(mqtt_url, client_id=f"wattkeeper-{site.site.id}-notify")
+        client_id = f"wattkeeper-{site.site.id}-notify"
+        if settings.bus_url:  # several cores of one site: one MQTT session each, or they take turns
+            client_id += f"-{os.getpid()}-{os.urandom(3).hex()}"
+        publisher = MqttPublisher(mqtt_url, client_id=client_id)
     notifier = Notifier(
         site.notifications,
         site_id=site.site.id,
