@@ -20,7 +20,7 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -204,15 +204,19 @@ class DiskBuffer:
     def _path(self, seq: int) -> Path:
         return self.directory / f"{seq:020d}{BUFFER_SUFFIX}"
 
-    def put(self, seq: int, data: bytes, readings: int) -> bool:
-        """Keep a batch; False when the policy dropped it (drop_newest, buffer full)."""
-        while self._files and self.size + len(data) > self.max_bytes:
-            if self.policy == "drop_newest":
-                self.dropped += readings
-                return False
+    def make_room(self, size: int) -> None:
+        """drop_oldest: remove the oldest batches until `size` more bytes fit."""
+        while self.policy == "drop_oldest" and self._files and self.size + size > self.max_bytes:
             oldest = min(self._files)
             self.dropped += self._files[oldest][1]
             self.remove(oldest)
+
+    def put(self, seq: int, data: bytes, readings: int) -> bool:
+        """Keep a batch; False when the policy dropped it (drop_newest, buffer full)."""
+        self.make_room(len(data))
+        if self._files and self.size + len(data) > self.max_bytes:
+            self.dropped += readings
+            return False
         tmp = self._path(seq).with_suffix(".tmp")
         tmp.write_bytes(data)
         tmp.replace(self._path(seq))
@@ -741,7 +745,12 @@ class Collector:
             items=tuple(items),
         )
         self._seq += 1
-        if self.buffer.put(batch.seq, encode_batch(batch), len(items)):
+        data = encode_batch(batch)
+        self.buffer.make_room(len(data))
+        if self.buffer.dropped != batch.dropped:  # the drops this batch caused travel with it
+            batch = replace(batch, dropped=self.buffer.dropped)
+            data = encode_batch(batch)
+        if self.buffer.put(batch.seq, data, len(items)):
             self._wake.set()
 
     async def _batch_loop(self) -> None:

@@ -22,8 +22,8 @@ def counter(n: int) -> Reading:
     return Reading(device="meter", point="import_energy", value=float(n), unit="kWh", ts=T0 + timedelta(seconds=n))
 
 
-def config(srv: servers.Server, holder: str) -> BusConfig:
-    return BusConfig(url=servers.nats_url(srv), lease_s=LEASE_S, batch_s=0.05, holder=holder)
+def config(srv: servers.Server, holder: str, **kw: object) -> BusConfig:
+    return BusConfig(url=servers.nats_url(srv), lease_s=LEASE_S, batch_s=0.05, holder=holder, **kw)  # type: ignore[arg-type]
 
 
 async def refuse(device: str, point: str, value: Value, timeout_s: float) -> CommandResult:
@@ -67,9 +67,9 @@ class Applied:
 
 @contextlib.asynccontextmanager
 async def collecting(
-    srv: servers.Server, tmp: Path, holder: str
+    srv: servers.Server, tmp: Path, holder: str, **kw: object
 ) -> AsyncIterator[tuple[Collector, asyncio.Task[None]]]:
-    c = Collector("hq", config(srv, holder), tmp / holder, start_drivers=no_drivers, command=refuse)
+    c = Collector("hq", config(srv, holder, **kw), tmp / holder, start_drivers=no_drivers, command=refuse)
     task = asyncio.create_task(c.run())
     try:
         yield c, task
@@ -81,11 +81,20 @@ async def collecting(
 
 
 @contextlib.asynccontextmanager
-async def owning(srv: servers.Server, holder: str, applied: Applied) -> AsyncIterator[SiteOwner]:
+async def owning(
+    srv: servers.Server, holder: str, applied: Applied, dropped: list[int] | None = None
+) -> AsyncIterator[SiteOwner]:
     async def nothing() -> None:
         return None
 
-    owner = SiteOwner("hq", config(srv, holder), apply=applied, on_acquired=nothing, on_lost=nothing)
+    owner = SiteOwner(
+        "hq",
+        config(srv, holder),
+        apply=applied,
+        on_acquired=nothing,
+        on_lost=nothing,
+        on_dropped=None if dropped is None else dropped.append,
+    )
     await owner.start()
     try:
         yield owner
@@ -197,3 +206,47 @@ async def test_takeover_goes_on_from_the_last_acknowledged_batch(nats_server: se
             # each once, in order; the new owner got the latest value again first (a key frame)
             assert seen.values + rest.values[rest.values[0] == seen.values[-1] :] == [float(n) for n in range(1, 81)]
             assert seen.older == rest.older == []
+
+
+async def test_a_full_buffer_drops_the_oldest_and_the_core_hears_how_many(
+    nats_server: servers.Server, tmp_path: Path
+) -> None:
+    applied, dropped = Applied(), []
+    one_batch = 200  # bytes, about, of a batch of one reading
+    async with (
+        owning(nats_server, "core-1", applied, dropped),
+        collecting(nats_server, tmp_path, "edge-1", buffer_max_bytes=20 * one_batch) as (c, _),
+    ):
+        await until(c.holding.is_set)
+        c.emit([counter(1)])
+        await until(lambda: applied.values == [1.0])
+        nats_server.stop()
+        for n in range(2, 102):
+            c.emit([counter(n)])
+            c._cut()  # one batch each
+        assert c.buffer.dropped > 0
+        nats_server.start()
+        await until(lambda: applied.values[-1:] == [101.0], timeout_s=30)
+        await until(lambda: bool(dropped))
+    kept = applied.values[1:]
+    assert kept == [float(n) for n in range(102 - len(kept), 102)]  # the newest, in order
+    assert len(kept) + c.buffer.dropped == 100  # every reading either applied or counted as dropped
+    assert dropped[-1] == c.buffer.dropped  # reported with the batches (telemetry_dropped on the core)
+
+
+async def test_a_restarted_collector_forwards_its_buffer_first(nats_server: servers.Server, tmp_path: Path) -> None:
+    applied = Applied()
+    async with owning(nats_server, "core-1", applied):
+        async with collecting(nats_server, tmp_path, "edge-1") as (c, _):
+            await until(c.holding.is_set)
+            nats_server.stop()
+            c.emit([counter(n) for n in range(1, 11)])
+            c._cut()
+        assert len(c.buffer) == 1  # stopped with a batch the bus never took
+        nats_server.start()
+        async with collecting(nats_server, tmp_path, "edge-1") as (again, _):
+            await until(again.holding.is_set)
+            again.emit([counter(n) for n in range(11, 21)])
+            await until(lambda: len(applied.values) >= 20, timeout_s=30)
+    assert applied.values == [float(n) for n in range(1, 21)]
+    assert applied.older == []

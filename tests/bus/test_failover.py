@@ -146,6 +146,7 @@ async def test_sigkill_the_owner_the_other_core_takes_over_nothing_lost_nothing_
                 return any(a["type"] == "lit_empty_room" and a["subject"] == room for a in active) or None
 
             await eventually(lambda: alarmed(owner, ROOMS[0]), 30, 0.2)
+            assert await alarmed(other, ROOMS[0])  # the core that does not own the site reads PostgreSQL
             killed_at = time.monotonic()
             owner.sigkill()
             sim.set_room(ROOMS[1], occupied=False, lights=True)  # a fault during the takeover
