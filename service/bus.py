@@ -70,6 +70,19 @@ def bus_servers(url: str) -> list[str]:
     return out
 
 
+async def cancel_task(task: asyncio.Task[Any], *, tries: int = 50) -> None:
+    """Cancel a task and wait for it to end; again when a library swallowed the cancellation
+    (nats-py's fetch can), so a stop never hangs."""
+    for _ in range(tries):
+        if task.done():
+            break
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.1)
+    if task.done() and not task.cancelled():
+        with contextlib.suppress(Exception):
+            task.result()
+
+
 # -- batch codec (pure) --------------------------------------------------------------------------
 
 
@@ -295,11 +308,23 @@ async def lease_bucket(js: Any, bucket: str, lease_s: float) -> Any:
     from nats.js.errors import BucketNotFoundError
 
     try:
-        return await js.key_value(bucket)
+        kv = await js.key_value(bucket)
     except BucketNotFoundError:
         with contextlib.suppress(Exception):
             return await js.create_key_value(bucket=bucket, ttl=lease_s, history=1, storage=StorageType.FILE)
-        return await js.key_value(bucket)
+        kv = await js.key_value(bucket)
+    with contextlib.suppress(Exception):
+        ttl = (await kv.status()).ttl
+        if ttl is not None and abs(ttl - lease_s) > 0.01:
+            # The bucket's TTL is the lease: the first process made it; every one must agree.
+            log.error(
+                "bucket %s expires keys after %.3g s but WATTKEEPER_BUS_LEASE_S is %.3g s: leases last %.3g s",
+                bucket,
+                ttl,
+                lease_s,
+                ttl,
+            )
+    return kv
 
 
 class Lease:
@@ -464,9 +489,7 @@ class SiteOwner:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_task(self._task)
             self._task = None
         if self.owner and self._lease is not None:
             await self._lease.release()  # a clean stop hands the site over at once
@@ -689,10 +712,7 @@ class Collector:
             await self._renew_loop(poll_s)
         finally:
             for t in self._tasks:
-                t.cancel()
-            for t in self._tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await t
+                await cancel_task(t)
             self._cut()
 
     async def close(self) -> None:

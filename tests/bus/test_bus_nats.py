@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from drivers.types import CommandResult, DeviceStatus, Reading, Value
-from service.bus import BusConfig, Collector, SiteOwner
+from service.bus import BusConfig, Collector, SiteOwner, cancel_task
 from tests import servers
 
 LEASE_S = 1.0
@@ -74,9 +74,7 @@ async def collecting(
     try:
         yield c, task
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        await cancel_task(task)
         await c.close()
 
 
@@ -105,9 +103,7 @@ async def owning(
 async def crash(owner: SiteOwner) -> None:
     """As a SIGKILL would leave it: no lease released, nothing acked any more."""
     assert owner._task is not None
-    owner._task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await owner._task
+    await cancel_task(owner._task)
     owner._task = None
     owner.owner = False  # so stop() does not release the lease
     await owner.nc.close()
@@ -129,9 +125,7 @@ async def test_readings_arrive_in_order_and_a_second_collector_is_fenced(
             assert not b.holding.is_set()  # a standby: its drivers never started
             assert b.stats.batches_published == 0
             # the first collector dies without a word: the standby takes over after the lease
-            a_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await a_task
+            await cancel_task(a_task)
             await a.nc.close()
             await until(b.holding.is_set)
             assert b.lease is not None and a.lease is not None
