@@ -239,3 +239,5 @@ def serve(site: Site, *, site_path: Path | None, port: int, host: str | None = N
         log_level="info",
         access_log=False,
     )
+    if app.state.services.extras.get("bus_lost"):
+        raise SystemExit(3)  # this core lost its site's lease (service.bus_core); its supervisor restarts it

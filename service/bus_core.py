@@ -66,6 +66,7 @@ def install_bus(svc: Services) -> None:
     async def lost() -> None:
         # Crash-only: a core that lost its site writes nothing more of it; its supervisor restarts it.
         log.error("site %s: lease lost; stopping this core (exit %d)", site_id, EXIT_FENCED)
+        svc.extras["bus_lost"] = True  # service.app.serve exits EXIT_FENCED: Restart=on-failure restarts it
         os.kill(os.getpid(), signal.SIGTERM)
 
     def dropped(total: int) -> None:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from drivers.types import CommandResult, DeviceStatus, Reading, Value
-from service.bus import BusConfig, Collector, SiteOwner, cancel_task
+from service.bus import BusConfig, Collector, Lease, SiteOwner, cancel_task
 from tests import servers
 
 LEASE_S = 1.0
@@ -244,3 +244,32 @@ async def test_a_restarted_collector_forwards_its_buffer_first(nats_server: serv
             await until(lambda: len(applied.values) >= 20, timeout_s=30)
     assert applied.values == [float(n) for n in range(1, 21)]
     assert applied.older == []
+
+
+async def test_an_owner_whose_lease_was_taken_stops_applying(nats_server: servers.Server, tmp_path: Path) -> None:
+    applied, lost = Applied(), asyncio.Event()
+
+    async def nothing() -> None:
+        return None
+
+    async def on_lost() -> None:
+        lost.set()
+
+    owner = SiteOwner("hq", config(nats_server, "core-1"), apply=applied, on_acquired=nothing, on_lost=on_lost)
+    await owner.start()
+    try:
+        async with collecting(nats_server, tmp_path, "edge-1") as (c, _):
+            await until(lambda: owner.owner and c.holding.is_set())
+            c.emit([counter(1)])
+            await until(lambda: applied.values == [1.0])
+            # another core takes the key (as after a pause longer than lease_s): the owner must notice
+            assert owner._lease is not None
+            await owner._lease.kv.delete("hq")
+            assert await Lease(owner._lease.kv, "hq", "core-2").acquire()
+            await until(lost.is_set)
+            assert not owner.owner
+            c.emit([counter(2)])
+            await asyncio.sleep(0.5)
+            assert applied.values == [1.0]  # nothing more applied by the core that lost the site
+    finally:
+        await owner.stop()
