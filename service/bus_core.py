@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 POSITION_STATE = "bus_position"  # the stream sequence of the last batch applied, beside the checkpoint
+TIMERS_STATE = "alarm_timers"  # the alarm engine's on/off-delays counting, beside the position
 BUFFER_SUBJECT = "collector-buffer"  # telemetry_dropped subject for readings the collector dropped
 EXIT_FENCED = 3
 
@@ -49,6 +50,7 @@ def install_bus(svc: Services) -> None:
 
     site_id = svc.site.site.id
     core = svc.core
+    core.timers_state = TIMERS_STATE
     store = svc.store
 
     async def get_position() -> int:
