@@ -567,7 +567,7 @@ class SiteOwner:
 
         assert self._lease is not None
         loop = asyncio.get_running_loop()
-        sub = await self._subscribe()
+        sub: Any = await self._subscribe()
         with contextlib.suppress(Exception):
             await self.nc.publish(snapshot_subject(self.site), b"")
         renew_at = loop.time() + poll_s
@@ -583,6 +583,14 @@ class SiteOwner:
                 if not renewed and not await self._take_again(applied_seq):
                     raise _LeaseLost
                 renew_at = loop.time() + poll_s
+            if sub is None:
+                # After a failure: the consumer again, from the last batch acknowledged or applied.
+                try:
+                    sub = await self._subscribe()
+                except Exception as exc:
+                    log.warning("site %s: consumer not re-created yet (%s)", self.site, exc)
+                    await asyncio.sleep(min(poll_s, 1.0))
+                    continue
             try:
                 msgs = await sub.fetch(64, timeout=min(poll_s, 1.0))
             except (NatsTimeout, TimeoutError):
@@ -591,32 +599,43 @@ class SiteOwner:
                 log.warning("site %s: fetch failed (%s)", self.site, exc)
                 await asyncio.sleep(min(poll_s, 1.0))
                 continue
-            for msg in msgs:
-                seq = int(msg.metadata.sequence.stream)
-                if seq <= applied_seq:
-                    self.stats.duplicates += 1  # applied before the last ack was lost
-                    await msg.ack()
-                    continue
-                try:
-                    batch = decode_batch(msg.data)
-                except ValueError as exc:
-                    log.error("site %s: batch %d dropped: %s", self.site, seq, exc)
-                    await msg.term()
-                    continue
-                if batch.site == self.site and self.fence.admit(batch):
-                    await self.apply(batch.items)
-                    self.stats.readings += len(batch.items)
-                    if batch.dropped > self.stats.collector_dropped and self.on_dropped is not None:
-                        self.on_dropped(batch.dropped)
-                    self.stats.collector_dropped = max(self.stats.collector_dropped, batch.dropped)
-                else:
-                    self.stats.fenced += 1
-                    log.warning("site %s: batch %s of an older collector lease refused", self.site, batch.msg_id)
-                if self.position is not None:
-                    await self.position[1](seq)
-                applied_seq = seq
-                self.stats.batches += 1
-                await msg.ack_sync()
+            try:
+                for msg in msgs:
+                    applied_seq = await self._take(msg, applied_seq)
+            except Exception:
+                # The store or the bus failed mid-batch: nothing after it is applied out of order;
+                # the rest comes again from the consumer re-created at the last position.
+                log.exception("site %s: a batch could not be applied or acknowledged; trying again", self.site)
+                sub = None
+                await asyncio.sleep(min(poll_s, 1.0))
+
+    async def _take(self, msg: Any, applied_seq: int) -> int:
+        """Apply one message, record its position, acknowledge it; the position applied."""
+        seq = int(msg.metadata.sequence.stream)
+        if seq <= applied_seq:
+            self.stats.duplicates += 1  # applied before the last ack was lost
+            await msg.ack()
+            return applied_seq
+        try:
+            batch = decode_batch(msg.data)
+        except ValueError as exc:
+            log.error("site %s: batch %d dropped: %s", self.site, seq, exc)
+            await msg.term()
+            return seq
+        if batch.site == self.site and self.fence.admit(batch):
+            await self.apply(batch.items)
+            self.stats.readings += len(batch.items)
+            if batch.dropped > self.stats.collector_dropped and self.on_dropped is not None:
+                self.on_dropped(batch.dropped)
+            self.stats.collector_dropped = max(self.stats.collector_dropped, batch.dropped)
+        else:
+            self.stats.fenced += 1
+            log.warning("site %s: batch %s of an older collector lease refused", self.site, batch.msg_id)
+        if self.position is not None:
+            await self.position[1](seq)
+        self.stats.batches += 1
+        await msg.ack_sync()
+        return seq
 
 
 class _LeaseLost(Exception):

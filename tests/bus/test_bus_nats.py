@@ -273,3 +273,33 @@ async def test_an_owner_whose_lease_was_taken_stops_applying(nats_server: server
             assert applied.values == [1.0]  # nothing more applied by the core that lost the site
     finally:
         await owner.stop()
+
+
+async def test_a_batch_that_fails_to_apply_comes_again_in_order(nats_server: servers.Server, tmp_path: Path) -> None:
+    applied = Applied()
+    failures = []
+
+    async def flaky(items: Sequence[Item]) -> None:
+        values = [i.value for i in items if isinstance(i, Reading)]
+        if 5.0 in values and not failures:
+            failures.append(5.0)
+            raise RuntimeError("the store did not take the batch")  # as Core.apply_now says
+        await applied(items)
+
+    async def nothing() -> None:
+        return None
+
+    owner = SiteOwner("hq", config(nats_server, "core-1"), apply=flaky, on_acquired=nothing, on_lost=nothing)
+    await owner.start()
+    try:
+        async with collecting(nats_server, tmp_path, "edge-1") as (c, _):
+            await until(lambda: owner.owner and c.holding.is_set())
+            for n in range(1, 11):
+                c.emit([counter(n)])
+                c._cut()
+            await until(lambda: len(applied.values) >= 10)
+    finally:
+        await owner.stop()
+    assert failures == [5.0]
+    assert applied.values == [float(n) for n in range(1, 11)]
+    assert applied.older == []
