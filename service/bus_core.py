@@ -53,14 +53,22 @@ def install_bus(svc: Services) -> None:
     core.timers_state = TIMERS_STATE
     store = svc.store
 
-    async def get_position() -> int:
+    # The position is the stream sequence of the last batch applied and the collector-lease epoch
+    # of the batches applied so far (the fence goes on across a takeover).
+    async def position() -> dict[str, int]:
         value = await store.get_state(POSITION_STATE)
-        return value if isinstance(value, int) else 0
+        if isinstance(value, dict) and isinstance(value.get("seq"), int) and isinstance(value.get("epoch"), int):
+            return {"seq": value["seq"], "epoch": value["epoch"]}
+        return {"seq": 0, "epoch": 0}
+
+    async def get_position() -> int:
+        return (await position())["seq"]
 
     async def set_position(seq: int) -> None:
-        await store.set_state(POSITION_STATE, seq, at=svc.clock.now())
+        await store.set_state(POSITION_STATE, {"seq": seq, "epoch": owner.fence.epoch}, at=svc.clock.now())
 
     async def acquired() -> None:
+        owner.fence.epoch = max(owner.fence.epoch, (await position())["epoch"])
         await core.start()
         for hook in svc.extras.get("start", []):
             await hook(svc)

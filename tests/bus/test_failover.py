@@ -178,7 +178,7 @@ async def test_sigkill_the_owner_the_other_core_takes_over_nothing_lost_nothing_
             try:
 
                 async def caught_up() -> bool | None:
-                    return (await store.get_state("bus_position")) == last or None
+                    return ((await store.get_state("bus_position")) or {}).get("seq") == last or None  # type: ignore[union-attr]
 
                 await eventually(caught_up, 30, 0.2)
                 await asyncio.to_thread(other.stop)
