@@ -160,10 +160,10 @@ async def start_services(svc: Services) -> None:
 async def stop_services(svc: Services) -> None:
     """Stop everything in reverse order; each step runs even if an earlier one fails."""
     bus = svc.extras.get("bus")
+    owning = bus is None or bus.owner
     if bus is not None:
         with contextlib.suppress(Exception):
-            await bus.stop()
-    owning = bus is None or bus.owner
+            await bus.halt()  # no more batches; the lease is released once the core wrote its last
     for hook in reversed(svc.extras.get("stop", []) if owning else []):
         with contextlib.suppress(Exception):
             await hook(svc)
@@ -182,6 +182,9 @@ async def stop_services(svc: Services) -> None:
     if svc.sink is not None:
         with contextlib.suppress(Exception):
             await svc.sink.stop()
+    if bus is not None:
+        with contextlib.suppress(Exception):
+            await bus.stop()
     with contextlib.suppress(Exception):
         await svc.store.close()
 

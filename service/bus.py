@@ -487,10 +487,14 @@ class SiteOwner:
         self._lease = Lease(kv, self.site, self.config.holder)
         self._task = asyncio.create_task(self._run(), name=f"bus-owner-{self.site}")
 
-    async def stop(self) -> None:
+    async def halt(self) -> None:
+        """Stop taking batches; the lease is kept until stop() (the core writes its last state first)."""
         if self._task is not None:
             await cancel_task(self._task)
             self._task = None
+
+    async def stop(self) -> None:
+        await self.halt()
         if self.owner and self._lease is not None:
             await self._lease.release()  # a clean stop hands the site over at once
         self.owner = False
