@@ -354,7 +354,15 @@ class Lease:
         try:
             self.revision = await self.kv.update(self.key, self.holder.encode(), last=self.revision)
         except KeyWrongLastSequenceError:
-            return False
+            # A renewal sent while the bus was away may have been stored after all (the client
+            # sends what it buffered when it reconnects): the key is still ours at a newer revision.
+            try:
+                entry = await self.kv.get(self.key)
+            except Exception:
+                return False
+            if entry.value is None or bytes(entry.value).decode() != self.holder or entry.revision is None:
+                return False
+            self.revision = await self.kv.update(self.key, self.holder.encode(), last=entry.revision)
         return True
 
     async def holder_now(self) -> str | None:
