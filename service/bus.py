@@ -480,6 +480,7 @@ class SiteOwner:
         self.owner = False
         self.fence = EpochFence()
         self.stats = OwnerStats()
+        self.applied_seq = 0  # the stream sequence of the last batch applied
         self._task: asyncio.Task[None] | None = None
         self._lease: Lease | None = None
 
@@ -583,7 +584,7 @@ class SiteOwner:
         with contextlib.suppress(Exception):
             await self.nc.publish(snapshot_subject(self.site), b"")
         renew_at = loop.time() + poll_s
-        applied_seq = await self.position[0]() if self.position is not None else 0
+        self.applied_seq = await self.position[0]() if self.position is not None else 0
         while True:
             if loop.time() >= renew_at:
                 try:
@@ -592,7 +593,7 @@ class SiteOwner:
                     # The bus is away: the lease may expire meanwhile; renewal will tell.
                     log.warning("site %s: lease renewal failed (%s)", self.site, exc)
                     renewed = True
-                if not renewed and not await self._take_again(applied_seq):
+                if not renewed and not await self._take_again(self.applied_seq):
                     raise _LeaseLost
                 renew_at = loop.time() + poll_s
             if sub is None:
@@ -613,7 +614,7 @@ class SiteOwner:
                 continue
             try:
                 for msg in msgs:
-                    applied_seq = await self._take(msg, applied_seq)
+                    await self._take(msg)
             except Exception:
                 # The store or the bus failed mid-batch: nothing after it is applied out of order;
                 # the rest comes again from the consumer re-created at the last position.
@@ -621,19 +622,20 @@ class SiteOwner:
                 sub = None
                 await asyncio.sleep(min(poll_s, 1.0))
 
-    async def _take(self, msg: Any, applied_seq: int) -> int:
-        """Apply one message, record its position, acknowledge it; the position applied."""
+    async def _take(self, msg: Any) -> None:
+        """Apply one message, record its position (applied_seq), acknowledge it."""
         seq = int(msg.metadata.sequence.stream)
-        if seq <= applied_seq:
+        if seq <= self.applied_seq:
             self.stats.duplicates += 1  # applied before the last ack was lost
             await msg.ack()
-            return applied_seq
+            return
         try:
             batch = decode_batch(msg.data)
         except ValueError as exc:
             log.error("site %s: batch %d dropped: %s", self.site, seq, exc)
+            self.applied_seq = seq
             await msg.term()
-            return seq
+            return
         if batch.site == self.site and self.fence.admit(batch):
             await self.apply(batch.items)
             self.stats.readings += len(batch.items)
@@ -645,9 +647,9 @@ class SiteOwner:
             log.warning("site %s: batch %s of an older collector lease refused", self.site, batch.msg_id)
         if self.position is not None:
             await self.position[1](seq)
+        self.applied_seq = seq  # applied and recorded: an ack lost now does not apply it twice
         self.stats.batches += 1
         await msg.ack_sync()
-        return seq
 
 
 class _LeaseLost(Exception):
