@@ -243,4 +243,4 @@ def serve(site: Site, *, site_path: Path | None, port: int, host: str | None = N
         access_log=False,
     )
     if app.state.services.extras.get("bus_lost"):
-        raise SystemExit(3)  # this core lost its site's lease (service.bus_core); its supervisor restarts it
+        raise SystemExit(4)  # this core lost its site's lease (service.bus_core); its supervisor restarts it

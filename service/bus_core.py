@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 POSITION_STATE = "bus_position"  # the stream sequence of the last batch applied, beside the checkpoint
 TIMERS_STATE = "alarm_timers"  # the alarm engine's on/off-delays counting, beside the position
 BUFFER_SUBJECT = "collector-buffer"  # telemetry_dropped subject for readings the collector dropped
-EXIT_FENCED = 3
+EXIT_FENCED = 3  # a collector another collector took the site from
+EXIT_LEASE_LOST = 4  # a core that lost its site (uvicorn itself exits 3 when it cannot start)
 
 
 def bus_config(settings: Settings) -> BusConfig:
@@ -75,8 +76,8 @@ def install_bus(svc: Services) -> None:
 
     async def lost() -> None:
         # Crash-only: a core that lost its site writes nothing more of it; its supervisor restarts it.
-        log.error("site %s: lease lost; stopping this core (exit %d)", site_id, EXIT_FENCED)
-        svc.extras["bus_lost"] = True  # service.app.serve exits EXIT_FENCED: Restart=on-failure restarts it
+        log.error("site %s: lease lost; stopping this core (exit %d)", site_id, EXIT_LEASE_LOST)
+        svc.extras["bus_lost"] = True  # service.app.serve exits EXIT_LEASE_LOST: Restart=on-failure restarts it
         os.kill(os.getpid(), signal.SIGTERM)
 
     def dropped(total: int) -> None:
