@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install (as root, when missing) the Debian packages the tests use. The servers
-# themselves (Mosquitto, VictoriaMetrics, InfluxDB 1.x, PostgreSQL, SMTP) are started by
+# themselves (Mosquitto, VictoriaMetrics, InfluxDB 1.x, PostgreSQL, NATS, SMTP) are started by
 # the tests on free loopback ports with their data in temporary directories, and stopped
 # afterwards; WATTKEEPER_TEST_POSTGRES=postgresql://... points them at a PostgreSQL of
 # your own instead.
@@ -17,6 +17,7 @@ command -v influxd >/dev/null 2>&1 || need_pkgs+=(influxdb)
 command -v mbpoll >/dev/null 2>&1 || need_pkgs+=(mbpoll)
 command -v psql >/dev/null 2>&1 || need_pkgs+=(postgresql-client)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need_pkgs+=(nats-server)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
@@ -28,7 +29,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
   # Debian's packages start their daemons on the default ports; the tests start their own.
-  for svc in influxdb victoria-metrics postgresql; do
+  for svc in influxdb victoria-metrics postgresql nats-server; do
     (command -v systemctl >/dev/null && systemctl stop "$svc" 2>/dev/null) || true
   done
 fi

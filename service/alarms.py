@@ -586,6 +586,33 @@ class AlarmEngine:
             candidate = f"{base}-{n}"
         return candidate
 
+    def timers(self) -> dict[str, list[list[str]]]:
+        """The on-delays and off-delays now counting, as JSON (for a core that takes a site over)."""
+        return {
+            "on": [[k, s, t.isoformat()] for (k, s), t in sorted(self._pending_on.items())],
+            "off": [[k, s, t.isoformat()] for (k, s), t in sorted(self._pending_off.items())],
+        }
+
+    def restore_timers(self, data: Mapping[str, object]) -> int:
+        """Take up delays `timers()` wrote, unless one of the key counts already; how many.
+        ValueError naming the entry that does not parse."""
+        n = 0
+        for name, pending in (("on", self._pending_on), ("off", self._pending_off)):
+            entries = data.get(name, [])
+            if not isinstance(entries, list):
+                raise ValueError(f"timers.{name} is not a list")
+            for i, entry in enumerate(entries):
+                try:
+                    kind, subject, at = entry
+                    since = datetime.fromisoformat(at)
+                except (TypeError, ValueError):
+                    raise ValueError(f"timers.{name}[{i}] is not [type, subject, ISO time]") from None
+                if since.tzinfo is None:
+                    raise ValueError(f"timers.{name}[{i}] has no timezone")
+                if pending.setdefault((str(kind), str(subject)), since) is since:
+                    n += 1
+        return n
+
 
 def _paged(note: str, f: Finding) -> str:
     return note if f.page else f"{note} (not paged: another active alarm pages for this event)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,7 +73,10 @@ def build_services(
     metrics = Metrics()
     publisher = None
     if site.notifications.mqtt_topic:
-        publisher = MqttPublisher(mqtt_url, client_id=f"wattkeeper-{site.site.id}-notify")
+        client_id = f"wattkeeper-{site.site.id}-notify"
+        if settings.bus_url:  # several cores of one site: one MQTT session each, or they take turns
+            client_id += f"-{os.getpid()}-{os.urandom(3).hex()}"
+        publisher = MqttPublisher(mqtt_url, client_id=client_id)
     notifier = Notifier(
         site.notifications,
         site_id=site.site.id,
@@ -97,7 +101,7 @@ def build_services(
         )
         core.sink = sink
     hub = None
-    if drivers:
+    if drivers and not settings.bus_url:  # with a bus the drivers run in the site's collector
         hub = DriverHub(
             site.devices,
             mqtt_url=mqtt_url,
@@ -129,6 +133,10 @@ def build_services(
     install_control(svc)
     install_broker_watch(svc)
     install_hazards(svc)
+    if settings.bus_url:
+        from service.bus_core import install_bus
+
+        install_bus(svc)
     return svc
 
 
@@ -142,6 +150,10 @@ async def start_services(svc: Services) -> None:
         await svc.publisher.start()
     if svc.notifier is not None:
         await svc.notifier.start()
+    bus = svc.extras.get("bus")
+    if bus is not None:
+        await bus.start()  # the core and the start hooks start once this core owns the site
+        return
     await svc.core.start()
     if svc.hub is not None:
         await svc.hub.start()
@@ -151,14 +163,20 @@ async def start_services(svc: Services) -> None:
 
 async def stop_services(svc: Services) -> None:
     """Stop everything in reverse order; each step runs even if an earlier one fails."""
-    for hook in reversed(svc.extras.get("stop", [])):
+    bus = svc.extras.get("bus")
+    owning = bus is None or bus.owner
+    if bus is not None:
+        with contextlib.suppress(Exception):
+            await bus.halt()  # no more batches; the lease is released once the core wrote its last
+    for hook in reversed(svc.extras.get("stop", []) if owning else []):
         with contextlib.suppress(Exception):
             await hook(svc)
     if svc.hub is not None:
         with contextlib.suppress(Exception):
             await svc.hub.stop()
-    with contextlib.suppress(Exception):
-        await svc.core.stop()
+    if owning:  # a core that does not own the site (any more) writes nothing of it
+        with contextlib.suppress(Exception):
+            await svc.core.stop()
     if svc.notifier is not None:
         with contextlib.suppress(Exception):
             await svc.notifier.stop()
@@ -168,6 +186,9 @@ async def stop_services(svc: Services) -> None:
     if svc.sink is not None:
         with contextlib.suppress(Exception):
             await svc.sink.stop()
+    if bus is not None:
+        with contextlib.suppress(Exception):
+            await bus.stop()
     with contextlib.suppress(Exception):
         await svc.store.close()
 
@@ -225,3 +246,5 @@ def serve(site: Site, *, site_path: Path | None, port: int, host: str | None = N
         log_level="info",
         access_log=False,
     )
+    if app.state.services.extras.get("bus_lost"):
+        raise SystemExit(4)  # this core lost its site's lease (service.bus_core); its supervisor restarts it

@@ -257,6 +257,40 @@ def demo(site: SiteOpt = DEMO_SITE) -> None:
     run_demo(the_site, site_path=site)
 
 
+@app.command("collect")
+def collect(site: Annotated[Path, typer.Option("--site", help="site file (YAML)")]) -> None:
+    """Edge collector: run this site's drivers only and publish their readings on the bus
+    (WATTKEEPER_BUS_URL); execute the site's commands arriving over it. Exit 3 when fenced."""
+    from pydantic import ValidationError
+
+    from service.bus_core import run_collector
+    from service.settings import Settings
+
+    the_site = _load(site)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        typer.echo(f"invalid settings: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if not settings.bus_url:
+        typer.echo("collect needs WATTKEEPER_BUS_URL (nats://host:port[,...])", err=True)
+        raise typer.Exit(2)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def main() -> int:
+        task = asyncio.create_task(run_collector(the_site, settings))
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            return 0
+
+    code = 0
+    with contextlib.suppress(KeyboardInterrupt):
+        code = asyncio.run(main())
+    raise typer.Exit(code)
+
+
 @report_app.command("energy")
 def report_energy(
     month: Annotated[str, typer.Option(help="month as YYYY-MM")],

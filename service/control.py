@@ -56,6 +56,7 @@ from drivers.hub import DriverHub
 from drivers.profiles import ModbusPoint, MqttPoint, Profile, load_profile
 from drivers.types import CommandStatus, Quality, Value
 from service import rules
+from service.bus import BusCommands
 from service.clock import Clock
 from service.core import Core
 from service.events import EventBus
@@ -354,7 +355,7 @@ class ControlPath:
         self,
         site: Site,
         *,
-        hub: DriverHub | None,
+        hub: DriverHub | BusCommands | None,
         core: Core,
         store: Store,
         clock: Clock,

@@ -222,6 +222,10 @@ class Core:
         self.rejects_source: Callable[[], dict[str, int]] | None = None
         # running totals of the drivers themselves (Modbus requests answered, MQTT loop failures)
         self.driver_totals_source: Callable[[], tuple[int, int]] | None = None
+        # Set on a core of the bus: the store key its alarm delays now counting are kept under
+        # (with every batch applied), so a core that takes the site over goes on with them.
+        self.timers_state: str | None = None
+        self._timers_saved: object = None
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -266,6 +270,13 @@ class Core:
         stored = await self.store.load_alarms()
         restored = self.engine.restore(stored_to_alarm(a) for a in stored)
         await self._handle(restored)
+        if self.timers_state is not None:
+            timers = await self.store.get_state(self.timers_state)
+            if isinstance(timers, dict):
+                try:
+                    self.engine.restore_timers(timers)
+                except ValueError as exc:
+                    log.warning("alarm delays not taken up (%s); they start again", exc)
         self._check_flood(self.clock.now())
         self._tasks = [
             asyncio.create_task(self._ingest_loop(), name="core-ingest"),
@@ -306,6 +317,30 @@ class Core:
         """The drivers' callback: queue a batch (cheap, never blocks)."""
         self._pending.extend(batch)
         self._wake.set()
+
+    async def apply_now(self, batch: Sequence[Reading | DeviceStatus]) -> None:
+        """Apply a batch at once: live state, rules, alarms stored, finished energy intervals and the
+        energy checkpoint written (the bus path acknowledges the batch only after this returns).
+
+        Raises RuntimeError when the store did not take everything, so the batch is not acknowledged.
+        """
+        errors = self.stats.store_errors
+        subjects = list(self._apply(batch))
+        for i in range(0, len(subjects), EVALUATE_BATCH):
+            await self._evaluate(set(subjects[i : i + EVALUATE_BATCH]))
+        await self._flush_energy()
+        await self._save_checkpoint(self._energy_checkpoint(), self.clock.now())
+        if self.timers_state is not None:
+            timers = self.engine.timers()
+            if timers != self._timers_saved:
+                try:
+                    await self.store.set_state(self.timers_state, timers, at=self.clock.now())
+                    self._timers_saved = timers
+                except Exception:
+                    self.stats.store_errors += 1
+                    log.exception("could not store the alarm delays")
+        if self.stats.store_errors != errors:
+            raise RuntimeError("the store did not take the batch's alarms or energy; not acknowledged")
 
     def _drain(self, n: int) -> list[Reading | DeviceStatus]:
         if n >= len(self._pending):

@@ -82,6 +82,13 @@ class Settings(BaseSettings):
     profiles_dir: Path | None = None
     # Dashboard cookie signing secret; unset: <data_dir>/session.key, made 0600 on first start.
     session_secret: SecretStr | None = None
+    # Scale-out over NATS JetStream (docs/scale-out.md); unset: one process, no bus.
+    bus_url: str | None = None
+    bus_stream: str = Field("WATTKEEPER", pattern=r"^[A-Za-z0-9_-]+$")
+    bus_lease_s: float = Field(10.0, ge=0.5, le=300.0)
+    bus_buffer_max_bytes: int = Field(64 * 1024 * 1024, ge=4096)
+    bus_buffer_policy: Literal["drop_oldest", "drop_newest"] = "drop_oldest"
+    bus_batch_s: float = Field(0.2, gt=0, le=10)
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -99,6 +106,16 @@ class Settings(BaseSettings):
     def _mqtt(cls, v: str | None) -> str | None:
         if v is not None and not v.startswith(("mqtt://", "mqtts://")):
             raise ValueError(f"'{redact_url(v)}' is not an mqtt:// or mqtts:// URL")
+        return v
+
+    @field_validator("bus_url")
+    @classmethod
+    def _bus(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        from service.bus import bus_servers
+
+        bus_servers(v)
         return v
 
     @field_validator("influx_url")
@@ -237,6 +254,44 @@ SETTINGS: tuple[SettingInfo, ...] = (
         default="",
         read_by="serve, demo, rotate-session-secret",
         secret=True,
+    ),
+    SettingInfo(
+        env="WATTKEEPER_BUS_URL",
+        meaning="NATS JetStream `nats://host:port[,...]`: `collect` publishes readings, `serve` owns sites by lease "
+        "(docs/scale-out.md); unset: one process, no bus",
+        default="",
+        read_by="serve, collect",
+        secret=True,
+    ),
+    SettingInfo(
+        env="WATTKEEPER_BUS_STREAM",
+        meaning="the JetStream stream of the deployment",
+        default="WATTKEEPER",
+        read_by="serve, collect",
+    ),
+    SettingInfo(
+        env="WATTKEEPER_BUS_LEASE_S",
+        meaning="a site's lease: a core (or collector) that stops renewing it loses the site after this long",
+        default="10.0",
+        read_by="serve, collect",
+    ),
+    SettingInfo(
+        env="WATTKEEPER_BUS_BUFFER_MAX_BYTES",
+        meaning="the collector's disk buffer while the bus is unreachable",
+        default="67108864",
+        read_by="collect",
+    ),
+    SettingInfo(
+        env="WATTKEEPER_BUS_BUFFER_POLICY",
+        meaning="what a full buffer drops (`drop_oldest` or `drop_newest`), counted as telemetry_dropped",
+        default="drop_oldest",
+        read_by="collect",
+    ),
+    SettingInfo(
+        env="WATTKEEPER_BUS_BATCH_S",
+        meaning="how long the collector gathers readings into one message",
+        default="0.2",
+        read_by="collect",
     ),
     SettingInfo(
         env="WATTKEEPER_OTEL",

@@ -127,6 +127,14 @@ def postgres_admin() -> Iterator[str]:
 
 
 @pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[servers.Server]:
+    """A nats-server with JetStream of one's own for one test, on a free loopback port, its store
+    in a temporary directory (never the one a machine may run on 4222); `servers.nats_url(srv)`."""
+    with servers.running(servers.start_nats(tmp_path / "nats")) as srv:
+        yield srv
+
+
+@pytest.fixture
 def postgres_url(postgres_admin: str) -> str:
     """A fresh, empty PostgreSQL database (postgresql://... URL) for one test."""
     return servers.create_database(f"wk_test_{uuid.uuid4().hex[:12]}", postgres_admin)

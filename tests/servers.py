@@ -191,6 +191,20 @@ def start_influxdb1(workdir: Path) -> Server:
     return srv
 
 
+def start_nats(workdir: Path) -> Server:
+    """nats-server with JetStream, its store (file storage) in workdir/jetstream; `.port`,
+    `nats_url(srv)` for its URL. `srv.start()` restarts it with the same store."""
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    argv = [need("nats-server"), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(workdir / "jetstream")]
+    return _spawn("nats-server", argv, port, workdir)
+
+
+def nats_url(server: Server) -> str:
+    """The nats:// URL of a server started by start_nats."""
+    return f"nats://127.0.0.1:{server.port}"
+
+
 def postgres_bin(name: str) -> str:
     """A PostgreSQL server program (initdb, postgres): Debian keeps them out of PATH, per version."""
     versions = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda d: int(Path(d).parent.name.split(".")[0]))

@@ -273,6 +273,8 @@ class Health(BaseModel):
     mqtt_connected: bool | None
     outbox_depth: int | None
     version: str
+    # With WATTKEEPER_BUS_URL: whether this core owns the site now (applies its readings); else null.
+    bus_owner: bool | None = None
 
 
 class TelemetryBucket(BaseModel):

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
-from service.alarms import AlarmStateError
+from service.alarms import AlarmState, AlarmStateError
 from service.api.deps import Operator, ServicesDep, Viewer
 from service.api.models import AlarmOut, FloodOut, ShelveIn
 from service.rules import AlarmType
@@ -43,13 +43,16 @@ async def list_alarms(
     (details at GET /api/alarms/flood).
     """
     response.headers["X-Alarm-Flood"] = "1" if svc.core.flood_now().active else "0"
-    if state == "active":
+    bus = svc.extras.get("bus")
+    if state == "active" and (bus is None or bus.owner):
         items = [a.to_dict() for a in reversed(svc.core.engine.active()) if type is None or a.type == type]
         response.headers["X-Total-Count"] = str(len(items))
         return items[offset : offset + limit]
     kind = type.value if type else None
-    response.headers["X-Total-Count"] = str(await svc.store.count_alarms(type=kind))
-    stored = await svc.store.list_alarms(type=kind, limit=limit, offset=offset)
+    # A core of the bus that does not own the site answers from the store the owner writes to.
+    states = _OPEN_STATES if state == "active" else None
+    response.headers["X-Total-Count"] = str(await svc.store.count_alarms(states=states, type=kind))
+    stored = await svc.store.list_alarms(states=states, type=kind, limit=limit, offset=offset)
     return [
         {
             "id": a.id,
@@ -68,6 +71,9 @@ async def list_alarms(
         }
         for a in stored
     ]
+
+
+_OPEN_STATES = tuple(s.value for s in AlarmState if s is not AlarmState.cleared)
 
 
 @router.get("/flood", response_model=FloodOut, summary="The alarm flood indicator")
