@@ -95,7 +95,8 @@ DEFAULT_CONFIG: Final[Mapping[str, AlarmTypeConfig]] = MappingProxyType(
         AlarmType.security_load_exceeded: AlarmTypeConfig(on_delay_s=60.0, deadband=2.0),
         AlarmType.generator_not_auto: AlarmTypeConfig(on_delay_s=60.0),
         AlarmType.ats_not_auto: AlarmTypeConfig(on_delay_s=60.0),
-        AlarmType.critical_load_off: AlarmTypeConfig(),
+        # 30 s: a relay's first reports after a (re)connect can say 0 W before its meter has measured
+        AlarmType.critical_load_off: AlarmTypeConfig(on_delay_s=30.0),
     }
 )
 _FALLBACK = AlarmTypeConfig()

@@ -900,6 +900,23 @@ def critical_loads(site: Site) -> list[str]:
     return out
 
 
+def _load_interrupted(supply: SupplyView) -> bool:
+    """Whether a transfer switch known to be feeding nothing, or a source or generator that is not
+    delivering, stands between the supply and the load now (unknown data: not interrupted)."""
+    sources = {s.id: s for s in supply.sources}
+    for t in supply.transfer_switches:
+        if not t.known:
+            continue
+        if t.position is None:
+            return True
+        if t.position in sources and sources[t.position].available is False:
+            return True
+        gen = supply.generator(t.position)
+        if gen is not None and not (gen.running and gen.breaker_closed):
+            return True
+    return False
+
+
 def check_critical_load_off(
     site: Site, state: LiveState, now: datetime, overrides: Mapping[str, datetime], scope: Scope
 ) -> list[Finding]:
@@ -910,6 +927,10 @@ def check_critical_load_off(
     device's own protection.
     """
     wanted = None if scope is None else set(state.devices_in(scope))
+    # While the supply itself is interrupted (a source lost and the switch not yet over, a dead bus,
+    # a generator not yet on load) every load draws nothing: that is grid_lost's and the transfer
+    # alarms' business, not a critical load switched off by someone.
+    interrupted = _load_interrupted(state.supply(now))
     out = []
     for device_id in critical_loads(site):
         if wanted is not None and device_id not in wanted:
@@ -925,6 +946,11 @@ def check_critical_load_off(
             if not on.value:
                 active, value, what = True, "off", "reports off"
             elif isinstance(watts, int | float) and not isinstance(watts, bool) and watts <= CRITICAL_LOAD_MIN_W:
+                restored = state.supply_restored_at
+                if interrupted or (power is not None and restored is not None and power.ts <= restored):
+                    # no finding: a reading from the interruption itself (or before the load was fed
+                    # again) says nothing about who switched what; the alarm stays as it is
+                    continue
                 active, value, what = True, float(watts), f"reports on but draws {watts:g} W"
             else:
                 active, value, what = False, "on", "on"

@@ -409,6 +409,8 @@ class LiveState:
             {t.id: t.sources[0] for t in site.transfer_switches}, site.site.allowed_interruption_s
         )
         self._ended: list[Transfer] = []
+        # when a switch's load was last fed again after an interruption (readings' time), if ever
+        self.supply_restored_at: datetime | None = None
 
     # -- ingest ---------------------------------------------------------------------------
 
@@ -895,6 +897,8 @@ class LiveState:
             ended = self._transfers.observe(t.id, known=t.known, feeding=t.position, at=at)
             if ended is not None:
                 self._ended.append(ended)
+                if self.supply_restored_at is None or ended.at > self.supply_restored_at:
+                    self.supply_restored_at = ended.at
             unpowered = None if not t.known else t.position is None
             self._mark(t.id, UNPOWERED, unpowered, at)
             self._mark(t.id, UNPOWERED_WITH_ALTERNATIVE, tri_and(unpowered, alternative(view, conf.sources)), at)

@@ -23,7 +23,7 @@ from simulators.runner import Simulation
 from tests.api.test_events import Event, events, first
 from tests.harness import eventually, running_service
 from tests.servers import free_port
-from tests.service.test_e2e_alarms import Rig
+from tests.service.test_e2e_alarms import CoreTrace, Rig
 
 FAST = {k: replace(v, on_delay_s=min(v.on_delay_s, 2.0), off_delay_s=3.0) for k, v in DEFAULT_CONFIG.items()}
 PLUG_PROFILES = ("tasmota-relay", "shelly-plug", "z2m-plug")
@@ -44,7 +44,7 @@ async def rig(demo_site: Site, tmp_path: Path, request: pytest.FixtureRequest) -
         running_service(site, tmp_path, alarm_config=FAST) as svc,
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=15.0) as sim_api,
     ):
-        rig = Rig(site, sim, svc, sim_api)
+        rig = Rig(site, sim, svc, sim_api, CoreTrace(svc.services.core))
 
         async def supply_known() -> bool:
             s = await rig.supply()
