@@ -66,10 +66,12 @@ class Observer(threading.Thread):
         self.seen: dict[int, float] = {}
         self.stopping = threading.Event()
         self.errors = 0
+        self.cycles: list[float] = []  # seconds each ask took (force_flush and export): part of the figure
 
     def run(self) -> None:
         start_s = int(time.time()) - 5
         while not self.stopping.wait(0.02):
+            asked = time.monotonic()
             try:
                 with urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=5):
                     pass
@@ -82,6 +84,7 @@ class Observer(threading.Thread):
                 self.errors += 1
                 continue
             now = time.monotonic()
+            self.cycles.append(now - asked)
             for row in body.splitlines():
                 for value in json.loads(row)["values"]:
                     self.seen.setdefault(round(value), now)
@@ -142,6 +145,7 @@ def one_run(kind: str, rate: int, site: Site, port: int, vm_url: str, work: Path
         got["probes"] = len(window)
         got["probes_missing"] = got["probes"] - len(latencies)
         got["visibility_s"] = [lat for _, lat in latencies]
+        got["observer_p99_s"] = percentile(observer.cycles, 99) if observer.cycles else None
     drop_session(port, client_id)
     return got
 
@@ -165,7 +169,8 @@ def _summary(kind: str, rate: int, got: dict[str, Any]) -> str:
         lat = got["visibility_s"]
         text += (
             f", visible p50 {percentile(lat, 50) * 1000:.0f} ms p99 {percentile(lat, 99) * 1000:.0f} ms"
-            f" ({got['probes_missing']} of {got['probes']} probes missing), sink writes {got.get('sink_writes')}"
+            f" ({got['probes_missing']} of {got['probes']} probes missing; one ask of the store p99 "
+            f"{got['observer_p99_s'] * 1000:.0f} ms), sink writes {got.get('sink_writes')}"
         )
     return (
         text + f"; publisher {got['publisher']['rate']:,.0f} msg/s, behind ≤ {got['publisher']['behind_max_s']:.2f} s"
