@@ -92,6 +92,16 @@ async def candidate(cfg: dict[str, Any]) -> dict[str, Any]:
 
     driver._dispatch = counted  # type: ignore[attr-defined]
     await start_services(svc)
+    lags: list[float] = []
+
+    async def watch_loop() -> None:
+        """How late a 10 ms sleep wakes: what held the event loop (a reading waits that long too)."""
+        while True:
+            asked = time.monotonic()
+            await asyncio.sleep(0.01)
+            lags.append(time.monotonic() - asked - 0.01)
+
+    watcher = asyncio.create_task(watch_loop())
     try:
         while not driver.connected:  # type: ignore[attr-defined]
             await asyncio.sleep(0.01)
@@ -107,8 +117,11 @@ async def candidate(cfg: dict[str, Any]) -> dict[str, Any]:
             unapplied=hub.readings_total - svc.core.stats.readings,
             sink_writes=sink.writes if sink else None,
             sink_depth=sink.outbox_depth if sink else None,
+            loop_lag_max_s=max(lags),
+            loop_lag_over_100ms=sum(1 for lag in lags if lag > 0.1),
         )
     finally:
+        watcher.cancel()
         await stop_services(svc)
     return result
 
