@@ -18,7 +18,8 @@ the force_flush are part of the figure.
 Capacity row: the steady 2,000 msg/s run, then the candidate alone at CAPACITY_RATES, each for
 DURATION_S; a rate is held when the process took at least 99 % of what was published in its
 window, no probe went missing, and the probes' visibility in the last third of the run is not
-more than 0.5 s above the first third (a growing backlog). The figure is the highest rate held before the first one that was not.
+more than 0.5 s above the first third (a growing backlog). The figure is the highest rate held
+before the first one that was not.
 
     python -m tests.bench steady                      # the whole thing (about 12 minutes)
     WATTKEEPER_BENCH_STEADY_S=15 python -m tests.bench steady   # shorter runs while developing
