@@ -115,7 +115,7 @@ async def candidate(cfg: dict[str, Any]) -> dict[str, Any]:
             out_of_order=sum(h.out_of_order for h in health),
             clock_skew=sum(h.clock_skew for h in health),
             unapplied=hub.readings_total - svc.core.stats.readings,
-            sink_writes=sink.writes if sink else None,
+            sink_writes=getattr(sink, "writes", None),
             sink_depth=sink.outbox_depth if sink else None,
             loop_lag_max_s=max(lags),
             loop_lag_over_100ms=sum(1 for lag in lags if lag > 0.1),
