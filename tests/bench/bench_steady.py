@@ -48,6 +48,7 @@ from tests.bench.bench_ingest import drop_session
 from tests.conftest import write_site
 
 RATES = (500, 2000)
+CAPACITY_BELOW = (1500, 1000, 500)  # when 2,000 msg/s was not held
 CAPACITY_RATES = (3000, 4000, 5000, 6500, 8000)  # after the steady 2,000 msg/s run, which counts as the first step
 DURATION_S = float(os.environ.get("WATTKEEPER_BENCH_STEADY_S", "60"))
 CAPACITY = os.environ.get("WATTKEEPER_BENCH_CAPACITY", "1") != "0"
@@ -222,16 +223,18 @@ def run() -> list[dict[str, Any]]:
                 assert base["messages"] > 0
             if CAPACITY:
                 held = RATES[-1] if _held(res["candidate"]) else 0
-                for rate in CAPACITY_RATES if held else ():
+                # Up from 2,000 msg/s when it was held, else down until a rate is.
+                for rate in CAPACITY_RATES if held else CAPACITY_BELOW:
                     got = one_run("candidate", rate, site, broker.port, vm.url, work, f"capacity-{rate}")
                     ok = _held(got)
                     print(_summary("candidate", rate, got) + (" — held" if ok else " — NOT held"), flush=True)
                     if got["publisher"]["rate"] < 0.98 * rate:
                         print(f"   the publisher could not send {rate:,} msg/s: capacity is at least {held:,}")
                         break
-                    if not ok:
+                    if ok:
+                        held = max(held, rate)
+                    if ok == (rate < RATES[-1]):  # the first failure going up, the first success going down
                         break
-                    held = rate
                 rows.append(Figure("mqtt_capacity_msgs_per_s", held, "msg/s", None, None, digits=0).row())
         finally:
             vm.stop()
