@@ -8,12 +8,21 @@ Outbox layout (one directory, one sink process at a time, guarded by a `lock` fi
 
 - ``<seq>.open``: the segment being filled. `put()` appends with a plain `write()` to the OS,
   no user-space buffer, so a line survives a SIGKILL of the process as soon as `put()` returns.
-- ``<seq>-<lines>.seg``: sealed segments (renamed from ``.open`` at `segment_lines` or after
-  `flush_interval_s`), delivered oldest first, deleted once the database answered 2xx.
+- ``<seq>-<lines>.seg``: sealed segments (renamed from ``.open`` at `segment_lines`, or as soon
+  as no write is in flight), delivered oldest first, deleted once the database answered 2xx.
+
+When lines are written: as soon as the previous write has returned and something is waiting,
+but at most one write starts per `flush_interval_s` (0.05 s by default). A steady trickle is
+visible in the database within that interval plus one write; under a burst, lines gather in the
+open segment while a write is in flight and leave in the next batch (up to `batch_lines`), so
+a burst still travels in a few large requests.
 
 fsync policy: a segment is fsynced (with the directory) when its delivery fails and on
-`stop()`, i.e. exactly when it is going to stay on disk a while; a power cut (not a process
-crash) can lose what was put in the last `flush_interval_s` while the database is reachable.
+`stop()`, i.e. exactly when it is going to stay on disk a while. Crash-loss bound: a process
+crash (SIGKILL, OOM kill) loses nothing that `put()` returned for; a power cut (not a process
+crash) can lose the lines not yet acknowledged by a reachable database, i.e. those put in the
+last `flush_interval_s` plus the duration of one write (at most `timeout_s`; a write that fails
+fsyncs what is waiting).
 After a crash the ``.open`` segment is cut back to its last complete line and sealed. A batch
 acknowledged just before a crash but not yet deleted is sent again (at-least-once; InfluxDB
 overwrites identical points).
@@ -126,6 +135,11 @@ class Outbox:
     def ready(self) -> bool:
         """Sealed segments wait for delivery."""
         return bool(self._sealed)
+
+    @property
+    def open_lines(self) -> int:
+        """Lines in the open segment (not sealed yet)."""
+        return self._open_lines
 
     @property
     def open_age_s(self) -> float:
@@ -261,7 +275,7 @@ class TelemetrySink:
         *,
         max_outbox_lines: int,
         batch_lines: int = 5000,
-        flush_interval_s: float = 1.0,
+        flush_interval_s: float = 0.05,
         on_drop: Callable[[int], None],
         timeout_s: float = 10.0,
         max_backoff_s: float = 10.0,
@@ -286,6 +300,8 @@ class TelemetrySink:
         self._stopping = False
         self._failing = False
         self._task: asyncio.Task[None] | None = None
+        self._last_write = 0.0  # monotonic start of the last write
+        self.writes = 0
         self.written = 0
         self.dropped = 0
         self.rejected = 0
@@ -307,8 +323,7 @@ class TelemetrySink:
             self._account(self._outbox.append(batch))
 
     def _account(self, dropped: int) -> None:
-        if self._outbox.ready:
-            self._wake.set()
+        self._wake.set()  # something waits: an idle writer takes it (cheap when already set)
         if dropped:
             self._report_drop(dropped)
 
@@ -352,12 +367,18 @@ class TelemetrySink:
         while not self._stopping:
             prepared: asyncio.Task[_Batch] | None = None
             try:
-                if self._outbox.open_age_s >= self._flush_interval_s:
-                    self._outbox.seal()
                 if ready is None:
                     segments = self._outbox.take(self._batch_lines)
                     if not segments:
-                        await self._idle()
+                        if not self._outbox.open_lines:
+                            await self._idle()
+                            continue
+                        # Something waits and no write is in flight: write it now, or once the
+                        # interval since the last write started has passed.
+                        wait_s = self._last_write + self._flush_interval_s - time.monotonic()
+                        if wait_s > 0:
+                            await asyncio.sleep(wait_s)
+                        self._outbox.seal()
                         continue
                     ready = await asyncio.to_thread(_Batch.prepare, segments)
                 following = self._outbox.take(self._batch_lines)
@@ -383,12 +404,11 @@ class TelemetrySink:
             await asyncio.sleep(backoff_s)
 
     async def _idle(self) -> None:
+        """Nothing waits: sleep until `put` brings lines (or `stop` wakes the writer)."""
         if not self._outbox.depth:
             self._drained.set()
         self._wake.clear()
-        wait_s = self._flush_interval_s - self._outbox.open_age_s
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), max(wait_s, 0.01))
+        await self._wake.wait()
 
     def _post(self, body: bytes) -> None:
         self._write_service.post_write(  # type: ignore[no-untyped-call]
@@ -402,6 +422,8 @@ class TelemetrySink:
 
     async def _deliver(self, batch: _Batch) -> bool:
         """Send one batch; True when it left the outbox (written, or rejected for good)."""
+        self._last_write = time.monotonic()
+        self.writes += 1
         try:
             await asyncio.to_thread(self._post, batch.gzipped)
         except ApiException as exc:

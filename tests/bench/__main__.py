@@ -126,6 +126,11 @@ def main(argv: list[str], *, here: Path = HERE, package: str = "tests.bench") ->
     print("  ".join("-" * w for w in widths))
     for r in rows:
         print("  ".join(_fmt(r[k]).ljust(w) for k, w in zip(KEYS, widths, strict=True)))
+    met = [str(r["name"]) for r in rows if r["met"] is True]
+    missed = [str(r["name"]) for r in rows if r["met"] is False]
+    print(f"\ntargets: {len(met)} met, {len(missed)} missed{': ' + ', '.join(missed) if missed else ''}")
+    if failed:
+        print(f"{len(failed)} benchmark module(s) failed: see the tracebacks above")
     out = here / "results.json"
     out.write_text(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
     print(f"\n{len(rows)} figures on {platform.machine()} ({platform.python_version()}); saved to {out.name}")

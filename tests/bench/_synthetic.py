@@ -222,17 +222,27 @@ def _availability(d: _Dev) -> Message:
     return f"tele/{topic}/LWT", b"Online"
 
 
-def stream(site: Site, count: int, seed: int = 1) -> list[Message]:
-    """`count` device messages in the order devices would send them, then the sentinel (`sentinel`)."""
+def stream(
+    site: Site,
+    count: int,
+    seed: int = 1,
+    *,
+    step_s: float = STEP_S,
+    end: datetime | None = None,
+    skip: frozenset[str] = frozenset(),
+) -> list[Message]:
+    """`count` device messages in the order devices would send them, then the sentinel (`sentinel`).
+
+    `skip`: device ids that send nothing (a steady-rate run's probe device)."""
     rnd = random.Random(seed)
-    devs = [_Dev(d) for d in site.devices if d.driver == "mqtt"]
+    devs = [_Dev(d) for d in site.devices if d.driver == "mqtt" and d.id not in skip]
     weights = [WEIGHT[d.conf.profile] for d in devs]
-    # Device time runs STEP_S per message and ends now: a backlog of the last few minutes, so no
-    # device clock looks wrong (drivers flag timestamps more than 5 minutes off the receive time).
-    now = datetime.now(UTC) - timedelta(seconds=count * STEP_S)
+    # Device time runs `step_s` per message and ends at `end` (now): a backlog of the last few minutes, so
+    # no device clock looks wrong (drivers flag timestamps more than 5 minutes off the receive time).
+    now = (end or datetime.now(UTC)) - timedelta(seconds=count * step_s)
     out: list[Message] = [_availability(d) for d in devs]  # every device announces itself first
     while len(out) < count:
-        now += timedelta(seconds=STEP_S)
+        now += timedelta(seconds=step_s)
         d = rnd.choices(devs, weights)[0]
         out.extend([_availability(d)] if rnd.random() < AVAILABILITY_SHARE else _report(d, now, site.site.tz, rnd))
     del out[count:]

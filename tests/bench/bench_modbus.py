@@ -1,14 +1,22 @@
 """Modbus polling: DriverHub vs a bare pymodbus loop, 50/200/500 simulated SDM630 meters at 1 s, same run.
 
-Fairness: the meters are pymodbus servers (SimDevice; one port per meter, as meters with their own IP)
-in a separate process pinned to one core; each poller runs in a fresh process pinned to the other
-core, so neither is charged for the other's work. The bare loop does exactly the engine's reads (the
-three blocks the engine plans for the SDM630 profile, same first-poll spread, same skip-on-overrun
-schedule) without decoding. Both poll WARMUP_S before MEASURE_S of counting.
+Fairness: the meters are minimal Modbus TCP responders (`_MeterProtocol`; one port per meter, as
+meters with their own IP) in a separate process pinned to one core; each poller runs in a fresh
+process pinned to the other core, so neither is charged for the other's work. The bare loop does
+exactly the engine's reads (the three blocks the engine plans for the SDM630 profile, same
+first-poll spread, same skip-on-overrun schedule) without decoding. Both poll WARMUP_S before MEASURE_S of counting.
 
 Requests are counted the same way on both sides: every request answered. The engine's count is its
 links' own (`DriverHub.modbus_requests`), not an estimate from the readings it emitted, so retries,
 fallback reads and failed polls show as they happen.
+
+Capacity (issue 23): the fixed-rate rows cannot show a limit (both sides poll exactly what is
+configured), so each side is also ramped: MAX meters at shorter and shorter poll intervals
+(CAPACITY_POLLS; 500 meters at 0.25 s ask as much as 2,000 meters at 1 s) until more than 1 % of
+polls overrun. The capacity rows give, per side, the last step at or under 1 %: the equivalent
+number of meters at 1 s, requests/s and CPU µs per request there. The meters run in one
+pymodbus server process on the other core: when a side's CPU at the knee is well below 100 %,
+the knee is the meters' (the server's), not the poller's, and the summary line says so.
 
     python -m tests.bench modbus                  # run alone: prints the table, writes results.json
     python -m tests.bench.bench_modbus            # run alone, prints the rows
@@ -38,6 +46,8 @@ MEASURE_S = 10.0
 ROOT = Path(__file__).resolve().parent.parent.parent
 POLLER_CPU, SERVER_CPU = 0, 1
 METER_IDS = [f"meter-{i:03d}" for i in range(max(SIZES))]
+CAPACITY_POLLS = (1.0, 0.5, 0.33, 0.25, 0.2, 0.15, 0.1)  # poll intervals of the ramp, MAX meters each
+KNEE_OVERRUN_PCT = 1.0
 
 
 def _pin(cpu: int) -> None:
@@ -62,24 +72,57 @@ def _blocks() -> list[tuple[int, int]]:
 # ---- the meters (server process) ----------------------------------------------------------------
 
 
+class _MeterProtocol(asyncio.Protocol):
+    """One meter's Modbus TCP face: answers "read input registers" (and holding) from a fixed table.
+
+    A minimal responder rather than pymodbus's server: pymodbus answered about 3,000 requests/s on
+    its core, below what either poller can ask, so the capacity ramp would have found the meters'
+    limit instead of the poller's. The answers are the same bytes pymodbus's SimDevice sent.
+    """
+
+    def __init__(self, table: bytes) -> None:
+        self.table = table
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        import struct
+
+        buf = self.buffer + data
+        out = []
+        while len(buf) >= 7:
+            tid, pid, length, unit = struct.unpack(">HHHB", buf[:7])
+            if len(buf) < 6 + length:
+                break
+            pdu, buf = buf[7 : 6 + length], buf[6 + length :]
+            fc = pdu[0]
+            address, count = struct.unpack(">HH", pdu[1:5]) if len(pdu) >= 5 else (0, 0)
+            if fc in (3, 4) and 1 <= count <= 125 and 2 * (address + count) <= len(self.table):
+                body = bytes([fc, 2 * count]) + self.table[2 * address : 2 * (address + count)]
+            else:
+                body = bytes([fc | 0x80, 2])  # illegal data address
+            out.append(struct.pack(">HHHB", tid, pid, len(body) + 1, unit) + body)
+        self.buffer = buf
+        if out and self.transport is not None:
+            self.transport.write(b"".join(out))
+
+
 async def _serve(count: int) -> None:
     import struct
-
-    from pymodbus.server import ModbusTcpServer
-    from pymodbus.simulator import DataType, SimData, SimDevice
 
     registers: list[int] = []
     for i in range(0, 0x15A, 2):  # the whole SDM630 input table, every float a plausible number
         registers += struct.unpack(">2H", struct.pack(">f", 230.0 + i / 10))
-    servers = []
-    for _ in range(count):
-        device = SimDevice(
-            id=1, simdata=[SimData(address=0, count=1, values=list(registers), datatype=DataType.REGISTERS)]
-        )
-        server = ModbusTcpServer(device, address=("127.0.0.1", 0))
-        await server.serve_forever(background=True)
-        servers.append(server)
-    ports = [s.transport.sockets[0].getsockname()[1] for s in servers]  # type: ignore[attr-defined]
+    table = struct.pack(f">{len(registers)}H", *registers)
+    loop = asyncio.get_running_loop()
+    servers = [
+        await loop.create_server(lambda: _MeterProtocol(table), "127.0.0.1", 0, backlog=16) for _ in range(count)
+    ]
+    ports = [srv.sockets[0].getsockname()[1] for srv in servers]
     print(json.dumps(ports), flush=True)
     await asyncio.Event().wait()
 
@@ -175,7 +218,8 @@ async def _engine(ports: list[int]) -> Window:
         counts.polls += 1
         counts.readings += sum(isinstance(e, Reading) for e in batch)
 
-    hub = DriverHub([_Meter(d, p) for d, p in zip(METER_IDS, ports, strict=False)], mqtt_url=None, emit=emit)
+    meters = [_Meter(d, p, poll_s=POLL_S) for d, p in zip(METER_IDS, ports, strict=False)]
+    hub = DriverHub(meters, mqtt_url=None, emit=emit)
 
     def snapshot() -> Window:
         health = hub.health().values()
@@ -215,8 +259,8 @@ def _python(*args: str, **kw: Any) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "tests.bench.bench_modbus", *args], cwd=ROOT, text=True, **kw)
 
 
-def _poll(variant: str, ports: list[int]) -> Window:
-    proc = _python("poll", variant, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+def _poll(variant: str, ports: list[int], poll_s: float = POLL_S) -> Window:
+    proc = _python("poll", variant, str(poll_s), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         out, _ = proc.communicate(json.dumps(ports), timeout=WARMUP_S + MEASURE_S + 60)
     except subprocess.TimeoutExpired:
@@ -250,10 +294,61 @@ def run() -> list[dict[str, Any]]:
                 f"{bare.overruns} overruns, {100 * bare.cpu_s / bare.wall_s:.0f}% CPU)",
                 flush=True,
             )
+        rows += _capacity(ports)
         return rows
     finally:
         server.terminate()
         server.wait(10)
+
+
+def _overrun_pct(w: Window) -> float:
+    return 100 * w.overruns / max(1, w.polls + w.failures)
+
+
+def _capacity(ports: list[int]) -> list[dict[str, Any]]:
+    """Each side ramped to the knee (overruns above 1 %); rows at the last step under it."""
+    n = max(SIZES)
+    knee: dict[str, tuple[float, Window] | None] = {}
+    for variant in ("bare", "engine"):
+        knee[variant] = None
+        for poll_s in CAPACITY_POLLS:
+            w = _poll(variant, ports[:n], poll_s)
+            over = _overrun_pct(w)
+            print(
+                f"   capacity {variant}: {n} meters at {poll_s} s ({n / poll_s:,.0f} meters at 1 s): "
+                f"{w.requests / w.wall_s:,.0f} req/s, {over:.2f} % overruns, {w.failures} failed polls, "
+                f"{100 * w.cpu_s / w.wall_s:.0f} % CPU, {w.cpu_s / max(1, w.requests) * 1e6:.0f} µs CPU/request",
+                flush=True,
+            )
+            if over > KNEE_OVERRUN_PCT or w.failures > 0.01 * max(1, w.polls):
+                break
+            knee[variant] = (poll_s, w)
+    rows: list[dict[str, Any]] = []
+    if knee["engine"] is None or knee["bare"] is None:
+        print("   capacity: a side overran at the first step; no capacity rows", flush=True)
+        return rows
+    (e_poll, e), (b_poll, b) = knee["engine"], knee["bare"]
+    if 100 * e.cpu_s / e.wall_s < 80:
+        # Below a full core: either the meters could answer no more, or the poller waited on answers.
+        served = b.requests / b.wall_s
+        why = (
+            f"the meters answered the bare loop more ({served:,.0f} req/s): the engine's own latency set it"
+            if served > 1.1 * e.requests / e.wall_s
+            else "the meters (server) may have set it"
+        )
+        print(f"   capacity: the engine's knee came below 80 % of its core; {why}", flush=True)
+    return [
+        Figure("modbus capacity: meters at 1 s", n / e_poll, "meters", n / b_poll, 0.8, digits=0).row(),
+        Figure("modbus capacity: requests/s", e.requests / e.wall_s, "req/s", b.requests / b.wall_s, None).row(),
+        Figure(
+            "modbus capacity: CPU per request",
+            e.cpu_s / max(1, e.requests) * 1e6,
+            "µs/req",
+            b.cpu_s / max(1, b.requests) * 1e6,
+            None,
+            digits=0,
+        ).row(),
+    ]
 
 
 def _figures(n: int, engine: Window, bare: Window) -> list[Figure]:
@@ -279,6 +374,8 @@ def _main(argv: list[str]) -> None:
         _pin(SERVER_CPU)
         asyncio.run(_serve(int(argv[1])))
     elif argv[0] == "poll":
+        global POLL_S  # the poller process's interval, set once before polling
+        POLL_S = float(argv[2])
         _pin(POLLER_CPU)
         ports = json.loads(sys.stdin.read())
         window = asyncio.run(_bare(ports) if argv[1] == "bare" else _engine(ports))

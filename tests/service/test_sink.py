@@ -304,3 +304,43 @@ async def test_rejected_batch_is_counted_as_dropped_and_the_rest_flows(tmp_path:
     server.server_close()
     assert drops == [2] and sink.dropped == 2 and sink.retries == 0
     assert seen == [("gzip", b"m v=1 1\nm bad 2\n"), ("gzip", b"m v=3 3\n")]
+
+
+async def test_writes_when_the_previous_write_returns_and_batches_what_came_meanwhile(tmp_path: Path) -> None:
+    # A stand-in database that holds the first write until released: lines put meanwhile must wait
+    # for it, then leave together in one request, not one request each and not after a fixed period.
+    bodies: list[bytes] = []
+    first_arrived, release = threading.Event(), threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = gzip.decompress(self.rfile.read(int(self.headers["Content-Length"])))
+            bodies.append(body)
+            if len(bodies) == 1:
+                first_arrived.set()
+                release.wait(30)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    # A long minimum interval between writes would show up as a long test, not a failure; the
+    # default (0.05 s) is what the service runs with.
+    sink = TelemetrySink(url, "", "", "wk", tmp_path, max_outbox_lines=100_000, on_drop=lambda n: None)
+    await sink.start()
+    sink.put("m v=0 0")  # the writer is idle: this goes out without waiting for a period
+    assert await asyncio.to_thread(first_arrived.wait, 30)
+    for i in range(1, 301):  # a burst while the first write is in flight
+        sink.put(f"m v={i} {i}")
+    release.set()
+    await wait_until(lambda: sink.written == 301)
+    assert sink.outbox_depth == 0
+    await sink.stop()
+    server.shutdown()
+    server.server_close()
+    assert bodies == [b"m v=0 0\n", b"".join(f"m v={i} {i}\n".encode() for i in range(1, 301))]
+    assert sink.writes == 2
