@@ -46,6 +46,12 @@ async def alarm(svc: RunningService, kind: AlarmType, subject: str, *, active: b
     return None
 
 
+async def _online(svc: RunningService, device: str) -> bool | None:
+    async with svc.client("viewer") as client:
+        r = await client.get("/api/devices")
+    return next((d["online"] for d in r.json() if d["id"] == device), None) or None
+
+
 async def test_supply_commands_need_an_admin_and_a_reason(demo_site: Site, tmp_path: Path) -> None:
     async with running_service(demo_site, tmp_path) as svc, simulation(demo_site) as sim:
         r = await command(svc, "genset-1", "operator", command="control_key", value="manual", reason="test")
@@ -62,6 +68,8 @@ async def test_supply_commands_need_an_admin_and_a_reason(demo_site: Site, tmp_p
             assert "reason" in r.json()["detail"]
         assert sim.state()["generators"]["gen-1"]["mode"] == "auto"
 
+        # the service started before the simulators: wait until its driver reaches the controller
+        await eventually(lambda: _online(svc, "genset-1"), 30)
         r = await command(svc, "genset-1", "admin", command="key", value="manual", reason="monthly test run")
         assert (r.status_code, r.json()["status"]) == (200, "confirmed"), r.text
         assert sim.state()["generators"]["gen-1"]["mode"] == "manual"

@@ -31,6 +31,7 @@ from drivers.base import DriverSettings
 from drivers.types import Reading
 from service.alarms import DEFAULT_CONFIG
 from service.core import Core
+from service.rules import BACKFEED_EXPORT_KW
 from service.site import Site, Thresholds
 from service.state import SUPPLY, UNPOWERED_WITH_ALTERNATIVE
 from simulators.runner import Simulation
@@ -182,19 +183,22 @@ async def test_backfeed_raised_by_the_first_reading_that_shows_it(rig: Rig) -> N
     await rig.fault("interlock_fail", "gen-1")
     alarm, _ = await rig.wait_alarm("backfeed", "gen-1", 30)
     assert alarm["severity"] == "critical"
-    # Raised by the first evaluation after the core took genset-1's first reading of both breakers
-    # closed (breaker_status bits 0 and 1): no round of the core passed over it.
+    # Raised by the first evaluation after the core took the first reading that shows the backfeed
+    # (genset-1's breaker_status with both breakers closed, bits 0 and 1, or a grid meter exporting):
+    # no round of the core passed over it.
     log = rig.trace.log
     raised = await rig.trace.raised("backfeed", "gen-1")
-    breakers = [
-        (i, r.value)
-        for i, e in enumerate(log)
-        if e[0] == "apply"
-        for r in e[1]
-        if r.device == "genset-1" and r.point == "breaker_status"
-    ]
-    shown = next((i for i, v in breakers if v is not None and int(v) & 3 == 3), None)
-    assert shown is not None, f"genset-1 breaker_status as the core took it: {breakers[-20:]}, raised at {raised}"
+    grid_meters = {s.meter for s in rig.site.sources}
+
+    def shows_backfeed(r: Any) -> bool:
+        if r.value is None or isinstance(r.value, bool | str):
+            return False
+        if r.device == "genset-1" and r.point == "breaker_status":
+            return int(r.value) & 3 == 3
+        return r.device in grid_meters and r.point == "power" and float(r.value) < -BACKFEED_EXPORT_KW * 1000
+
+    shown = next((i for i, e in enumerate(log) if e[0] == "apply" and any(shows_backfeed(r) for r in e[1])), None)
+    assert shown is not None, f"no reading the core took shows the backfeed, raised at {raised}"
     raising = rig.trace.raising_evaluation(raised)
     assert shown < raising, "raised before the core took a reading that showed the backfeed"
     skipped = [e[1] for e in log[shown + 1 : raising] if rig.trace.of_supply(e)]
