@@ -24,7 +24,13 @@ from pydantic import (
     model_validator,
 )
 
-from drivers.profiles import ProfileError, add_profile_dir, known_profiles, load_profile
+from drivers.profiles import (
+    ProfileError,
+    _line_map,  # the key-path -> line map site files share with profiles
+    add_profile_dir,
+    known_profiles,
+    load_profile,
+)
 from service.credentials import expand_env_refs, redact_url
 
 MAX_SITE_FILE_BYTES = 2_000_000
@@ -661,19 +667,6 @@ class _SiteLoader(yaml.SafeLoader):
             raise yaml.constructor.ConstructorError(
                 None, None, f"cannot read {node.tag}: {exc}", node.start_mark
             ) from None
-
-
-def _line_map(node: yaml.Node, path: KeyPath, out: dict[KeyPath, int]) -> None:
-    """Line of every key path: a mapping key's own line, a sequence item's first line."""
-    out.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            key = k.value if isinstance(k, yaml.ScalarNode) else str(k.value)
-            out[(*path, key)] = k.start_mark.line + 1
-            _line_map(v, (*path, key), out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _line_map(item, (*path, i), out)
 
 
 def _repeated_keys(node: yaml.Node, path: KeyPath, out: list[tuple[KeyPath, str, int]]) -> None:
