@@ -3,7 +3,7 @@
 
 Run `python dashboards/build.py` after changing a board; `--check` exits 1 when a committed
 board differs from what this file generates (the tests run it). Every query is raw InfluxQL
-over the names in service/measurements.py, so it runs on InfluxDB 1.x, on 2.x through the
+over the names in service/telemetry/measurements.py, so it runs on InfluxDB 1.x, on 2.x through the
 DBRP mapping and on 3.x.
 """
 
@@ -411,7 +411,7 @@ def site_info(select: str, by: str = "") -> str:
 # The generator controller reports watts; the site file's figures are kW.
 GENERATOR_KW = telemetry('mean("value") / 1000', "power", '"device" =~ /^$generator$/', '"device"')
 DASHED = {"custom__lineStyle": {"fill": "dash", "dash": [10, 10]}, "custom__lineWidth": 2, "custom__fillOpacity": 0}
-# service/measurements.py COMPLIANCE_LEVELS: the `level` the service writes for each status.
+# service/telemetry/measurements.py COMPLIANCE_LEVELS: the `level` the service writes for each status.
 COMPLIANCE_STATUS = mapping(
     ("-1", "N/A", "text"),
     ("0", "PASS", "green"),

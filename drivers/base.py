@@ -21,7 +21,7 @@ Clock = Callable[[], datetime]
 
 
 class DeviceConfig(Protocol):
-    """A device as the drivers need it (service.site.Device satisfies this)."""
+    """A device as the drivers need it (service.config.site.Device satisfies this)."""
 
     @property
     def id(self) -> str: ...

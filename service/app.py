@@ -15,21 +15,21 @@ from fastapi import FastAPI
 
 from drivers.base import DriverSettings
 from drivers.hub import DriverHub
-from service.alarms import AlarmTypeConfig
+from service.alarms.engine import AlarmTypeConfig
+from service.alarms.hazards import install as install_hazards
+from service.auth.keys import import_env_keys
 from service.clock import Clock, SystemClock
+from service.config.settings import Settings
+from service.config.site import Site
+from service.control.scheduler import install as install_control
 from service.core import Core
-from service.events import EventBus
-from service.hazards import install as install_hazards
-from service.keys import import_env_keys
+from service.live.events import EventBus
 from service.metrics import Metrics
-from service.mqttpub import MqttPublisher
-from service.notify import Notifier
-from service.scheduler import install as install_control
-from service.settings import Settings
-from service.sink import TelemetrySink
-from service.site import Site
-from service.store import Store
-from service.unassigned import install_broker_watch
+from service.notify.mqttpub import MqttPublisher
+from service.notify.notifier import Notifier
+from service.onboard.unassigned import install_broker_watch
+from service.store.db import Store
+from service.telemetry.sink import TelemetrySink
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def build_services(
     install_broker_watch(svc)
     install_hazards(svc)
     if settings.bus_url:
-        from service.bus_core import install_bus
+        from service.bus.runtime import install_bus
 
         install_bus(svc)
     return svc
@@ -247,4 +247,4 @@ def serve(site: Site, *, site_path: Path | None, port: int, host: str | None = N
         access_log=False,
     )
     if app.state.services.extras.get("bus_lost"):
-        raise SystemExit(4)  # this core lost its site's lease (service.bus_core); its supervisor restarts it
+        raise SystemExit(4)  # this core lost its site's lease (service.bus.runtime); its supervisor restarts it

@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal
 import typer
 import yaml
 
-from service.alarms import effective_table
-from service.compliance import (
+from service.alarms.engine import effective_table
+from service.config.compliance import (
     check_configuration,
     check_site,
     render_alarm_table,
@@ -25,8 +25,8 @@ from service.compliance import (
     unrated_energy_counters,
     with_rows,
 )
-from service.office import office_summary, render_office
-from service.site import DEMO_SITE, Site, SiteError, load_site
+from service.config.office import office_summary, render_office
+from service.config.site import DEMO_SITE, Site, SiteError, load_site
 
 app = typer.Typer(
     help="wattkeeper: power monitoring and control for office sites that are important power customers.",
@@ -62,7 +62,7 @@ def _warn_unrated(site: Site) -> None:
 
 
 def _env_port(name: str, default: int) -> int:
-    from service.settings import setting_from_env
+    from service.config.settings import setting_from_env
 
     raw = setting_from_env(name)
     if not raw:
@@ -199,7 +199,7 @@ def simulate(
     ] = None,
 ) -> None:
     """Run the device simulators of a site (Modbus TCP, MQTT) and their control API."""
-    from service.settings import setting_from_env
+    from service.config.settings import setting_from_env
     from simulators.runner import run
 
     the_site = _load(site)
@@ -263,8 +263,8 @@ def collect(site: Annotated[Path, typer.Option("--site", help="site file (YAML)"
     (WATTKEEPER_BUS_URL); execute the site's commands arriving over it. Exit 3 when fenced."""
     from pydantic import ValidationError
 
-    from service.bus_core import run_collector
-    from service.settings import Settings
+    from service.bus.runtime import run_collector
+    from service.config.settings import Settings
 
     the_site = _load(site)
     try:
@@ -298,7 +298,7 @@ def report_energy(
     csv: Annotated[bool, typer.Option("--csv", help="CSV instead of a table")] = False,
 ) -> None:
     """Monthly kWh and time-of-use cost per department."""
-    from service.reports import cli_energy_report
+    from service.energy.reports import cli_energy_report
 
     raise typer.Exit(cli_energy_report(_load(site), month, as_csv=csv))
 
@@ -329,7 +329,7 @@ def report_violations(
     output: XlsxOut = None,
 ) -> None:
     """Violations and fines per department for a month, with every incident."""
-    from service.reportcli import cli_violations
+    from service.energy.reportcli import cli_violations
 
     kind, chosen = _report_output(csv, xlsx, lang)
     raise typer.Exit(cli_violations(_load(site), month, kind, lang=chosen, path=output))
@@ -345,7 +345,7 @@ def report_quarter(
     output: XlsxOut = None,
 ) -> None:
     """The quarterly summary: energy vs previous quarter and a year before, violations, supply, hazards."""
-    from service.reportcli import cli_quarter
+    from service.energy.reportcli import cli_quarter
 
     kind, chosen = _report_output(csv, xlsx, lang)
     raise typer.Exit(cli_quarter(_load(site), quarter, kind, lang=chosen, path=output))
@@ -360,7 +360,7 @@ def keys_create(
     ] = False,
 ) -> None:
     """Create an API key; it is printed once and stored hashed."""
-    from service.keys import cli_create_key
+    from service.auth.keys import cli_create_key
 
     if role not in ("viewer", "operator", "admin"):
         typer.echo(f"--role must be viewer, operator or admin, not {role!r}", err=True)
@@ -371,7 +371,7 @@ def keys_create(
 @keys_app.command("list")
 def keys_list() -> None:
     """List API keys: id, role, created, revoked (or live), label; never a key."""
-    from service.keys import cli_list_keys
+    from service.auth.keys import cli_list_keys
 
     raise typer.Exit(cli_list_keys())
 
@@ -379,7 +379,7 @@ def keys_list() -> None:
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key's id, as `keys list` shows it")]) -> None:
     """Revoke an API key by id."""
-    from service.keys import cli_revoke_key
+    from service.auth.keys import cli_revoke_key
 
     raise typer.Exit(cli_revoke_key(key_id))
 
@@ -404,8 +404,8 @@ def discover(
     Modbus probing only reads (FC03/FC04), one request at a time, at most --rate a second.
     """
     from drivers.probe import parse_target
-    from service.discover import Findings, compare, render_json, render_text
-    from service.discover import discover as run_discovery
+    from service.onboard.discover import Findings, compare, render_json, render_text
+    from service.onboard.discover import discover as run_discovery
 
     if not mqtt and not modbus:
         typer.echo("give --mqtt URL and/or --modbus HOST:PORT[/UNITS]", err=True)
@@ -432,7 +432,7 @@ def discover(
 @app.command("schema")
 def schema() -> None:
     """Print the JSON Schema of the site file (for editors: `wattkeeper schema > deploy/site.schema.json`)."""
-    from service.schema import render
+    from service.config.schema import render
 
     typer.echo(render(), nl=False)
 
@@ -447,7 +447,7 @@ def config(
     """
     from pydantic import ValidationError
 
-    from service.settings import Settings, effective_settings, read_dotenv, site_references
+    from service.config.settings import Settings, effective_settings, read_dotenv, site_references
 
     site_values: dict[str, str] = {}
     refs: list[str] = []
@@ -515,7 +515,7 @@ def broker_config(
     MQTT_WATTKEEPER_PASSWORD when set. Exit 2 for an invalid site file or a device that cannot have
     an account of its own.
     """
-    from service.brokerconfig import BrokerConfigError, write_broker_config
+    from service.config.brokerconfig import BrokerConfigError, write_broker_config
 
     the_site = _load(site)
     try:
@@ -538,8 +538,8 @@ def rotate_session_secret() -> None:
     A running service picks it up at its next request. Exit 1 when WATTKEEPER_SESSION_SECRET is set
     (then change that variable and restart instead).
     """
-    from service.settings import Settings
-    from service.web.session import SECRET_FILE, rotate_secret
+    from service.auth.sessions import SECRET_FILE, rotate_secret
+    from service.config.settings import Settings
 
     settings = Settings()
     if settings.session_secret is not None:

@@ -15,23 +15,31 @@ from typing import TypeVar
 
 from drivers.profiles import ModbusProfile, load_profile
 from drivers.types import DeviceStatus, Reading
-from service import rules
-from service.alarms import DEFAULT_CONFIG, AlarmEngine, AlarmState, AlarmTypeConfig, Flood, Transition, site_config
-from service.alarms import Alarm as EngineAlarm
-from service.calendar import WorkCalendar
+from service.alarms import rules
+from service.alarms.engine import (
+    DEFAULT_CONFIG,
+    AlarmEngine,
+    AlarmState,
+    AlarmTypeConfig,
+    Flood,
+    Transition,
+    site_config,
+)
+from service.alarms.engine import Alarm as EngineAlarm
+from service.alarms.rules import AlarmType, Finding, Severity
 from service.clock import Clock
-from service.energy import CounterTracker, price
-from service.energy import EnergyInterval as EnergyChunk
-from service.events import EventBus
-from service.lineproto import TelemetryLines, alarm_line, energy_line, service_line, site_lines
+from service.config.calendar import WorkCalendar
+from service.config.site import Site
+from service.energy.meters import CounterTracker, price
+from service.energy.meters import EnergyInterval as EnergyChunk
+from service.live.events import EventBus
+from service.live.state import SUPPLY, LiveState
+from service.live.transfers import Transfer
 from service.metrics import Metrics
-from service.notify import Notifier
-from service.rules import AlarmType, Finding, Severity
-from service.sink import TelemetrySink
-from service.site import Site
-from service.state import SUPPLY, LiveState
-from service.store import EnergyInterval, Rollup, Store, StoredAlarm, StoredTransition
-from service.transfers import Transfer
+from service.notify.notifier import Notifier
+from service.store.db import EnergyInterval, Rollup, Store, StoredAlarm, StoredTransition
+from service.telemetry.lineproto import TelemetryLines, alarm_line, energy_line, service_line, site_lines
+from service.telemetry.sink import TelemetrySink
 
 log = logging.getLogger(__name__)
 

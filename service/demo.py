@@ -14,8 +14,8 @@ import uvicorn
 
 from service.app import create_app
 from service.broker import EmbeddedBroker, pick_port, port_free
-from service.settings import Settings
-from service.site import MqttConfig, Site
+from service.config.settings import Settings
+from service.config.site import MqttConfig, Site
 from simulators.runner import Simulation
 
 

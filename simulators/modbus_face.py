@@ -14,7 +14,7 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from service.site import Device
+from service.config.site import Device
 from simulators.registers import REGISTER_MAPS, RegisterMap
 from simulators.world import World
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import aiomqtt
 
-from service.site import Device
+from service.config.site import Device
 from simulators import announce, payloads
 from simulators.payloads import JsonDict
 from simulators.rand import between

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal
 
-from service.site import Calendar, Device, Room, RoomKind, parse_span
+from service.config.site import Calendar, Device, Room, RoomKind, parse_span
 from simulators.rand import between, unit
 
 AcMode = Literal["off", "auto", "cool", "heat", "fan_only", "dry"]

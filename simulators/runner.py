@@ -15,7 +15,7 @@ from typing import Any
 import uvicorn
 
 from drivers.profiles import shadowed_profiles
-from service.site import Site
+from service.config.site import Site
 from simulators.control import RoomOverride, create_app
 from simulators.modbus_face import ModbusFace
 from simulators.mqtt_face import SIMULATED_PROFILES, MqttFace

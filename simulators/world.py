@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar, get_args
 
-from service.site import Site
+from service.config.site import Site
 from simulators.office import AC_MODES, AcMode, Office, Relay, RoomModel, Thermostat
 from simulators.power import (
     BACKFEED_SHARE,

@@ -16,8 +16,8 @@ import pytest
 import yaml
 from hypothesis import settings
 
-from service.site import MqttConfig, Site, load_site
-from service.store import Store
+from service.config.site import MqttConfig, Site, load_site
+from service.store.db import Store
 from tests import servers
 from tests.smtp import SmtpSink
 

@@ -15,8 +15,8 @@ import httpx
 import uvicorn
 
 from service.app import Services, create_app
-from service.settings import Settings
-from service.site import Site
+from service.config.settings import Settings
+from service.config.site import Site
 from tests.servers import free_port
 
 T = TypeVar("T")

@@ -19,7 +19,7 @@ from typing import IO
 import httpx
 import pytest
 
-from service.site import Site
+from service.config.site import Site
 from tests.conftest import ROOT, site_for_test, write_site
 from tests.servers import Mosquitto, free_port
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from service.settings import SETTINGS, Settings
+from service.config.settings import SETTINGS, Settings
 from tests.conftest import ROOT
 
 SECRETS = {

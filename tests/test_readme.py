@@ -4,7 +4,7 @@ A block runs in a fresh directory holding `deploy/` (a link to the repository's)
 README writes out (`<!-- readme-file: NAME -->` before a fenced block). In the expected output a
 line `…` stands for any number of lines and `…` inside a line for any text. A block preceded by
 `<!-- console: not run (REASON) -->` is not run (a long-running command, Docker, a command of
-another change). The settings table is checked against `service.settings.SETTINGS`.
+another change). The settings table is checked against `service.config.settings.SETTINGS`.
 
 After a change of output: `python -m tests.test_readme --update` rewrites the outputs of the
 blocks that hold no `…`.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import SETTINGS
+from service.config.settings import SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = (ROOT / "README.md", ROOT / "docs" / "architecture.md")

@@ -12,8 +12,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 
 from service.app import Services
-from service.settings import Role
-from service.web import session
+from service.auth import sessions as session
+from service.config.settings import Role
 
 RANK: dict[str, int] = {"viewer": 0, "operator": 1, "admin": 2}
 CACHE_S = 30.0
@@ -150,7 +150,7 @@ async def get_principal(request: Request, svc: Services) -> Principal:
 
 
 async def _session_principal(request: Request, svc: Services, cookie: str) -> Principal:
-    """The caller from a dashboard session; changes need a custom header (CSRF, see service.web.session)."""
+    """The caller from a dashboard session; changes need a custom header (CSRF, see service.auth.sessions)."""
     found = await (await session.sessions_of(svc)).check(cookie, svc.clock.now())
     if found is None:
         raise _unauthorized("session expired or ended: log in again")

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from service.quarterly import quarter_bounds, quarter_of
-from service.reports import month_of, previous_month
-from service.site import Site
-from service.store import month_bounds
+from service.config.site import Site
+from service.energy.quarterly import quarter_bounds, quarter_of
+from service.energy.reports import month_of, previous_month
+from service.store.db import month_bounds
 
 PICK_MONTHS = 24
 PICK_QUARTERS = 8

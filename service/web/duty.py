@@ -12,9 +12,9 @@ from datetime import date, datetime, time, timedelta
 from typing import Final, Literal
 from zoneinfo import ZoneInfo
 
-from service.site import Site
-from service.state import DeviceView
-from service.store import EnergyInterval
+from service.config.site import Site
+from service.live.state import DeviceView
+from service.store.db import EnergyInterval
 
 STALE_FACTOR: Final = 3  # data older than this many poll periods is stale
 

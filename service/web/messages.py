@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Final
 
-from service.site import Site
+from service.config.site import Site
 
 Translate = Callable[..., str]
 
@@ -105,7 +105,7 @@ def _field(key: object, value: object, site: Site, t: Translate, when: Callable[
     return change_text(value, site, t, when)
 
 
-# The static compliance check (service.compliance) words its details in English; the Chinese page
+# The static compliance check (service.config.compliance) words its details in English; the Chinese page
 # shows them from these patterns. A detail no pattern knows is shown as written.
 _WORDS: Final[Mapping[str, str]] = {
     "cable": "电缆",

@@ -7,15 +7,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Final, Literal
 
-from service import office
-from service.alarms import Alarm, AlarmState
-from service.calendar import WorkCalendar
-from service.compliance import check_site
-from service.rules import AlarmType, Severity
-from service.site import PROTECTED_ROLES, Room, RoomKind, Site
-from service.state import POS_0, POS_I, POS_II, GeneratorView, RoomView, SupplyView, SwitchView
-from service.store import EnergyTotal, Override, month_bounds
-from service.transfers import Transfer
+from service.alarms.engine import Alarm, AlarmState
+from service.alarms.rules import AlarmType, Severity
+from service.config import office
+from service.config.calendar import WorkCalendar
+from service.config.compliance import check_site
+from service.config.site import PROTECTED_ROLES, Room, RoomKind, Site
+from service.live.state import POS_0, POS_I, POS_II, GeneratorView, RoomView, SupplyView, SwitchView
+from service.live.transfers import Transfer
+from service.store.db import EnergyTotal, Override, month_bounds
 
 Wire = Literal["live", "dead", "unknown"]
 Health = Literal["ok", "warn", "bad", "idle", "unknown"]

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from service.site import Site
+from service.config.site import Site
 from simulators.runner import Simulation
 from tests.harness import RunningService, eventually, running_service
 

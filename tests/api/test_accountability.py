@@ -12,12 +12,12 @@ from typing import Any
 import httpx
 import openpyxl
 
-from service.alarms import Alarm, AlarmState
+from service.alarms.engine import Alarm, AlarmState
+from service.alarms.hazards import watch_of
+from service.alarms.rules import Severity
 from service.clock import ManualClock
-from service.exports import XLSX_TYPE
-from service.hazards import watch_of
-from service.rules import Severity
-from service.site import Site
+from service.config.site import Site
+from service.energy.exports import XLSX_TYPE
 from tests.harness import RunningService, running_service
 from tests.service.test_quarterly import seed, supply_and_hazards
 from tests.service.test_violations import local, simulate_march

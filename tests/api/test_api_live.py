@@ -10,8 +10,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from service.site import Site
-from service.store import Rollup
+from service.config.site import Site
+from service.store.db import Rollup
 from tests.api.conftest import Live
 from tests.harness import eventually, running_service
 

@@ -18,12 +18,12 @@ from typing import Any
 import httpx
 import pytest
 
-from service import rules
+from service.alarms import rules
 from service.api.routes import ROUTERS
-from service.settings import Role
-from service.site import Site
-from service.store import AfterHoursFinding
-from service.web import session
+from service.auth import sessions as session
+from service.config.settings import Role
+from service.config.site import Site
+from service.store.db import AfterHoursFinding
 from tests.api.conftest import Live
 from tests.harness import RunningService, running_service
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from service.site import Site
-from service.store import AuditEntry
+from service.config.site import Site
+from service.store.db import AuditEntry
 from tests.api.test_sweeps import service_sees, simulation, switch_everything_on
 from tests.harness import RunningService, running_service
 

@@ -20,8 +20,8 @@ import pytest
 from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
 
 from service.app import Services
-from service.calendar import WorkCalendar
-from service.store import EnergyInterval, Rollup
+from service.config.calendar import WorkCalendar
+from service.store.db import EnergyInterval, Rollup
 from tests.api.conftest import Live
 from tests.conftest import ROOT
 

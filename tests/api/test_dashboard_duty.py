@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from service.site import Site
-from service.store import Rollup
+from service.config.site import Site
+from service.store.db import Rollup
 from simulators.runner import Simulation
 from tests.api import test_dashboard_browser as evening
 from tests.api.conftest import SEED, SIM_START, Live, _supply_seen

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Request, Route, async_playwright
 
-from service.site import Site
+from service.config.site import Site
 from tests.harness import running_service
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]

@@ -13,10 +13,10 @@ from typing import Any
 
 import httpx
 
-from service import rules
-from service.alarms import FLOOD_COUNT, FLOOD_WINDOW_S
+from service.alarms import rules
+from service.alarms.engine import FLOOD_COUNT, FLOOD_WINDOW_S
 from service.clock import ManualClock
-from service.site import Site
+from service.config.site import Site
 from tests.api.conftest import Live
 from tests.harness import RunningService, running_service
 

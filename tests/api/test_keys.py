@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service import store as store_module
-from service.keys import import_env_keys
-from service.site import Site
-from service.store import Store
+from service.auth.keys import import_env_keys
+from service.config.site import Site
+from service.store import db as store_module
+from service.store.db import Store
 from tests.harness import running_service
 
 ROOT = Path(__file__).resolve().parents[2]

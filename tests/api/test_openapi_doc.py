@@ -8,8 +8,8 @@ import jsonschema_rs
 import pytest
 
 from service.app import create_app
-from service.settings import Settings
-from service.site import load_site
+from service.config.settings import Settings
+from service.config.site import load_site
 from tests.conftest import DEMO_SITE
 
 WITH_EXAMPLES = (

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from service.api import api_words
-from service.site import Site
+from service.config.site import Site
 from tests.harness import running_service
 
 DRIVER_WORDS = ("Python int", "SQLite", "INTEGER", "date value out of range", "asyncpg", "Traceback")

@@ -7,8 +7,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from service.clock import ManualClock
-from service.scheduler import OVERRIDES_ID, SWEEP_ID
-from service.site import RoomThresholds, Site
+from service.config.site import RoomThresholds, Site
+from service.control.scheduler import OVERRIDES_ID, SWEEP_ID
 from tests.api.test_sweeps import (
     actions,
     service_sees,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from service import rules
-from service.site import Site
+from service.alarms import rules
+from service.config.site import Site
 from tests.harness import running_service
 
 

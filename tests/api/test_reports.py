@@ -7,8 +7,8 @@ import io
 from pathlib import Path
 
 from service.clock import ManualClock
-from service.scheduler import REPORT_ID
-from service.site import Site
+from service.config.site import Site
+from service.control.scheduler import REPORT_ID
 from tests.harness import running_service
 from tests.service.test_reports import seed, utc
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from service.alarms import Alarm, AlarmState
+from service.alarms.engine import Alarm, AlarmState
+from service.alarms.rules import Severity
 from service.clock import ManualClock
-from service.rules import Severity
-from service.site import Site
+from service.config.site import Site
 from tests.conftest import ROOT
 from tests.harness import RunningService, running_service
 from tests.service.test_quarterly import seed, supply_and_hazards

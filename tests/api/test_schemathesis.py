@@ -30,8 +30,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from service.app import create_app
-from service.settings import Settings
-from service.site import Site, load_site
+from service.config.settings import Settings
+from service.config.site import Site, load_site
 from tests import servers
 from tests.api.conftest import service_thread
 from tests.conftest import DEMO_SITE, site_for_test

@@ -10,10 +10,10 @@ from typing import Any
 
 import aiomqtt
 
-from service.alarms import DEFAULT_CONFIG, AlarmTypeConfig
-from service.rules import AlarmType
-from service.site import Site
-from service.store import AuditEntry
+from service.alarms.engine import DEFAULT_CONFIG, AlarmTypeConfig
+from service.alarms.rules import AlarmType
+from service.config.site import Site
+from service.store.db import AuditEntry
 from tests.api.test_sweeps import simulation
 from tests.harness import RunningService, eventually, running_service
 

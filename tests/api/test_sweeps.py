@@ -15,10 +15,10 @@ from zoneinfo import ZoneInfo
 
 from service.app import Services
 from service.clock import ManualClock
-from service.control import SWEPT_ROLES
-from service.scheduler import SWEEP_ID, control_of, scheduler_of
-from service.site import PROTECTED_ROLES, RoomKind, Site
-from service.store import Store
+from service.config.site import PROTECTED_ROLES, RoomKind, Site
+from service.control.path import SWEPT_ROLES
+from service.control.scheduler import SWEEP_ID, control_of, scheduler_of
+from service.store.db import Store
 from simulators.runner import Simulation
 from tests.harness import eventually, running_service
 

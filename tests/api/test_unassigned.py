@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from service.site import Site
-from service.unassigned import placed_ids, unassigned
+from service.config.site import Site
+from service.onboard.unassigned import placed_ids, unassigned
 from simulators.runner import Simulation
 from tests.api.conftest import SEED, SIM_START
 from tests.harness import RunningService, eventually, running_service

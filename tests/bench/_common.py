@@ -145,7 +145,7 @@ class Figure:
 def service_settings(work: Path, mqtt_url: str | None, influx_url: str | None = None, **fields: Any) -> Any:
     """The service's settings for a measured worker: SQLite store and data in `work`, no .env read,
     telemetry into `influx_url` (bucket "bench") when given."""
-    from service.settings import Settings
+    from service.config.settings import Settings
 
     extra: dict[str, Any] = {"influx_url": influx_url, "influx_bucket": "bench"} if influx_url else {}
     return Settings(

@@ -60,7 +60,7 @@ async def baseline(cfg: dict[str, Any]) -> dict[str, Any]:
 async def candidate(cfg: dict[str, Any]) -> dict[str, Any]:
     """The stream through DriverHub -> Core; seconds from connect until the sentinel is in the live state."""
     from service.app import build_services, start_services, stop_services
-    from service.site import load_site
+    from service.config.site import load_site
     from tests.bench import _synthetic
 
     work = Path(cfg["workdir"])

@@ -91,7 +91,7 @@ async def broker_round_trips(port: int, count: int) -> list[float]:
 
 
 async def measure(cfg: dict[str, Any]) -> dict[str, Any]:
-    from service.alarms import DEFAULT_CONFIG
+    from service.alarms.engine import DEFAULT_CONFIG
     from service.app import build_services, start_services, stop_services
     from simulators.runner import Simulation
     from tests.conftest import site_for_test

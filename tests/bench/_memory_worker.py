@@ -59,7 +59,7 @@ async def run(cfg: dict[str, Any]) -> dict[str, Any]:
     from drivers.profiles import load_profile
     from drivers.types import Reading
     from service.app import create_app
-    from service.site import load_site
+    from service.config.site import load_site
 
     site = load_site(cfg["site"])
     work = Path(cfg["workdir"])

@@ -74,7 +74,7 @@ async def baseline(cfg: dict[str, Any]) -> dict[str, Any]:
 async def candidate(cfg: dict[str, Any]) -> dict[str, Any]:
     """The stream through the whole service; CPU over the window, and what was left undone at its end."""
     from service.app import build_services, start_services, stop_services
-    from service.site import load_site
+    from service.config.site import load_site
 
     work = Path(cfg["workdir"])
     site = load_site(cfg["site"])

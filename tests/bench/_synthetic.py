@@ -15,7 +15,7 @@ from typing import Any
 
 from drivers.conventions import bind
 from drivers.profiles import MqttProfile, load_profile
-from service.site import (
+from service.config.site import (
     Calendar,
     Department,
     Device,

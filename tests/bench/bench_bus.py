@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from drivers.types import CommandResult, DeviceStatus, Reading, Value
-from service.bus import BusConfig, Collector, DiskBuffer, SiteOwner, cancel_task
+from service.bus.protocol import BusConfig, Collector, DiskBuffer, SiteOwner, cancel_task
 from tests import servers
 
 SITES, DEVICES, ROUNDS = 100, 30, 20
@@ -85,7 +85,7 @@ async def _throughput(url: str, tmp: Path) -> tuple[float, float]:
         await collector.close()
         await owner.stop()
     # baseline: the same batches through the disk buffer alone (write, read back, remove)
-    from service.bus import Batch, encode_batch
+    from service.bus.protocol import Batch, encode_batch
 
     buf = DiskBuffer(tmp / "baseline", max_bytes=1 << 30)
     began = time.perf_counter()

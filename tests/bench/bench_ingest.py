@@ -27,7 +27,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from service.site import Site
+from service.config.site import Site
 from tests import servers
 from tests.bench import _synthetic
 from tests.bench._common import Figure, pinned_to_load, result_of, spawn, start_broker

@@ -15,8 +15,8 @@ from influxdb_client.client.write.point import Point
 from influxdb_client.domain.write_precision import WritePrecision
 
 from drivers.types import Reading
-from service.lineproto import telemetry_line
-from service.sink import TelemetrySink
+from service.telemetry.lineproto import telemetry_line
+from service.telemetry.sink import TelemetrySink
 from tests import servers
 
 POINTS = 400_000
@@ -82,7 +82,7 @@ def point_objects(points: list[Reading], site: str) -> float:
 
 
 def ours(points: list[Reading], site: str) -> float:
-    """Seconds to render with service.lineproto."""
+    """Seconds to render with service.telemetry.lineproto."""
     began = time.perf_counter()
     render(points, site)
     return time.perf_counter() - began

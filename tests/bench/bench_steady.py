@@ -40,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from service.site import Site
+from service.config.site import Site
 from tests import servers
 from tests.bench import _synthetic
 from tests.bench._common import Figure, percentile, pinned_to_load, result_of, spawn, start_broker

@@ -33,10 +33,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from service.app import Services, build_services, start_services, stop_services
-from service.control import SWEEP_CONCURRENCY
-from service.scheduler import SWEEP_ID, control_of, scheduler_of
-from service.settings import Settings
-from service.site import Department, Device, DeviceRole, Room, Site, SiteInfo, load_site
+from service.config.settings import Settings
+from service.config.site import Department, Device, DeviceRole, Room, Site, SiteInfo, load_site
+from service.control.path import SWEEP_CONCURRENCY
+from service.control.scheduler import SWEEP_ID, control_of, scheduler_of
 from tests import servers
 from tests.conftest import write_site
 

@@ -20,8 +20,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from service.site import load_site
-from service.store import Rollup
+from service.config.site import load_site
+from service.store.db import Rollup
 from tests.bench._common import Figure
 from tests.conftest import DEMO_SITE
 from tests.harness import running_service

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from drivers.types import CommandResult, DeviceStatus, Reading, Value
-from service.bus import BusConfig, Collector, Lease, SiteOwner, cancel_task
+from service.bus.protocol import BusConfig, Collector, Lease, SiteOwner, cancel_task
 from tests import servers
 
 LEASE_S = 1.0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from service.site import DEMO_SITE
+from service.config.site import DEMO_SITE
 
 
 @pytest.mark.parametrize(

@@ -20,8 +20,8 @@ import aiomqtt
 import orjson
 import pytest
 
-from service.bus import decode_batch, readings_subject
-from service.store import Store
+from service.bus.protocol import decode_batch, readings_subject
+from service.store.db import Store
 from simulators.runner import Simulation
 from tests import servers
 from tests.conftest import site_for_test, write_site

@@ -1,4 +1,4 @@
-"""The alarm delays a core hands over with a site (service.alarms timers / restore_timers)."""
+"""The alarm delays a core hands over with a site (service.alarms.engine timers / restore_timers)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.alarms import AlarmEngine
-from service.rules import AlarmType, Finding, Severity
+from service.alarms.engine import AlarmEngine
+from service.alarms.rules import AlarmType, Finding, Severity
 
 T0 = datetime(2026, 7, 15, 2, 0, tzinfo=UTC)
 

@@ -25,9 +25,9 @@ from typing import Final
 from drivers.base import DriverSettings
 from drivers.hub import DriverHub
 from service.app import build_services, start_services, stop_services
-from service.settings import Settings
-from service.site import Site
-from service.state import LiveState
+from service.config.settings import Settings
+from service.config.site import Site
+from service.live.state import LiveState
 from simulators.runner import Simulation
 
 SPEED: Final = 90.0
@@ -43,7 +43,7 @@ STOP_S: Final = 10.0
 
 @dataclass
 class CollectingSink:
-    """Stands in for service.sink.TelemetrySink: keeps the lines the core puts."""
+    """Stands in for service.telemetry.sink.TelemetrySink: keeps the lines the core puts."""
 
     lines: list[str] = field(default_factory=list)
     outbox_depth: int = 0

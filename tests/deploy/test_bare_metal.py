@@ -17,7 +17,7 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 
-from service.settings import Settings, parse_api_keys
+from service.config.settings import Settings, parse_api_keys
 from tests import servers
 from tests.conftest import ROOT
 

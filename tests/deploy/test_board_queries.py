@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from service import measurements as m
-from service.compliance import check_site
+from service.config.compliance import check_site
+from service.telemetry import measurements as m
 from tests import servers
 from tests.conftest import DEMO_SITE, site_for_test
 from tests.deploy import grafana as g

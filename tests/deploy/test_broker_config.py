@@ -22,16 +22,16 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from drivers.profiles import MqttProfile, load_profile
-from service.alarms import DEFAULT_CONFIG, AlarmTypeConfig
-from service.brokerconfig import (
+from service.alarms.engine import DEFAULT_CONFIG, AlarmTypeConfig
+from service.alarms.rules import AlarmType
+from service.config.brokerconfig import (
     BrokerConfigError,
     accounts,
     password_hash,
     read_passwords,
     write_broker_config,
 )
-from service.rules import AlarmType
-from service.site import Site
+from service.config.site import Site
 from simulators.runner import Simulation
 from tests import servers
 from tests.conftest import DEMO_SITE, site_for_test, write_site

@@ -17,7 +17,7 @@ import jsonschema_rs
 import pytest
 import yaml
 
-from service.settings import Settings
+from service.config.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 ROOT = DEPLOY.parent

@@ -1,5 +1,5 @@
 """The Grafana boards and their provisioning: valid for the declared schema version, names from
-service/measurements.py, units and thresholds where they mean something."""
+service/telemetry/measurements.py, units and thresholds where they mean something."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from drivers.profiles import PROFILE_DIR, known_profiles, load_profile
-from service import measurements as m
-from service.alarms import AlarmState
-from service.rules import AlarmType
-from service.site import load_site
+from service.alarms.engine import AlarmState
+from service.alarms.rules import AlarmType
+from service.config.site import load_site
+from service.telemetry import measurements as m
 from tests.deploy import grafana as g
 from tests.deploy.test_sites import SECRETS
 

@@ -274,7 +274,7 @@ async def test_wattkeeper_does_not_receive_other_senders_commands(deploy_broker:
 
 
 async def test_alarm_consumers_get_alarms_only(deploy_broker: DeployBroker) -> None:
-    # The topics the service publishes on (service/notify.py): <mqtt_topic>/<alarm id> and
+    # The topics the service publishes on (service/notify/notifier.py): <mqtt_topic>/<alarm id> and
     # <mqtt_topic>/notices/<id>, with the demo's mqtt_topic wattkeeper/hq/alarms.
     async with client(deploy_broker.url("wattkeeper"), "wk") as wk, client(deploy_broker.url("alarms"), "bms") as bms:
         await bms.subscribe("#", qos=1)

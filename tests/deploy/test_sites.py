@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from service.compliance import check_site
-from service.site import load_site
+from service.config.compliance import check_site
+from service.config.site import load_site
 
 SITES = Path(__file__).resolve().parents[2] / "deploy" / "sites"
 EXAMPLE = SITES / "production.example.yaml"

@@ -26,7 +26,7 @@ FAST = DriverSettings(
 
 @dataclass(frozen=True)
 class Dev:
-    """A device configuration (what service.site.Device provides)."""
+    """A device configuration (what service.config.site.Device provides)."""
 
     id: str
     driver: str

@@ -11,7 +11,7 @@ import pytest
 from drivers.base import cancel_and_wait
 from drivers.hub import DRIVERS, DriverHub, EventStream
 from drivers.types import DeviceStatus, Reading, Value
-from service.site import load_site
+from service.config.site import load_site
 from tests.drivers.helpers import Dev, modbus_dev, mqtt_dev
 
 

@@ -13,7 +13,7 @@ import pytest
 
 import drivers.profiles as profiles
 from drivers.profiles import ModbusProfile, load_profile, reset_profile_dirs
-from service.site import SiteError, load_site
+from service.config.site import SiteError, load_site
 from tests.conftest import ROOT
 
 README = ROOT / "README.md"

@@ -16,7 +16,7 @@ import pytest
 from drivers.hub import DriverHub
 from drivers.profiles import load_profile
 from drivers.types import Quality
-from service.site import Device, Site
+from service.config.site import Device, Site
 from simulators.runner import Simulation
 from tests.drivers.helpers import FAST, Recorder, wait_until
 from tests.drivers.modbus_tap import ModbusTap

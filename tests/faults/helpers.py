@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from service.site import Site, parse_site
+from service.config.site import Site, parse_site
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

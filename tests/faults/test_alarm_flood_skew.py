@@ -1,6 +1,6 @@
 """Alarm chatter and floods behave as the alarm engine promises; skewed device clocks are flagged.
 
-The engine's promises (service/alarms.py): one lifecycle per (type, subject); on-delay, off-delay
+The engine's promises (service/alarms/engine.py): one lifecycle per (type, subject); on-delay, off-delay
 and deadband stop chatter, so with the default configuration a chattering input raises at most
 one alarm a minute; more than FLOOD_COUNT raises in FLOOD_WINDOW_S is a flood. Chatter and the
 flood run through the service's core on its injected clock with the default alarm configuration:
@@ -28,12 +28,12 @@ import aiomqtt
 import pytest
 
 from drivers.types import Reading, Value
-from service.alarms import DEFAULT_CONFIG, FLOOD_COUNT, FLOOD_WINDOW_S
+from service.alarms.engine import DEFAULT_CONFIG, FLOOD_COUNT, FLOOD_WINDOW_S
 from service.app import Services, build_services, start_services, stop_services
 from service.clock import ManualClock
-from service.notify import Notifier
-from service.settings import Settings
-from service.site import Site
+from service.config.settings import Settings
+from service.config.site import Site
+from service.notify.notifier import Notifier
 from tests import servers
 from tests.faults.helpers import figure, make_site
 from tests.harness import eventually, running_service

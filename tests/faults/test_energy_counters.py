@@ -28,8 +28,8 @@ from drivers.profiles import ModbusProfile, load_profile
 from drivers.types import DeviceStatus, Reading
 from service.app import build_services, start_services, stop_services
 from service.clock import ManualClock
-from service.settings import Settings
-from service.store import month_bounds
+from service.config.settings import Settings
+from service.store.db import month_bounds
 from simulators.power import MeterModel
 from tests.faults.helpers import figure, make_site
 

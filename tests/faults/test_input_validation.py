@@ -1,7 +1,7 @@
 """Hostile site files and API input are refused with a clear error, never a crash or a 500.
 
 Site files go through `wattkeeper check` (exit 2 and one line per problem is the contract for an
-invalid file) and `service.site.load_site`, which `serve`, `simulate` and `demo` use too. API
+invalid file) and `service.config.site.load_site`, which `serve`, `simulate` and `demo` use too. API
 input goes to the running service over HTTP.
 """
 
@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from service.cli import app as cli
-from service.site import MAX_SITE_FILE_BYTES, SiteError, load_site
+from service.config.site import MAX_SITE_FILE_BYTES, SiteError, load_site
 from tests import servers
 from tests.conftest import DEMO_SITE, site_for_test
 from tests.faults.helpers import figure

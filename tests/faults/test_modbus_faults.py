@@ -10,7 +10,7 @@ alarm engine's delays are shortened. Every device starts healthy, then all fault
 then all are healed.
 
 The bounds asserted are the product's own, with slack for a shared machine:
-- a point turns `stale` within 3 poll intervals of its last good reading (service.state), + 1 s;
+- a point turns `stale` within 3 poll intervals of its last good reading (service.live.state), + 1 s;
 - a device is `offline` after `offline_after` failed polls, each at most
   (retries + 1) x 2 x timeout + the retry pauses (drivers.base.DriverSettings), + 2 s;
 - a sentinel reads `bad` from the first poll that sees it: poll interval + 1 s;
@@ -43,7 +43,7 @@ from drivers.base import DriverSettings
 from drivers.codec import codec_for
 from drivers.profiles import ModbusProfile, load_profile
 from drivers.types import DeviceStatus, Quality, Reading
-from service.alarms import DEFAULT_CONFIG
+from service.alarms.engine import DEFAULT_CONFIG
 from service.core import Core
 from tests.drivers.register_server import RegisterServer, Unit
 from tests.faults.helpers import figure, make_site

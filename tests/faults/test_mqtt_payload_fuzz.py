@@ -30,9 +30,9 @@ from drivers.mqtt import MqttDriver
 from drivers.profiles import MqttProfile, load_profile
 from drivers.types import DeviceStatus, Quality, Reading
 from service.app import build_services
+from service.config.settings import Settings
+from service.config.site import Site
 from service.core import Core
-from service.settings import Settings
-from service.site import Site
 from tests import servers
 from tests.faults.fuzz_payloads import MQTT_PROFILES, Message, message, targets
 from tests.faults.helpers import figure, make_site

@@ -37,9 +37,9 @@ import aiomqtt
 import pytest
 
 from drivers.types import DeviceStatus, Reading
-from service.alarms import DEFAULT_CONFIG
+from service.alarms.engine import DEFAULT_CONFIG
+from service.config.site import Site
 from service.core import Core
-from service.site import Site
 from tests import servers
 from tests.faults.helpers import figure, make_site
 from tests.harness import eventually, running_service

@@ -41,7 +41,7 @@ import pytest
 
 from drivers.types import Reading
 from service import app as service_app
-from service.lineproto import telemetry_line
+from service.telemetry.lineproto import telemetry_line
 from simulators.runner import Simulation
 from tests import servers
 from tests.conftest import site_for_test, write_site

@@ -43,9 +43,9 @@ from pydantic import ValidationError
 from service.api import deps
 from service.api.routes import ROUTERS
 from service.clock import SystemClock
-from service.notify import Notifier
-from service.settings import Settings
-from service.site import Device, DeviceRole, Site, SiteError, parse_site
+from service.config.settings import Settings
+from service.config.site import Device, DeviceRole, Site, SiteError, parse_site
+from service.notify.notifier import Notifier
 from simulators.runner import Simulation
 from tests import servers
 from tests.conftest import DEMO_SITE, site_for_test

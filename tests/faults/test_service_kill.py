@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
-from service.calendar import WorkCalendar
-from service.site import Calendar, Site
-from service.store import AuditEntry, Store, StoredAlarm, StoredTransition
+from service.config.calendar import WorkCalendar
+from service.config.site import Calendar, Site
+from service.store.db import AuditEntry, Store, StoredAlarm, StoredTransition
 from simulators.runner import Simulation
 from tests import servers
 from tests.conftest import site_for_test, write_site

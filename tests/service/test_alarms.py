@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.alarms import (
+from service.alarms.engine import (
     DEFAULT_CONFIG,
     SYSTEM,
     Alarm,
@@ -20,7 +20,7 @@ from service.alarms import (
     AlarmTypeConfig,
     Transition,
 )
-from service.rules import AlarmType, Finding, Severity
+from service.alarms.rules import AlarmType, Finding, Severity
 
 T0 = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
 NO_DELAY = AlarmTypeConfig(on_delay_s=0.0, off_delay_s=0.0)

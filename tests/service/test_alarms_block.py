@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from service.alarms import DEFAULT_CONFIG, AlarmEngine, AlarmTypeConfig, effective_table, site_config
+from service.alarms.engine import DEFAULT_CONFIG, AlarmEngine, AlarmTypeConfig, effective_table, site_config
+from service.alarms.rules import AlarmType, Severity, evaluate
 from service.clock import ManualClock
+from service.config.site import Site, SiteError, parse_site
 from service.core import Core
-from service.events import EventBus
+from service.live.events import EventBus
+from service.live.state import LiveState
 from service.metrics import Metrics
-from service.rules import AlarmType, Severity, evaluate
-from service.site import Site, SiteError, parse_site
-from service.state import LiveState
-from service.store import Store
+from service.store.db import Store
 from tests.conftest import DEMO_SITE
 from tests.service.test_state import at, feed, make_site, site_dict
 

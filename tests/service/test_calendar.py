@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from service.calendar import WorkCalendar
-from service.site import Calendar
+from service.config.calendar import WorkCalendar
+from service.config.site import Calendar
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from service.compliance import check_configuration, check_site
-from service.site import Site
+from service.config.compliance import check_configuration, check_site
+from service.config.site import Site
 
 
 def make_site(

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from rich.cells import cell_len
 
-from service.compliance import MANUAL_SWITCHOVER_MIN_S, check_configuration, check_site, render_table, with_rows
-from service.site import Site
+from service.config.compliance import MANUAL_SWITCHOVER_MIN_S, check_configuration, check_site, render_table, with_rows
+from service.config.site import Site
 from tests.service.test_compliance import GEN, make_site, src
 
 TWO = [src("a", "s1"), src("b", "s2")]

@@ -17,8 +17,22 @@ from hypothesis import strategies as st
 
 from drivers.profiles import load_profile
 from drivers.types import CommandResult, Reading, Value
+from service.alarms.rules import AlarmType
 from service.clock import ManualClock
-from service.control import (
+from service.config.site import (
+    PROTECTED_ROLES,
+    Department,
+    Device,
+    DeviceRole,
+    Notifications,
+    Room,
+    RoomKind,
+    Site,
+    SiteInfo,
+    Webhook,
+    load_site,
+)
+from service.control.path import (
     MANUAL_ON_WINDOW,
     SWEPT_ROLES,
     ControlPath,
@@ -34,25 +48,11 @@ from service.control import (
     rule_refusal,
 )
 from service.core import Core
-from service.events import EventBus
+from service.live.events import EventBus
+from service.live.state import LiveState, RoomView
 from service.metrics import Metrics
-from service.notify import Notifier
-from service.rules import AlarmType
-from service.site import (
-    PROTECTED_ROLES,
-    Department,
-    Device,
-    DeviceRole,
-    Notifications,
-    Room,
-    RoomKind,
-    Site,
-    SiteInfo,
-    Webhook,
-    load_site,
-)
-from service.state import LiveState, RoomView
-from service.store import Store
+from service.notify.notifier import Notifier
+from service.store.db import Store
 from tests.conftest import DEMO_SITE
 from tests.service.conftest import Receiver
 

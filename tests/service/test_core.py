@@ -11,16 +11,16 @@ from typing import Any
 
 import pytest
 
-from service import rules
-from service.alarms import DEFAULT_CONFIG, Alarm, AlarmTypeConfig
+from service.alarms import rules
+from service.alarms.engine import DEFAULT_CONFIG, Alarm, AlarmTypeConfig
+from service.alarms.rules import AlarmType
 from service.clock import ManualClock
+from service.config.site import load_site
 from service.core import ALARM_UPDATES_SAVE_S, DROP_ALARM_HOLD, Core
-from service.events import EventBus
+from service.live.events import EventBus
 from service.metrics import Metrics
-from service.rules import AlarmType
-from service.sink import TelemetrySink
-from service.site import load_site
-from service.store import Store
+from service.store.db import Store
+from service.telemetry.sink import TelemetrySink
 from tests.conftest import DEMO_SITE
 from tests.harness import eventually
 from tests.service.conftest import serve_http

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from drivers.probe import Found, ModbusTarget, RateLimiter
-from service.discover import compare, discover, render_text
-from service.site import Site
+from service.config.site import Site
+from service.onboard.discover import compare, discover, render_text
 from simulators.runner import Simulation
 from tests import servers
 from tests.conftest import write_site

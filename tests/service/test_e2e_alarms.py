@@ -29,11 +29,11 @@ import pytest
 
 from drivers.base import DriverSettings
 from drivers.types import Reading
-from service.alarms import DEFAULT_CONFIG
+from service.alarms.engine import DEFAULT_CONFIG
+from service.alarms.rules import BACKFEED_EXPORT_KW
+from service.config.site import Site, Thresholds
 from service.core import Core
-from service.rules import BACKFEED_EXPORT_KW
-from service.site import Site, Thresholds
-from service.state import SUPPLY, UNPOWERED_WITH_ALTERNATIVE
+from service.live.state import SUPPLY, UNPOWERED_WITH_ALTERNATIVE
 from simulators.runner import Simulation
 from tests.harness import RunningService, eventually, running_service
 from tests.servers import free_port

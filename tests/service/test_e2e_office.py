@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from service.alarms import DEFAULT_CONFIG
-from service.site import RoomThresholds, Site, Thresholds
+from service.alarms.engine import DEFAULT_CONFIG
+from service.config.site import RoomThresholds, Site, Thresholds
 from simulators.office import LIGHTS_LX, sky
 from simulators.runner import Simulation
 from tests.harness import RunningService, eventually, running_service

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from service.alarms import DEFAULT_CONFIG
-from service.site import Site
+from service.alarms.engine import DEFAULT_CONFIG
+from service.config.site import Site
 from simulators.runner import Simulation
 from tests.api.test_events import Event, events, first
 from tests.harness import eventually, running_service

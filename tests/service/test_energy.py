@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers.energy import BEHIND_FRACTION, BEHIND_MAX_S
-from service.calendar import WorkCalendar
-from service.energy import (
+from service.config.calendar import WorkCalendar
+from service.config.site import Calendar, Tariff, TariffBand
+from service.energy.meters import (
     CounterTracker,
     EnergyInterval,
     PricedEnergy,
@@ -24,7 +25,6 @@ from service.energy import (
     split_15m,
     tou_split,
 )
-from service.site import Calendar, Tariff, TariffBand
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # Monday 2026-03-02 00:00 UTC = 08:00 in Shanghai

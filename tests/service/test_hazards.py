@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from service.hazards import due_time, overdue_findings
-from service.rules import AlarmType, Severity
-from service.site import load_site
-from service.store import Hazard
+from service.alarms.hazards import due_time, overdue_findings
+from service.alarms.rules import AlarmType, Severity
+from service.config.site import load_site
+from service.store.db import Hazard
 from tests.conftest import DEMO_SITE
 
 TZ = ZoneInfo("Asia/Shanghai")

@@ -15,9 +15,10 @@ from influxdb_client.client.write.point import Point
 from influxdb_client.domain.write_precision import WritePrecision
 
 from drivers.types import Quality, Reading
-from service import measurements as m
-from service.compliance import check_site
-from service.lineproto import (
+from service.config.compliance import check_site
+from service.config.site import load_site
+from service.telemetry import measurements as m
+from service.telemetry.lineproto import (
     TelemetryLines,
     alarm_line,
     energy_line,
@@ -29,7 +30,6 @@ from service.lineproto import (
     telemetry_line,
     timestamp_ns,
 )
-from service.site import load_site
 from tests import servers
 from tests.conftest import DEMO_SITE
 

@@ -13,10 +13,10 @@ from zoneinfo import ZoneInfo
 import aiomqtt
 import pytest
 
+from service.alarms.rules import AlarmType, Severity
 from service.clock import ManualClock
-from service.notify import SEVERITY_MARK, Notifier, alarm_topic_level, render_notice
-from service.rules import AlarmType, Severity
-from service.site import EmailChannel, Notifications, Webhook
+from service.config.site import EmailChannel, Notifications, Webhook
+from service.notify.notifier import SEVERITY_MARK, Notifier, alarm_topic_level, render_notice
 from tests.servers import Mosquitto
 from tests.service.conftest import Receiver
 from tests.smtp import SmtpSink

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from service.rules import AlarmType, Finding, Severity, evaluate
-from service.site import Site, SiteError, in_season, parse_site
-from service.state import LiveState
+from service.alarms.rules import AlarmType, Finding, Severity, evaluate
+from service.config.site import Site, SiteError, in_season, parse_site
+from service.live.state import LiveState
 from tests.service.test_state import T0, at, feed, site_dict
 
 

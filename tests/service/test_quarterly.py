@@ -9,9 +9,11 @@ from datetime import timedelta
 import openpyxl
 import pytest
 
-from service.alarms import Alarm, AlarmState
-from service.exports import xlsx
-from service.quarterly import (
+from service.alarms.engine import Alarm, AlarmState
+from service.alarms.rules import Severity
+from service.config.site import Site, load_site
+from service.energy.exports import xlsx
+from service.energy.quarterly import (
     build_quarterly,
     parse_quarter,
     previous_quarter,
@@ -22,11 +24,9 @@ from service.quarterly import (
     text_table,
     year_before,
 )
-from service.reports import RollupTable, build_report
-from service.rules import Severity
-from service.site import Site, load_site
-from service.store import EnergyInterval, Rollup, Store
-from service.violations import violations_report
+from service.energy.reports import RollupTable, build_report
+from service.energy.violations import violations_report
+from service.store.db import EnergyInterval, Rollup, Store
 from tests.conftest import DEMO_SITE
 from tests.service.test_violations import TZ, local, simulate_march
 

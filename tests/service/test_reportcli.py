@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from service.cli import app
-from service.site import load_site
-from service.store import Store
+from service.config.site import load_site
+from service.store.db import Store
 from tests.conftest import DEMO_SITE
 from tests.service.test_quarterly import seed, supply_and_hazards
 from tests.service.test_violations import simulate_march

@@ -22,13 +22,13 @@ import simulators.runner
 import simulators.world
 from drivers.hub import DriverHub
 from drivers.types import Reading
-from service.alarms import Alarm, AlarmState
+from service.alarms.engine import Alarm, AlarmState
+from service.alarms.rules import Severity
 from service.cli import app
 from service.clock import ManualClock
+from service.config.site import Site, load_site
 from service.core import Core
-from service.events import EventBus
-from service.metrics import Metrics
-from service.reports import (
+from service.energy.reports import (
     RollupTable,
     build_report,
     energy_report,
@@ -38,9 +38,9 @@ from service.reports import (
     report_table,
     site_meters,
 )
-from service.rules import Severity
-from service.site import Site, load_site
-from service.store import EnergyInterval, Rollup, Store, month_bounds
+from service.live.events import EventBus
+from service.metrics import Metrics
+from service.store.db import EnergyInterval, Rollup, Store, month_bounds
 from simulators.runner import Simulation
 from simulators.world import World
 from tests.conftest import DEMO_SITE

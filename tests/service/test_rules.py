@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from drivers.types import Quality, Reading, Value
-from service.alarms import DEFAULT_CONFIG, AlarmEngine
-from service.rules import (
+from service.alarms.engine import DEFAULT_CONFIG, AlarmEngine
+from service.alarms.rules import (
     SEVERITY,
     AlarmType,
     Finding,
@@ -18,8 +18,8 @@ from service.rules import (
     shutdown_failed,
     telemetry_dropped,
 )
-from service.site import Site
-from service.state import (
+from service.config.site import Site
+from service.live.state import (
     FAIL_TO_START,
     GEN_AVAILABLE,
     GEN_BREAKER_CLOSED,

@@ -12,12 +12,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from service.clock import ManualClock
-from service.control import ControlPath, Sweeper
-from service.core import Core
-from service.events import EventBus
-from service.metrics import Metrics
-from service.reports import ROLLUP_RETENTION, RollupTable
-from service.scheduler import (
+from service.config.site import Calendar, Site, load_site
+from service.control.path import ControlPath, Sweeper
+from service.control.scheduler import (
     OVERRIDES_ID,
     REPORT_ID,
     RETENTION_ID,
@@ -27,8 +24,11 @@ from service.scheduler import (
     jobstore_url,
     sweep_slot,
 )
-from service.site import Calendar, Site, load_site
-from service.store import Rollup, Store
+from service.core import Core
+from service.energy.reports import ROLLUP_RETENTION, RollupTable
+from service.live.events import EventBus
+from service.metrics import Metrics
+from service.store.db import Rollup, Store
 from tests.conftest import DEMO_SITE
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -169,7 +169,7 @@ async def test_jobs_are_stored_with_stable_ids_and_survive_a_restart(rig: Callab
         assert aps.get_jobs(jobstore="memory") == []
         job = aps.get_job(SWEEP_ID)
         assert (job.coalesce, job.misfire_grace_time, job.max_instances) == (True, 7200, 1)
-        assert job.func_ref == "service.scheduler:run_job" and job.args == ("hq", SWEEP_ID)
+        assert job.func_ref == "service.control.scheduler:run_job" and job.args == ("hq", SWEEP_ID)
         aps.modify_job(SWEEP_ID, next_run_time=due)  # not a trigger time: only a stored job keeps it
     async with rig() as r:
         assert r.scheduler.aps is not None

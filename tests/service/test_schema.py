@@ -12,8 +12,8 @@ import jsonschema_rs
 import pytest
 import yaml
 
-from service.schema import REGENERATE, SCHEMA_FILE, render, site_schema
-from service.site import SiteError, _SiteLoader, parse_site
+from service.config.schema import REGENERATE, SCHEMA_FILE, render, site_schema
+from service.config.site import SiteError, _SiteLoader, parse_site
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SITES = sorted((ROOT / "deploy" / "sites").glob("*.yaml"))
@@ -68,7 +68,7 @@ def test_every_key_has_a_description_and_an_example() -> None:
         _walk(sub, name, missing)
         if "enum" in sub:
             assert sub.get("description"), name
-    assert missing == [], "describe these keys with Field(description=...) or in service/schema.py KEY_DOCS"
+    assert missing == [], "describe these keys with Field(description=...) or in service/config/schema.py KEY_DOCS"
 
 
 def test_enums_list_roles_kinds_grades_and_profiles() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from service.settings import Settings, async_database_url, parse_api_keys
+from service.config.settings import Settings, async_database_url, parse_api_keys
 
 
 @pytest.fixture(autouse=True)

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 
 from drivers.types import Reading
-from service.lineproto import telemetry_line
-from service.sink import Outbox, TelemetrySink
+from service.telemetry.lineproto import telemetry_line
+from service.telemetry.sink import Outbox, TelemetrySink
 from tests import servers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -191,7 +191,7 @@ CHILD = textwrap.dedent(
     from datetime import datetime, UTC
     from pathlib import Path
     from tests.service.test_sink import make_lines
-    from service.sink import TelemetrySink
+    from service.telemetry.sink import TelemetrySink
 
     async def main():
         site, outbox, url, start = sys.argv[1], Path(sys.argv[2]), sys.argv[3], float(sys.argv[4])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.site import Grade, SiteError, load_site, parse_site
+from service.config.site import Grade, SiteError, load_site, parse_site
 
 MINIMAL = """\
 site:

@@ -9,8 +9,8 @@ import pytest
 
 from drivers.types import Quality, Reading, Value
 from service.clock import ManualClock
-from service.site import Site
-from service.state import (
+from service.config.site import Site
+from service.live.state import (
     AC_DOOR_OPEN,
     FAIL_TO_START,
     GEN_AVAILABLE,

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from service.settings import async_database_url
-from service.store import MIGRATIONS, EnergyInterval, Rollup, Store, month_bounds
+from service.config.settings import async_database_url
+from service.store.db import MIGRATIONS, EnergyInterval, Rollup, Store, month_bounds
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 SHANGHAI = ZoneInfo("Asia/Shanghai")

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from drivers.types import Quality, Reading, Value
-from service.alarms import DEFAULT_CONFIG, AlarmEngine
-from service.compliance import supply_roles
-from service.control import ReasonRequired, supply_refusal
-from service.rules import AlarmType, Finding, Severity, critical_loads, evaluate
-from service.site import DeviceRole, Site
-from service.state import SUPPLY, LiveState
+from service.alarms.engine import DEFAULT_CONFIG, AlarmEngine
+from service.alarms.rules import AlarmType, Finding, Severity, critical_loads, evaluate
+from service.config.compliance import supply_roles
+from service.config.site import DeviceRole, Site
+from service.control.path import ReasonRequired, supply_refusal
+from service.live.state import SUPPLY, LiveState
 from tests.service.test_state import T0, at, feed, make_site, site_dict, supply_normal
 
 GEN_MODES = {"stop": 0, "auto": 1, "manual": 2, "test on load": 3, "auto with manual restore": 4}

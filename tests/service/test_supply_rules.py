@@ -7,10 +7,10 @@ from dataclasses import replace
 import pytest
 
 from drivers.types import Quality, Reading
-from service.alarms import DEFAULT_CONFIG, AlarmEngine, AlarmState
-from service.rules import AlarmType, Severity, evaluate
-from service.site import Site
-from service.state import GEN_AVAILABLE, MAINS_BREAKER_CLOSED, START_DEMAND, SUPPLY, LiveState
+from service.alarms.engine import DEFAULT_CONFIG, AlarmEngine, AlarmState
+from service.alarms.rules import AlarmType, Severity, evaluate
+from service.config.site import Site
+from service.live.state import GEN_AVAILABLE, MAINS_BREAKER_CLOSED, START_DEMAND, SUPPLY, LiveState
 from tests.service.test_rules import ALL_LOST, GEN_FEEDS, GRID_A_LOST, Changes, found, poll, verdict
 from tests.service.test_state import at, feed, make_site
 

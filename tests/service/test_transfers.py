@@ -12,11 +12,11 @@ import pytest
 from drivers.types import Reading, Value
 from service.clock import ManualClock
 from service.core import TRANSFERS_STATE, Core
-from service.events import EventBus
+from service.live.events import EventBus
+from service.live.state import GEN_AVAILABLE, GEN_BREAKER_CLOSED, MAINS_AVAILABLE, START_DEMAND, LiveState
+from service.live.transfers import Transfer, TransferDetector, latest
 from service.metrics import Metrics
-from service.state import GEN_AVAILABLE, GEN_BREAKER_CLOSED, MAINS_AVAILABLE, START_DEMAND, LiveState
-from service.store import Store
-from service.transfers import Transfer, TransferDetector, latest
+from service.store.db import Store
 from tests.service.test_state import make_site, supply_normal
 
 T0 = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)

@@ -17,16 +17,16 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from drivers.types import Reading, Value
-from service.alarms import AlarmEngine
-from service.control import DeviceResult, OccupiedPolicy, SweepResult
+from service.alarms.engine import AlarmEngine
+from service.alarms.rules import evaluate
+from service.config.settings import async_database_url
+from service.config.site import Site, load_site
+from service.control.path import DeviceResult, OccupiedPolicy, SweepResult
 from service.core import journal_entry
-from service.exports import BOM, people_csv, xlsx
-from service.rules import evaluate
-from service.settings import async_database_url
-from service.site import Site, load_site
-from service.state import LiveState
-from service.store import MIGRATIONS, FineDecision, Store
-from service.violations import machine_csv, night_of, sheets, sweep_findings, text_table, violations_report
+from service.energy.exports import BOM, people_csv, xlsx
+from service.energy.violations import machine_csv, night_of, sheets, sweep_findings, text_table, violations_report
+from service.live.state import LiveState
+from service.store.db import MIGRATIONS, FineDecision, Store
 from tests.conftest import DEMO_SITE
 
 TZ = ZoneInfo("Asia/Shanghai")

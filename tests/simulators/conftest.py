@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from service.site import Device, Site, load_site
+from service.config.site import Device, Site, load_site
 from simulators.runner import Simulation
 from simulators.world import World
 from tests.conftest import DEMO_SITE

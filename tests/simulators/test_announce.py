@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from service.site import Site
+from service.config.site import Site
 from simulators.announce import mac_address
 from simulators.runner import Simulation
 from tests.simulators.conftest import Watch, json_has, pub, run

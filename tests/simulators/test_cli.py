@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.site import Site
+from service.config.site import Site
 from simulators.world import World
 from tests import servers
 from tests.conftest import write_site

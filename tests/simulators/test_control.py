@@ -10,7 +10,7 @@ from datetime import datetime
 import httpx
 import pytest
 
-from service.site import Site
+from service.config.site import Site
 from simulators.control import create_app
 from simulators.runner import Simulation
 from tests.simulators.conftest import WORKDAY_10AM, devices, read_float, read_holding, wait_until

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from service.site import Site
+from service.config.site import Site
 from simulators.power import COOLDOWN_S, OVERLOAD_TRIP_DELAY_S
 from simulators.runner import Simulation
 from tests.simulators.conftest import (

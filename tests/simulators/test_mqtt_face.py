@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from service.site import Site
+from service.config.site import Site
 from simulators.runner import Simulation
 from tests import servers
 from tests.simulators.conftest import WORKDAY_10AM, Watch, json_has, pub, run

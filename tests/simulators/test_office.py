@@ -6,7 +6,7 @@ from datetime import date, datetime, time, timedelta
 
 import pytest
 
-from service.site import Calendar, RoomKind, Site
+from service.config.site import Calendar, RoomKind, Site
 from simulators.office import LIGHTS_LX, daylight_lx, outdoor_c, sky, working_span
 from simulators.world import UnknownRoom, WorldError
 from tests.simulators.conftest import TZ, make_world

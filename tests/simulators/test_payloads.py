@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from service.site import Site
+from service.config.site import Site
 from simulators import payloads
 from simulators.mqtt_face import Broker, changed
 from tests.simulators.conftest import WORKDAY_10AM, make_world

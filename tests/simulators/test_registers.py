@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from service.site import Site
+from service.config.site import Site
 from simulators.registers import REGISTER_MAPS, f32, s32, u32
 from tests.simulators.conftest import make_world
 

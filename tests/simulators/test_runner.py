@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from service.site import Site
+from service.config.site import Site
 from simulators.mqtt_face import MqttFace
 from simulators.runner import Simulation, run
 from tests import servers

@@ -15,7 +15,7 @@ import pytest
 import typer
 
 from service import cli
-from service.site import Site, load_site
+from service.config.site import Site, load_site
 from tests.conftest import DEMO_SITE, ROOT, write_site
 from tests.harness import running_service
 from tests.servers import free_port, wait_http

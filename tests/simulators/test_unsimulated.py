@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from drivers.profiles import PROFILE_DIR, reset_profile_dirs
-from service.site import load_site
+from service.config.site import load_site
 from simulators.runner import Simulation, UnsimulatedDevices, unsimulated
 from tests.conftest import ROOT
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from service.site import Site
+from service.config.site import Site
 from simulators.power import (
     COOLDOWN_S,
     KEY_AUTO,

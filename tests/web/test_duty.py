@@ -7,12 +7,12 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from service.alarms import Alarm, AlarmState
-from service.compliance import check_site, supply_roles
-from service.rules import Severity
-from service.site import Site, load_site
-from service.state import DeviceView, LiveState
-from service.store import EnergyInterval
+from service.alarms.engine import Alarm, AlarmState
+from service.alarms.rules import Severity
+from service.config.compliance import check_site, supply_roles
+from service.config.site import Site, load_site
+from service.live.state import DeviceView, LiveState
+from service.store.db import EnergyInterval
 from service.web import duty, i18n, messages, views
 from tests.conftest import DEMO_SITE
 

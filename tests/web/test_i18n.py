@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from service.alarms import AlarmState
-from service.rules import AlarmType, Severity
-from service.site import RoomKind
-from service.transfers import TRANSFER_KINDS
+from service.alarms.engine import AlarmState
+from service.alarms.rules import AlarmType, Severity
+from service.config.site import RoomKind
+from service.live.transfers import TRANSFER_KINDS
 from service.web import i18n
 from service.web.render import TEMPLATES
 

@@ -6,10 +6,10 @@ from html import escape
 
 import pytest
 
-from service.alarms import Alarm, AlarmState
-from service.rules import SEVERITY, AlarmType
-from service.site import Site
-from service.state import LiveState
+from service.alarms.engine import Alarm, AlarmState
+from service.alarms.rules import SEVERITY, AlarmType
+from service.config.site import Site
+from service.live.state import LiveState
 from service.web import i18n
 from service.web.render import Formatter, render
 from service.web.views import room_cards

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.store import Store
-from service.store import _key_id as key_id
-from service.web.session import ENDED_STATE_PREFIX, TTL, Sessions, csrf_ok
+from service.auth.sessions import ENDED_STATE_PREFIX, TTL, Sessions, csrf_ok
+from service.store.db import Store
+from service.store.db import _key_id as key_id
 
 NOW = datetime(2026, 11, 29, 18, 0, tzinfo=UTC)
 

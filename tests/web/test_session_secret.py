@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.auth.sessions import COOKIE, SECRET_FILE, SECRET_STATE_KEY, SecretFile, rotate_secret
+from service.config.site import Site
 from service.demo import private_sqlite_file
-from service.site import Site
-from service.web.session import COOKIE, SECRET_FILE, SECRET_STATE_KEY, SecretFile, rotate_secret
 from tests.harness import RunningService, running_service
 
 ROOT = Path(__file__).resolve().parents[2]

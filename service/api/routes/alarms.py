@@ -7,10 +7,10 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
-from service.alarms import AlarmState, AlarmStateError
+from service.alarms.engine import AlarmState, AlarmStateError
+from service.alarms.rules import AlarmType
 from service.api.deps import Operator, ServicesDep, Viewer
 from service.api.models import AlarmOut, FloodOut, ShelveIn
-from service.rules import AlarmType
 
 router = APIRouter(prefix="/api/alarms", tags=["alarms"])
 

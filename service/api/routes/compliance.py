@@ -6,8 +6,8 @@ from fastapi import APIRouter
 
 from service.api.deps import ServicesDep, Viewer
 from service.api.models import ComplianceOut
-from service.compliance import check_site
-from service.transfers import latest
+from service.config.compliance import check_site
+from service.live.transfers import latest
 
 router = APIRouter(prefix="/api", tags=["compliance"])
 

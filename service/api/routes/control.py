@@ -30,9 +30,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 
 from service.api.deps import Admin, Operator, ServicesDep, Viewer
 from service.api.models import RunOut, ScheduleOut, SchedulePatchOut, ScheduleRun
-from service.control import InvalidCommand, OccupiedPolicy, UnknownDevice
-from service.scheduler import SWEEP_ID, UnknownSchedule, control_of, scheduler_of
-from service.store import Override
+from service.control.path import InvalidCommand, OccupiedPolicy, UnknownDevice
+from service.control.scheduler import SWEEP_ID, UnknownSchedule, control_of, scheduler_of
+from service.store.db import Override
 
 router = APIRouter(prefix="/api", tags=["control"])
 

@@ -16,20 +16,21 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
-from service.alarms import AlarmState
+from service.alarms.engine import AlarmState
+from service.alarms.rules import AlarmType
 from service.api.deps import RANK, KeyCache, Operator, Principal, ServicesDep, Viewer, get_principal
 from service.api.routes.hazards import hazard_out
 from service.api.routes.hazards import prefill as hazard_prefill
 from service.app import Services
-from service.calendar import WorkCalendar
-from service.quarterly import build_quarterly
-from service.rules import AlarmType
-from service.scheduler import scheduler_of
-from service.settings import Role
-from service.site import VIOLATION_TYPES
-from service.unassigned import unassigned_of
-from service.violations import violations_report
-from service.web import accountability, i18n, messages, session, views
+from service.auth import sessions as session
+from service.config.calendar import WorkCalendar
+from service.config.settings import Role
+from service.config.site import VIOLATION_TYPES
+from service.control.scheduler import scheduler_of
+from service.energy.quarterly import build_quarterly
+from service.energy.violations import violations_report
+from service.onboard.unassigned import unassigned_of
+from service.web import accountability, i18n, messages, views
 from service.web.render import STATIC, Formatter, render
 
 router = APIRouter(tags=["dashboard"])
@@ -204,7 +205,7 @@ async def login(request: Request, svc: ServicesDep) -> Response:
     """Verify the key (failures count towards the same rate limit as API calls) and set an HttpOnly cookie.
 
     The cookie is SameSite=Lax so a link into the dashboard works; changes made with it need the
-    `X-Requested-With` or `HX-Request` header (see service.web.session). /login, /logout and
+    `X-Requested-With` or `HX-Request` header (see service.auth.sessions). /login, /logout and
     /static are open: they are how a browser without a session gets one.
     """
     if int(request.headers.get("content-length") or 0) > MAX_LOGIN_BODY:

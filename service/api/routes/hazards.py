@@ -14,10 +14,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from service.alarms.hazards import MOVES, HazardSeverity, due_time, is_overdue, watch_of
 from service.api.deps import RANK, Operator, ServicesDep, Viewer
-from service.hazards import MOVES, HazardSeverity, due_time, is_overdue, watch_of
-from service.site import VIOLATION_TYPES, Site
-from service.store import Hazard
+from service.config.site import VIOLATION_TYPES, Site
+from service.store.db import Hazard
 
 router = APIRouter(prefix="/api/hazards", tags=["hazards"])
 

@@ -12,11 +12,11 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Query, Request, Response
 
-from service import office
 from service.api.deps import Viewer, services
 from service.api.models import DeviceOut, PointOut, RoomOut, SupplyOut, UnassignedDeviceOut
 from service.app import Services
-from service.unassigned import placed_ids, unassigned_of
+from service.config import office
+from service.onboard.unassigned import placed_ids, unassigned_of
 
 router = APIRouter(prefix="/api", tags=["live"])
 

@@ -9,16 +9,16 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import Admin, ServicesDep, Viewer
-from service.exports import XLSX_TYPE, Lang, Sheet, default_lang, people_csv, xlsx
-from service.quarterly import QuarterlyReport, build_quarterly, quarter_bounds
-from service.quarterly import machine_csv as quarter_machine_csv
-from service.quarterly import sheets as quarter_sheets
-from service.reports import EnergyReport, energy_report, energy_sheets, report_csv
-from service.scheduler import scheduler_of
-from service.store import FineDecision, month_bounds
-from service.violations import ViolationsReport, find_violation, violations_report
-from service.violations import machine_csv as violations_machine_csv
-from service.violations import sheets as violation_sheets
+from service.control.scheduler import scheduler_of
+from service.energy.exports import XLSX_TYPE, Lang, Sheet, default_lang, people_csv, xlsx
+from service.energy.quarterly import QuarterlyReport, build_quarterly, quarter_bounds
+from service.energy.quarterly import machine_csv as quarter_machine_csv
+from service.energy.quarterly import sheets as quarter_sheets
+from service.energy.reports import EnergyReport, energy_report, energy_sheets, report_csv
+from service.energy.violations import ViolationsReport, find_violation, violations_report
+from service.energy.violations import machine_csv as violations_machine_csv
+from service.energy.violations import sheets as violation_sheets
+from service.store.db import FineDecision, month_bounds
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 

@@ -1,0 +1,1 @@
+"""Notifications: webhooks, e-mail and MQTT channels for alarms and notices."""

@@ -1,0 +1,1 @@
+"""Onboarding a building: devices discovered on the broker and Modbus, devices left to place."""

@@ -1,0 +1,1 @@
+"""Telemetry to InfluxDB: measurement names, line protocol, and the sink with its disk outbox."""
