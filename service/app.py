@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI
 
 from drivers.base import DriverSettings
@@ -239,12 +238,8 @@ def serve(site: Site, *, site_path: Path | None, port: int, host: str | None = N
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(site, settings, site_path=site_path)
-    uvicorn.run(
-        app,
-        host=host or settings.http_host,
-        port=port,
-        log_level="info",
-        access_log=False,
-    )
+    from service.api.server import run
+
+    run(app, app.state.services.events, host=host or settings.http_host, port=port)
     if app.state.services.extras.get("bus_lost"):
         raise SystemExit(4)  # this core lost its site's lease (service.bus.runtime); its supervisor restarts it

@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 import uvicorn
 
+from service.api.server import Server
 from service.app import create_app
 from service.broker import EmbeddedBroker, pick_port, port_free
 from service.config.settings import Settings
@@ -19,7 +20,7 @@ from service.config.site import MqttConfig, Site
 from simulators.runner import Simulation
 
 
-class _Server(uvicorn.Server):
+class _Server(Server):
     """uvicorn without its own signal handling: the demo stops its parts itself, in order."""
 
     def install_signal_handlers(self) -> None:  # uvicorn < 0.29
@@ -64,7 +65,8 @@ async def _demo(site: Site, site_path: Path | None) -> None:
         async with Simulation(site, control_port=settings.sim_port, speed=1.0, seed=0):
             app = create_app(site, settings, site_path=site_path)
             server = _Server(
-                uvicorn.Config(app, host="127.0.0.1", port=settings.http_port, log_level="warning", lifespan="on")
+                uvicorn.Config(app, host="127.0.0.1", port=settings.http_port, log_level="warning", lifespan="on"),
+                app.state.services.events,
             )
             serving = asyncio.create_task(server.serve())
             try:

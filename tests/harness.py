@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import httpx
 import uvicorn
 
+from service.api.server import Server
 from service.app import Services, create_app
 from service.config.settings import Settings
 from service.config.site import Site
@@ -37,7 +38,7 @@ class RunningService:
         return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=kw.pop("timeout", 15.0), **kw)
 
 
-class _Server(uvicorn.Server):
+class _Server(Server):
     def install_signal_handlers(self) -> None:  # the test runner owns signals
         pass
 
@@ -69,7 +70,8 @@ async def running_service(
     settings = Settings(_env_file=None, **fields)  # type: ignore[call-arg]
     app = create_app(site, settings, clock=clock, drivers=drivers, alarm_config=alarm_config)
     port = free_port()
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = _Server(config, app.state.services.events)
     task = asyncio.create_task(server.serve())
     deadline = time.monotonic() + 30
     while not server.started:

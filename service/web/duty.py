@@ -13,6 +13,7 @@ from typing import Final, Literal
 from zoneinfo import ZoneInfo
 
 from service.config.site import Site
+from service.energy.reports import ROLLUP_RETENTION
 from service.live.state import DeviceView
 from service.store.db import EnergyInterval
 
@@ -82,6 +83,11 @@ class SeriesSpec:
     scale: float = 1.0
     unit: str = ""
 
+    @property
+    def metered_power(self) -> bool:
+        """A meter's power: its 15-minute energy intervals, kept past the rollups, can draw it."""
+        return self.point == "power"
+
 
 @dataclass(frozen=True, slots=True)
 class TrendSpec:
@@ -139,6 +145,11 @@ def trend_window(now: datetime, span: str) -> tuple[datetime, datetime, timedelt
     length, every = RANGES[span]
     end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
     return end - length, end, every
+
+
+def beyond_rollups(start: datetime, now: datetime) -> bool:
+    """The window reaches further back than the store keeps 1-minute rollups (ROLLUP_RETENTION)."""
+    return start < now - ROLLUP_RETENTION
 
 
 def mean_kw(intervals: Iterable[EnergyInterval], start: datetime, every: timedelta) -> dict[int, float]:

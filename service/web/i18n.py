@@ -530,6 +530,19 @@ LABELS: Final[Mapping[str, tuple[str, str]]] = {
     "ctl.all_off_done": ("全部关闭", "All off"),
     "ctl.below_min": ("制冷设定不能低于 {min} °C", "The cooling setpoint may not be below {min} °C"),
     "ctl.above_max": ("制热设定不能高于 {max} °C", "The heating setpoint may not be above {max} °C"),
+    # issue 18: trends beyond the rollups, from InfluxDB
+    "trend.influx_missing": (
+        "超过 {days} 天的历史需要 InfluxDB（未配置）；图中只有本服务保存的数据。",
+        "History beyond {days} days needs InfluxDB (not configured); the chart shows what this service keeps.",
+    ),
+    "trend.influx_unreachable": (
+        "InfluxDB 无法访问；图中只有本服务保存的数据。",
+        "InfluxDB unreachable; the chart shows what this service keeps.",
+    ),
+    "trend.influx_refused": (
+        "InfluxDB 未能回答历史查询；图中只有本服务保存的数据。",
+        "InfluxDB did not answer the history query; the chart shows what this service keeps.",
+    ),
 }
 
 

@@ -192,6 +192,13 @@ async def test_on_duty(live: Live, browser: Browser, screenshots: Path) -> None:
     await trend.locator('button[data-range="30d"]').click()
     await expect(trend).to_have_attribute("data-range", "30d")
     await expect(trend).to_have_attribute("data-state", "drawn", timeout=STEP_MS)
+    await expect(trend.locator(".trend-note")).to_be_hidden()
+    # A year reaches past the rollups' 90 days; this service has no InfluxDB to read the rest from.
+    await trend.locator('button[data-range="12m"]').click()
+    await expect(trend).to_have_attribute("data-range", "12m")
+    await expect(trend).to_have_attribute("data-state", "drawn", timeout=STEP_MS)
+    await expect(trend.locator(".trend-note")).to_have_text(re.compile(r"^超过 90 天的历史需要 InfluxDB"))
+    await page.screenshot(path=screenshots / "desktop-trend-room-year.png")
     await trend.locator("button", has_text="关闭").click()
 
     # A source's trend from the single-line diagram.
@@ -219,6 +226,7 @@ async def test_on_duty(live: Live, browser: Browser, screenshots: Path) -> None:
     await expect(trend).to_have_attribute("data-state", "drawn", timeout=STEP_MS)
     days = live.svc.services.clock.now().astimezone(live.svc.services.site.site.tz).day
     assert int(await trend.get_attribute("data-points") or 0) >= days - 1
+    await expect(trend.locator(".trend-note")).to_be_hidden()  # the meter's energy intervals reach back
     await trend.locator("button", has_text="关闭").click()
 
     # Room controls: the AC within the rule, a refused setpoint with its reason, all off after a confirmation.
@@ -322,7 +330,7 @@ async def test_stale_when_the_service_stops(
             await expect(supply_note).to_have_count(0, timeout=STEP_MS)
             await expect(page.locator("#stale-banner")).to_be_hidden()
         finally:
-            # Stopping takes its time (open event streams); the page must notice at once.
+            # The stop ends the page's event stream at once (service.api.server); the page must notice.
             stopping = asyncio.create_task(stack.aclose())
         # The stopped service: within 10 s a grey panel, its last update time, one banner.
         await expect(page.locator("#stale-banner")).to_be_visible(timeout=10_000)

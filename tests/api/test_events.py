@@ -1,11 +1,14 @@
 """GET /api/events (SSE): a simulator fault becomes an `alarm` event; devices, rooms and supply follow;
-an alarm flood shows as `alarm_flood` events, on GET /api/alarms(/flood), /metrics and the dashboard."""
+an alarm flood shows as `alarm_flood` events, on GET /api/alarms(/flood), /metrics and the dashboard;
+a stream left open does not hold a stopping service up."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -158,3 +161,25 @@ async def test_alarm_flood_starts_and_ends(demo_site: Site, tmp_path: Path) -> N
         flood, header, gauge, zh, en = await _flood_everywhere(svc)
         assert (flood["active"], header, gauge) == (False, "0", 0.0)
         assert "flood-banner" not in en and "flood-banner" not in zh
+
+
+async def test_an_open_stream_ends_when_the_service_stops(demo_site: Site, tmp_path: Path) -> None:
+    """A dashboard's open event stream ends cleanly as uvicorn stops, and the stop takes seconds, not the
+    harness's 20 s wait (uvicorn waits for open connections before the application's shutdown)."""
+    service = contextlib.AsyncExitStack()
+    svc = await service.enter_async_context(running_service(demo_site, tmp_path, drivers=False))
+    async with svc.client("viewer", timeout=httpx.Timeout(10, read=60)) as c, c.stream("GET", "/api/events") as r:
+        stream = events(r)
+        assert (await first(stream, lambda e: True, 5))[0] == "hello"
+        began = time.monotonic()
+        stopping = asyncio.create_task(service.aclose())
+
+        async def rest() -> list[Event]:
+            return [e async for e in stream]  # a stream cut off instead of ended would raise here
+
+        assert await asyncio.wait_for(rest(), 10) == []
+        ended_s = time.monotonic() - began
+        await asyncio.wait_for(stopping, 15)
+        stopped_s = time.monotonic() - began
+    assert ended_s < 3 and stopped_s < 8, (ended_s, stopped_s)
+    assert svc.services.events.subscribers == 0

@@ -266,3 +266,13 @@ def test_a_year_of_power_from_energy_intervals(site: Site) -> None:
     ] + [EnergyInterval(meter="m", start=start + day, kwh=1.0, band="flat", cost=0, after_hours=False)]
     got = duty.mean_kw(intervals, start, day)
     assert got == {int(start.timestamp()): 20.0, int((start + day).timestamp()): 4.0}
+
+
+def test_only_ranges_older_than_the_rollups_need_history(site: Site) -> None:
+    """Rollups are kept ROLLUP_RETENTION (90 days): of the trend ranges only 12 months reaches past them."""
+    reach = {span: duty.beyond_rollups(duty.trend_window(NOW, span)[0], NOW) for span in duty.RANGES}
+    assert reach == {"24h": False, "7d": False, "30d": False, "12m": True}
+    assert not duty.beyond_rollups(NOW - timedelta(days=90), NOW)
+    assert duty.beyond_rollups(NOW - timedelta(days=90, minutes=1), NOW)
+    spec = duty.trend_spec(site, "source", "grid-a")
+    assert [s.metered_power for s in spec.series] == [True, False]  # power from energy; voltage only from rollups

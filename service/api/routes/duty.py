@@ -1,11 +1,14 @@
 """Dashboard parts for the people on duty: data freshness, trends and the energy explorer (issue 18).
 
 `/ui/freshness` and `/ui/trend` answer JSON for the page's scripts; `/ui/explorer` an HTML fragment.
-Bad input is a 422 naming the field.
+Bad input is a 422 naming the field. A trend longer than the store keeps its 1-minute rollups reads
+the rest from InfluxDB where the telemetry sink writes (service.telemetry.history).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Final
 
@@ -14,8 +17,13 @@ from fastapi.responses import JSONResponse, Response
 
 from service.api.deps import ServicesDep, Viewer
 from service.api.routes.dashboard import _base, _html
+from service.app import Services
+from service.energy.reports import ROLLUP_RETENTION
+from service.telemetry.history import HistoryUnavailable, InfluxHistory, Point
 from service.web import duty
 from service.web.render import render
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["dashboard"], include_in_schema=False)
 
@@ -55,29 +63,72 @@ async def ui_trend(
     id: Annotated[str, Query(max_length=64, description="its id (default: the first source)")] = "",
     span: Annotated[str, Query(alias="range", max_length=4, description="24h, 7d, 30d or 12m")] = "24h",
 ) -> Response:
-    """The series of one room, source, generator or department over 24 h, 7 d, 30 d or 12 months."""
+    """The series of one room, source, generator or department over 24 h, 7 d, 30 d or 12 months; `note`
+    says why a range longer than the rollups are kept shows only what the store has (no InfluxDB, or
+    InfluxDB not answering)."""
     if not id and kind == "source" and svc.site.sources:
         id = svc.site.sources[0].id
+    now = svc.clock.now()
     try:
         spec = duty.trend_spec(svc.site, kind, id)
-        start, end, every = duty.trend_window(svc.clock.now(), span)
+        start, end, every = duty.trend_window(now, span)
     except ValueError as exc:
         raise _bad(*str(exc).split(": ", 1)) from None
     t = _base(request, svc, None)["t"]
+    beyond = duty.beyond_rollups(start, now)
+    stored = [await _stored(svc, s, beyond, start, end, every) for s in spec.series]
+    # What the store cannot draw back to `start` (all but a meter's power with its energy intervals).
+    short = [(s.device, s.point) for s, (_values, complete) in zip(spec.series, stored, strict=True) if not complete]
+    history, note = await _history(svc, short, start, end, every, t) if beyond and short else ({}, None)
     step = int(every.total_seconds())
     x = list(range(int(start.timestamp()), int(end.timestamp()), step))
     series = []
-    for s in spec.series:
-        by_ts: dict[int, float] = {}
-        if span == "12m" and s.point == "power":
-            # A year is longer than the rollups are kept: a meter's power from its 15-minute energy.
-            by_ts = duty.mean_kw(await svc.store.energy_intervals(start, end, meter=s.device), start, every)
-        if not by_ts:
-            means = await svc.store.rollup_means(s.device, s.point, start, end, every)
-            by_ts = {int(at.timestamp()): round(mean * s.scale, 3) for at, mean in means}
+    for s, (by_ts, _complete) in zip(spec.series, stored, strict=True):
+        by_ts.update({ts: round(v * s.scale, 3) for ts, v in history.get((s.device, s.point), {}).items()})
         series.append({"label": f"{t(s.label)} · {s.device}", "unit": s.unit, "values": [by_ts.get(ts) for ts in x]})
-    body = {"title": spec.title, "unit": spec.unit, "range": span, "step_s": step, "x": x, "series": series}
+    body = {
+        "title": spec.title,
+        "unit": spec.unit,
+        "range": span,
+        "step_s": step,
+        "x": x,
+        "series": series,
+        "note": note,
+    }
     return JSONResponse(body, headers=NO_STORE)
+
+
+async def _stored(
+    svc: Services, s: duty.SeriesSpec, beyond: bool, start: datetime, end: datetime, every: timedelta
+) -> tuple[dict[int, float], bool]:
+    """A series' bucket values from the store, and whether they reach back to `start`: beyond the
+    rollups a meter's power comes from its 15-minute energy, anything else only as far as the rollups."""
+    if beyond and s.metered_power:
+        by_ts = duty.mean_kw(await svc.store.energy_intervals(start, end, meter=s.device), start, every)
+        if by_ts:
+            return by_ts, True
+    means = await svc.store.rollup_means(s.device, s.point, start, end, every)
+    return {int(at.timestamp()): round(mean * s.scale, 3) for at, mean in means}, not beyond
+
+
+async def _history(
+    svc: Services,
+    points: list[Point],
+    start: datetime,
+    end: datetime,
+    every: timedelta,
+    t: Callable[..., str],
+) -> tuple[dict[Point, dict[int, float]], str | None]:
+    """The points' bucket means from InfluxDB, where the sink writes; without it, or when it does not
+    answer, none and the chart's note saying so."""
+    influx = InfluxHistory.from_settings(svc.settings)
+    if influx is None:
+        return {}, t("trend.influx_missing", days=ROLLUP_RETENTION.days)
+    try:
+        return await influx.means(svc.site.site.id, points, start, end, every), None
+    except HistoryUnavailable as exc:
+        log.warning("trend beyond the rollups without InfluxDB's history: %s", exc)
+        return {}, t(f"trend.influx_{exc.reason}")
 
 
 @router.get("/ui/explorer")

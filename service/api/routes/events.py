@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from service.api.deps import ServicesDep, Viewer
+from service.live.events import END
 
 router = APIRouter(prefix="/api", tags=["events"])
 
@@ -30,7 +31,8 @@ def sse(event: str, data: object) -> str:
 )
 async def events(request: Request, svc: ServicesDep, _: Viewer) -> StreamingResponse:
     """`alarm`, `alarm_flood` (start and end), `device`, `room`, `supply`, `sweep`, `command` and `override`
-    events as they happen; a comment line every 15 s keeps proxies open."""
+    events as they happen; a comment line every 15 s keeps proxies open. The stream ends when the
+    service stops (the events bus closes), so an open dashboard does not hold the shutdown up."""
 
     async def stream() -> AsyncIterator[str]:
         async with svc.events.subscribe() as queue:
@@ -50,6 +52,8 @@ async def events(request: Request, svc: ServicesDep, _: Viewer) -> StreamingResp
                             idle_s = 0.0
                             yield ": keepalive\n\n"
                         continue
+                    if item is END:
+                        return
                     idle_s = 0.0
                     yield sse(item["event"], item["data"])
             finally:

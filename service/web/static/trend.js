@@ -2,7 +2,8 @@
  *
  * Click a room's name on its card, a source or generator on the single-line diagram, or anything
  * with data-trend="kind:id": a dialog opens with that thing's chart over 24 h / 7 d / 30 d / 12 months
- * from /ui/trend. `.chart[data-bars]` elements (the explorer) get stacked kWh bars by tariff band.
+ * from /ui/trend, with the note the answer may carry (a long range without InfluxDB's history).
+ * `.chart[data-bars]` elements (the explorer) get stacked kWh bars by tariff band.
  */
 (function () {
   "use strict";
@@ -58,9 +59,14 @@
     });
     const status = document.createElement("p");
     status.className = "trend-status muted small";
+    // Why a long range shows only what the service keeps (no InfluxDB, or InfluxDB not answering).
+    const note = document.createElement("p");
+    note.className = "trend-note notice small";
+    note.setAttribute("role", "note");
+    note.hidden = true;
     const chart = document.createElement("div");
     chart.className = "trend-chart";
-    d.append(head, ranges, status, chart);
+    d.append(head, ranges, status, note, chart);
     d.addEventListener("close", function () { if (plot) { plot.destroy(); plot = null; } });
     document.body.appendChild(d);
     return d;
@@ -76,6 +82,7 @@
       b.setAttribute("aria-pressed", b.dataset.range === span ? "true" : "false");
     });
     d.querySelector(".trend-status").textContent = text("loading");
+    d.querySelector(".trend-note").hidden = true;
     if (!d.open) d.showModal();
     const q = "/ui/trend?kind=" + encodeURIComponent(kind) + "&id=" + encodeURIComponent(id) + "&range=" + span;
     fetch(q, { headers: { "HX-Request": "true" } }).then(function (r) {
@@ -94,6 +101,9 @@
     d.dataset.points = String(points);
     d.dataset.state = "drawn";
     d.querySelector(".trend-status").textContent = points ? "" : text("noData");
+    const note = d.querySelector(".trend-note");
+    note.textContent = body.note || "";
+    note.hidden = !body.note;
     const units = [];
     body.series.forEach(function (s) { if (units.indexOf(s.unit) < 0) units.push(s.unit); });
     const label = fmt(span);
