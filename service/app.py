@@ -229,7 +229,7 @@ def create_app(
         telemetry=None if settings.otel else {"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = svc
-    install(app, max_body=settings.max_body_bytes)
+    install(app, max_body=settings.max_body_bytes, sites=[site.site.id])
     return app
 
 

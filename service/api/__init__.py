@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from typing import Final
 from urllib.parse import parse_qsl
 
@@ -78,6 +79,8 @@ class RequestChecks:
 
     - a query parameter given more than once is refused (422): every parameter of this API takes
       one value, and silently using the last of several would hide a caller's mistake;
+    - `?site=ID` naming a site this deployment does not serve is refused (404, naming the id and the
+      sites there are): every route takes it (DESIGN.md §4), optional while there is one site;
     - a body larger than `max_body` bytes is refused (413) by its Content-Length before it is read,
       or, sent chunked, as soon as it grows past the limit; nothing of it is parsed.
 
@@ -89,9 +92,10 @@ class RequestChecks:
 
     DRAIN_FACTOR = 16
 
-    def __init__(self, app: ASGIApp, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, max_body: int, sites: Collection[str] = ()) -> None:
         self.app = app
         self.max_body = max_body
+        self.sites = frozenset(sites)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -99,13 +103,19 @@ class RequestChecks:
             return
         if scope.get("query_string"):
             seen: set[str] = set()
-            for key, _ in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True):
+            for key, value in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True):
                 if key in seen:
                     detail = f"query parameter '{key}' given more than once; it takes one value"
                     body = {"detail": detail, "errors": [{"where": f"query.{key}", "problem": "repeated"}]}
                     await JSONResponse(body, status_code=422)(scope, receive, send)
                     return
                 seen.add(key)
+                if key == "site" and self.sites and value not in self.sites:
+                    served = ", ".join(sorted(self.sites))
+                    detail = f"unknown site {value[:64]!r}: this deployment serves {served}"
+                    body = {"detail": detail, "errors": [{"where": "query.site", "problem": "unknown site"}]}
+                    await JSONResponse(body, status_code=404)(scope, receive, send)
+                    return
         length: int | None = None
         chunked = False
         for name, value in scope["headers"]:
@@ -150,9 +160,9 @@ class RequestChecks:
         await JSONResponse(body, status_code=413, headers=headers)(scope, receive, send)
 
 
-def install(app: FastAPI, *, max_body: int) -> None:
-    """Add every router, the request checks and the error handlers."""
-    app.add_middleware(RequestChecks, max_body=max_body)
+def install(app: FastAPI, *, max_body: int, sites: Collection[str] = ()) -> None:
+    """Add every router, the request checks and the error handlers; `sites` are the ids `?site=` may name."""
+    app.add_middleware(RequestChecks, max_body=max_body, sites=sites)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ValueError, _value_error)
     # A number too large for the database (e.g. an offset of 10**30) is bad input, not a crash.

@@ -538,3 +538,25 @@ class UnassignedDeviceOut(_Out):
     in_site_file: bool
     confidence: float | None = None
     said: str | None = Field(None, examples=["Aqara MCCGQ11LM (LUMI lumi.sensor_magnet.aq2), exposes contact"])
+
+
+class SiteAlarmsOut(BaseModel):
+    """A site's open alarms: all, those nobody has acknowledged yet, the critical ones."""
+
+    active: int = Field(examples=[2])
+    unacked: int = Field(examples=[1])
+    critical: int = Field(examples=[0])
+
+
+class SiteOut(_Out):
+    """One site of the deployment, as the fleet view lists it."""
+
+    id: str = Field(examples=["hq"])
+    name: str = Field(examples=["County Power Office HQ"])
+    grade: str = Field(examples=["second"])
+    timezone: str = Field(examples=["Asia/Shanghai"])
+    compliance: Literal["PASS", "FAIL", "WARN"]
+    grid_available: bool | None = Field(description="any grid source available now; null while unknown")
+    on_generator: bool | None = Field(description="a transfer switch feeds its load from a generator now")
+    alarms: SiteAlarmsOut
+    energy_month_kwh: float = Field(description="kWh of the site meters this site-local month", examples=[18250.4])

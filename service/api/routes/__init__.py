@@ -17,6 +17,7 @@ from service.api.routes import (
     health,
     live,
     reports,
+    sites,
     telemetry,
 )
 
@@ -34,4 +35,5 @@ ROUTERS: list[APIRouter] = [
     docs.router,
     hazards.router,
     duty.router,
+    sites.router,
 ]
