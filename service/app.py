@@ -83,6 +83,7 @@ def build_services(
         clock=clock,
         mqtt=publisher,
         timezone=site.site.tz,
+        outbox=store,
     )
     core = Core(
         site, store=store, clock=clock, events=events, metrics=metrics, notifier=notifier, alarm_config=alarm_config
@@ -153,6 +154,8 @@ async def start_services(svc: Services) -> None:
     if bus is not None:
         await bus.start()  # the core and the start hooks start once this core owns the site
         return
+    if svc.notifier is not None:
+        await svc.notifier.resume_pending()  # what a killed process had queued, before anything new
     await svc.core.start()
     if svc.hub is not None:
         await svc.hub.start()

@@ -70,6 +70,8 @@ def install_bus(svc: Services) -> None:
 
     async def acquired() -> None:
         owner.fence.epoch = max(owner.fence.epoch, (await position())["epoch"])
+        if svc.notifier is not None:
+            await svc.notifier.resume_pending()  # what the core before this one had queued and not sent
         await core.start()
         for hook in svc.extras.get("start", []):
             await hook(svc)

@@ -11,6 +11,11 @@ e.g. a sweep's warning that occupied rooms will be switched off at the next swee
 through the same channels, queues and rate limits as alarm notifications; its JSON body has
 `"kind": "notice"`, and on MQTT it is published once, not retained, on
 ``<mqtt_topic>/notices/<notice id>`` (one level deeper, so ``<mqtt_topic>/+`` sees alarms only).
+
+With an outbox (the state store), every message is written there, one row per channel, before it
+is queued, and its row goes once the channel has sent it (or given up on it). A process killed
+with messages queued sends them when it, or the core that takes its site over, starts again
+(`resume_pending`): at least once — a kill between a send and its row's removal sends it again.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import smtplib
 import ssl
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from email.message import EmailMessage
@@ -56,6 +61,22 @@ class MqttPublisher(Protocol):
         ...
 
 
+class NoticeOutbox(Protocol):
+    """Where queued messages wait, durably, until their channel is done with them (service.store)."""
+
+    async def add_notices(self, rows: Sequence[tuple[str, dict[str, Any]]], *, at: datetime) -> list[int]:
+        """Keep (channel, message) rows; their ids, in order."""
+        ...
+
+    async def pending_notices(self) -> list[tuple[int, str, dict[str, Any]]]:
+        """(id, channel, message) of every row kept, oldest first."""
+        ...
+
+    async def notices_done(self, ids: Collection[int]) -> None:
+        """Forget rows: their messages were sent or given up on."""
+        ...
+
+
 class PermanentError(Exception):
     """A send that retrying cannot fix (e.g. HTTP 4xx)."""
 
@@ -74,6 +95,17 @@ class Notice:
     def markdown(self) -> str:
         """Title and details as Markdown."""
         return f"### {self.title}\n" + "\n".join(f"- {line}" for line in self.lines)
+
+    def to_json(self) -> dict[str, Any]:
+        """As an outbox row keeps it."""
+        return {"id": self.id, "body": self.body, "title": self.title, "lines": list(self.lines), "kind": self.kind}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Notice:
+        """Back from an outbox row."""
+        kind: Literal["alarm", "notice"] = "notice" if data.get("kind") == "notice" else "alarm"
+        lines = tuple(str(line) for line in data.get("lines", ()))
+        return cls(id=str(data["id"]), body=dict(data["body"]), title=str(data["title"]), lines=lines, kind=kind)
 
     @property
     def plain(self) -> str:
@@ -269,6 +301,7 @@ class _Channel:
         limit: _RateLimit | None,
         max_attempts: int,
         backoff_s: float,
+        done: Callable[[list[int]], Awaitable[None]] | None = None,
     ) -> None:
         self.name = name
         self._send = send
@@ -276,15 +309,17 @@ class _Channel:
         self._limit = limit
         self._max_attempts = max_attempts
         self._backoff_s = backoff_s
-        self._queue: asyncio.Queue[Notice] = asyncio.Queue()
+        self._done = done
+        # Each message with its outbox row (None: not kept, e.g. while the store was unreachable).
+        self._queue: asyncio.Queue[tuple[Notice, int | None]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.sent = 0
         self.failed = 0
         self.digests = 0
         self.discarded = 0
 
-    def put(self, notice: Notice) -> None:
-        self._queue.put_nowait(notice)
+    def put(self, notice: Notice, row: int | None = None) -> None:
+        self._queue.put_nowait((notice, row))
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"notify-{self.name}")
@@ -296,37 +331,50 @@ class _Channel:
                 await self._task
             self._task = None
 
-    def _drain(self, pending: list[Notice]) -> None:
+    def _drain(self, pending: list[tuple[Notice, int | None]]) -> list[int]:
+        """Take what is queued; past _PENDING_MAX the oldest go: their outbox rows, to forget."""
         while not self._queue.empty():
             pending.append(self._queue.get_nowait())
-        if len(pending) > _PENDING_MAX:
-            excess = len(pending) - _PENDING_MAX
-            del pending[:excess]
-            self.discarded += excess
-            log.error("notify %s: discarded %d old notices (channel backlog)", self.name, excess)
+        if len(pending) <= _PENDING_MAX:
+            return []
+        excess = len(pending) - _PENDING_MAX
+        dropped = [row for _, row in pending[:excess] if row is not None]
+        del pending[:excess]
+        self.discarded += excess
+        log.error("notify %s: discarded %d old notices (channel backlog)", self.name, excess)
+        return dropped
 
     async def _run(self) -> None:
-        pending: list[Notice] = []
+        pending: list[tuple[Notice, int | None]] = []
         while True:
             if not pending:
                 pending.append(await self._queue.get())
-            self._drain(pending)
+            await self._forget(self._drain(pending))
             wait = self._limit.wait_s() if self._limit is not None else 0.0
             if wait > 0:
                 await asyncio.sleep(wait)
                 continue
             message: Message
-            if self._limit is None:
-                message = pending.pop(0)
-            else:
+            if self._limit is None or len(pending) == 1 or self._limit.slots_left() > 1:
                 # Send one by one while the window has room; its last send summarises the rest.
-                if len(pending) == 1 or self._limit.slots_left() > 1:
-                    message = pending.pop(0)
-                else:
-                    message = Digest(tuple(pending), self._site_name)
-                    pending.clear()
+                notice, row = pending.pop(0)
+                message, rows = notice, [] if row is None else [row]
+            else:
+                message = Digest(tuple(n for n, _ in pending), self._site_name)
+                rows = [row for _, row in pending if row is not None]
+                pending.clear()
+            if self._limit is not None:
                 self._limit.record()
             await self._deliver(message)
+            await self._forget(rows)
+
+    async def _forget(self, rows: list[int]) -> None:
+        if not rows or self._done is None:
+            return
+        try:
+            await self._done(rows)
+        except Exception as exc:  # the rows stay: their messages go again after a restart (at least once)
+            log.warning("notify %s: could not clear %d sent messages from the outbox: %s", self.name, len(rows), exc)
 
     async def _deliver(self, message: Message) -> None:
         for attempt in range(1, self._max_attempts + 1):
@@ -367,8 +415,10 @@ class Notifier:
         max_attempts: int = 5,
         backoff_s: float = 2.0,
         timeout_s: float = 10.0,
+        outbox: NoticeOutbox | None = None,
     ) -> None:
         self._site_id = site_id
+        self._outbox = outbox
         self._site_name = site_name
         self._clock = clock
         self._tz = timezone
@@ -387,6 +437,7 @@ class Notifier:
                     limit=limit,
                     max_attempts=max_attempts,
                     backoff_s=backoff_s,
+                    done=None if outbox is None else outbox.notices_done,
                 )
             )
 
@@ -406,16 +457,53 @@ class Notifier:
             ch.start()
 
     async def stop(self) -> None:
-        """Stop the workers (what is still queued is not sent) and close the HTTP client."""
+        """Stop the workers and close the HTTP client; what is still queued stays in the outbox for the next start."""
         for ch in self.channels:
             await ch.stop()
         await self._http.aclose()
 
     async def notify(self, alarm: AlarmLike, transition: TransitionLike | None = None) -> None:
-        """Queue one alarm transition for every channel; returns at once."""
+        """Queue one alarm transition for every channel (kept in the outbox first); returns once queued."""
         notice = render_notice(alarm, transition, site_id=self._site_id, site_name=self._site_name, tz=self._tz)
-        for ch in self.channels:
-            ch.put(notice)
+        await self._enqueue(notice)
+
+    async def _enqueue(self, notice: Notice) -> None:
+        rows: Sequence[int | None] = [None] * len(self.channels)
+        if self._outbox is not None and self.channels:
+            try:
+                kept = [(ch.name, notice.to_json()) for ch in self.channels]
+                rows = await self._outbox.add_notices(kept, at=self._clock.now())
+            except Exception as exc:  # sent all the same, from memory: lost only if killed before it goes
+                log.warning("notify: outbox unreachable (%s); %s queued in memory only", exc, notice.id)
+        for ch, row in zip(self.channels, rows, strict=True):
+            ch.put(notice, row)
+
+    async def resume_pending(self) -> int:
+        """Queue what the outbox still holds from before a restart or a takeover, oldest first; call it
+        when this process starts owning the site (before new alarms come). How many were queued."""
+        if self._outbox is None:
+            return 0
+        by_name = {ch.name: ch for ch in self.channels}
+        gone: list[int] = []
+        queued = 0
+        for row, name, data in await self._outbox.pending_notices():
+            ch = by_name.get(name)
+            try:
+                notice = Notice.from_json(data)
+            except (KeyError, TypeError, ValueError):
+                log.error("notify: outbox row %d is not a message; dropped", row)
+                ch = None
+            if ch is None:
+                gone.append(row)
+                continue
+            ch.put(notice, row)
+            queued += 1
+        if gone:
+            log.warning("notify: %d kept messages for channels no longer configured dropped", len(gone))
+            await self._outbox.notices_done(gone)
+        if queued:
+            log.warning("notify: %d messages kept from before the start queued again", queued)
+        return queued
 
     async def rooms_still_occupied(
         self, *, sweep: str, job: str, at: datetime, rooms: Sequence[tuple[str, str]], next_sweep: datetime | None
@@ -431,8 +519,7 @@ class Notifier:
             rooms=rooms,
             next_sweep=next_sweep,
         )
-        for ch in self.channels:
-            ch.put(notice)
+        await self._enqueue(notice)
 
     def _webhook_sender(self, hook: Webhook) -> Callable[[Message], Awaitable[None]]:
         async def send(message: Message) -> None:

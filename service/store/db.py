@@ -276,6 +276,16 @@ class TransferRow(Base):
     record: Mapped[Json] = mapped_column(_JSON, nullable=True)
 
 
+class NoticeRow(Base):
+    """A notification waiting for its channel (service.notify's outbox): one row per channel and message."""
+
+    __tablename__ = "notify_outbox"
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(200), index=True)
+    message: Mapped[Json] = mapped_column(_JSON, nullable=True)
+    created_at: Mapped[datetime]
+
+
 def _v1_initial(conn: Connection) -> None:
     Base.metadata.create_all(conn)
 
@@ -304,12 +314,17 @@ def _v3_accountability(conn: Connection) -> None:
     Base.metadata.create_all(conn, tables=tables, checkfirst=True)
 
 
+def _v4_notify_outbox(conn: Connection) -> None:
+    Base.metadata.create_all(conn, tables=[_table(NoticeRow)], checkfirst=True)
+
+
 # Ordered and append-only: a schema change is a new (version, name, step) at the end, never an
 # edit of an applied step. Steps run on a sync connection inside the migration transaction.
 MIGRATIONS: Final[tuple[tuple[int, str, Callable[[Connection], None]], ...]] = (
     (1, "initial schema", _v1_initial),
     (2, "alarms: acked_at, shelved_by", _v2_alarm_ack_time_and_shelver),
     (3, "after-hours findings, fine decisions, hazards, transfers", _v3_accountability),
+    (4, "notification outbox", _v4_notify_outbox),
 )
 
 
@@ -1352,6 +1367,29 @@ class Store:
         return [
             (start + int(b) * every, float(total / count) if count else float(plain)) for b, total, count, plain in rows
         ]
+
+    # --- notification outbox ------------------------------------------------------------
+
+    async def add_notices(self, rows: Sequence[tuple[str, Json]], *, at: datetime) -> list[int]:
+        """Keep (channel, message) rows until their channel has sent them; their ids, in order."""
+        async with self._write() as s:
+            added = [NoticeRow(channel=channel, message=message, created_at=at) for channel, message in rows]
+            s.add_all(added)
+            await s.flush()
+            return [r.id for r in added]
+
+    async def pending_notices(self) -> list[tuple[int, str, Json]]:
+        """(id, channel, message) of every kept row, oldest first."""
+        async with self._read() as s:
+            result = await s.execute(select(NoticeRow.id, NoticeRow.channel, NoticeRow.message).order_by(NoticeRow.id))
+            return [(int(i), str(c), m) for i, c, m in result.all()]
+
+    async def notices_done(self, ids: Collection[int]) -> None:
+        """Forget kept rows: their messages were sent or given up on."""
+        if not ids:
+            return
+        async with self._write() as s:
+            await s.execute(delete(NoticeRow).where(NoticeRow.id.in_(list(ids))))
 
 
 def _table(model: type[Base]) -> Table:
