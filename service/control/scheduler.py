@@ -56,9 +56,8 @@ from sqlalchemy.engine import URL, make_url
 
 from service.config.calendar import WorkCalendar
 from service.config.site import Site, parse_hhmm
-from service.control.path import ControlPath, Sweeper, SweepResult
+from service.control.path import ControlPath, Sweeper, SweepResult, sweep_findings
 from service.energy.reports import ROLLUP_RETENTION, RollupTable, generate_report, month_of, previous_month
-from service.energy.violations import sweep_findings
 from service.store.db import Override, Store
 
 if TYPE_CHECKING:
