@@ -14,9 +14,10 @@ from typing import Any, TypeVar
 import httpx
 import uvicorn
 
-from service.app import Services, create_app
+from service.app import create_app
 from service.config.settings import Settings
 from service.config.site import Site
+from service.services import Services
 from tests.servers import free_port
 
 T = TypeVar("T")
