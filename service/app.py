@@ -19,7 +19,7 @@ from service.api import install
 from service.auth.keys import import_env_keys
 from service.auth.principal import KeyCache
 from service.auth.sessions import sessions_for
-from service.bus.runtime import BusCore
+from service.bus.runtime import EXIT_LEASE_LOST, BusCore
 from service.clock import Clock, SystemClock
 from service.config.settings import Settings
 from service.config.site import Site
@@ -296,4 +296,4 @@ def serve(site: Site, *, site_path: Path | None, port: int, host: str | None = N
     )
     bus = app.state.services.bus
     if bus is not None and bus.lost:
-        raise SystemExit(4)  # this core lost its site's lease (service.bus.runtime); its supervisor restarts it
+        raise SystemExit(EXIT_LEASE_LOST)  # this core lost its site's lease; its supervisor restarts it
