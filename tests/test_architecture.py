@@ -20,8 +20,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Lowest first. A module belongs to the layer of the longest prefix listed for it; it may import
-# its own layer and the layers below, never one above.
+# Lowest first. A module belongs to the layer of the longest prefix listed for it (`service` itself
+# is its empty __init__ only: every other module needs an entry); it may import its own layer and
+# the layers below, never one above. Every package sits in one layer but telemetry, whose names
+# are foundation, so no upward import also means no cycle among the packages.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("service", "service.clock", "service.metrics", "service.broker", "service.telemetry.measurements")),
     ("config", ("service.config",)),
@@ -107,7 +109,8 @@ def layer_of(module: str) -> int:
     best: tuple[int, int] | None = None
     for index, (_, prefixes) in enumerate(LAYERS):
         for prefix in prefixes:
-            if (module == prefix or module.startswith(prefix + ".")) and (best is None or len(prefix) > best[0]):
+            inside = module.startswith(prefix + ".") and prefix != "service"
+            if (module == prefix or inside) and (best is None or len(prefix) > best[0]):
                 best = (len(prefix), index)
     if best is None:
         raise KeyError(f"{module} is in no layer of LAYERS: add it")
@@ -219,6 +222,11 @@ def test_hidden_imports_count() -> None:
     )
     names = set(imported(source, "service.live.rooms_answer"))
     assert {"service.app.Services", "service.core", "service.live.state.LiveState"} <= names
+
+
+def test_a_module_without_a_layer_is_refused() -> None:
+    with pytest.raises(KeyError, match=r"service\.newthing"):
+        layer_of("service.newthing")
 
 
 def test_a_cycle_within_one_layer_is_caught() -> None:
