@@ -5,54 +5,41 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 
 from drivers.base import DriverSettings
 from drivers.hub import DriverHub
 from service.alarms.engine import AlarmTypeConfig
-from service.alarms.hazards import install as install_hazards
+from service.alarms.hazards import HazardWatch
+from service.api import install
+from service.api.server import run
 from service.auth.keys import import_env_keys
+from service.auth.principal import KeyCache
+from service.auth.sessions import sessions_for
+from service.bus.runtime import EXIT_LEASE_LOST, BusCore
 from service.clock import Clock, SystemClock
 from service.config.settings import Settings
 from service.config.site import Site
-from service.control.scheduler import install as install_control
+from service.control.path import ControlPath, Sweeper
+from service.control.scheduler import Scheduler
 from service.core import Core
+from service.energy.reports import RollupTable
 from service.live.events import EventBus
+from service.live.rooms_answer import RoomsAnswer
 from service.metrics import Metrics
 from service.notify.mqttpub import MqttPublisher
 from service.notify.notifier import Notifier
-from service.onboard.unassigned import install_broker_watch
+from service.onboard.unassigned import broker_watch
+from service.services import Services
 from service.store.db import Store
 from service.telemetry.sink import TelemetrySink
 
 log = logging.getLogger(__name__)
 
 OUTBOX_MAX_LINES = 2_000_000
-
-
-@dataclass
-class Services:
-    """Every running part of one service instance (held in app.state.services)."""
-
-    site: Site
-    settings: Settings
-    clock: Clock
-    store: Store
-    events: EventBus
-    metrics: Metrics
-    core: Core
-    mqtt_url: str
-    site_path: Path | None = None
-    hub: DriverHub | None = None
-    sink: TelemetrySink | None = None
-    notifier: Notifier | None = None
-    publisher: MqttPublisher | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def build_services(
@@ -64,18 +51,13 @@ def build_services(
     site_path: Path | None = None,
     alarm_config: Mapping[str, AlarmTypeConfig] | None = None,
 ) -> Services:
-    """Create (not start) the parts of a service for a site."""
+    """Create (not start) the parts of a service for a site, each from the parts it needs."""
     clock = clock or SystemClock()
     mqtt_url = settings.mqtt_url or site.mqtt.url
     store = Store(settings.database_url)
     events = EventBus()
     metrics = Metrics()
-    publisher = None
-    if site.notifications.mqtt_topic:
-        client_id = f"wattkeeper-{site.site.id}-notify"
-        if settings.bus_url:  # several cores of one site: one MQTT session each, or they take turns
-            client_id += f"-{os.getpid()}-{os.urandom(3).hex()}"
-        publisher = MqttPublisher(mqtt_url, client_id=client_id)
+    publisher = _publisher(site, settings, mqtt_url)
     notifier = Notifier(
         site.notifications,
         site_id=site.site.id,
@@ -85,23 +67,36 @@ def build_services(
         timezone=site.site.tz,
         outbox=store,
     )
+    # The sink reports its drops to the core and the core reads the hub's counters, while the core
+    # is built after the sink and before the hub (which needs core.emit): these closures look the
+    # core and the hub up when called, once everything is built.
+    core: Core
+    hub: DriverHub | None = None
+
+    def telemetry_dropped(lines: int) -> None:
+        core.on_telemetry_dropped(lines)
+
+    def rejects() -> dict[str, int]:
+        return {d: h.rejects + h.rejected_deltas for d, h in hub.health().items()} if hub is not None else {}
+
+    def driver_totals() -> tuple[int, int]:
+        return (hub.modbus_requests, hub.mqtt_loop_errors) if hub is not None else (0, 0)
+
+    sink = _sink(settings, telemetry_dropped)
+    runs_drivers = drivers and not settings.bus_url  # with a bus the drivers run in the site's collector
     core = Core(
-        site, store=store, clock=clock, events=events, metrics=metrics, notifier=notifier, alarm_config=alarm_config
+        site,
+        store=store,
+        clock=clock,
+        events=events,
+        metrics=metrics,
+        sink=sink,
+        notifier=notifier,
+        alarm_config=alarm_config,
+        rejects_source=rejects if runs_drivers else None,
+        driver_totals_source=driver_totals if runs_drivers else None,
     )
-    sink = None
-    if settings.influx_url:
-        sink = TelemetrySink(
-            settings.influx_url,
-            settings.influx_token,
-            settings.influx_org,
-            settings.influx_bucket,
-            settings.data_dir / "outbox",
-            max_outbox_lines=OUTBOX_MAX_LINES,
-            on_drop=core.on_telemetry_dropped,
-        )
-        core.sink = sink
-    hub = None
-    if drivers and not settings.bus_url:  # with a bus the drivers run in the site's collector
+    if runs_drivers:
         hub = DriverHub(
             site.devices,
             mqtt_url=mqtt_url,
@@ -111,11 +106,25 @@ def build_services(
             # Tasmota stamps its messages with local time without an offset: the site's.
             settings=DriverSettings(device_timezone=site.site.timezone),
         )
-    if hub is not None:
-        drivers_hub = hub
-        core.rejects_source = lambda: {d: h.rejects + h.rejected_deltas for d, h in drivers_hub.health().items()}
-        core.driver_totals_source = lambda: (drivers_hub.modbus_requests, drivers_hub.mqtt_loop_errors)
-    svc = Services(
+    bus = BusCore(site, settings, core=core, store=store, clock=clock) if settings.bus_url else None
+    control = ControlPath(
+        site,
+        hub=bus.commands if bus is not None else hub,
+        core=core,
+        store=store,
+        clock=clock,
+        metrics=metrics,
+        events=events,
+    )
+    sweeper = Sweeper(site, control)
+    scheduler = Scheduler(
+        site,
+        control=control,
+        sweeper=sweeper,
+        rollups=RollupTable(settings.database_url),
+        database_url=settings.database_url,
+    )
+    return Services(
         site=site,
         settings=settings,
         clock=clock,
@@ -123,56 +132,99 @@ def build_services(
         events=events,
         metrics=metrics,
         core=core,
+        control=control,
+        sweeper=sweeper,
+        scheduler=scheduler,
+        hazards=HazardWatch(store, core),
+        sessions=sessions_for(settings, store),
+        key_cache=KeyCache(),
+        rooms_answer=RoomsAnswer(),
         mqtt_url=mqtt_url,
         site_path=site_path,
         hub=hub,
         sink=sink,
         notifier=notifier,
         publisher=publisher,
+        broker_watch=broker_watch(site, settings, mqtt_url=mqtt_url, drivers=hub is not None),
+        bus=bus,
     )
-    install_control(svc)
-    install_broker_watch(svc)
-    install_hazards(svc)
-    if settings.bus_url:
-        from service.bus.runtime import install_bus
 
-        install_bus(svc)
-    return svc
+
+def _publisher(site: Site, settings: Settings, mqtt_url: str) -> MqttPublisher | None:
+    """The MQTT client of alarm notifications, when the site names a topic for them."""
+    if not site.notifications.mqtt_topic:
+        return None
+    client_id = f"wattkeeper-{site.site.id}-notify"
+    if settings.bus_url:  # several cores of one site: one MQTT session each, or they take turns
+        client_id += f"-{os.getpid()}-{os.urandom(3).hex()}"
+    return MqttPublisher(mqtt_url, client_id=client_id)
+
+
+def _sink(settings: Settings, on_drop: Callable[[int], None]) -> TelemetrySink | None:
+    """The InfluxDB writer with its outbox, when InfluxDB is configured."""
+    if not settings.influx_url:
+        return None
+    return TelemetrySink(
+        settings.influx_url,
+        settings.influx_token,
+        settings.influx_org,
+        settings.influx_bucket,
+        settings.data_dir / "outbox",
+        max_outbox_lines=OUTBOX_MAX_LINES,
+        on_drop=on_drop,
+    )
 
 
 async def start_services(svc: Services) -> None:
-    """Open the store, start sinks, notifiers, core, drivers and the scheduler, in that order."""
+    """Open the store, start sinks, notifiers, then the site's parts (`_start_site`).
+
+    A core of the bus starts its site's parts only once it owns the site: until then it serves the
+    API from the store the owner writes to.
+    """
     await svc.store.open()
     await import_env_keys(svc.store, svc.settings.api_keys, at=svc.clock.now())
+    await svc.sessions.start(svc.clock.now())
     if svc.sink is not None:
         await svc.sink.start()
     if svc.publisher is not None:
         await svc.publisher.start()
     if svc.notifier is not None:
         await svc.notifier.start()
-    bus = svc.extras.get("bus")
-    if bus is not None:
-        await bus.start()  # the core and the start hooks start once this core owns the site
+    if svc.bus is not None:
+        await svc.bus.start(lambda: _start_site(svc))
         return
+    await _start_site(svc)
+
+
+async def _start_site(svc: Services) -> None:
+    """What a killed process (or the core before this one) had queued to notify, the core, the drivers
+    feeding it, then what acts on the site: scheduler, broker watch, hazard watch."""
     if svc.notifier is not None:
-        await svc.notifier.resume_pending()  # what a killed process had queued, before anything new
+        await svc.notifier.resume_pending()  # before anything new is queued
     await svc.core.start()
     if svc.hub is not None:
         await svc.hub.start()
-    for hook in svc.extras.get("start", []):
-        await hook(svc)
+    await svc.scheduler.start()
+    if svc.broker_watch is not None:
+        svc.broker_watch.start()
+    await svc.hazards.start()
 
 
 async def stop_services(svc: Services) -> None:
     """Stop everything in reverse order; each step runs even if an earlier one fails."""
-    bus = svc.extras.get("bus")
+    bus = svc.bus
     owning = bus is None or bus.owner
     if bus is not None:
         with contextlib.suppress(Exception):
             await bus.halt()  # no more batches; the lease is released once the core wrote its last
-    for hook in reversed(svc.extras.get("stop", []) if owning else []):
+    if owning:  # what _start_site started, in reverse
         with contextlib.suppress(Exception):
-            await hook(svc)
+            await svc.hazards.stop()
+        if svc.broker_watch is not None:
+            with contextlib.suppress(Exception):
+                await svc.broker_watch.stop()
+        with contextlib.suppress(Exception):
+            await svc.scheduler.stop()
     if svc.hub is not None:
         with contextlib.suppress(Exception):
             await svc.hub.stop()
@@ -205,8 +257,6 @@ def create_app(
     alarm_config: Mapping[str, AlarmTypeConfig] | None = None,
 ) -> FastAPI:
     """The wattkeeper ASGI application for a site."""
-    from service.api import install
-
     settings = settings or Settings()
     svc = build_services(site, settings, clock=clock, drivers=drivers, site_path=site_path, alarm_config=alarm_config)
 
@@ -241,8 +291,7 @@ def serve(site: Site, *, site_path: Path | None, port: int, host: str | None = N
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(site, settings, site_path=site_path)
-    from service.api.server import run
-
     run(app, app.state.services.events, host=host or settings.http_host, port=port)
-    if app.state.services.extras.get("bus_lost"):
-        raise SystemExit(4)  # this core lost its site's lease (service.bus.runtime); its supervisor restarts it
+    bus = app.state.services.bus
+    if bus is not None and bus.lost:
+        raise SystemExit(EXIT_LEASE_LOST)  # this core lost its site's lease; its supervisor restarts it

@@ -447,7 +447,8 @@ def config(
     """
     from pydantic import ValidationError
 
-    from service.config.settings import Settings, effective_settings, read_dotenv, site_references
+    from service.config.credentials import read_dotenv
+    from service.config.settings import Settings, effective_settings, site_references
 
     site_values: dict[str, str] = {}
     refs: list[str] = []

@@ -186,6 +186,8 @@ class Core:
         sink: TelemetrySink | None = None,
         notifier: Notifier | None = None,
         alarm_config: Mapping[str, AlarmTypeConfig] | None = None,
+        rejects_source: Callable[[], dict[str, int]] | None = None,
+        driver_totals_source: Callable[[], tuple[int, int]] | None = None,
     ) -> None:
         self.site = site
         self.store = store
@@ -226,10 +228,10 @@ class Core:
         self.last_transfers: dict[str, Transfer] = {}  # switch id -> its last source transfer
         self._transfers_unsaved = False
         self._transfer_log: list[Transfer] = []  # ended transfers not yet in the store's transfer log
-        # Set by the app: per-device reject counts from the drivers, read every tick.
-        self.rejects_source: Callable[[], dict[str, int]] | None = None
+        # Per-device reject counts from the drivers, read every tick.
+        self.rejects_source = rejects_source
         # running totals of the drivers themselves (Modbus requests answered, MQTT loop failures)
-        self.driver_totals_source: Callable[[], tuple[int, int]] | None = None
+        self.driver_totals_source = driver_totals_source
         # Set on a core of the bus: the store key its alarm delays now counting are kept under
         # (with every batch applied), so a core that takes the site over goes on with them.
         self.timers_state: str | None = None

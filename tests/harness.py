@@ -15,9 +15,10 @@ import httpx
 import uvicorn
 
 from service.api.server import Server
-from service.app import Services, create_app
+from service.app import create_app
 from service.config.settings import Settings
 from service.config.site import Site
+from service.services import Services
 from tests.servers import free_port
 
 T = TypeVar("T")

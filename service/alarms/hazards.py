@@ -16,15 +16,12 @@ import contextlib
 import logging
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from typing import TYPE_CHECKING, Final, Literal
+from typing import Final, Literal, Protocol
 
 from service.alarms.rules import AlarmType, Finding, Severity
+from service.clock import Clock
 from service.config.site import Site
 from service.store.db import Hazard, Store
-
-if TYPE_CHECKING:
-    from service.app import Services
-    from service.core import Core
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +73,21 @@ def overdue_findings(hazards: Iterable[Hazard], now: datetime, tz: tzinfo = UTC)
     return out
 
 
+class Evaluator(Protocol):
+    """What the watch hands its findings to: the core (an alarms module knows no core)."""
+
+    site: Site
+    clock: Clock
+
+    def report(self, finding: Finding) -> None: ...
+
+    async def report_now(self, finding: Finding) -> None: ...
+
+
 class HazardWatch:
     """Keeps `hazard_overdue` in step with the register."""
 
-    def __init__(self, store: Store, core: Core) -> None:
+    def __init__(self, store: Store, core: Evaluator) -> None:
         self.store = store
         self.core = core
         self._task: asyncio.Task[None] | None = None
@@ -121,26 +129,3 @@ class HazardWatch:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-
-
-def install(svc: Services) -> None:
-    """Create the service's hazard watch and hook it into the lifespan."""
-    watch = HazardWatch(svc.store, svc.core)
-    svc.extras["hazards"] = watch
-
-    async def start(_: Services) -> None:
-        await watch.start()
-
-    async def stop(_: Services) -> None:
-        await watch.stop()
-
-    svc.extras.setdefault("start", []).append(start)
-    svc.extras.setdefault("stop", []).append(stop)
-
-
-def watch_of(svc: Services) -> HazardWatch:
-    """The hazard watch of a service (installed by `install`)."""
-    watch = svc.extras.get("hazards")
-    if not isinstance(watch, HazardWatch):
-        raise RuntimeError("the hazard watch is not installed")
-    return watch

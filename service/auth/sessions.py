@@ -20,7 +20,6 @@ dashboard (from an alarm e-mail or a DingTalk message) opens it logged in, which
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
@@ -31,13 +30,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
-from service.config.settings import ROLES, Role
+from service.config.settings import ROLES, Role, Settings
 from service.store.db import Store
-
-if TYPE_CHECKING:
-    from service.app import Services
 
 COOKIE: Final = "wk_session"
 SAMESITE: Final = "lax"
@@ -126,6 +122,12 @@ class Sessions:
         self._ended: dict[str, float] = {}  # session id -> its expiry (Unix s): known to be ended
         self._live: dict[str, float] = {}  # session id -> monotonic time the store last said "not ended"
 
+    async def start(self, now: datetime) -> None:
+        """Make the secret now, so a bad file or variable fails the start loudly, and remove the
+        secret an older version left in the database: it signs nothing any more."""
+        self._secret()
+        await self._store.forget_state(SECRET_STATE_KEY, updated_before=datetime.max.replace(tzinfo=now.tzinfo))
+
     def _sign(self, payload: str) -> str:
         return hmac.new(self._secret(), payload.encode(), hashlib.sha256).hexdigest()
 
@@ -197,27 +199,10 @@ class Sessions:
         return self._keys.get(key_id)
 
 
-async def sessions_of(svc: Services) -> Sessions:
+def sessions_for(settings: Settings, store: Store) -> Sessions:
     """The service's Sessions, signed with the secret of `secret_source` (never one from the database)."""
-    found = svc.extras.get("sessions")
-    if isinstance(found, Sessions):
-        return found
-    lock: asyncio.Lock = svc.extras.setdefault("sessions_lock", asyncio.Lock())
-    async with lock:
-        found = svc.extras.get("sessions")
-        if isinstance(found, Sessions):
-            return found
-        settings = svc.settings
-        env_secret = settings.session_secret.get_secret_value() if settings.session_secret else None
-        source = secret_source(env_secret, settings.data_dir)
-        source()  # made now, so a bad file or variable fails the first login loudly
-        # A secret an older version left in the database signs nothing any more: remove it.
-        await svc.store.forget_state(
-            SECRET_STATE_KEY, updated_before=datetime.max.replace(tzinfo=svc.clock.now().tzinfo)
-        )
-        sessions = Sessions(source, svc.store)
-        svc.extras["sessions"] = sessions
-        return sessions
+    env_secret = settings.session_secret.get_secret_value() if settings.session_secret else None
+    return Sessions(secret_source(env_secret, settings.data_dir), store)
 
 
 def csrf_ok(method: str, headers: Mapping[str, str]) -> bool:

@@ -28,6 +28,7 @@ from typing import Any, Literal
 import orjson
 
 from drivers.types import CommandResult, DeviceStatus, Quality, Reading, Value
+from service.config.settings import bus_servers
 
 log = logging.getLogger(__name__)
 
@@ -53,21 +54,6 @@ def commands_subject(site: str) -> str:
 def snapshot_subject(site: str) -> str:
     """The subject a new owner asks the site's collector on for the latest value of every point."""
     return f"wk.{site}.snapshot"
-
-
-def bus_servers(url: str) -> list[str]:
-    """'nats://a:4222,nats://b:4222' -> the server URLs; ValueError naming a bad entry."""
-    out = []
-    for n, raw in enumerate(url.split(","), start=1):
-        entry = raw.strip()
-        if not entry:
-            continue
-        if not entry.startswith(("nats://", "tls://")) or len(entry.split("://", 1)[1]) == 0:
-            raise ValueError(f"WATTKEEPER_BUS_URL entry {n} is not nats://host:port (or tls://host:port)")
-        out.append(entry)
-    if not out:
-        raise ValueError("WATTKEEPER_BUS_URL names no server")
-    return out
 
 
 async def cancel_task(task: asyncio.Task[Any], *, tries: int = 50) -> None:

@@ -8,19 +8,19 @@ import contextlib
 import logging
 import os
 import signal
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 
 from drivers.base import DriverSettings
 from drivers.hub import DriverHub
 from drivers.types import CommandResult, Value
 from service.alarms import rules
 from service.bus.protocol import BusCommands, BusConfig, Collector, FencedError, SiteOwner
+from service.clock import Clock
 from service.config.settings import Settings
 from service.config.site import Site
 from service.control.path import refusal
-
-if TYPE_CHECKING:
-    from service.app import Services
+from service.core import Core
+from service.store.db import Store
 
 log = logging.getLogger(__name__)
 
@@ -44,60 +44,79 @@ def bus_config(settings: Settings) -> BusConfig:
     )
 
 
-def install_bus(svc: Services) -> None:
-    """Make a service a bus core: no drivers; the core, the scheduler and the other start hooks
-    start when this core takes the site's lease; commands go to the collector over the bus."""
-    from service.control.scheduler import control_of
+class BusCore:
+    """A core that owns its site by lease (`serve` with WATTKEEPER_BUS_URL): no drivers; the core,
+    the scheduler and the other site parts start when this core takes the site's lease; commands
+    go to the collector over the bus (`commands`, the control path's hub)."""
 
-    site_id = svc.site.site.id
-    core = svc.core
-    core.timers_state = TIMERS_STATE
-    store = svc.store
+    def __init__(self, site: Site, settings: Settings, *, core: Core, store: Store, clock: Clock) -> None:
+        self.site_id = site.site.id
+        self.core = core
+        self.store = store
+        self.clock = clock
+        self.lost = False  # service.app.serve exits EXIT_LEASE_LOST: Restart=on-failure restarts it
+        self._start_site: Callable[[], Awaitable[None]] | None = None
+        # The core keeps its alarm delays now counting beside the position, for a core that takes over.
+        core.timers_state = TIMERS_STATE
+        self.site_owner = SiteOwner(
+            self.site_id,
+            bus_config(settings),
+            apply=core.apply_now,
+            on_acquired=self._acquired,
+            on_lost=self._lost,
+            on_dropped=self._dropped,
+            position=(self._get_position, self._set_position),
+        )
+        self.commands = BusCommands(self.site_id, lambda: self.site_owner.nc)
+
+    @property
+    def owner(self) -> bool:
+        """Whether this core owns its site now."""
+        return self.site_owner.owner
+
+    async def start(self, start_site: Callable[[], Awaitable[None]]) -> None:
+        """Wait for the site's lease in the background; `start_site` runs once it is taken."""
+        self._start_site = start_site
+        await self.site_owner.start()
+
+    async def halt(self) -> None:
+        """No more batches; the lease is released once the core wrote its last (`stop`)."""
+        await self.site_owner.halt()
+
+    async def stop(self) -> None:
+        """Release the lease and leave the bus."""
+        await self.site_owner.stop()
 
     # The position is the stream sequence of the last batch applied and the collector-lease epoch
     # of the batches applied so far (the fence goes on across a takeover).
-    async def position() -> dict[str, int]:
-        value = await store.get_state(POSITION_STATE)
+    async def _position(self) -> dict[str, int]:
+        value = await self.store.get_state(POSITION_STATE)
         if isinstance(value, dict) and isinstance(value.get("seq"), int) and isinstance(value.get("epoch"), int):
             return {"seq": value["seq"], "epoch": value["epoch"]}
         return {"seq": 0, "epoch": 0}
 
-    async def get_position() -> int:
-        return (await position())["seq"]
+    async def _get_position(self) -> int:
+        return (await self._position())["seq"]
 
-    async def set_position(seq: int) -> None:
-        await store.set_state(POSITION_STATE, {"seq": seq, "epoch": owner.fence.epoch}, at=svc.clock.now())
+    async def _set_position(self, seq: int) -> None:
+        epoch = self.site_owner.fence.epoch
+        await self.store.set_state(POSITION_STATE, {"seq": seq, "epoch": epoch}, at=self.clock.now())
 
-    async def acquired() -> None:
-        owner.fence.epoch = max(owner.fence.epoch, (await position())["epoch"])
-        if svc.notifier is not None:
-            await svc.notifier.resume_pending()  # what the core before this one had queued and not sent
-        await core.start()
-        for hook in svc.extras.get("start", []):
-            await hook(svc)
+    async def _acquired(self) -> None:
+        fence = self.site_owner.fence
+        fence.epoch = max(fence.epoch, (await self._position())["epoch"])
+        if self._start_site is not None:
+            await self._start_site()
 
-    async def lost() -> None:
+    async def _lost(self) -> None:
         # Crash-only: a core that lost its site writes nothing more of it; its supervisor restarts it.
-        log.error("site %s: lease lost; stopping this core (exit %d)", site_id, EXIT_LEASE_LOST)
-        svc.extras["bus_lost"] = True  # service.app.serve exits EXIT_LEASE_LOST: Restart=on-failure restarts it
+        log.error("site %s: lease lost; stopping this core (exit %d)", self.site_id, EXIT_LEASE_LOST)
+        self.lost = True
         os.kill(os.getpid(), signal.SIGTERM)
 
-    def dropped(total: int) -> None:
-        core.report(
-            rules.telemetry_dropped(BUFFER_SUBJECT, dropped=total, detail="the collector's disk buffer was full")
-        )
-
-    owner = SiteOwner(
-        site_id,
-        bus_config(svc.settings),
-        apply=core.apply_now,
-        on_acquired=acquired,
-        on_lost=lost,
-        on_dropped=dropped,
-        position=(get_position, set_position),
-    )
-    svc.extras["bus"] = owner
-    control_of(svc).hub = BusCommands(site_id, lambda: owner.nc)
+    def _dropped(self, total: int) -> None:
+        finding = rules.telemetry_dropped(BUFFER_SUBJECT, dropped=total, detail="the collector's disk buffer was full")
+        self.core.report(finding)
 
 
 async def run_collector(site: Site, settings: Settings) -> int:

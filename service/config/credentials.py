@@ -13,6 +13,7 @@ import logging
 import os
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -26,6 +27,15 @@ SECRET_PARAMS: Final = frozenset(
 )
 
 
+def read_dotenv(path: Path = Path(".env")) -> dict[str, str]:
+    """The `.env` file of the current directory, as Settings reads it ({} when there is none)."""
+    from dotenv import dotenv_values
+
+    if not path.is_file():
+        return {}
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
 def expand_env(text: str, environ: Mapping[str, str] | None = None) -> str:
     """Replace every `${NAME}` in `text` by the variable's value (inserted as written: percent-encode
     anything that is not URL-safe); ValueError naming the variable when it is unset or empty.
@@ -34,8 +44,6 @@ def expand_env(text: str, environ: Mapping[str, str] | None = None) -> str:
     if "$" not in text:
         return text
     if environ is None:
-        from service.config.settings import read_dotenv
-
         # The same sources as every other setting: the process environment, then `.env`.
         env: Mapping[str, str] = {**read_dotenv(), **os.environ}
     else:

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from service.config.credentials import HIDDEN, redact_url
+from service.config.credentials import HIDDEN, read_dotenv, redact_url
 
 Role = Literal["viewer", "operator", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
@@ -50,6 +50,21 @@ def async_database_url(url: str) -> str:
     if base in ("postgresql", "postgres"):
         return f"postgresql+asyncpg://{rest}"
     raise ValueError(f"unsupported database '{scheme[:40]}'; use sqlite:///path or postgresql://...")
+
+
+def bus_servers(url: str) -> list[str]:
+    """'nats://a:4222,nats://b:4222' -> the server URLs; ValueError naming a bad entry."""
+    out = []
+    for n, raw in enumerate(url.split(","), start=1):
+        entry = raw.strip()
+        if not entry:
+            continue
+        if not entry.startswith(("nats://", "tls://")) or len(entry.split("://", 1)[1]) == 0:
+            raise ValueError(f"WATTKEEPER_BUS_URL entry {n} is not nats://host:port (or tls://host:port)")
+        out.append(entry)
+    if not out:
+        raise ValueError("WATTKEEPER_BUS_URL names no server")
+    return out
 
 
 class Settings(BaseSettings):
@@ -113,8 +128,6 @@ class Settings(BaseSettings):
     def _bus(cls, v: str | None) -> str | None:
         if not v:
             return None
-        from service.bus.protocol import bus_servers
-
         bus_servers(v)
         return v
 
@@ -141,15 +154,6 @@ class Settings(BaseSettings):
         if self.influx_url and not self.influx_token:
             raise ValueError("in production WATTKEEPER_INFLUX_URL needs WATTKEEPER_INFLUX_TOKEN")
         return self
-
-
-def read_dotenv(path: Path = Path(".env")) -> dict[str, str]:
-    """The `.env` file of the current directory, as Settings reads it ({} when there is none)."""
-    from dotenv import dotenv_values
-
-    if not path.is_file():
-        return {}
-    return {k: v for k, v in dotenv_values(path).items() if v is not None}
 
 
 def setting_from_env(name: str) -> str | None:

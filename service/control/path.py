@@ -49,24 +49,31 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 from drivers.conventions import command_value
-from drivers.hub import DriverHub
 from drivers.profiles import ModbusPoint, MqttPoint, Profile, load_profile
-from drivers.types import CommandStatus, Quality, Value
+from drivers.types import CommandResult, CommandStatus, Quality, Value
 from service.alarms import rules
 from service.alarms.rules import AlarmType
-from service.bus.protocol import BusCommands
 from service.clock import Clock
 from service.config.site import PROTECTED_ROLES, DeviceRole, Room, RoomKind, Site
 from service.core import Core
+from service.energy.violations import night_of
 from service.live.events import EventBus
 from service.live.state import RoomView
 from service.metrics import Metrics
-from service.store.db import Store
+from service.store.db import AfterHoursFinding, Store
 
 log = logging.getLogger(__name__)
+
+
+class CommandHub(Protocol):
+    """What carries a command to a device and reads it back: the driver hub, or the bus to the
+    site's collector (service.bus.runtime)."""
+
+    async def command(self, device_id: str, point: str, value: Value, *, timeout_s: float = ...) -> CommandResult: ...
+
 
 SWEPT_ROLES: Final = frozenset({DeviceRole.lighting, DeviceRole.hvac, DeviceRole.office_equipment})
 MANUAL_ON_WINDOW: Final = timedelta(minutes=30)
@@ -77,6 +84,7 @@ COMMAND_TIMEOUT_S: Final = 5.0
 # flood a Zigbee network (a Zigbee2MQTT bridge queues what it cannot send at once).
 SWEEP_CONCURRENCY: Final = 64
 _AUDIT_SCAN_LIMIT: Final = 10_000
+FOUND_ON: Final = frozenset({"switched_off", "failed"})  # what a sweep did to a device found on
 
 # Friendly command names accepted by the API besides the profiles' own point names.
 ALIASES: Final[Mapping[str, str]] = {
@@ -355,7 +363,7 @@ class ControlPath:
         self,
         site: Site,
         *,
-        hub: DriverHub | BusCommands | None,
+        hub: CommandHub | None,
         core: Core,
         store: Store,
         clock: Clock,
@@ -548,6 +556,29 @@ class SweepResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form with every device."""
         return {**self.summary(), "devices": [asdict(d) for d in self.devices]}
+
+
+def sweep_findings(site: Site, result: SweepResult) -> list[AfterHoursFinding]:
+    """Rooms a sweep found on: one per room with a device switched off or failing to switch off."""
+    rooms = {r.id: r for r in site.rooms}
+    found: dict[str, list[dict[str, Any]]] = {}
+    for d in result.devices:
+        if d.action in FOUND_ON and d.room in rooms:
+            found.setdefault(d.room, []).append(
+                {"device": d.device, "action": d.action, "observed": d.observed, "detail": d.detail}
+            )
+    night = night_of(result.started_at, site)
+    return [
+        AfterHoursFinding(
+            room=room,
+            night=night,
+            at=result.started_at,
+            department=rooms[room].department,
+            devices=devices,
+            job=result.job,
+        )
+        for room, devices in found.items()
+    ]
 
 
 def _policy_key(sweep_id: str) -> str:

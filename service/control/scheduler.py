@@ -56,15 +56,12 @@ from sqlalchemy.engine import URL, make_url
 
 from service.config.calendar import WorkCalendar
 from service.config.site import Site, parse_hhmm
-from service.control.path import ControlPath, Sweeper, SweepResult
+from service.control.path import ControlPath, Sweeper, SweepResult, sweep_findings
 from service.energy.reports import ROLLUP_RETENTION, RollupTable, generate_report, month_of, previous_month
-from service.energy.violations import sweep_findings
 from service.store.db import Override, Store
 
 if TYPE_CHECKING:
     import psycopg
-
-    from service.app import Services
 
 log = logging.getLogger(__name__)
 
@@ -594,54 +591,3 @@ def _slot_key(sweep_id: str) -> str:
 
 def _history_key(schedule_id: str) -> str:
     return f"schedule:{schedule_id}:history"
-
-
-# -- wiring ----------------------------------------------------------------------------------------
-
-
-def install(svc: Services) -> None:
-    """Build the control path, sweeper and scheduler of a service and hook them into its lifespan."""
-    control = ControlPath(
-        svc.site,
-        hub=svc.hub,
-        core=svc.core,
-        store=svc.store,
-        clock=svc.clock,
-        metrics=svc.metrics,
-        events=svc.events,
-    )
-    sweeper = Sweeper(svc.site, control)
-    scheduler = Scheduler(
-        svc.site,
-        control=control,
-        sweeper=sweeper,
-        rollups=RollupTable(svc.settings.database_url),
-        database_url=svc.settings.database_url,
-    )
-    svc.extras["control"] = control
-    svc.extras["scheduler"] = scheduler
-
-    async def start(_: Services) -> None:
-        await scheduler.start()
-
-    async def stop(_: Services) -> None:
-        await scheduler.stop()
-
-    svc.extras.setdefault("start", []).append(start)
-    svc.extras.setdefault("stop", []).append(stop)
-
-
-def control_of(svc: Services) -> ControlPath:
-    """The control path of a service (installed by `install`)."""
-    control = svc.extras.get("control")
-    if not isinstance(control, ControlPath):
-        raise RuntimeError("the control path is not installed")
-    return control
-
-
-def scheduler_of(svc: Services) -> Scheduler:
-    """The scheduler of a service (installed by `install`)."""
-    scheduler = svc.extras.get("scheduler")
-    if not isinstance(scheduler, Scheduler):
-        raise RuntimeError("the scheduler is not installed")
-    return scheduler

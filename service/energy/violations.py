@@ -21,19 +21,17 @@ import csv
 import io
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, Field
 
 from service.config.site import VIOLATION_TYPES, Room, Site
-from service.control.path import SweepResult
 from service.energy.exports import FINE_STATUS_NAMES, TYPE_NAMES, Column, Lang, Sheet, name_of
 from service.energy.reports import table
 from service.store.db import AfterHoursFinding, FineDecision, Store, StoredAlarm, StoredTransition, month_bounds
 
 SWEEP_TYPE: Final = "left_on_after_hours"
 ALARM_TYPES: Final = tuple(t for t in VIOLATION_TYPES if t != SWEEP_TYPE)
-FOUND_ON: Final = frozenset({"switched_off", "failed"})  # what a sweep did to a device found on
 NIGHT_STARTS: Final = timedelta(hours=12)  # a night runs from noon to noon, site time
 FineStatus = Literal["none", "proposed", "confirmed", "waived"]
 
@@ -41,29 +39,6 @@ FineStatus = Literal["none", "proposed", "confirmed", "waived"]
 def night_of(at: datetime, site: Site) -> str:
     """The night a moment belongs to: the site-local date on which that evening began (noon to noon)."""
     return (at.astimezone(site.site.tz) - NIGHT_STARTS).date().isoformat()
-
-
-def sweep_findings(site: Site, result: SweepResult) -> list[AfterHoursFinding]:
-    """Rooms a sweep found on: one per room with a device switched off or failing to switch off."""
-    rooms = {r.id: r for r in site.rooms}
-    found: dict[str, list[dict[str, Any]]] = {}
-    for d in result.devices:
-        if d.action in FOUND_ON and d.room in rooms:
-            found.setdefault(d.room, []).append(
-                {"device": d.device, "action": d.action, "observed": d.observed, "detail": d.detail}
-            )
-    night = night_of(result.started_at, site)
-    return [
-        AfterHoursFinding(
-            room=room,
-            night=night,
-            at=result.started_at,
-            department=rooms[room].department,
-            devices=devices,
-            job=result.job,
-        )
-        for room, devices in found.items()
-    ]
 
 
 class Incident(BaseModel):

@@ -6,16 +6,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from drivers.probe import BrokerWatch, Found
+from service.config.settings import Settings
 from service.config.site import Site
+from service.live.state import LiveState
 from service.onboard.discover import builtin_profiles
-
-if TYPE_CHECKING:
-    from service.app import Services
-
-WATCH_KEY = "broker_watch"
 
 
 def placed_ids(site: Site) -> set[str]:
@@ -76,29 +73,17 @@ def unassigned(site: Site, heard: Iterable[Found], views: dict[str, dict[str, An
     return out
 
 
-def install_broker_watch(svc: Services) -> None:
-    """Listen to the broker's announcements while the service runs drivers and a broker is in the
+def broker_watch(site: Site, settings: Settings, *, mqtt_url: str, drivers: bool) -> BrokerWatch | None:
+    """A watch of the broker's announcements while the service runs drivers and a broker is in the
     picture: the site has MQTT devices, or names a broker (site file `mqtt:` or WATTKEEPER_MQTT_URL)."""
-    site = svc.site
     has_broker = any(d.driver == "mqtt" for d in site.devices) or "mqtt" in site.model_fields_set
-    if svc.hub is None or not (has_broker or svc.settings.mqtt_url):
-        return
-    watch = BrokerWatch(svc.mqtt_url, client_id=f"wattkeeper-{svc.site.site.id}-discover")
-    svc.extras[WATCH_KEY] = watch
-
-    async def start(_svc: Services) -> None:
-        watch.start()
-
-    async def stop(_svc: Services) -> None:
-        await watch.stop()
-
-    svc.extras.setdefault("start", []).append(start)
-    svc.extras.setdefault("stop", []).append(stop)
+    if not drivers or not (has_broker or settings.mqtt_url):
+        return None
+    return BrokerWatch(mqtt_url, client_id=f"wattkeeper-{site.site.id}-discover")
 
 
-def unassigned_of(svc: Services) -> list[dict[str, Any]]:
-    """The unassigned devices of a running service."""
-    watch = svc.extras.get(WATCH_KEY)
-    heard = watch.found(builtin_profiles()) if isinstance(watch, BrokerWatch) else []
-    views = {d.id: d.to_dict() for d in svc.core.state.devices()}
-    return unassigned(svc.site, heard, views)
+def unassigned_of(site: Site, watch: BrokerWatch | None, state: LiveState) -> list[dict[str, Any]]:
+    """The unassigned devices of a running service: what its watch heard, what its live state knows."""
+    heard = watch.found(builtin_profiles()) if watch is not None else []
+    views = {d.id: d.to_dict() for d in state.devices()}
+    return unassigned(site, heard, views)

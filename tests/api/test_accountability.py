@@ -13,7 +13,6 @@ import httpx
 import openpyxl
 
 from service.alarms.engine import Alarm, AlarmState
-from service.alarms.hazards import watch_of
 from service.alarms.rules import Severity
 from service.clock import ManualClock
 from service.config.site import Site
@@ -162,7 +161,7 @@ async def test_hazard_lifecycle_roles_and_overdue(demo_site: Site, tmp_path: Pat
             assert r.status_code == 403
 
         # Past due: hazard_overdue is raised at the due time, not before.
-        watch = watch_of(svc.services)
+        watch = svc.services.hazards
         clock.set(local("2026-03-13 23:59"))
         await watch.check()
         assert await _overdue_alarms(svc) == []

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
 
-from service.app import Services
 from service.config.calendar import WorkCalendar
+from service.services import Services
 from service.store.db import EnergyInterval, Rollup
 from tests.api.conftest import Live
 from tests.conftest import ROOT

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from service.app import Services
 from service.clock import ManualClock
 from service.config.site import PROTECTED_ROLES, RoomKind, Site
 from service.control.path import SWEPT_ROLES
-from service.control.scheduler import SWEEP_ID, control_of, scheduler_of
+from service.control.scheduler import SWEEP_ID
+from service.services import Services
 from service.store.db import Store
 from simulators.runner import Simulation
 from tests.harness import eventually, running_service
@@ -76,7 +76,7 @@ def sim_on(sim: Simulation) -> dict[str, bool | None]:
 
 async def service_sees(svc: Services, sim: Simulation, devices: Iterable[str] | None = None) -> None:
     """Wait until the service's live state agrees with the simulated devices and rooms."""
-    control = control_of(svc)
+    control = svc.control
     site = sim.site
     wanted = list(devices) if devices is not None else switchable(site) + protected(site)
 
@@ -137,7 +137,7 @@ async def test_sweep_switches_off_exactly_what_it_should(demo_site: Site, tmp_pa
     # Outside working hours every room found on is a left_on_after_hours violation (a manual sweep in
     # working hours is the operator's, not one).
     rooms_on = {d["room"] for d in result["devices"] if d["action"] == "switched_off"}
-    working = scheduler_of(svc.services).calendar.is_working(started)
+    working = svc.services.scheduler.calendar.is_working(started)
     assert {f.room for f in found} == (set() if working else rooms_on)
     assert "r3101" not in {f.room for f in found}  # occupied: left on, not a violation
     assert all(d["observed"] in (False, "off") for d in result["devices"] if d["action"] == "switched_off")
@@ -158,7 +158,7 @@ async def test_offline_device_raises_shutdown_failed_and_the_rest_switch(demo_si
         await service_sees(svc.services, sim)
         sim.fault("device_offline", "r2101-light")
         await eventually(lambda: _offline(svc.services, "r2101-light"), timeout_s=20)
-        control_of(svc.services).timeout_s = 1.5
+        svc.services.control.timeout_s = 1.5
         async with svc.client("operator") as client:
             result = await sweep(client)
             alarms = (await client.get("/api/alarms", params={"type": "shutdown_failed"})).json()
@@ -225,7 +225,7 @@ async def test_restart_between_two_sweeps_runs_each_sweep_once(demo_site: Site, 
             await _fire(svc.services)
             await eventually(lambda: _runs(svc.services, 2))
             # the service goes down before 22:00 and is back at 22:10: the stored job is overdue
-            aps = scheduler_of(svc.services).aps
+            aps = svc.services.scheduler.aps
             assert aps is not None
             aps.pause()
             aps.modify_job(SWEEP_ID, next_run_time=datetime.now(UTC) - timedelta(minutes=10))
@@ -236,7 +236,7 @@ async def test_restart_between_two_sweeps_runs_each_sweep_once(demo_site: Site, 
             await eventually(lambda: _runs(svc.services, 3))
             await _settle(svc.services)
             runs = await _scheduled(svc.services)
-            aps = scheduler_of(svc.services).aps
+            aps = svc.services.scheduler.aps
             assert aps is not None
             job = aps.get_job(SWEEP_ID)
             assert job.next_run_time > datetime.now(UTC)
@@ -247,13 +247,13 @@ async def test_restart_between_two_sweeps_runs_each_sweep_once(demo_site: Site, 
 
 async def _fire(svc: Services) -> None:
     """Make the stored after-hours job due now, as APScheduler would at a sweep time."""
-    aps = scheduler_of(svc).aps
+    aps = svc.scheduler.aps
     assert aps is not None
     aps.modify_job(SWEEP_ID, next_run_time=datetime.now(UTC))
 
 
 async def _scheduled(svc: Services) -> list[dict[str, Any]]:
-    return [r for r in await scheduler_of(svc).history(SWEEP_ID) if r.get("trigger") == "scheduled"]
+    return [r for r in await svc.scheduler.history(SWEEP_ID) if r.get("trigger") == "scheduled"]
 
 
 async def _runs(svc: Services, n: int) -> bool:

@@ -88,23 +88,26 @@ def service(cfg: dict[str, Any]) -> None:
             ]
         )
 
-    async def feed(_svc: Any) -> None:
-        async def loop() -> None:
-            while True:
-                inject()
-                await asyncio.sleep(REFRESH_S)
+    async def loop() -> None:
+        while True:
+            inject()
+            await asyncio.sleep(REFRESH_S)
 
-        svc.extras["bench_feed"] = asyncio.create_task(loop())
+    service_lifespan = app.router.lifespan_context
 
-    async def unfeed(_svc: Any) -> None:
-        task = svc.extras.pop("bench_feed", None)
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    @contextlib.asynccontextmanager
+    async def fed(app: Any) -> AsyncIterator[None]:
+        """The service's lifespan with the snapshot fed in while it runs (after its start, before its stop)."""
+        async with service_lifespan(app):
+            task = asyncio.create_task(loop())
+            try:
+                yield
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
-    svc.extras.setdefault("start", []).append(feed)
-    svc.extras.setdefault("stop", []).append(unfeed)
+    app.router.lifespan_context = fed
     uvicorn.run(app, host="127.0.0.1", port=cfg["port"], log_level="warning", access_log=False)
 
 

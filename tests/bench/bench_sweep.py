@@ -32,11 +32,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from service.app import Services, build_services, start_services, stop_services
+from service.app import build_services, start_services, stop_services
 from service.config.settings import Settings
 from service.config.site import Department, Device, DeviceRole, Room, Site, SiteInfo, load_site
 from service.control.path import SWEEP_CONCURRENCY
-from service.control.scheduler import SWEEP_ID, control_of, scheduler_of
+from service.control.scheduler import SWEEP_ID
+from service.services import Services
 from tests import servers
 from tests.conftest import write_site
 
@@ -114,7 +115,7 @@ def sim_devices_on(port: int) -> dict[str, bool | None]:
 
 
 async def wait_all(svc: Services, devices: list[str], on: bool, timeout_s: float = 60.0) -> None:
-    control = control_of(svc)
+    control = svc.control
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         now = svc.clock.now()
@@ -172,7 +173,7 @@ async def timed_sweep(svc: Services, devices: list[str], sim_port: int) -> tuple
     async with svc.events.subscribe() as queue:
         listener = asyncio.create_task(collect(queue))
         began = time.perf_counter()
-        result = await scheduler_of(svc).run_now(SWEEP_ID, who="bench")
+        result = await svc.scheduler.run_now(SWEEP_ID, who="bench")
         seconds = time.perf_counter() - began
         await asyncio.sleep(0.1)
         listener.cancel()

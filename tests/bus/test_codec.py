@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from drivers.types import DeviceStatus, Quality, Reading
-from service.bus.protocol import Batch, DiskBuffer, EpochFence, bus_servers, decode_batch, encode_batch
-from service.config.settings import Settings
+from service.bus.protocol import Batch, DiskBuffer, EpochFence, decode_batch, encode_batch
+from service.config.settings import Settings, bus_servers
 
 T0 = datetime(2026, 7, 15, 2, 0, 0, 123456, tzinfo=UTC)
 

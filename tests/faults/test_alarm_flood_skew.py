@@ -29,11 +29,12 @@ import pytest
 
 from drivers.types import Reading, Value
 from service.alarms.engine import DEFAULT_CONFIG, FLOOD_COUNT, FLOOD_WINDOW_S
-from service.app import Services, build_services, start_services, stop_services
+from service.app import build_services, start_services, stop_services
 from service.clock import ManualClock
 from service.config.settings import Settings
 from service.config.site import Site
 from service.notify.notifier import Notifier
+from service.services import Services
 from tests import servers
 from tests.faults.helpers import figure, make_site
 from tests.harness import eventually, running_service

@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 
 from drivers.types import Reading
-from service.app import Services, build_services, start_services, stop_services
+from service.app import build_services, start_services, stop_services
 from service.clock import ManualClock
 from service.config.settings import Settings
 from service.core import ENERGY_CHECKPOINT
+from service.services import Services
 from tests.faults.helpers import figure, make_site
 from tests.faults.test_energy_counters import SITE
 

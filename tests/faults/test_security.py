@@ -40,8 +40,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from service.api import deps
 from service.api.routes import ROUTERS
+from service.auth import principal
 from service.clock import SystemClock
 from service.config.settings import Settings
 from service.config.site import Device, DeviceRole, Site, SiteError, parse_site
@@ -202,7 +202,7 @@ async def test_keys_are_stored_hashed_and_compared_in_constant_time(
 async def test_failed_logins_are_rate_limited(api: RunningService) -> None:
     statuses = []
     async with api.client("") as c:
-        for i in range(deps.FAILED_LIMIT + 2):
+        for i in range(principal.FAILED_LIMIT + 2):
             r = await c.get("/api/devices", headers={"Authorization": f"Bearer wrong-{i}-{secrets.token_hex(8)}"})
             statuses.append(r.status_code)
         with_a_good_key = (
@@ -212,20 +212,20 @@ async def test_failed_logins_are_rate_limited(api: RunningService) -> None:
     figure(
         "login-rate-limit",
         f"{statuses.count(401)} failed logins answered 401, then {statuses.count(429)} with 429; while blocked "
-        f"even a valid key gets {with_a_good_key} for {deps.FAILED_WINDOW_S:g} s; /healthz still {health}",
+        f"even a valid key gets {with_a_good_key} for {principal.FAILED_WINDOW_S:g} s; /healthz still {health}",
     )
-    assert statuses == [401] * deps.FAILED_LIMIT + [429, 429]
+    assert statuses == [401] * principal.FAILED_LIMIT + [429, 429]
     assert with_a_good_key == 429 and health == 200
 
 
 def test_a_flood_of_new_addresses_does_not_reset_the_rate_limit() -> None:
     """The failed-login table is a bounded LRU: a blocked client that keeps trying, and the latest
     clients, stay counted while more than the table's size of new addresses fail once each."""
-    cache = deps.KeyCache()
-    size = deps.MAX_REMEMBERED
-    for _ in range(deps.FAILED_LIMIT):
+    cache = principal.KeyCache()
+    size = principal.MAX_REMEMBERED
+    for _ in range(principal.FAILED_LIMIT):
         cache.fail("10.0.0.1")
-    for _ in range(deps.FAILED_LIMIT - 1):
+    for _ in range(principal.FAILED_LIMIT - 1):
         cache.fail("10.0.0.2")  # one short of blocked, then quiet
     blocked_throughout = True
     for i in range(2 * size):
@@ -234,7 +234,7 @@ def test_a_flood_of_new_addresses_does_not_reset_the_rate_limit() -> None:
             blocked_throughout &= cache.blocked("10.0.0.1")  # the attacker keeps knocking
     recent = [f"172.16.{i // 256}.{i % 256}" for i in range(2 * size - 100, 2 * size)]
     for address in recent:
-        for _ in range(deps.FAILED_LIMIT - 1):
+        for _ in range(principal.FAILED_LIMIT - 1):
             cache.fail(address)
     recent_blocked = sum(cache.blocked(a) for a in recent)
     quiet_forgotten = not cache.blocked("10.0.0.2")

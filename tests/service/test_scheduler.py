@@ -4,12 +4,16 @@ PostgreSQL, one scheduler per deployment, per-slot idempotency, and the periodic
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import pickle
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from apscheduler.triggers.cron import CronTrigger
 
 from service.clock import ManualClock
 from service.config.site import Calendar, Site, load_site
@@ -299,3 +303,45 @@ async def _pg_history(url: str) -> list[object]:
     finally:
         await store.close()
     return list(raw or [])
+
+
+async def test_a_job_stored_with_the_old_module_path_is_rewritten_and_runs(rig: Callable[..., Rig]) -> None:
+    r = rig()
+    jobs = jobstore_url(r.url)
+    assert jobs is not None and jobs.database is not None
+    # The row an older version stored: its job function was service.scheduler:run_job.
+    due = datetime.now(UTC) + timedelta(days=1)
+    state = {
+        "version": 1,
+        "id": SWEEP_ID,
+        "func": "service.scheduler:run_job",
+        "trigger": CronTrigger(hour=18, minute=30, timezone=TZ),
+        "executor": "default",
+        "args": ("hq", SWEEP_ID),
+        "kwargs": {},
+        "name": "an older fingerprint",
+        "misfire_grace_time": 7200,
+        "coalesce": True,
+        "max_instances": 1,
+        "next_run_time": due,
+    }
+    with contextlib.closing(sqlite3.connect(jobs.database)) as db, db:
+        db.execute(
+            "CREATE TABLE apscheduler_jobs (id VARCHAR(191) PRIMARY KEY, next_run_time FLOAT, job_state BLOB NOT NULL)"
+        )
+        db.execute(
+            "INSERT INTO apscheduler_jobs VALUES (?, ?, ?)",
+            (SWEEP_ID, due.timestamp(), pickle.dumps(state, pickle.HIGHEST_PROTOCOL)),
+        )
+    async with r:
+        aps = r.scheduler.aps
+        assert aps is not None
+        job = aps.get_job(SWEEP_ID, jobstore="default")
+        assert job.func_ref == "service.control.scheduler:run_job" and job.args == ("hq", SWEEP_ID)
+        aps.modify_job(SWEEP_ID, next_run_time=datetime.now(UTC))  # due now, as at its sweep time
+        await _until(lambda: _swept(r, 1))
+        [run] = await r.sweeps()
+        assert run["slot"] == "2026-03-02T10:30:00+00:00"
+    with contextlib.closing(sqlite3.connect(jobs.database)) as db:
+        [(stored,)] = db.execute("SELECT job_state FROM apscheduler_jobs WHERE id = ?", (SWEEP_ID,)).fetchall()
+    assert pickle.loads(stored)["func"] == "service.control.scheduler:run_job"

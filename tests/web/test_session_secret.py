@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import os
 import secrets
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -17,6 +17,7 @@ import pytest
 from service.auth.sessions import COOKIE, SECRET_FILE, SECRET_STATE_KEY, SecretFile, rotate_secret
 from service.config.site import Site
 from service.demo import private_sqlite_file
+from service.store.db import Store
 from tests.harness import RunningService, running_service
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,11 +47,14 @@ async def admin_id(svc: RunningService) -> str:
 
 
 async def test_a_cookie_forged_with_a_secret_from_the_database_no_longer_works(demo_site: Site, tmp_path: Path) -> None:
+    # What an older version left in the database, and what a backup of it gives an attacker.
+    leaked = secrets.token_hex(32)
+    older = Store(f"sqlite:///{tmp_path}/wattkeeper.db")  # the database running_service uses
+    await older.open()
+    await older.set_state(SECRET_STATE_KEY, leaked, at=datetime.now(UTC) - timedelta(days=30))
+    await older.close()
     async with running_service(demo_site, tmp_path, drivers=False) as svc:
         store, now = svc.services.store, svc.services.clock.now()
-        # What an older version left in the database, and what a backup of it gives an attacker.
-        leaked = secrets.token_hex(32)
-        await store.set_state(SECRET_STATE_KEY, leaked, at=now - timedelta(days=30))
         expires = int((now + timedelta(hours=1)).timestamp())
         key_id = await admin_id(svc)
 

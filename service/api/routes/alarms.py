@@ -43,7 +43,7 @@ async def list_alarms(
     (details at GET /api/alarms/flood).
     """
     response.headers["X-Alarm-Flood"] = "1" if svc.core.flood_now().active else "0"
-    bus = svc.extras.get("bus")
+    bus = svc.bus
     if state == "active" and (bus is None or bus.owner):
         items = [a.to_dict() for a in reversed(svc.core.engine.active()) if type is None or a.type == type]
         response.headers["X-Total-Count"] = str(len(items))

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 from service.api.deps import Admin, Operator, ServicesDep, Viewer
 from service.api.models import RunOut, ScheduleOut, SchedulePatchOut, ScheduleRun
 from service.control.path import InvalidCommand, OccupiedPolicy, UnknownDevice
-from service.control.scheduler import SWEEP_ID, UnknownSchedule, control_of, scheduler_of
+from service.control.scheduler import SWEEP_ID, UnknownSchedule
 from service.store.db import Override
 
 router = APIRouter(prefix="/api", tags=["control"])
@@ -173,7 +173,7 @@ TOTAL_COUNT: Final[dict[int | str, dict[str, Any]]] = {
 )
 async def schedules(svc: ServicesDep, _: Viewer) -> list[dict[str, Any]]:
     """Every schedule with its trigger, next run and last run; `after-hours` always exists."""
-    return await scheduler_of(svc).schedules()
+    return await svc.scheduler.schedules()
 
 
 @router.get(
@@ -192,7 +192,7 @@ async def history(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> list[dict[str, Any]]:
     """The latest runs (scheduled and manual; the last 50 are kept), newest first."""
-    scheduler = scheduler_of(svc)
+    scheduler = svc.scheduler
     if schedule_id not in scheduler.schedule_ids():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no schedule '{schedule_id}'")
     runs = list(reversed(await scheduler.history(schedule_id)))
@@ -211,7 +211,7 @@ async def run(
 ) -> dict[str, Any]:
     """Run now. A sweep returns what it did per device: `{device, room, action, observed, detail}`."""
     try:
-        return await scheduler_of(svc).run_now(schedule_id, who=who.who, month=body.month if body else None)
+        return await svc.scheduler.run_now(schedule_id, who=who.who, month=body.month if body else None)
     except UnknownSchedule as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
 
@@ -226,7 +226,7 @@ async def patch_schedule(schedule_id: ScheduleId, body: SchedulePatch, svc: Serv
     """Set what the sweep does with occupied rooms (audited)."""
     if schedule_id != SWEEP_ID:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"only '{SWEEP_ID}' has settings")
-    scheduler = scheduler_of(svc)
+    scheduler = svc.scheduler
     old = await scheduler.sweeper.policy(SWEEP_ID)
     await scheduler.sweeper.set_policy(SWEEP_ID, body.occupied_rooms)
     await svc.store.append_audit(
@@ -292,7 +292,7 @@ async def add_override(body: OverrideIn, svc: ServicesDep, who: Operator) -> dic
         result="override",
         detail=f"override {override.id} of {body.room}" + (" (capped at override_max_h)" if until < body.until else ""),
     )
-    await scheduler_of(svc).refresh_overrides()
+    await svc.scheduler.refresh_overrides()
     out = {**_override_out(override, now), "requested_until": body.until, "capped": until < body.until}
     svc.events.publish("override", jsonable_encoder(out))
     return out
@@ -336,7 +336,7 @@ async def end_override(
         result="override_ended",
         detail=f"override {override_id} ended early",
     )
-    await scheduler_of(svc).refresh_overrides()
+    await svc.scheduler.refresh_overrides()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -357,7 +357,7 @@ async def end_override(
 async def command(device_id: DeviceId, body: CommandIn, svc: ServicesDep, who: Operator) -> JSONResponse:
     """Send a command through the one control path; see the module docstring for statuses and aliases."""
     try:
-        outcome = await control_of(svc).command(
+        outcome = await svc.control.command(
             device_id, body.command, body.value, who=who.who, role=who.role, reason=body.reason
         )
     except UnknownDevice as exc:

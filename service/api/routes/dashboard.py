@@ -18,18 +18,18 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 
 from service.alarms.engine import AlarmState
 from service.alarms.rules import AlarmType
-from service.api.deps import RANK, KeyCache, Operator, Principal, ServicesDep, Viewer, get_principal
+from service.api.deps import RANK, Operator, ServicesDep, Viewer, get_principal
 from service.api.routes.hazards import hazard_out
 from service.api.routes.hazards import prefill as hazard_prefill
-from service.app import Services
 from service.auth import sessions as session
+from service.auth.principal import Principal
 from service.config.calendar import WorkCalendar
 from service.config.settings import Role
 from service.config.site import VIOLATION_TYPES
-from service.control.scheduler import scheduler_of
 from service.energy.quarterly import build_quarterly
 from service.energy.violations import violations_report
 from service.onboard.unassigned import unassigned_of
+from service.services import Services
 from service.web import accountability, i18n, messages, views
 from service.web.render import STATIC, Formatter, render
 
@@ -215,7 +215,7 @@ async def login(request: Request, svc: ServicesDep) -> Response:
     key = (form.get("key") or [""])[0].strip()
     next_url = _safe_next((form.get("next") or ["/"])[0])
     t = i18n.translator(_lang(request))
-    cache: KeyCache = svc.extras.setdefault("key_cache", KeyCache())
+    cache = svc.key_cache
     client = request.client.host if request.client else "unknown"
     if cache.blocked(client):
         return _login_page(request, svc, error=t("login.blocked"), status_code=429, next_url=next_url)
@@ -225,7 +225,7 @@ async def login(request: Request, svc: ServicesDep) -> Response:
     if found is None:
         cache.fail(client)
         return _login_page(request, svc, error=t("login.bad"), status_code=401, next_url=next_url)
-    cookie, max_age = (await session.sessions_of(svc)).issue(found.id, found.role, svc.clock.now())
+    cookie, max_age = svc.sessions.issue(found.id, found.role, svc.clock.now())
     response = RedirectResponse(next_url, status_code=status.HTTP_303_SEE_OTHER)
     response.set_cookie(
         session.COOKIE,
@@ -243,7 +243,7 @@ async def logout(request: Request, svc: ServicesDep) -> Response:
     """End the session server-side (a copied cookie stops working too) and delete the cookie."""
     cookie = request.cookies.get(session.COOKIE)
     if cookie:
-        await (await session.sessions_of(svc)).end(cookie, svc.clock.now())
+        await svc.sessions.end(cookie, svc.clock.now())
     response = RedirectResponse("/login", status_code=status.HTTP_303_SEE_OTHER)
     response.delete_cookie(session.COOKIE, httponly=True, samesite=session.SAMESITE)
     return response
@@ -308,7 +308,7 @@ async def _rooms(request: Request, svc: Services, ctx: dict[str, Any]) -> dict[s
         "acs_on": sum(1 for c in cards for a in c.view.acs if a.on),
         "office_kw": sum(c.view.power_w or 0.0 for c in cards if not c.critical) / 1000,
         "violations": sum(1 for c in cards if c.alarms),
-        "unassigned": [] if department else unassigned_of(svc),
+        "unassigned": [] if department else unassigned_of(svc.site, svc.broker_watch, svc.core.state),
         "thresholds": svc.site.site.thresholds,
     }
 
@@ -359,7 +359,7 @@ async def _schedule(request: Request, svc: Services, ctx: dict[str, Any]) -> dic
     now: datetime = ctx["now"]
     calendar = WorkCalendar(svc.site.calendar, svc.site.site.tz)
     try:
-        schedules: list[dict[str, Any]] | None = await scheduler_of(svc).schedules()
+        schedules: list[dict[str, Any]] | None = await svc.scheduler.schedules()
     except RuntimeError:  # a service assembled without the scheduler (e.g. a read-only replica)
         schedules = None
     overrides = await svc.store.list_overrides(limit=20)
@@ -408,7 +408,7 @@ async def _reports(request: Request, svc: Services, ctx: dict[str, Any]) -> dict
     )
     notices = [t("reports.bad_period", what=t(f"reports.{what}"), value=value) for what, value in problems]
     violations = await violations_report(svc.store, site, month, now=now)
-    summary = await build_quarterly(svc.store, site, quarter, now=now, rollups=scheduler_of(svc).rollups)
+    summary = await build_quarterly(svc.store, site, quarter, now=now, rollups=svc.scheduler.rollups)
     hazards = [hazard_out(site, h, now) for h in await svc.store.list_hazards()]
     hazards.sort(key=lambda h: (h.status == "closed", not h.overdue, h.due))
     prefill = None
@@ -539,7 +539,7 @@ async def quarterly_print(request: Request, svc: ServicesDep, who: Viewer, lang:
         ctx["lang"], ctx["t"] = "zh", i18n.translator("zh")
         ctx["f"] = Formatter(svc.site.site.tz, ctx["now"], ctx["t"])
     _, quarter, _ = accountability.pick_periods(svc.site, ctx["now"], None, request.query_params.get("quarter"))
-    summary = await build_quarterly(svc.store, svc.site, quarter, now=ctx["now"], rollups=scheduler_of(svc).rollups)
+    summary = await build_quarterly(svc.store, svc.site, quarter, now=ctx["now"], rollups=svc.scheduler.rollups)
     return _html(render("report_quarterly.html", **ctx, summary=summary), lang=lang)
 
 

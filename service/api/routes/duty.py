@@ -17,8 +17,8 @@ from fastapi.responses import JSONResponse, Response
 
 from service.api.deps import ServicesDep, Viewer
 from service.api.routes.dashboard import _base, _html
-from service.app import Services
 from service.energy.reports import ROLLUP_RETENTION
+from service.services import Services
 from service.telemetry.history import HistoryUnavailable, InfluxHistory, Point
 from service.web import duty
 from service.web.render import render

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from service.alarms.hazards import MOVES, HazardSeverity, due_time, is_overdue, watch_of
+from service.alarms.hazards import MOVES, HazardSeverity, due_time, is_overdue
 from service.api.deps import RANK, Operator, ServicesDep, Viewer
 from service.config.site import VIOLATION_TYPES, Site
 from service.store.db import Hazard
@@ -145,7 +145,7 @@ async def create(svc: ServicesDep, who: Operator, body: HazardIn) -> HazardOut:
         result="hazard_opened",
         detail=f"hazard {hazard.id} '{hazard.title}' ({hazard.severity}) due {due.isoformat()}",
     )
-    await watch_of(svc).check()
+    await svc.hazards.check()
     return hazard_out(site, hazard, now)
 
 
@@ -234,5 +234,5 @@ async def update(
         result=f"hazard_{updated.status}",
         detail=f"hazard {hazard_id} '{hazard.title}': {hazard.status} -> {updated.status}",
     )
-    await watch_of(svc).check()
+    await svc.hazards.check()
     return hazard_out(svc.site, updated, now)

@@ -26,7 +26,7 @@ async def healthz(svc: ServicesDep) -> Health:
         mqtt_connected=mqtt,
         outbox_depth=svc.sink.outbox_depth if svc.sink is not None else None,
         version="0.1.0",
-        bus_owner=svc.extras["bus"].owner if "bus" in svc.extras else None,
+        bus_owner=svc.bus.owner if svc.bus is not None else None,
     )
 
 

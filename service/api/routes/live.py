@@ -14,8 +14,6 @@ from fastapi import APIRouter, Query, Request, Response
 
 from service.api.deps import Viewer, services
 from service.api.models import DeviceOut, PointOut, RoomOut, SupplyOut, UnassignedDeviceOut
-from service.app import Services
-from service.config import office
 from service.onboard.unassigned import placed_ids, unassigned_of
 
 router = APIRouter(prefix="/api", tags=["live"])
@@ -44,47 +42,6 @@ def _json_response(body: bytes, total: int) -> Response:
     return Response(body, media_type="application/json", headers={"X-Total-Count": str(total)})
 
 
-class _RoomsAnswer:
-    """The last /api/rooms body, kept while the room views it was made of are the live state's.
-
-    Room views are immutable and the live state keeps each until its room changes or a value in it
-    goes stale, and overrides are replaced, never changed in place; so while every view (and the
-    overrides) is the very same object, the JSON is the same too.
-    """
-
-    __slots__ = ("body", "overrides", "page", "rules", "total", "views")
-
-    def __init__(self) -> None:
-        self.views: tuple[object, ...] = ()
-        self.overrides: object = None
-        self.page = (0, 0)
-        self.body = b""
-        self.total = 0
-        self.rules: tuple[object, dict[str, dict[str, object]]] = (None, {})
-
-    def answer(self, svc: Services, limit: int, offset: int) -> Response:
-        views = tuple(svc.core.state.rooms(svc.clock.now()))
-        overrides = svc.core.overrides
-        same = (
-            overrides is self.overrides
-            and self.page == (limit, offset)
-            and len(views) == len(self.views)
-            and all(a is b for a, b in zip(views, self.views, strict=True))
-        )
-        if not same:
-            rules = self._rules(svc)
-            items = [{**v.to_dict(), "override_until": overrides.get(v.id), **rules[v.id]} for v in views]
-            self.body = orjson.dumps(items[offset : offset + limit], option=orjson.OPT_UTC_Z)
-            self.views, self.overrides, self.page, self.total = views, overrides, (limit, offset), len(items)
-        return _json_response(self.body, self.total)
-
-    def _rules(self, svc: Services) -> dict[str, dict[str, object]]:
-        """Each room's office-rule settings (effective thresholds, heating, approvals): fixed per site file."""
-        if self.rules[0] is not svc.site:
-            self.rules = (svc.site, {r.id: office.room_rules(svc.site, r) for r in svc.site.rooms})
-        return self.rules[1]
-
-
 @router.get("/devices", response_model=list[DeviceOut | UnassignedDeviceOut], summary="Devices and their link state")
 async def devices(
     request: Request,
@@ -103,7 +60,7 @@ async def devices(
     """Every device of the site: id, profile, driver, online, last_seen."""
     svc = services(request)
     if assigned is False:
-        return page(unassigned_of(svc), response, limit, offset)
+        return page(unassigned_of(svc.site, svc.broker_watch, svc.core.state), response, limit, offset)
     items = [d.to_dict() for d in svc.core.state.devices()]
     if assigned:
         placed = placed_ids(svc.site)
@@ -128,11 +85,8 @@ async def state(
 async def rooms(request: Request, _: Viewer, limit: Limit = 1000, offset: Offset = 0) -> Response:
     """Occupancy, lights, temperature, AC, plug power and override of every room."""
     svc = services(request)
-    cache = svc.extras.get("rooms_answer")
-    if cache is None:
-        cache = svc.extras["rooms_answer"] = _RoomsAnswer()
-    assert isinstance(cache, _RoomsAnswer)
-    return cache.answer(svc, limit, offset)
+    now = svc.clock.now()
+    return _json_response(*svc.rooms_answer.answer(svc.core.state, svc.core.overrides, svc.site, now, limit, offset))
 
 
 @router.get("/supply", response_model=SupplyOut, summary="Sources, transfer switches, generators, load")

@@ -9,7 +9,6 @@ other route takes `?site=ID`: optional while there is one site, 404 naming an un
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from fastapi import APIRouter
 
@@ -19,10 +18,8 @@ from service.api.models import SiteOut
 from service.config.compliance import check_site
 from service.energy.reports import month_of, site_meters
 from service.live.state import SupplyView
+from service.services import Services
 from service.store.db import month_bounds
-
-if TYPE_CHECKING:
-    from service.app import Services
 
 router = APIRouter(prefix="/api", tags=["sites"])
 

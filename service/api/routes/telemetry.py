@@ -12,7 +12,7 @@ from drivers.profiles import load_profile
 from service.api.deps import ServicesDep, Viewer
 from service.api.models import ErrorOut, TelemetryOut
 from service.api.params import AwareTime
-from service.app import Services
+from service.services import Services
 
 router = APIRouter(prefix="/api", tags=["telemetry"])
 
