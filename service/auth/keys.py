@@ -11,7 +11,7 @@ import typer
 
 from service.config.credentials import redact_url
 from service.config.settings import Role, Settings, sqlite_path
-from service.store.db import ApiKeyInfo, Store, is_env_key
+from service.store.db import ApiKeyInfo, Store
 
 log = logging.getLogger(__name__)
 
@@ -19,9 +19,7 @@ log = logging.getLogger(__name__)
 async def import_env_keys(store: Store, keys: Mapping[str, Role], *, at: datetime) -> list[str]:
     """Store the keys of WATTKEEPER_API_KEYS and revoke the keys once imported from it that it no
     longer holds (removing a key from the variable and restarting ends it); the ids revoked."""
-    current = {await store.import_key(key, role, at=at) for key, role in keys.items()}
-    gone = [k.id for k in await store.list_keys() if is_env_key(k.id) and k.revoked_at is None and k.id not in current]
-    revoked = [key_id for key_id in gone if await store.revoke_key(key_id, at)]
+    _, revoked = await store.import_env_keys(keys, at=at)
     if revoked:
         log.warning("revoked %d API key(s) no longer in WATTKEEPER_API_KEYS: %s", len(revoked), ", ".join(revoked))
     return revoked

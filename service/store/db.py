@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -63,6 +63,7 @@ ENV_KEY_PREFIX: Final = "env-"
 _LEGACY_ENV_KEY_PREFIX: Final = "ext-"  # ids once derived from the key's digest
 _NEW_ID_ATTEMPTS: Final = 5
 _MIGRATION_LOCK: Final = 0x77617474  # PostgreSQL advisory lock id ("watt")
+_ENV_KEYS_LOCK: Final = 0x776B6579  # PostgreSQL advisory lock id ("wkey"): importing WATTKEEPER_API_KEYS
 _Q = TypeVar("_Q", bound="Select[Any]")
 
 
@@ -956,21 +957,42 @@ class Store:
     async def import_key(self, plaintext: str, role: Role, *, at: datetime, label: str = "bootstrap") -> str:
         """Store a key given from outside (WATTKEEPER_API_KEYS), or update the role of the stored key
         with the same digest (and make it live again); its id."""
-        digest = _digest(plaintext)
         async with self._write() as s:
-            row = await s.scalar(select(ApiKeyRow).where(ApiKeyRow.digest == digest))
-            if row is not None:
-                key_id = row.id
-                if key_id.startswith(_LEGACY_ENV_KEY_PREFIX):
-                    key_id = ENV_KEY_PREFIX + secrets.token_hex(8)
-                values = {"id": key_id, "role": role, "revoked_at": None}
-                await s.execute(update(ApiKeyRow).where(ApiKeyRow.id == row.id).values(**values))
+            key_id = await self._import_key(s, plaintext, role, at=at, label=label)
+        self.keys_revision += 1  # after the commit: a cache refilled now sees the change
+        return key_id
+
+    async def import_env_keys(self, keys: Mapping[str, Role], *, at: datetime) -> tuple[list[str], list[str]]:
+        """Import every key of WATTKEEPER_API_KEYS and revoke the live env keys it no longer holds, in
+        one transaction; (ids of the keys, ids revoked). On PostgreSQL under an advisory lock: cores
+        starting at once with the same variable take turns, so each sees the other's rows as its
+        own keys (same digests) instead of inserting copies and revoking each other's."""
+        async with self._write() as s:
+            if self.dialect == "postgresql":
+                await s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ENV_KEYS_LOCK})
+            current = [await self._import_key(s, key, role, at=at, label="bootstrap") for key, role in keys.items()]
+            live = (await s.scalars(select(ApiKeyRow.id).where(ApiKeyRow.revoked_at.is_(None)))).all()
+            revoked = [key_id for key_id in live if is_env_key(key_id) and key_id not in current]
+            if revoked:
+                await s.execute(update(ApiKeyRow).where(ApiKeyRow.id.in_(revoked)).values(revoked_at=at))
+        self.keys_revision += 1
+        return current, revoked
+
+    async def _import_key(self, s: AsyncSession, plaintext: str, role: Role, *, at: datetime, label: str) -> str:
+        digest = _digest(plaintext)
+        row = await s.scalar(select(ApiKeyRow).where(ApiKeyRow.digest == digest))
         if row is not None:
-            self.keys_revision += 1  # after the commit: a cache refilled now sees the change
+            key_id = row.id
+            if key_id.startswith(_LEGACY_ENV_KEY_PREFIX):
+                key_id = ENV_KEY_PREFIX + secrets.token_hex(8)
+            values = {"id": key_id, "role": role, "revoked_at": None}
+            await s.execute(update(ApiKeyRow).where(ApiKeyRow.id == row.id).values(**values))
             return key_id
         for _ in range(_NEW_ID_ATTEMPTS):
             key_id = ENV_KEY_PREFIX + secrets.token_hex(8)
-            if await self._insert_key(key_id, digest, role, at=at, label=label):
+            if await s.get(ApiKeyRow, key_id) is None:
+                s.add(ApiKeyRow(id=key_id, digest=digest, role=role, label=label, created_at=at, revoked_at=None))
+                await s.flush()
                 return key_id
         raise RuntimeError(f"no free key id after {_NEW_ID_ATTEMPTS} attempts")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import re
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from service.auth.keys import import_env_keys
+from service.config.settings import Role
 from service.config.site import Site
 from service.store import db as store_module
 from service.store.db import Store
@@ -143,3 +145,29 @@ async def test_a_key_revoked_in_this_process_is_refused_at_once(demo_site: Site,
             assert await svc.services.store.revoke_key(key.split("_")[1], svc.services.clock.now())
             after = (await c.get("/api/rooms")).status_code
     assert before == [200, 200] and after == 401
+
+
+async def test_cores_starting_at_once_share_the_env_keys(postgres_url: str) -> None:
+    """Three cores on one PostgreSQL import WATTKEEPER_API_KEYS at the same instant, five times over:
+    one live row per key, the same id everywhere, none revoked; then a key dropped from the variable
+    is revoked once, by whichever core starts first."""
+    keys: dict[str, Role] = {f"env-key-{role}-0123456789abcdef": role for role in ("viewer", "operator", "admin")}
+    stores = [Store(postgres_url) for _ in range(3)]
+    await asyncio.gather(*(s.open() for s in stores))
+    try:
+        for _ in range(5):
+            results = await asyncio.gather(*(import_env_keys(s, keys, at=NOW) for s in stores))
+            assert results == [[], [], []]
+        rows = await stores[0].list_keys()
+        assert len(rows) == 3 and all(r.revoked_at is None for r in rows)
+        for s in stores:
+            for key, role in keys.items():
+                assert await s.verify(key) == role
+        fewer = {k: r for k, r in keys.items() if r != "viewer"}
+        results = await asyncio.gather(*(import_env_keys(s, fewer, at=NOW) for s in stores))
+        assert sorted(len(r) for r in results) == [0, 0, 1]
+        viewer_key = next(k for k, r in keys.items() if r == "viewer")
+        assert all([await s.verify(viewer_key) is None for s in stores])
+        assert all([await s.verify(k) == r for s in stores for k, r in fewer.items()])
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
