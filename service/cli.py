@@ -298,7 +298,7 @@ def report_energy(
     csv: Annotated[bool, typer.Option("--csv", help="CSV instead of a table")] = False,
 ) -> None:
     """Monthly kWh and time-of-use cost per department."""
-    from service.energy.reports import cli_energy_report
+    from service.energy.reportcli import cli_energy_report
 
     raise typer.Exit(cli_energy_report(_load(site), month, as_csv=csv))
 

@@ -408,7 +408,7 @@ async def _reports(request: Request, svc: Services, ctx: dict[str, Any]) -> dict
     )
     notices = [t("reports.bad_period", what=t(f"reports.{what}"), value=value) for what, value in problems]
     violations = await violations_report(svc.store, site, month, now=now)
-    summary = await build_quarterly(svc.store, site, quarter, now=now, rollups=scheduler_of(svc).rollups)
+    summary = await build_quarterly(svc.store, site, quarter, now=now)
     hazards = [hazard_out(site, h, now) for h in await svc.store.list_hazards()]
     hazards.sort(key=lambda h: (h.status == "closed", not h.overdue, h.due))
     prefill = None
@@ -539,7 +539,7 @@ async def quarterly_print(request: Request, svc: ServicesDep, who: Viewer, lang:
         ctx["lang"], ctx["t"] = "zh", i18n.translator("zh")
         ctx["f"] = Formatter(svc.site.site.tz, ctx["now"], ctx["t"])
     _, quarter, _ = accountability.pick_periods(svc.site, ctx["now"], None, request.query_params.get("quarter"))
-    summary = await build_quarterly(svc.store, svc.site, quarter, now=ctx["now"], rollups=scheduler_of(svc).rollups)
+    summary = await build_quarterly(svc.store, svc.site, quarter, now=ctx["now"])
     return _html(render("report_quarterly.html", **ctx, summary=summary), lang=lang)
 
 

@@ -9,7 +9,6 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import Admin, ServicesDep, Viewer
-from service.control.scheduler import scheduler_of
 from service.energy.exports import XLSX_TYPE, Lang, Sheet, default_lang, people_csv, xlsx
 from service.energy.quarterly import QuarterlyReport, build_quarterly, quarter_bounds
 from service.energy.quarterly import machine_csv as quarter_machine_csv
@@ -43,7 +42,7 @@ async def energy(
     ] = None,
 ) -> Any:
     """The stored report of a closed month, or one computed now; `totals` reconcile departments with site meters."""
-    report = await energy_report(svc.store, svc.site, month, now=svc.clock.now(), rollups=scheduler_of(svc).rollups)
+    report = await energy_report(svc.store, svc.site, month, now=svc.clock.now())
     if format == "json":
         return report
     chosen = lang or default_lang(svc.site)
@@ -198,7 +197,7 @@ async def quarterly(
     start, _end = quarter_bounds(quarter, svc.site)
     if start > svc.clock.now():
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"quarter: {quarter} has not begun yet")
-    report = await build_quarterly(svc.store, svc.site, quarter, now=svc.clock.now(), rollups=scheduler_of(svc).rollups)
+    report = await build_quarterly(svc.store, svc.site, quarter, now=svc.clock.now())
     if format == "json":
         return report
     chosen = lang or default_lang(svc.site)
