@@ -798,15 +798,16 @@ class Store:
         *,
         at: datetime,
         who: str,
-        job: str | None,
-        device: str | None,
-        point: str | None,
-        old: Json,
-        new: Json,
         result: str,
         detail: str = "",
+        job: str | None = None,
+        device: str | None = None,
+        point: str | None = None,
+        old: Json = None,
+        new: Json = None,
     ) -> int:
-        """Record one control action; its id."""
+        """Record one control action; its id. A person's action on no device point (an override, a
+        hazard, a fine) names no job, device or point."""
         row = AuditRow(
             at=at, who=who, job=job, device=device, point=point, old=old, new=new, result=result, detail=detail
         )

@@ -160,9 +160,6 @@ async def decide_fine(svc: ServicesDep, who: Admin, body: FineDecisionIn) -> Fin
     await svc.store.append_audit(
         at=now,
         who=who.who,
-        job=None,
-        device=None,
-        point=None,
         old=None if before is None else {"status": before.status, "amount": before.amount, "reason": before.reason},
         new={"violation": body.violation, "status": body.status, "amount": float(amount), "reason": body.reason},
         result=f"fine_{body.status}",
