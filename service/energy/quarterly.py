@@ -23,9 +23,9 @@ from typing import Final
 from pydantic import BaseModel
 
 from service.config.site import VIOLATION_TYPES, Site
-from service.energy.exports import TYPE_NAMES, Column, Lang, Sheet, name_of
+from service.energy.exports import BAND_NAMES_ZH, Column, Lang, Sheet
 from service.energy.reports import BandEnergy, RoomEnergy, room_kwh, site_meters, table
-from service.energy.violations import Fines, incidents
+from service.energy.violations import Fines, fines_sheet, incidents
 from service.store.db import Hazard, Store, month_bounds
 
 QUARTER: Final = re.compile(r"^(\d{4})-Q([1-4])$")
@@ -414,14 +414,13 @@ async def build_quarterly(store: Store, site: Site, quarter: str, *, now: dateti
 def sheets(report: QuarterlyReport, lang: Lang) -> list[Sheet]:
     """The summary as tables: energy, violations and fines, supply events, hazards."""
     zh = lang == "zh"
-    band_zh = {"peak": "峰", "flat": "平", "valley": "谷", "sharp": "尖峰"}
     energy = Sheet(
         f"{report.quarter} 各部门用电",
         f"Energy {report.quarter}",
         [
             Column("部门", "department"),
             Column("电量 kWh", "kWh", "kwh"),
-            *(Column(f"{band_zh.get(b, b)}时段 kWh", f"{b} kWh", "kwh") for b in report.bands),
+            *(Column(f"{BAND_NAMES_ZH.get(b, b)}时段 kWh", f"{b} kWh", "kwh") for b in report.bands),
             Column("电费 元", "cost", "money"),
             Column("非工作时间占比 %", "after-hours share %", "pct"),
             Column(f"上季度 {report.previous_quarter} kWh", f"{report.previous_quarter} kWh", "kwh"),
@@ -452,23 +451,12 @@ def sheets(report: QuarterlyReport, lang: Lang) -> list[Sheet]:
          for b in report.bands), t.cost, t.after_hours_share_pct, t.previous_kwh, t.change_pct,
          t.year_before_kwh, t.year_change_pct, ""]
     )  # fmt: skip
-    violations = Sheet(
+    violations = fines_sheet(
         "违规与罚款",
         "Violations and fines",
-        [
-            Column("部门", "department"),
-            *(Column(name_of(TYPE_NAMES, v, "zh"), v, "count") for v in VIOLATION_TYPES),
-            Column("违规合计", "violations", "count"),
-            Column("待确认罚款", "fines proposed", "money"),
-            Column("已确认罚款", "fines confirmed", "money"),
-            Column("已免除罚款", "fines waived", "money"),
-        ],
+        VIOLATION_TYPES,
+        [(d.name, d.violations, d.violations_total, d.fines) for d in report.departments],
     )
-    for d in report.departments:
-        violations.rows.append(
-            [d.name, *(d.violations.get(v, 0) for v in VIOLATION_TYPES), d.violations_total,
-             d.fines.proposed, d.fines.confirmed, d.fines.waived]
-        )  # fmt: skip
     s = report.supply
     supply = Sheet(
         "供电事件",

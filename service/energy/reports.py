@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from service.alarms.rules import AlarmType
 from service.config.site import Site
-from service.energy.exports import TYPE_NAMES, Column, Lang, Sheet, name_of
+from service.energy.exports import BAND_NAMES_ZH, TYPE_NAMES, Column, Lang, Sheet, name_of
 from service.store.db import Store, month_bounds
 
 TOP_ROOMS: Final = 3
@@ -328,24 +328,26 @@ def _columns(report: EnergyReport) -> list[str]:
     ]
 
 
+def _department_cells(report: EnergyReport, d: DepartmentEnergy, top_rooms: str) -> list[Any]:
+    """A department's figures after its name, in the order of the CSV's and the sheet's columns."""
+    return [
+        d.kwh,
+        *(d.bands[b].kwh if b in d.bands else 0.0 for b in report.bands),
+        *(d.bands[b].cost if b in d.bands else 0.0 for b in report.bands),
+        d.cost,
+        d.after_hours_kwh,
+        d.previous_kwh,
+        d.change_pct,
+        top_rooms,
+        *(d.violations.get(t.value, 0) for t in DEPARTMENT_ALARMS),
+    ]
+
+
 def _rows(report: EnergyReport) -> list[list[Any]]:
     out: list[list[Any]] = []
     for d in report.departments:
-        out.append(
-            [
-                d.department,
-                d.name,
-                d.kwh,
-                *(d.bands[b].kwh if b in d.bands else 0.0 for b in report.bands),
-                *(d.bands[b].cost if b in d.bands else 0.0 for b in report.bands),
-                d.cost,
-                d.after_hours_kwh,
-                d.previous_kwh,
-                d.change_pct,
-                "; ".join(f"{r.room} {r.kwh:g}" for r in d.top_rooms),
-                *(d.violations.get(t.value, 0) for t in DEPARTMENT_ALARMS),
-            ]
-        )
+        top_rooms = "; ".join(f"{r.room} {r.kwh:g}" for r in d.top_rooms)
+        out.append([d.department, d.name, *_department_cells(report, d, top_rooms)])
     return out
 
 
@@ -448,10 +450,9 @@ def report_table(report: EnergyReport) -> str:
 def energy_sheets(report: EnergyReport, lang: Lang) -> list[Sheet]:
     """The month as a table per department (names, not ids) for Excel/WPS: kWh and 元 per band."""
     zh = lang == "zh"
-    band_names = {"peak": "峰", "flat": "平", "valley": "谷", "sharp": "尖峰"}
 
     def band(b: str) -> str:
-        return band_names.get(b, b) if zh else b
+        return BAND_NAMES_ZH.get(b, b) if zh else b
 
     sheet = Sheet(
         f"{report.month} 各部门用电",
@@ -470,20 +471,8 @@ def energy_sheets(report: EnergyReport, lang: Lang) -> list[Sheet]:
         ],
     )
     for d in report.departments:
-        sheet.rows.append(
-            [
-                d.name,
-                d.kwh,
-                *(d.bands[b].kwh if b in d.bands else 0.0 for b in report.bands),
-                *(d.bands[b].cost if b in d.bands else 0.0 for b in report.bands),
-                d.cost,
-                d.after_hours_kwh,
-                d.previous_kwh,
-                d.change_pct,
-                "、".join(f"{r.name} {r.kwh:g} kWh" for r in d.top_rooms),
-                *(d.violations.get(t.value, 0) for t in DEPARTMENT_ALARMS),
-            ]
-        )
+        top_rooms = "、".join(f"{r.name} {r.kwh:g} kWh" for r in d.top_rooms)
+        sheet.rows.append([d.name, *_department_cells(report, d, top_rooms)])
     t = report.totals
     blank: list[Any] = [None] * (len(sheet.columns) - 2)
     sheet.rows.append(["各部门合计" if zh else "departments total", t.departments_kwh, *blank])
