@@ -63,12 +63,18 @@ class RegisterMap:
 SDM_BLOCK = (0x0000, 0x015A)  # through total kvarh at 0x0158; the meter answers the whole range
 
 
-def _sdm630(world: World, device_id: str) -> Image:
+def _sdm_garbage() -> Image:
+    """What an SDM meter answers while a device_garbage fault holds: NaN in every float of its block."""
     image: Image = {}
+    for address in range(SDM_BLOCK[0], SDM_BLOCK[0] + SDM_BLOCK[1], 2):
+        _put(image, address, NAN_F32)
+    return image
+
+
+def _sdm630(world: World, device_id: str) -> Image:
     if world.is_garbage(device_id):
-        for address in range(SDM_BLOCK[0], SDM_BLOCK[0] + SDM_BLOCK[1], 2):
-            _put(image, address, NAN_F32)
-        return image
+        return _sdm_garbage()
+    image: Image = {}
     m = world.meters[device_id]
     volts, watts, amps = m.phase_voltages(), m.phase_powers(), m.phase_currents()
     pf = m.power_factor
@@ -122,11 +128,9 @@ def _sdm630(world: World, device_id: str) -> Image:
 
 
 def _sdm120(world: World, device_id: str) -> Image:
-    image: Image = {}
     if world.is_garbage(device_id):
-        for address in range(SDM_BLOCK[0], SDM_BLOCK[0] + SDM_BLOCK[1], 2):
-            _put(image, address, NAN_F32)
-        return image
+        return _sdm_garbage()
+    image: Image = {}
     m = world.meters[device_id]
     volts = m.voltage_v
     pf = m.power_factor
