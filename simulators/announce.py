@@ -35,6 +35,23 @@ class ZigbeeModel:
     device_type: str  # EndDevice | Router
     exposes: tuple[JsonDict, ...]
 
+    def definition(self) -> JsonDict:
+        """What Zigbee2MQTT made of the device: the `definition` of its device-list entry."""
+        return {
+            "model": self.model,
+            "vendor": self.vendor,
+            "description": self.description,
+            "exposes": list(self.exposes),
+            "options": [],
+            "supports_ota": False,
+            "source": "native",
+        }
+
+    def interview(self) -> JsonDict:
+        """What the device said of itself when Zigbee2MQTT interviewed it."""
+        reported = {"power_source": self.power_source, "model_id": self.model_id, "manufacturer": self.manufacturer}
+        return {**reported, "software_build_id": None, "date_code": None}
+
 
 def _numeric(prop: str, unit: str, access: int = 1, **extra: object) -> JsonDict:
     return {"type": "numeric", "name": prop, "property": prop, "access": access, "unit": unit, **extra}
@@ -171,31 +188,9 @@ def z2m_bridge_devices(members: list[tuple[str, str, str]]) -> list[JsonDict]:
         if zm is None:  # a profile without a model here: listed as Zigbee2MQTT lists an unsupported device
             out.append(_z2m_entry(ieee_address(device_id), "EndDevice", name, supported=False))
             continue
-        definition = {
-            "model": zm.model,
-            "vendor": zm.vendor,
-            "description": zm.description,
-            "exposes": list(zm.exposes),
-            "options": [],
-            "supports_ota": False,
-            "source": "native",
-        }
-        out.append(
-            _z2m_entry(
-                ieee_address(device_id),
-                zm.device_type,
-                name,
-                supported=True,
-                network_address=int.from_bytes(_digest(device_id, "nwk", 2), "big") or n,
-                description=None,
-                definition=definition,
-                power_source=zm.power_source,
-                model_id=zm.model_id,
-                manufacturer=zm.manufacturer,
-                software_build_id=None,
-                date_code=None,
-            )
-        )
+        network_address = int.from_bytes(_digest(device_id, "nwk", 2), "big") or n
+        more = {"network_address": network_address, "description": None, "definition": zm.definition()}
+        out.append(_z2m_entry(ieee_address(device_id), zm.device_type, name, supported=True, **more, **zm.interview()))
     return out
 
 
