@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.config.settings import async_database_url
+from service.store import db
 from service.store.db import MIGRATIONS, EnergyInterval, Rollup, Store, month_bounds
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -396,3 +397,20 @@ async def test_rollup_energy_run_minutes_counter_rise_and_pruning(store: Store) 
     earlier = await store.rollup_kwh_by_device("power", T0 - timedelta(days=4), T0)
     assert earlier == {}
     assert await store.rollup_kwh_by_device("power", *hour) == pytest.approx({"r2119-ac": 0.6, "r2120-ac": 0.6})
+
+
+@pytest.mark.parametrize(
+    ("record", "row"),
+    [
+        (db.AuditEntry, db.AuditRow),
+        (db.Override, db.OverrideRow),
+        (db.Rollup, db.RollupRow),
+        (db.EnergyInterval, db.EnergyRow),
+        (db.AfterHoursFinding, db.AfterHoursFindingRow),
+        (db.FineDecision, db.FineDecisionRow),
+        (db.Hazard, db.HazardRow),
+    ],
+)
+def test_records_map_one_to_one_onto_their_tables(record: type, row: type[db.Base]) -> None:
+    """The store maps rows and records by field name: every field is a column, every column a field."""
+    assert {f.name for f in fields(record)} == {c.name for c in row.__table__.columns}
