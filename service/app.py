@@ -26,7 +26,6 @@ from service.config.site import Site
 from service.control.path import ControlPath, Sweeper
 from service.control.scheduler import Scheduler
 from service.core import Core
-from service.energy.reports import RollupTable
 from service.live.events import EventBus
 from service.live.rooms_answer import RoomsAnswer
 from service.metrics import Metrics
@@ -121,7 +120,6 @@ def build_services(
         site,
         control=control,
         sweeper=sweeper,
-        rollups=RollupTable(settings.database_url),
         database_url=settings.database_url,
     )
     return Services(

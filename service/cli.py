@@ -10,7 +10,7 @@ import os
 import signal
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal, NoReturn
 
 import typer
 import yaml
@@ -291,14 +291,15 @@ def collect(site: Annotated[Path, typer.Option("--site", help="site file (YAML)"
     raise typer.Exit(code)
 
 
+MonthOpt = Annotated[str, typer.Option(help="month as YYYY-MM")]
+CsvFlag = Annotated[bool, typer.Option("--csv", help="CSV instead of a table")]
+XlsxFlag = Annotated[bool, typer.Option("--xlsx", help="write an xlsx file")]
+
+
 @report_app.command("energy")
-def report_energy(
-    month: Annotated[str, typer.Option(help="month as YYYY-MM")],
-    site: SiteOpt = DEMO_SITE,
-    csv: Annotated[bool, typer.Option("--csv", help="CSV instead of a table")] = False,
-) -> None:
+def report_energy(month: MonthOpt, site: SiteOpt = DEMO_SITE, csv: CsvFlag = False) -> None:
     """Monthly kWh and time-of-use cost per department."""
-    from service.energy.reports import cli_energy_report
+    from service.energy.reportcli import cli_energy_report
 
     raise typer.Exit(cli_energy_report(_load(site), month, as_csv=csv))
 
@@ -309,46 +310,48 @@ LangOpt = Annotated[
 XlsxOut = Annotated[Path | None, typer.Option("--output", "-o", help="xlsx file to write (default: in .)")]
 
 
-def _report_output(as_csv: bool, as_xlsx: bool, lang: str | None) -> tuple[Literal["table", "csv", "xlsx"], Any]:
+def _office_report(
+    command: str, period: str, site: Path, as_csv: bool, as_xlsx: bool, lang: str | None, output: Path | None
+) -> NoReturn:
+    """Run `report violations` or `report quarter` for a period after checking the output options."""
+    from service.energy.reportcli import cli_quarter, cli_violations
+
     if as_csv and as_xlsx:
         typer.echo("--csv and --xlsx: choose one", err=True)
         raise typer.Exit(2)
-    if lang not in (None, "zh", "en"):
+    chosen: Literal["zh", "en"] | None = "zh" if lang == "zh" else "en" if lang == "en" else None
+    if lang is not None and chosen is None:
         typer.echo(f"--lang must be zh or en, not {lang!r}", err=True)
         raise typer.Exit(2)
-    return ("xlsx" if as_xlsx else "csv" if as_csv else "table"), lang
+    kind: Literal["table", "csv", "xlsx"] = "xlsx" if as_xlsx else "csv" if as_csv else "table"
+    run = cli_violations if command == "violations" else cli_quarter
+    raise typer.Exit(run(_load(site), period, kind, lang=chosen, path=output))
 
 
 @report_app.command("violations")
 def report_violations(
-    month: Annotated[str, typer.Option(help="month as YYYY-MM")],
+    month: MonthOpt,
     site: SiteOpt = DEMO_SITE,
-    csv: Annotated[bool, typer.Option("--csv", help="CSV instead of a table")] = False,
-    xlsx: Annotated[bool, typer.Option("--xlsx", help="write an xlsx file")] = False,
+    csv: CsvFlag = False,
+    xlsx: XlsxFlag = False,
     lang: LangOpt = None,
     output: XlsxOut = None,
 ) -> None:
     """Violations and fines per department for a month, with every incident."""
-    from service.energy.reportcli import cli_violations
-
-    kind, chosen = _report_output(csv, xlsx, lang)
-    raise typer.Exit(cli_violations(_load(site), month, kind, lang=chosen, path=output))
+    _office_report("violations", month, site, csv, xlsx, lang, output)
 
 
 @report_app.command("quarter")
 def report_quarter(
     quarter: Annotated[str, typer.Option(help="quarter as YYYY-Qn, e.g. 2026-Q1")],
     site: SiteOpt = DEMO_SITE,
-    csv: Annotated[bool, typer.Option("--csv", help="CSV instead of a table")] = False,
-    xlsx: Annotated[bool, typer.Option("--xlsx", help="write an xlsx file")] = False,
+    csv: CsvFlag = False,
+    xlsx: XlsxFlag = False,
     lang: LangOpt = None,
     output: XlsxOut = None,
 ) -> None:
     """The quarterly summary: energy vs previous quarter and a year before, violations, supply, hazards."""
-    from service.energy.reportcli import cli_quarter
-
-    kind, chosen = _report_output(csv, xlsx, lang)
-    raise typer.Exit(cli_quarter(_load(site), quarter, kind, lang=chosen, path=output))
+    _office_report("quarter", quarter, site, csv, xlsx, lang, output)
 
 
 @keys_app.command("create")

@@ -35,6 +35,23 @@ class ZigbeeModel:
     device_type: str  # EndDevice | Router
     exposes: tuple[JsonDict, ...]
 
+    def definition(self) -> JsonDict:
+        """What Zigbee2MQTT made of the device: the `definition` of its device-list entry."""
+        return {
+            "model": self.model,
+            "vendor": self.vendor,
+            "description": self.description,
+            "exposes": list(self.exposes),
+            "options": [],
+            "supports_ota": False,
+            "source": "native",
+        }
+
+    def interview(self) -> JsonDict:
+        """What the device said of itself when Zigbee2MQTT interviewed it."""
+        reported = {"power_source": self.power_source, "model_id": self.model_id, "manufacturer": self.manufacturer}
+        return {**reported, "software_build_id": None, "date_code": None}
+
 
 def _numeric(prop: str, unit: str, access: int = 1, **extra: object) -> JsonDict:
     return {"type": "numeric", "name": prop, "property": prop, "access": access, "unit": unit, **extra}
@@ -146,67 +163,34 @@ def mac_address(device_id: str) -> str:
     return "C8C9A3" + _digest(device_id, "mac", 3).hex().upper()
 
 
+def _z2m_entry(ieee_address: str, kind: str, name: str, *, supported: bool, **more: object) -> JsonDict:
+    """One entry of Zigbee2MQTT's device list: what every entry says, with `more` (a supported
+    device's network address, definition and what it reported when interviewed) in between."""
+    return {
+        "ieee_address": ieee_address,
+        "type": kind,
+        "supported": supported,
+        "disabled": False,
+        "friendly_name": name,
+        "definition": None,
+        **more,
+        "interview_completed": True,
+        "interviewing": False,
+        "endpoints": {},
+    }
+
+
 def z2m_bridge_devices(members: list[tuple[str, str, str]]) -> list[JsonDict]:
     """`<base>/bridge/devices`: the coordinator, then (device_id, friendly_name, profile) of each device."""
-    out: list[JsonDict] = [
-        {
-            "ieee_address": "0x00124b0024c1d2e3",
-            "type": "Coordinator",
-            "network_address": 0,
-            "supported": True,
-            "disabled": False,
-            "friendly_name": "Coordinator",
-            "definition": None,
-            "interview_completed": True,
-            "interviewing": False,
-            "endpoints": {},
-        }
-    ]
+    out = [_z2m_entry("0x00124b0024c1d2e3", "Coordinator", "Coordinator", supported=True, network_address=0)]
     for n, (device_id, name, profile) in enumerate(members, start=1):
         zm = ZIGBEE_MODELS.get(profile)
         if zm is None:  # a profile without a model here: listed as Zigbee2MQTT lists an unsupported device
-            out.append(
-                {
-                    "ieee_address": ieee_address(device_id),
-                    "type": "EndDevice",
-                    "supported": False,
-                    "disabled": False,
-                    "friendly_name": name,
-                    "definition": None,
-                    "interview_completed": True,
-                    "interviewing": False,
-                    "endpoints": {},
-                }
-            )
+            out.append(_z2m_entry(ieee_address(device_id), "EndDevice", name, supported=False))
             continue
-        out.append(
-            {
-                "ieee_address": ieee_address(device_id),
-                "type": zm.device_type,
-                "network_address": int.from_bytes(_digest(device_id, "nwk", 2), "big") or n,
-                "supported": True,
-                "disabled": False,
-                "friendly_name": name,
-                "description": None,
-                "definition": {
-                    "model": zm.model,
-                    "vendor": zm.vendor,
-                    "description": zm.description,
-                    "exposes": list(zm.exposes),
-                    "options": [],
-                    "supports_ota": False,
-                    "source": "native",
-                },
-                "power_source": zm.power_source,
-                "model_id": zm.model_id,
-                "manufacturer": zm.manufacturer,
-                "interview_completed": True,
-                "interviewing": False,
-                "software_build_id": None,
-                "date_code": None,
-                "endpoints": {},
-            }
-        )
+        network_address = int.from_bytes(_digest(device_id, "nwk", 2), "big") or n
+        more = {"network_address": network_address, "description": None, "definition": zm.definition()}
+        out.append(_z2m_entry(ieee_address(device_id), zm.device_type, name, supported=True, **more, **zm.interview()))
     return out
 
 

@@ -49,7 +49,8 @@ class RegisterMap:
     blocks: tuple[tuple[int, int], ...]  # readable (start, count)
     writable: tuple[tuple[int, int], ...] = ()  # (start, count) inside the blocks
     fill: int = 0  # value of registers inside a block that the model does not set
-    render: Callable[[World, str], Image]
+    values: Callable[[World, str], Image]  # the registers of a working device
+    garbage: Callable[[], Image]  # what the model answers while a device_garbage fault holds
     write: Callable[[World, str, int, list[int]], None] | None = None
 
     def __post_init__(self) -> None:
@@ -57,18 +58,26 @@ class RegisterMap:
             if not any(b <= start and start + count <= b + n for b, n in self.blocks):
                 raise ValueError(f"{self.profile}: writable {start}+{count} lies outside the readable blocks")
 
+    def render(self, world: World, device_id: str) -> Image:
+        """The device's registers now: its values, or the model's garbage while that fault holds."""
+        return self.garbage() if world.is_garbage(device_id) else self.values(world, device_id)
+
 
 # ---- Eastron SDM630 / SDM120 (input registers, float32) ------------------------------------------
 
 SDM_BLOCK = (0x0000, 0x015A)  # through total kvarh at 0x0158; the meter answers the whole range
 
 
+def _sdm_garbage() -> Image:
+    """What an SDM meter answers while a device_garbage fault holds: NaN in every float of its block."""
+    image: Image = {}
+    for address in range(SDM_BLOCK[0], SDM_BLOCK[0] + SDM_BLOCK[1], 2):
+        _put(image, address, NAN_F32)
+    return image
+
+
 def _sdm630(world: World, device_id: str) -> Image:
     image: Image = {}
-    if world.is_garbage(device_id):
-        for address in range(SDM_BLOCK[0], SDM_BLOCK[0] + SDM_BLOCK[1], 2):
-            _put(image, address, NAN_F32)
-        return image
     m = world.meters[device_id]
     volts, watts, amps = m.phase_voltages(), m.phase_powers(), m.phase_currents()
     pf = m.power_factor
@@ -123,10 +132,6 @@ def _sdm630(world: World, device_id: str) -> Image:
 
 def _sdm120(world: World, device_id: str) -> Image:
     image: Image = {}
-    if world.is_garbage(device_id):
-        for address in range(SDM_BLOCK[0], SDM_BLOCK[0] + SDM_BLOCK[1], 2):
-            _put(image, address, NAN_F32)
-        return image
     m = world.meters[device_id]
     volts = m.voltage_v
     pf = m.power_factor
@@ -165,14 +170,16 @@ UNIMPLEMENTED_U32 = (0xFFFF, 0xFFFF)
 UNIMPLEMENTED_S32 = (0x7FFF, 0xFFFF)
 
 
+def _gencomm_garbage() -> Image:
+    """GenComm's "not available" in every register of pages 4 to 7."""
+    image: Image = dict.fromkeys(range(GENCOMM_PAGES_4_7[0], sum(GENCOMM_PAGES_4_7)), UNIMPLEMENTED_U16)
+    image[1025] = UNIMPLEMENTED_S16  # coolant temperature is signed
+    _put(image, 1536, UNIMPLEMENTED_S32)
+    return image
+
+
 def _gencomm(world: World, device_id: str) -> Image:
     image: Image = {}
-    if world.is_garbage(device_id):
-        for address in range(GENCOMM_PAGES_4_7[0], GENCOMM_PAGES_4_7[0] + GENCOMM_PAGES_4_7[1]):
-            image[address] = UNIMPLEMENTED_U16
-        image[1025] = UNIMPLEMENTED_S16  # coolant temperature is signed
-        _put(image, 1536, UNIMPLEMENTED_S32)
-        return image
     gen = world.generator_for_device(device_id)
     if gen is None:
         return image
@@ -220,12 +227,13 @@ ATYS_BLOCK = (20480, 16)
 ATYS_MANUAL, ATYS_AUTO = 0, 1  # mode register 20481 codes
 
 
+def _atys_garbage() -> Image:
+    """0xFFFF in every register of the block."""
+    return dict.fromkeys(range(ATYS_BLOCK[0], sum(ATYS_BLOCK)), 0xFFFF)
+
+
 def _atys(world: World, device_id: str) -> Image:
     image: Image = {}
-    if world.is_garbage(device_id):
-        for address in range(ATYS_BLOCK[0], ATYS_BLOCK[0] + ATYS_BLOCK[1]):
-            image[address] = 0xFFFF
-        return image
     sw = world.switch_for_device(device_id)
     if sw is None:
         return image
@@ -238,16 +246,19 @@ def _atys(world: World, device_id: str) -> Image:
 
 
 REGISTER_MAPS: dict[str, RegisterMap] = {
-    "sdm630": RegisterMap(profile="sdm630", table="input", blocks=(SDM_BLOCK,), render=_sdm630),
-    "sdm120": RegisterMap(profile="sdm120", table="input", blocks=(SDM_BLOCK,), render=_sdm120),
+    "sdm630": RegisterMap(profile="sdm630", table="input", blocks=(SDM_BLOCK,), values=_sdm630, garbage=_sdm_garbage),
+    "sdm120": RegisterMap(profile="sdm120", table="input", blocks=(SDM_BLOCK,), values=_sdm120, garbage=_sdm_garbage),
     "dse-gencomm": RegisterMap(
         profile="dse-gencomm",
         table="holding",
         blocks=(GENCOMM_PAGE_3, GENCOMM_PAGES_4_7, GENCOMM_PAGE_16),
         writable=((GENCOMM_KEY, 2),),
         fill=UNIMPLEMENTED_U16,
-        render=_gencomm,
+        values=_gencomm,
+        garbage=_gencomm_garbage,
         write=_gencomm_write,
     ),
-    "atys-pm": RegisterMap(profile="atys-pm", table="holding", blocks=(ATYS_BLOCK,), render=_atys),
+    "atys-pm": RegisterMap(
+        profile="atys-pm", table="holding", blocks=(ATYS_BLOCK,), values=_atys, garbage=_atys_garbage
+    ),
 }

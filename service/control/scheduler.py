@@ -57,7 +57,7 @@ from sqlalchemy.engine import URL, make_url
 from service.config.calendar import WorkCalendar
 from service.config.site import Site, parse_hhmm
 from service.control.path import ControlPath, Sweeper, SweepResult, sweep_findings
-from service.energy.reports import ROLLUP_RETENTION, RollupTable, generate_report, month_of, previous_month
+from service.energy.reports import ROLLUP_RETENTION, generate_report, month_of, previous_month
 from service.store.db import Override, Store
 
 if TYPE_CHECKING:
@@ -219,13 +219,11 @@ class Scheduler:
         *,
         control: ControlPath,
         sweeper: Sweeper,
-        rollups: RollupTable,
         database_url: str,
     ) -> None:
         self.site = site
         self.control = control
         self.sweeper = sweeper
-        self.rollups = rollups
         self.store: Store = control.store
         self.clock = control.clock
         self.calendar = WorkCalendar(site.calendar, site.site.tz)
@@ -386,7 +384,6 @@ class Scheduler:
         if _RUNNING.get(self.site.site.id) is self:
             del _RUNNING[self.site.site.id]
         self.leadership.release()
-        await self.rollups.close()
 
     # -- what runs ----------------------------------------------------------------------------
 
@@ -444,7 +441,7 @@ class Scheduler:
         """Generate and store a month's report (default: the month before the current one)."""
         now = self.clock.now()
         month = month or previous_month(month_of(now, self.site))
-        report = await generate_report(self.store, self.site, month, now=now, rollups=self.rollups)
+        report = await generate_report(self.store, self.site, month, now=now)
         out = {
             "month": month,
             "departments": len(report.departments),
@@ -458,7 +455,7 @@ class Scheduler:
         """Delete rollups older than the retention period."""
         now = self.clock.now()
         before = now - ROLLUP_RETENTION
-        deleted = await self.rollups.prune(before)
+        deleted = await self.store.prune_rollups(before)
         out = {"before": before.isoformat(), "deleted": deleted}
         await self._history(RETENTION_ID, {**out, "at": now.isoformat(), "who": who})
         return out

@@ -41,6 +41,8 @@ _CHINA_ZONES: Final = frozenset(
 )  # fmt: skip
 _BAD_SHEET_CHARS: Final = re.compile(r"[\[\]:*?/\\]")
 
+# Tariff bands as a Chinese sheet names them.
+BAND_NAMES_ZH: Final = {"peak": "峰", "flat": "平", "valley": "谷", "sharp": "尖峰"}
 # Violation and alarm type names for people, beside the dashboard's labels (service.web.i18n).
 TYPE_NAMES: Final[dict[str, tuple[str, str]]] = {
     "lit_empty_room": ("长明灯", "lights on in an empty room"),

@@ -23,9 +23,9 @@ from typing import Final
 from pydantic import BaseModel
 
 from service.config.site import VIOLATION_TYPES, Site
-from service.energy.exports import TYPE_NAMES, Column, Lang, Sheet, name_of
-from service.energy.reports import BandEnergy, RollupTable, RoomEnergy, room_kwh, site_meters, table
-from service.energy.violations import Fines, incidents
+from service.energy.exports import BAND_NAMES_ZH, Column, Lang, Sheet
+from service.energy.reports import BandEnergy, RoomEnergy, room_kwh, site_meters, table
+from service.energy.violations import Fines, fines_sheet, incidents
 from service.store.db import Hazard, Store, month_bounds
 
 QUARTER: Final = re.compile(r"^(\d{4})-Q([1-4])$")
@@ -217,9 +217,7 @@ def _sum(bands: dict[str, tuple[float, float, float]] | None, i: int) -> float |
     return None if bands is None else sum(v[i] for v in bands.values())
 
 
-async def _supply(
-    store: Store, site: Site, rollups: RollupTable | None, start: datetime, end: datetime
-) -> SupplyEvents:
+async def _supply(store: Store, site: Site, start: datetime, end: datetime) -> SupplyEvents:
     transfers = []
     for record in await store.transfers(start, end):
         if isinstance(record, dict):
@@ -238,10 +236,10 @@ async def _supply(
     generators = []
     for g in site.generators:
         starts = run_min = None
-        if rollups is not None and g.device:
-            rise = await rollups.counter_rise(g.device, "starts", start, end)
+        if g.device:
+            rise = await store.rollup_rise(g.device, "starts", start, end)
             starts = None if rise is None else round(rise)
-            run_min = await rollups.minutes_with_last(g.device, "engine_state", ENGINE_RUNNING, start, end)
+            run_min = await store.rollup_minutes_at(g.device, "engine_state", ENGINE_RUNNING, start, end)
         kwh = None
         if g.meter:
             kwh = round(sum(i.kwh for i in await store.energy_intervals(start, end, meter=g.meter)), 3)
@@ -308,9 +306,7 @@ def _bands(bands: dict[str, tuple[float, float, float]], names: list[str]) -> di
     return out
 
 
-async def build_quarterly(
-    store: Store, site: Site, quarter: str, *, now: datetime, rollups: RollupTable | None = None
-) -> QuarterlyReport:
+async def build_quarterly(store: Store, site: Site, quarter: str, *, now: datetime) -> QuarterlyReport:
     """Compute a quarter's summary (ValueError for a bad quarter)."""
     start, end = quarter_bounds(quarter, site)
     prev_q, year_q = previous_quarter(quarter), year_before(quarter)
@@ -318,7 +314,7 @@ async def build_quarterly(
     previous = await _energy(store, *quarter_bounds(prev_q, site))
     a_year_ago = await _energy(store, *quarter_bounds(year_q, site))
     band_names = [b.name for b in site.tariff.bands] if site.tariff else []
-    rooms_kwh = await room_kwh(site, rollups, start, end)
+    rooms_kwh = await room_kwh(store, site, start, end)
     found = await incidents(store, site, start, end)
     departments = []
     for dept in site.departments:
@@ -376,7 +372,7 @@ async def build_quarterly(
     for i in found:
         counts_all[i.type] = counts_all.get(i.type, 0) + 1
         fines_all.add(i)
-    supply = await _supply(store, site, rollups, start, end)
+    supply = await _supply(store, site, start, end)
     hazards = _hazards(await store.list_hazards(created_before=end), start, end, now)
     return QuarterlyReport(
         site=site.site.id,
@@ -418,14 +414,13 @@ async def build_quarterly(
 def sheets(report: QuarterlyReport, lang: Lang) -> list[Sheet]:
     """The summary as tables: energy, violations and fines, supply events, hazards."""
     zh = lang == "zh"
-    band_zh = {"peak": "峰", "flat": "平", "valley": "谷", "sharp": "尖峰"}
     energy = Sheet(
         f"{report.quarter} 各部门用电",
         f"Energy {report.quarter}",
         [
             Column("部门", "department"),
             Column("电量 kWh", "kWh", "kwh"),
-            *(Column(f"{band_zh.get(b, b)}时段 kWh", f"{b} kWh", "kwh") for b in report.bands),
+            *(Column(f"{BAND_NAMES_ZH.get(b, b)}时段 kWh", f"{b} kWh", "kwh") for b in report.bands),
             Column("电费 元", "cost", "money"),
             Column("非工作时间占比 %", "after-hours share %", "pct"),
             Column(f"上季度 {report.previous_quarter} kWh", f"{report.previous_quarter} kWh", "kwh"),
@@ -456,23 +451,12 @@ def sheets(report: QuarterlyReport, lang: Lang) -> list[Sheet]:
          for b in report.bands), t.cost, t.after_hours_share_pct, t.previous_kwh, t.change_pct,
          t.year_before_kwh, t.year_change_pct, ""]
     )  # fmt: skip
-    violations = Sheet(
+    violations = fines_sheet(
         "违规与罚款",
         "Violations and fines",
-        [
-            Column("部门", "department"),
-            *(Column(name_of(TYPE_NAMES, v, "zh"), v, "count") for v in VIOLATION_TYPES),
-            Column("违规合计", "violations", "count"),
-            Column("待确认罚款", "fines proposed", "money"),
-            Column("已确认罚款", "fines confirmed", "money"),
-            Column("已免除罚款", "fines waived", "money"),
-        ],
+        VIOLATION_TYPES,
+        [(d.name, d.violations, d.violations_total, d.fines) for d in report.departments],
     )
-    for d in report.departments:
-        violations.rows.append(
-            [d.name, *(d.violations.get(v, 0) for v in VIOLATION_TYPES), d.violations_total,
-             d.fines.proposed, d.fines.confirmed, d.fines.waived]
-        )  # fmt: skip
     s = report.supply
     supply = Sheet(
         "供电事件",

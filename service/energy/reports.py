@@ -20,27 +20,19 @@ computed on request.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
-import sys
 import unicodedata
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
-from sqlalchemy import delete, func, select
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from service.alarms.rules import AlarmType
-from service.clock import SystemClock
-from service.config.settings import Settings, async_database_url
 from service.config.site import Site
-from service.energy.exports import TYPE_NAMES, Column, Lang, Sheet, name_of
-from service.store.db import RollupRow, Store, month_bounds
+from service.energy.exports import BAND_NAMES_ZH, TYPE_NAMES, Column, Lang, Sheet, name_of
+from service.store.db import Store, month_bounds
 
 TOP_ROOMS: Final = 3
 ROLLUP_RETENTION: Final = timedelta(days=90)
@@ -58,7 +50,6 @@ DEPARTMENT_ALARMS: Final = (
     AlarmType.lit_in_daylight,
 )
 _ALARM_PAGE: Final = 1000
-_PRUNE_STEP: Final = timedelta(days=1)
 
 
 _BAND_EXAMPLE: Final[dict[str, Any]] = {"kwh": 1904.3, "cost": 2028.08}
@@ -189,77 +180,7 @@ def site_meters(site: Site) -> list[str]:
     return list(dict.fromkeys(meters))
 
 
-class RollupTable:
-    """Queries on the 1-minute rollups that the Store does not offer: energy per device, retention."""
-
-    def __init__(self, database_url: str) -> None:
-        self.url = database_url
-        self._engine: AsyncEngine | None = None
-
-    def _get_engine(self) -> AsyncEngine:
-        if self._engine is None:
-            url = make_url(async_database_url(self.url))
-            # A second writer beside the Store's on SQLite: wait for its lock rather than fail.
-            args = {"timeout": 30} if url.get_backend_name() == "sqlite" else {}
-            self._engine = create_async_engine(url, connect_args=args)
-        return self._engine
-
-    async def kwh_by_device(self, point: str, start: datetime, end: datetime) -> dict[str, float]:
-        """kWh per device from a power point (W) over minutes in [start, end)."""
-        query = (
-            select(RollupRow.device, func.sum(RollupRow.mean))
-            .where(RollupRow.point == point, RollupRow.minute >= start, RollupRow.minute < end)
-            .group_by(RollupRow.device)
-        )
-        async with self._get_engine().connect() as conn:
-            rows = (await conn.execute(query)).all()
-        return {device: float(w_minutes or 0.0) / 60_000.0 for device, w_minutes in rows}
-
-    async def minutes_with_last(self, device: str, point: str, value: float, start: datetime, end: datetime) -> int:
-        """How many minutes in [start, end) ended with the point at `value` (e.g. an engine running)."""
-        query = select(func.count()).where(
-            RollupRow.device == device,
-            RollupRow.point == point,
-            RollupRow.minute >= start,
-            RollupRow.minute < end,
-            RollupRow.last == value,
-        )
-        async with self._get_engine().connect() as conn:
-            return int((await conn.execute(query)).scalar() or 0)
-
-    async def counter_rise(self, device: str, point: str, start: datetime, end: datetime) -> float | None:
-        """How much a counter rose over the minutes in [start, end) (None without data)."""
-        query = select(func.min(RollupRow.min), func.max(RollupRow.max)).where(
-            RollupRow.device == device, RollupRow.point == point, RollupRow.minute >= start, RollupRow.minute < end
-        )
-        async with self._get_engine().connect() as conn:
-            low, high = (await conn.execute(query)).one()
-        return None if low is None or high is None else float(high) - float(low)
-
-    async def prune(self, before: datetime) -> int:
-        """Delete rollups older than `before`, a day per transaction; the number deleted."""
-        engine = self._get_engine()
-        async with engine.connect() as conn:
-            oldest = (await conn.execute(select(func.min(RollupRow.minute)))).scalar()
-        deleted = 0
-        while oldest is not None and oldest < before:
-            upto = min(oldest + _PRUNE_STEP, before)
-            async with engine.begin() as conn:
-                result = await conn.execute(delete(RollupRow).where(RollupRow.minute < upto))
-                deleted += int(getattr(result, "rowcount", 0) or 0)
-            oldest = upto
-        return deleted
-
-    async def close(self) -> None:
-        """Release the connections."""
-        if self._engine is not None:
-            await self._engine.dispose()
-            self._engine = None
-
-
-async def build_report(
-    store: Store, site: Site, month: str, *, now: datetime, rollups: RollupTable | None = None
-) -> EnergyReport:
+async def build_report(store: Store, site: Site, month: str, *, now: datetime) -> EnergyReport:
     """Compute a month's report from the stored intervals, rollups and alarms (ValueError for a bad month)."""
     tz = site.site.tz
     start, end = month_bounds(month, tz)
@@ -273,7 +194,7 @@ async def build_report(
     site_kwh = 0.0
     for meter in site_meters(site):
         site_kwh += sum(i.kwh for i in await store.energy_intervals(start, end, meter=meter))
-    rooms_kwh = await room_kwh(site, rollups, start, end)
+    rooms_kwh = await room_kwh(store, site, start, end)
     violations, site_violations = await _violations(store, site, start, end)
     departments = []
     for dept in site.departments:
@@ -335,9 +256,9 @@ def _money(x: float) -> float:
     return round(x, 2)
 
 
-async def room_kwh(site: Site, rollups: RollupTable | None, start: datetime, end: datetime) -> dict[str, float]:
+async def room_kwh(store: Store, site: Site, start: datetime, end: datetime) -> dict[str, float]:
     """kWh per room in [start, end) from its devices' `power` rollups (0 without rollups)."""
-    by_device = await rollups.kwh_by_device("power", start, end) if rollups is not None else {}
+    by_device = await store.rollup_kwh_by_device("power", start, end)
     return {room.id: sum(by_device.get(d, 0.0) for d in room.devices) for room in site.rooms}
 
 
@@ -363,20 +284,16 @@ async def _violations(
     return per_department, site_level
 
 
-async def generate_report(
-    store: Store, site: Site, month: str, *, now: datetime, rollups: RollupTable | None = None
-) -> EnergyReport:
+async def generate_report(store: Store, site: Site, month: str, *, now: datetime) -> EnergyReport:
     """Compute a month's report and store it: each department's row and the whole report."""
-    report = await build_report(store, site, month, now=now, rollups=rollups)
+    report = await build_report(store, site, month, now=now)
     for dept in report.departments:
         await store.save_report(month, dept.department, dept.model_dump(mode="json"), at=now)
     await store.save_report(month, SITE_ROW, report.model_dump(mode="json"), at=now)
     return report
 
 
-async def energy_report(
-    store: Store, site: Site, month: str, *, now: datetime, rollups: RollupTable | None = None
-) -> EnergyReport:
+async def energy_report(store: Store, site: Site, month: str, *, now: datetime) -> EnergyReport:
     """The stored report of a month generated after it ended, else one computed now."""
     _, end = month_bounds(month, site.site.tz)
     body = await store.load_report(month, SITE_ROW)
@@ -387,7 +304,7 @@ async def energy_report(
             stored = None  # written by another version; compute afresh
         if stored is not None and stored.generated_at >= end:
             return stored.model_copy(update={"source": "stored"})
-    return await build_report(store, site, month, now=now, rollups=rollups)
+    return await build_report(store, site, month, now=now)
 
 
 # -- rendering ------------------------------------------------------------------------------------
@@ -411,24 +328,26 @@ def _columns(report: EnergyReport) -> list[str]:
     ]
 
 
+def _department_cells(report: EnergyReport, d: DepartmentEnergy, top_rooms: str) -> list[Any]:
+    """A department's figures after its name, in the order of the CSV's and the sheet's columns."""
+    return [
+        d.kwh,
+        *(d.bands[b].kwh if b in d.bands else 0.0 for b in report.bands),
+        *(d.bands[b].cost if b in d.bands else 0.0 for b in report.bands),
+        d.cost,
+        d.after_hours_kwh,
+        d.previous_kwh,
+        d.change_pct,
+        top_rooms,
+        *(d.violations.get(t.value, 0) for t in DEPARTMENT_ALARMS),
+    ]
+
+
 def _rows(report: EnergyReport) -> list[list[Any]]:
     out: list[list[Any]] = []
     for d in report.departments:
-        out.append(
-            [
-                d.department,
-                d.name,
-                d.kwh,
-                *(d.bands[b].kwh if b in d.bands else 0.0 for b in report.bands),
-                *(d.bands[b].cost if b in d.bands else 0.0 for b in report.bands),
-                d.cost,
-                d.after_hours_kwh,
-                d.previous_kwh,
-                d.change_pct,
-                "; ".join(f"{r.room} {r.kwh:g}" for r in d.top_rooms),
-                *(d.violations.get(t.value, 0) for t in DEPARTMENT_ALARMS),
-            ]
-        )
+        top_rooms = "; ".join(f"{r.room} {r.kwh:g}" for r in d.top_rooms)
+        out.append([d.department, d.name, *_department_cells(report, d, top_rooms)])
     return out
 
 
@@ -525,54 +444,15 @@ def report_table(report: EnergyReport) -> str:
     return "\n".join(lines)
 
 
-# -- CLI ------------------------------------------------------------------------------------------
-
-
-def cli_energy_report(site: Site, month: str, *, as_csv: bool = False) -> int:
-    """`wattkeeper report energy`: print the month's report from the state store; the exit code."""
-    try:
-        month_bounds(month, site.site.tz)
-    except ValueError:
-        print(f"--month: '{month}' is not a month YYYY-MM (e.g. 2026-03)", file=sys.stderr)
-        return 2
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        print(f"invalid WATTKEEPER_* setting: {exc.errors()[0]['msg']}", file=sys.stderr)
-        return 2
-    url = make_url(async_database_url(settings.database_url))
-    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).is_file():
-        print(
-            f"no state store at {url.database}: run the service first, or set WATTKEEPER_DATABASE_URL",
-            file=sys.stderr,
-        )
-        return 1
-    report = asyncio.run(_load(site, month, settings.database_url))
-    print(report_csv(report) if as_csv else report_table(report), end="" if as_csv else "\n")
-    return 0
-
-
-async def _load(site: Site, month: str, database_url: str) -> EnergyReport:
-    store = Store(database_url)
-    rollups = RollupTable(database_url)
-    await store.open()
-    try:
-        return await energy_report(store, site, month, now=SystemClock().now(), rollups=rollups)
-    finally:
-        await rollups.close()
-        await store.close()
-
-
 # -- for people: CSV with a BOM and Chinese headers, xlsx -------------------------------------------
 
 
 def energy_sheets(report: EnergyReport, lang: Lang) -> list[Sheet]:
     """The month as a table per department (names, not ids) for Excel/WPS: kWh and 元 per band."""
     zh = lang == "zh"
-    band_names = {"peak": "峰", "flat": "平", "valley": "谷", "sharp": "尖峰"}
 
     def band(b: str) -> str:
-        return band_names.get(b, b) if zh else b
+        return BAND_NAMES_ZH.get(b, b) if zh else b
 
     sheet = Sheet(
         f"{report.month} 各部门用电",
@@ -591,20 +471,8 @@ def energy_sheets(report: EnergyReport, lang: Lang) -> list[Sheet]:
         ],
     )
     for d in report.departments:
-        sheet.rows.append(
-            [
-                d.name,
-                d.kwh,
-                *(d.bands[b].kwh if b in d.bands else 0.0 for b in report.bands),
-                *(d.bands[b].cost if b in d.bands else 0.0 for b in report.bands),
-                d.cost,
-                d.after_hours_kwh,
-                d.previous_kwh,
-                d.change_pct,
-                "、".join(f"{r.name} {r.kwh:g} kWh" for r in d.top_rooms),
-                *(d.violations.get(t.value, 0) for t in DEPARTMENT_ALARMS),
-            ]
-        )
+        top_rooms = "、".join(f"{r.name} {r.kwh:g} kWh" for r in d.top_rooms)
+        sheet.rows.append([d.name, *_department_cells(report, d, top_rooms)])
     t = report.totals
     blank: list[Any] = [None] * (len(sheet.columns) - 2)
     sheet.rows.append(["各部门合计" if zh else "departments total", t.departments_kwh, *blank])

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 
@@ -290,36 +290,37 @@ async def find_violation(store: Store, site: Site, violation: str) -> tuple[str,
 # -- rendering ------------------------------------------------------------------------------------
 
 
-def sheets(report: ViolationsReport, lang: Lang) -> list[Sheet]:
-    """The report as two tables: departments (counts per type, fines) and every incident."""
-    summary = Sheet(
-        "各部门违规与罚款",
-        "Violations and fines by department",
+def fines_sheet(
+    title_zh: str, title_en: str, types: Sequence[str], rows: Iterable[tuple[str, Mapping[str, int], int, Fines]]
+) -> Sheet:
+    """Violations per type and fines by status, a row per (name, counts by type, total, fines): the
+    monthly report's and the quarterly summary's table for the administration office."""
+    sheet = Sheet(
+        title_zh,
+        title_en,
         [
             Column("部门", "department"),
-            *(Column(name_of(TYPE_NAMES, t, "zh"), t, "count") for t in report.types),
+            *(Column(name_of(TYPE_NAMES, t, "zh"), t, "count") for t in types),
             Column("违规合计", "violations", "count"),
             Column("待确认罚款", "fines proposed", "money"),
             Column("已确认罚款", "fines confirmed", "money"),
             Column("已免除罚款", "fines waived", "money"),
         ],
     )
-    for d in report.departments:
-        summary.rows.append(
-            [
-                d.name,
-                *(d.counts.get(t, 0) for t in report.types),
-                d.total,
-                d.fines.proposed,
-                d.fines.confirmed,
-                d.fines.waived,
-            ]
-        )
-    f = report.fines
-    summary.rows.append(
-        ["合计" if lang == "zh" else "total", *(report.counts.get(t, 0) for t in report.types), report.total,
-         f.proposed, f.confirmed, f.waived]
-    )  # fmt: skip
+    for name, counts, total, f in rows:
+        sheet.rows.append([name, *(counts.get(t, 0) for t in types), total, f.proposed, f.confirmed, f.waived])
+    return sheet
+
+
+def sheets(report: ViolationsReport, lang: Lang) -> list[Sheet]:
+    """The report as two tables: departments (counts per type, fines) and every incident."""
+    total = ("合计" if lang == "zh" else "total", report.counts, report.total, report.fines)
+    summary = fines_sheet(
+        "各部门违规与罚款",
+        "Violations and fines by department",
+        report.types,
+        [*((d.name, d.counts, d.total, d.fines) for d in report.departments), total],
+    )
     detail = Sheet(
         "违规明细",
         "Incidents",

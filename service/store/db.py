@@ -16,10 +16,10 @@ import hmac
 import re
 import secrets
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any, ClassVar, Final, Protocol, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol, TypeAlias, TypeVar, cast
 
 from sqlalchemy import (
     JSON,
@@ -53,6 +53,9 @@ from sqlalchemy.pool import StaticPool
 
 from service.config.settings import ROLES, Role, async_database_url
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 AlarmValue: TypeAlias = float | str | None
 Json: TypeAlias = Any
 _JSON: Final = JSON(none_as_null=True)
@@ -65,6 +68,8 @@ _NEW_ID_ATTEMPTS: Final = 5
 _MIGRATION_LOCK: Final = 0x77617474  # PostgreSQL advisory lock id ("watt")
 _ENV_KEYS_LOCK: Final = 0x776B6579  # PostgreSQL advisory lock id ("wkey"): importing WATTKEEPER_API_KEYS
 _Q = TypeVar("_Q", bound="Select[Any]")
+_R = TypeVar("_R", bound="DataclassInstance")
+_PRUNE_STEP: Final = timedelta(days=1)
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -594,35 +599,14 @@ def _alarm(row: AlarmRow) -> StoredAlarm:
     )
 
 
-def _hazard(row: HazardRow) -> Hazard:
-    return Hazard(
-        id=row.id,
-        title=row.title,
-        location=row.location,
-        department=row.department,
-        severity=row.severity,
-        due=row.due,
-        status=row.status,
-        rectification=row.rectification,
-        source_alarm=row.source_alarm,
-        created_by=row.created_by,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        closed_by=row.closed_by,
-        closed_at=row.closed_at,
-    )
+def _record(cls: type[_R], row: Base) -> _R:
+    """The record `cls` read from a row whose columns carry its fields' names (one mapper for every table)."""
+    return cls(**{f.name: getattr(row, f.name) for f in fields(cls)})
 
 
-def _override(row: OverrideRow) -> Override:
-    return Override(
-        id=row.id,
-        room=row.room,
-        until=row.until,
-        reason=row.reason,
-        created_by=row.created_by,
-        created_at=row.created_at,
-        ended_at=row.ended_at,
-    )
+def _values(record: DataclassInstance) -> dict[str, Any]:
+    """A record's fields as the column values of its row (the other way of `_record`)."""
+    return {f.name: getattr(record, f.name) for f in fields(record)}
 
 
 class Store:
@@ -830,15 +814,16 @@ class Store:
         *,
         at: datetime,
         who: str,
-        job: str | None,
-        device: str | None,
-        point: str | None,
-        old: Json,
-        new: Json,
         result: str,
         detail: str = "",
+        job: str | None = None,
+        device: str | None = None,
+        point: str | None = None,
+        old: Json = None,
+        new: Json = None,
     ) -> int:
-        """Record one control action; its id."""
+        """Record one control action; its id. A person's action on no device point (an override, a
+        hazard, a fine) names no job, device or point."""
         row = AuditRow(
             at=at, who=who, job=job, device=device, point=point, old=old, new=new, result=result, detail=detail
         )
@@ -863,21 +848,7 @@ class Store:
         query = _audit_filter(select(AuditRow), device, since, until, who, job, result)
         query = query.order_by(AuditRow.at.desc(), AuditRow.id.desc()).limit(limit).offset(offset)
         async with self._read() as s:
-            return [
-                AuditEntry(
-                    id=r.id,
-                    at=r.at,
-                    who=r.who,
-                    job=r.job,
-                    device=r.device,
-                    point=r.point,
-                    old=r.old,
-                    new=r.new,
-                    result=r.result,
-                    detail=r.detail,
-                )
-                for r in await s.scalars(query)
-            ]
+            return [_record(AuditEntry, r) for r in await s.scalars(query)]
 
     async def count_audit(
         self,
@@ -906,7 +877,7 @@ class Store:
         async with self._write() as s:
             s.add(row)
             await s.flush()
-            return _override(row)
+            return _record(Override, row)
 
     async def active_overrides(self, now: datetime) -> list[Override]:
         """Overrides in force at `now`, soonest end first."""
@@ -916,13 +887,13 @@ class Store:
             .order_by(OverrideRow.until, OverrideRow.id)
         )
         async with self._read() as s:
-            return [_override(r) for r in await s.scalars(query)]
+            return [_record(Override, r) for r in await s.scalars(query)]
 
     async def list_overrides(self, *, limit: int = 100, offset: int = 0) -> list[Override]:
         """All overrides, newest first."""
         query = select(OverrideRow).order_by(OverrideRow.created_at.desc(), OverrideRow.id.desc())
         async with self._read() as s:
-            return [_override(r) for r in await s.scalars(query.limit(limit).offset(offset))]
+            return [_record(Override, r) for r in await s.scalars(query.limit(limit).offset(offset))]
 
     async def count_overrides(self) -> int:
         """How many overrides `list_overrides` pages through."""
@@ -1042,19 +1013,7 @@ class Store:
 
     async def upsert_rollups(self, rollups: Iterable[Rollup]) -> None:
         """Insert or replace minutes of device points (idempotent per (device, point, minute))."""
-        rows = [
-            {
-                "device": r.device,
-                "point": r.point,
-                "minute": r.minute,
-                "min": r.min,
-                "max": r.max,
-                "mean": r.mean,
-                "last": r.last,
-                "count": r.count,
-            }
-            for r in rollups
-        ]
+        rows = [_values(r) for r in rollups]
         async with self._write() as s:
             await self._upsert(s, RollupRow, rows)
 
@@ -1064,16 +1023,7 @@ class Store:
         """Rollups of [start, end) merged into buckets of `every` (a whole number of minutes) from `start`."""
         if every < timedelta(minutes=1) or every % timedelta(minutes=1):
             raise ValueError("every must be a whole number of minutes")
-        query = (
-            select(RollupRow)
-            .where(
-                RollupRow.device == device,
-                RollupRow.point == point,
-                RollupRow.minute >= start,
-                RollupRow.minute < end,
-            )
-            .order_by(RollupRow.minute)
-        )
+        query = select(RollupRow).where(*_rollup_span(device, point, start, end)).order_by(RollupRow.minute)
         async with self._read() as s:
             rows = list(await s.scalars(query))
         buckets: list[Rollup] = []
@@ -1094,18 +1044,7 @@ class Store:
 
     async def upsert_energy(self, intervals: Iterable[EnergyInterval]) -> None:
         """Insert or replace intervals (idempotent per (meter, start))."""
-        rows = [
-            {
-                "meter": i.meter,
-                "start": i.start,
-                "kwh": i.kwh,
-                "band": i.band,
-                "cost": i.cost,
-                "after_hours": i.after_hours,
-                "department": i.department,
-            }
-            for i in intervals
-        ]
+        rows = [_values(i) for i in intervals]
         async with self._write() as s:
             await self._upsert(s, EnergyRow, rows)
 
@@ -1119,18 +1058,8 @@ class Store:
         if department is not None:
             query = query.where(EnergyRow.department == department)
         async with self._read() as s:
-            return [
-                EnergyInterval(
-                    meter=r.meter,
-                    start=r.start,
-                    kwh=r.kwh,
-                    band=r.band,
-                    cost=r.cost,
-                    after_hours=r.after_hours,
-                    department=r.department,
-                )
-                for r in await s.scalars(query.order_by(EnergyRow.meter, EnergyRow.start))
-            ]
+            rows = await s.scalars(query.order_by(EnergyRow.meter, EnergyRow.start))
+            return [_record(EnergyInterval, r) for r in rows]
 
     async def energy_by_department(self, start: datetime, end: datetime) -> list[EnergyTotal]:
         """kWh, cost and after-hours kWh per department and band for intervals starting in [start, end)."""
@@ -1159,17 +1088,7 @@ class Store:
         totals: list[EnergyTotal] = []
         for month in months:
             start, end = month_bounds(month, tz)
-            for t in await self.energy_by_department(start, end):
-                totals.append(
-                    EnergyTotal(
-                        department=t.department,
-                        band=t.band,
-                        kwh=t.kwh,
-                        cost=t.cost,
-                        after_hours_kwh=t.after_hours_kwh,
-                        month=month,
-                    )
-                )
+            totals += [replace(t, month=month) for t in await self.energy_by_department(start, end)]
         return totals
 
     # --- monthly reports ----------------------------------------------------------------
@@ -1196,14 +1115,7 @@ class Store:
 
     async def add_after_hours_finding(self, finding: AfterHoursFinding) -> bool:
         """Record a room found on in a night; False (nothing stored) when that night already has it."""
-        row = {
-            "room": finding.room,
-            "night": finding.night,
-            "at": finding.at,
-            "department": finding.department,
-            "devices": finding.devices,
-            "job": finding.job,
-        }
+        row = _values(finding)
         stmt = self._insert(_table(AfterHoursFindingRow)).on_conflict_do_nothing(index_elements=["room", "night"])
         async with self._write() as s:
             return bool(getattr(await s.execute(stmt, [row]), "rowcount", 0))
@@ -1216,12 +1128,7 @@ class Store:
             .order_by(AfterHoursFindingRow.at, AfterHoursFindingRow.room)
         )
         async with self._read() as s:
-            return [
-                AfterHoursFinding(
-                    room=r.room, night=r.night, at=r.at, department=r.department, devices=r.devices, job=r.job
-                )
-                for r in await s.scalars(query)
-            ]
+            return [_record(AfterHoursFinding, r) for r in await s.scalars(query)]
 
     async def add_transfers(self, records: Iterable[tuple[str, datetime, Json]]) -> None:
         """Keep source transfers as (switch, at, record) (idempotent per switch and time)."""
@@ -1237,16 +1144,8 @@ class Store:
 
     async def decide_fine(self, decision: FineDecision) -> None:
         """Store (or replace) the decision on a violation's fine."""
-        row = {
-            "violation": decision.violation,
-            "status": decision.status,
-            "amount": decision.amount,
-            "decided_by": decision.decided_by,
-            "decided_at": decision.decided_at,
-            "reason": decision.reason,
-        }
         async with self._write() as s:
-            await self._upsert(s, FineDecisionRow, [row])
+            await self._upsert(s, FineDecisionRow, [_values(decision)])
 
     async def fine_decisions(self, violations: Collection[str]) -> dict[str, FineDecision]:
         """The decisions taken on these violations, by violation id."""
@@ -1256,14 +1155,7 @@ class Store:
             for i in range(0, len(ids), 500):
                 query = select(FineDecisionRow).where(FineDecisionRow.violation.in_(ids[i : i + 500]))
                 for r in await s.scalars(query):
-                    out[r.violation] = FineDecision(
-                        violation=r.violation,
-                        status=r.status,
-                        amount=r.amount,
-                        decided_by=r.decided_by,
-                        decided_at=r.decided_at,
-                        reason=r.reason,
-                    )
+                    out[r.violation] = _record(FineDecision, r)
         return out
 
     async def add_hazard(
@@ -1297,13 +1189,13 @@ class Store:
         async with self._write() as s:
             s.add(row)
             await s.flush()
-            return _hazard(row)
+            return _record(Hazard, row)
 
     async def get_hazard(self, hazard_id: int) -> Hazard | None:
         """One hazard by id."""
         async with self._read() as s:
             row = await s.get(HazardRow, hazard_id)
-            return None if row is None else _hazard(row)
+            return None if row is None else _record(Hazard, row)
 
     async def list_hazards(
         self,
@@ -1321,7 +1213,7 @@ class Store:
         if created_before is not None:
             query = query.where(HazardRow.created_at < created_before)
         async with self._read() as s:
-            return [_hazard(r) for r in await s.scalars(query.order_by(HazardRow.created_at, HazardRow.id))]
+            return [_record(Hazard, r) for r in await s.scalars(query.order_by(HazardRow.created_at, HazardRow.id))]
 
     async def update_hazard(
         self, hazard_id: int, *, status: str, rectification: str | None, who: str, at: datetime
@@ -1338,7 +1230,7 @@ class Store:
             if status == "closed":
                 row.closed_by, row.closed_at = who, at
             await s.flush()
-            return _hazard(row)
+            return _record(Hazard, row)
 
     # --- small service state ------------------------------------------------------------
 
@@ -1375,12 +1267,7 @@ class Store:
         weighted = func.sum(RollupRow.mean * RollupRow.count)
         query = (
             select(bucket.label("bucket"), weighted, func.sum(RollupRow.count), func.avg(RollupRow.mean))
-            .where(
-                RollupRow.device == device,
-                RollupRow.point == point,
-                RollupRow.minute >= start,
-                RollupRow.minute < end,
-            )
+            .where(*_rollup_span(device, point, start, end))
             .group_by("bucket")
             .order_by("bucket")
         )
@@ -1413,9 +1300,52 @@ class Store:
         async with self._write() as s:
             await s.execute(delete(NoticeRow).where(NoticeRow.id.in_(list(ids))))
 
+    async def rollup_kwh_by_device(self, point: str, start: datetime, end: datetime) -> dict[str, float]:
+        """kWh per device from a power point (W) over the minutes in [start, end) (energy reports' rooms)."""
+        query = (
+            select(RollupRow.device, func.sum(RollupRow.mean))
+            .where(RollupRow.point == point, RollupRow.minute >= start, RollupRow.minute < end)
+            .group_by(RollupRow.device)
+        )
+        async with self._read() as s:
+            rows = (await s.execute(query)).all()
+        return {device: float(w_minutes or 0.0) / 60_000.0 for device, w_minutes in rows}
+
+    async def rollup_minutes_at(self, device: str, point: str, value: float, start: datetime, end: datetime) -> int:
+        """How many minutes in [start, end) ended with the point at `value` (e.g. an engine running)."""
+        query = select(func.count()).where(*_rollup_span(device, point, start, end), RollupRow.last == value)
+        async with self._read() as s:
+            return int(await s.scalar(query) or 0)
+
+    async def rollup_rise(self, device: str, point: str, start: datetime, end: datetime) -> float | None:
+        """How much a counter rose over the minutes in [start, end) (None without data)."""
+        query = select(func.min(RollupRow.min), func.max(RollupRow.max)).where(*_rollup_span(device, point, start, end))
+        async with self._read() as s:
+            low, high = (await s.execute(query)).one()
+        return None if low is None or high is None else float(high) - float(low)
+
+    async def prune_rollups(self, before: datetime) -> int:
+        """Delete rollups older than `before`, a day per transaction (the writers between wait a day's
+        delete at most); the number deleted."""
+        async with self._read() as s:
+            oldest = await s.scalar(select(func.min(RollupRow.minute)))
+        deleted = 0
+        while oldest is not None and oldest < before:
+            upto = min(oldest + _PRUNE_STEP, before)
+            async with self._write() as s:
+                result = await s.execute(delete(RollupRow).where(RollupRow.minute < upto))
+                deleted += int(getattr(result, "rowcount", 0) or 0)
+            oldest = upto
+        return deleted
+
 
 def _table(model: type[Base]) -> Table:
     return cast(Table, model.__table__)
+
+
+def _rollup_span(device: str, point: str, start: datetime, end: datetime) -> tuple[Any, ...]:
+    """The conditions that pick one device point's minutes in [start, end)."""
+    return (RollupRow.device == device, RollupRow.point == point, RollupRow.minute >= start, RollupRow.minute < end)
 
 
 def _audit_filter(

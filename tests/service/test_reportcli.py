@@ -1,4 +1,4 @@
-"""`wattkeeper report violations` and `wattkeeper report quarter` on a state store: table, the people's
+"""`wattkeeper report energy`, `report violations` and `report quarter` on a state store: table, the people's
 CSV (BOM) and machine CSV, an xlsx file, and bad input."""
 
 from __future__ import annotations
@@ -78,3 +78,18 @@ def test_report_quarter(database: str, tmp_path: Path) -> None:
     assert len(openpyxl.load_workbook(target).sheetnames) == 4
     bad = runner.invoke(app, ["report", "quarter", "--quarter", "2026-Q5", *SITE])
     assert bad.exit_code == 2 and "YYYY-Qn" in bad.output
+
+
+def test_report_energy(database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = CliRunner()
+    table = runner.invoke(app, ["report", "energy", "--month", "2026-03", *SITE])
+    assert table.exit_code == 0, table.output
+    assert "energy 2026-03 by department" in table.output and "site meters" in table.output
+    machine = runner.invoke(app, ["report", "energy", "--month", "2026-03", "--csv", *SITE])
+    rows = list(csv.reader(io.StringIO(machine.output)))
+    assert machine.exit_code == 0 and rows[0][:3] == ["department", "name", "kwh"], rows[0]
+    bad = runner.invoke(app, ["report", "energy", "--month", "2026-13", *SITE])
+    assert bad.exit_code == 2 and "YYYY-MM" in bad.output
+    monkeypatch.setenv("WATTKEEPER_DATABASE_URL", f"sqlite:///{tmp_path}/none/wk.db")
+    missing = runner.invoke(app, ["report", "energy", "--month", "2026-03", *SITE])
+    assert missing.exit_code == 1 and "no state store" in missing.output

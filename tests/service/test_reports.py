@@ -29,7 +29,6 @@ from service.clock import ManualClock
 from service.config.site import Site, load_site
 from service.core import Core
 from service.energy.reports import (
-    RollupTable,
     build_report,
     energy_report,
     generate_report,
@@ -129,11 +128,7 @@ async def seed(store: Store) -> None:
 
 async def test_month_aggregation_on_stored_intervals(site: Site, store: Store, tmp_path: Path) -> None:
     await seed(store)
-    rollups = RollupTable(store.url)
-    try:
-        report = await build_report(store, site, "2026-03", now=utc("2026-04-02 09:00"), rollups=rollups)
-    finally:
-        await rollups.close()
+    report = await build_report(store, site, "2026-03", now=utc("2026-04-02 09:00"))
     by = {d.department: d for d in report.departments}
     assert [d.department for d in report.departments] == ["admin", "marketing", "engineering", "it"]
 
@@ -283,21 +278,17 @@ async def test_departments_reconcile_with_site_meters_over_a_simulated_day(site:
     finally:
         await core.stop()
 
-    rollups = RollupTable(store.url)
-    try:
-        for month in ("2026-03", "2026-04"):
-            report = await build_report(store, site, month, now=clock.now(), rollups=rollups)
-            t = report.totals
-            assert t.site_meters_kwh > 100, (month, t)
-            assert all(d.kwh > 0 for d in report.departments)
-            assert t.difference_pct is not None and abs(t.difference_pct) < 0.5, (month, t)
-            assert sum(d.kwh for d in report.departments) == pytest.approx(t.departments_kwh, abs=0.01)
-            for d in report.departments:
-                assert sum(b.kwh for b in d.bands.values()) == pytest.approx(d.kwh, abs=0.01)
-                assert sum(r.kwh for r in d.top_rooms) <= d.kwh
-            assert any(d.top_rooms for d in report.departments)
-    finally:
-        await rollups.close()
+    for month in ("2026-03", "2026-04"):
+        report = await build_report(store, site, month, now=clock.now())
+        t = report.totals
+        assert t.site_meters_kwh > 100, (month, t)
+        assert all(d.kwh > 0 for d in report.departments)
+        assert t.difference_pct is not None and abs(t.difference_pct) < 0.5, (month, t)
+        assert sum(d.kwh for d in report.departments) == pytest.approx(t.departments_kwh, abs=0.01)
+        for d in report.departments:
+            assert sum(b.kwh for b in d.bands.values()) == pytest.approx(d.kwh, abs=0.01)
+            assert sum(r.kwh for r in d.top_rooms) <= d.kwh
+        assert any(d.top_rooms for d in report.departments)
 
 
 async def test_rows_the_store_refused_are_written_at_the_next_flush(

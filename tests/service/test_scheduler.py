@@ -29,7 +29,7 @@ from service.control.scheduler import (
     sweep_slot,
 )
 from service.core import Core
-from service.energy.reports import ROLLUP_RETENTION, RollupTable
+from service.energy.reports import ROLLUP_RETENTION
 from service.live.events import EventBus
 from service.metrics import Metrics
 from service.store.db import Rollup, Store
@@ -131,7 +131,6 @@ class Rig:
             site,
             control=self.control,
             sweeper=Sweeper(site, self.control),
-            rollups=RollupTable(url),
             database_url=url,
         )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.config.settings import async_database_url
+from service.store import db
 from service.store.db import MIGRATIONS, EnergyInterval, Rollup, Store, month_bounds
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -368,3 +369,48 @@ async def test_rollup_means_grouped_in_the_database_match_the_buckets(store: Sto
         assert [at for at, _ in got] == [at for at, _ in want]
         assert [m for _, m in got] == pytest.approx([m for _, m in want])
     assert await store.rollup_means("r2119-ac", "nope", T0, T0 + timedelta(hours=1), timedelta(minutes=5)) == []
+
+
+async def test_rollup_energy_run_minutes_counter_rise_and_pruning(store: Store) -> None:
+    """The reports' queries on the rollups: kWh per device, minutes at a state, a counter's rise, retention."""
+
+    def minute(device: str, point: str, i: int, value: float) -> Rollup:
+        at = T0 + timedelta(minutes=i)
+        return Rollup(device=device, point=point, minute=at, min=value, max=value, mean=value, last=value, count=6)
+
+    rows = [minute("r2119-ac", "power", i, 1200.0) for i in range(30)]
+    rows += [minute("r2120-ac", "power", i, 600.0) for i in range(60)]
+    rows += [minute("gen-1", "engine_state", i, 1.0 if 10 <= i < 25 else 0.0) for i in range(60)]
+    rows += [minute("gen-1", "starts", i, 40.0 + i // 20) for i in range(60)]
+    rows += [minute("r2119-ac", "power", -3 * 24 * 60 + i, 5000.0) for i in range(3)]  # three days before
+    await store.upsert_rollups(rows)
+    hour = (T0, T0 + timedelta(hours=1))
+
+    assert await store.rollup_kwh_by_device("power", *hour) == pytest.approx({"r2119-ac": 0.6, "r2120-ac": 0.6})
+    assert await store.rollup_minutes_at("gen-1", "engine_state", 1.0, *hour) == 15
+    assert await store.rollup_minutes_at("gen-1", "engine_state", 1.0, T0, T0 + timedelta(minutes=12)) == 2
+    assert await store.rollup_rise("gen-1", "starts", *hour) == 2.0
+    assert await store.rollup_rise("gen-1", "nope", *hour) is None
+
+    assert await store.prune_rollups(T0) == 3  # spread over three days: one transaction a day
+    assert await store.prune_rollups(T0) == 0
+    earlier = await store.rollup_kwh_by_device("power", T0 - timedelta(days=4), T0)
+    assert earlier == {}
+    assert await store.rollup_kwh_by_device("power", *hour) == pytest.approx({"r2119-ac": 0.6, "r2120-ac": 0.6})
+
+
+@pytest.mark.parametrize(
+    ("record", "row"),
+    [
+        (db.AuditEntry, db.AuditRow),
+        (db.Override, db.OverrideRow),
+        (db.Rollup, db.RollupRow),
+        (db.EnergyInterval, db.EnergyRow),
+        (db.AfterHoursFinding, db.AfterHoursFindingRow),
+        (db.FineDecision, db.FineDecisionRow),
+        (db.Hazard, db.HazardRow),
+    ],
+)
+def test_records_map_one_to_one_onto_their_tables(record: type, row: type[db.Base]) -> None:
+    """The store maps rows and records by field name: every field is a column, every column a field."""
+    assert {f.name for f in fields(record)} == {c.name for c in row.__table__.columns}

@@ -7,7 +7,8 @@ visitors) do not: the log names keys and shows who worked late.
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from dataclasses import asdict
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
@@ -66,7 +67,7 @@ async def audit(
     end: Annotated[AwareTime | None, Query(description="ISO 8601 with zone; records before")] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000, description="records to skip")] = 0,
-) -> list[dict[str, object]]:
+) -> list[dict[str, Any]]:
     """Every control action: who (key or schedule), job, device point, old and new value, result, detail."""
     since, until = start, end
     if since is not None and until is not None and since >= until:
@@ -79,18 +80,4 @@ async def audit(
     link = next_link(request, offset, limit, total)
     if link is not None:
         response.headers["Link"] = link
-    return [
-        {
-            "id": e.id,
-            "at": e.at,
-            "who": e.who,
-            "job": e.job,
-            "device": e.device,
-            "point": e.point,
-            "old": e.old,
-            "new": e.new,
-            "result": e.result,
-            "detail": e.detail,
-        }
-        for e in entries
-    ]
+    return [asdict(e) for e in entries]

@@ -20,6 +20,7 @@ its number.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Final, Literal
 
@@ -232,9 +233,6 @@ async def patch_schedule(schedule_id: ScheduleId, body: SchedulePatch, svc: Serv
     await svc.store.append_audit(
         at=svc.clock.now(),
         who=who.who,
-        job=None,
-        device=None,
-        point=None,
         old={"occupied_rooms": old.value},
         new={"occupied_rooms": body.occupied_rooms.value},
         result="settings",
@@ -247,16 +245,7 @@ async def patch_schedule(schedule_id: ScheduleId, body: SchedulePatch, svc: Serv
 
 
 def _override_out(o: Override, now: datetime) -> dict[str, Any]:
-    return {
-        "id": o.id,
-        "room": o.room,
-        "until": o.until,
-        "reason": o.reason,
-        "created_by": o.created_by,
-        "created_at": o.created_at,
-        "ended_at": o.ended_at,
-        "active": o.ended_at is None and o.created_at <= now < o.until,
-    }
+    return {**asdict(o), "active": o.ended_at is None and o.created_at <= now < o.until}
 
 
 @router.post(
@@ -284,10 +273,6 @@ async def add_override(body: OverrideIn, svc: ServicesDep, who: Operator) -> dic
     await svc.store.append_audit(
         at=now,
         who=who.who,
-        job=None,
-        device=None,
-        point=None,
-        old=None,
         new={"room": body.room, "until": until.isoformat(), "reason": body.reason},
         result="override",
         detail=f"override {override.id} of {body.room}" + (" (capped at override_max_h)" if until < body.until else ""),
@@ -328,11 +313,7 @@ async def end_override(
     await svc.store.append_audit(
         at=now,
         who=who.who,
-        job=None,
-        device=None,
-        point=None,
         old={"override": override_id},
-        new=None,
         result="override_ended",
         detail=f"override {override_id} ended early",
     )

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import json
 import mimetypes
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Final, Literal
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from service.alarms.engine import AlarmState
 from service.alarms.rules import AlarmType
-from service.api.deps import RANK, Operator, ServicesDep, Viewer, get_principal
+from service.api.deps import RANK, ServicesDep, Viewer, get_principal, require
 from service.api.routes.hazards import hazard_out
 from service.api.routes.hazards import prefill as hazard_prefill
 from service.auth import sessions as session
@@ -36,7 +38,6 @@ from service.web.render import STATIC, Formatter, render
 router = APIRouter(tags=["dashboard"])
 
 VIEWS: Final = ("supply", "rooms", "alarms", "energy", "schedule", "audit", "reports")
-OPERATOR_VIEWS: Final = frozenset({"audit"})
 HISTORY_PAGE: Final = 20
 AUDIT_PAGE: Final = 50
 MAX_LOGIN_BODY: Final = 4096
@@ -147,13 +148,12 @@ async def page(
     asked = view
     if view not in VIEWS or forbidden:
         view = "supply"
-    ctx = _base(request, svc, principal.role)
+    ctx = await _render(PANELS[view], request, svc, principal.role)
     ctx["forbidden"] = (
         ctx["t"]("forbidden.view", view=ctx["t"]("nav." + asked), role=ctx["t"]("role." + principal.role))
         if forbidden
         else ""
     )
-    ctx.update(await PANELS[view](request, svc, ctx))
     ctx["view"] = view
     ctx["views"] = [v for v in VIEWS if v not in OPERATOR_VIEWS or ctx["can_act"]]
     ctx["badge"] = _badge(svc)
@@ -408,7 +408,7 @@ async def _reports(request: Request, svc: Services, ctx: dict[str, Any]) -> dict
     )
     notices = [t("reports.bad_period", what=t(f"reports.{what}"), value=value) for what, value in problems]
     violations = await violations_report(svc.store, site, month, now=now)
-    summary = await build_quarterly(svc.store, site, quarter, now=now, rollups=svc.scheduler.rollups)
+    summary = await build_quarterly(svc.store, site, quarter, now=now)
     hazards = [hazard_out(site, h, now) for h in await svc.store.list_hazards()]
     hazards.sort(key=lambda h: (h.status == "closed", not h.overdue, h.due))
     prefill = None
@@ -433,54 +433,88 @@ async def _reports(request: Request, svc: Services, ctx: dict[str, Any]) -> dict
     }
 
 
-PANELS: Final = {
-    "supply": _supply,
-    "rooms": _rooms,
-    "alarms": _alarms,
-    "energy": _energy,
-    "schedule": _schedule,
-    "audit": _audit,
-    "reports": _reports,
-}
+async def _badge_counts(request: Request, svc: Services, ctx: dict[str, Any]) -> dict[str, Any]:
+    return {"badge": _badge(svc)}
 
 
-async def _panel(request: Request, svc: Services, principal: Principal, name: str) -> Response:
-    ctx = _base(request, svc, principal.role)
-    ctx.update(await PANELS[name](request, svc, ctx))
-    return _html(render(f"_{name}.html", **ctx))
+PanelBuilder = Callable[[Request, Services, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
-@router.get("/ui/badge", include_in_schema=False)
-async def ui_badge(request: Request, svc: ServicesDep, who: Viewer) -> Response:
-    """The alarm counts in the header."""
-    ctx = _base(request, svc, who.role)
-    return _html(render("_badge.html", **ctx, badge=_badge(svc)))
+@dataclass(frozen=True, slots=True)
+class Fragment:
+    """One HTML fragment the page loads with htmx: its path, its template, the least role that sees
+    it, and what the template gets beside the common context (`_base`)."""
+
+    path: str
+    template: str
+    role: Role
+    build: PanelBuilder
+    about: str
 
 
-@router.get("/ui/supply", include_in_schema=False)
-async def ui_supply(request: Request, svc: ServicesDep, who: Viewer) -> Response:
-    """The single-line diagram, supply figures and compliance."""
-    return await _panel(request, svc, who, "supply")
+FRAGMENTS: Final[tuple[Fragment, ...]] = (
+    # path, template, least role, what the template gets, what it shows
+    Fragment("/ui/badge", "_badge.html", "viewer", _badge_counts, "The alarm counts in the header."),
+    Fragment(
+        "/ui/supply", "_supply.html", "viewer", _supply, "The single-line diagram, supply figures and compliance."
+    ),
+    Fragment("/ui/rooms", "_rooms.html", "viewer", _rooms, "The room grid."),
+    Fragment("/ui/alarms", "_alarms.html", "viewer", _alarms, "Active alarms and the history filters."),
+    Fragment(
+        "/ui/alarms/active",
+        "_alarms_active.html",
+        "viewer",
+        _alarms,
+        "Only the active alarm list (refreshed on alarm events).",
+    ),
+    Fragment(
+        "/ui/energy",
+        "_energy.html",
+        "viewer",
+        _energy,
+        "Energy by department today and this month, tariff bands, load chart.",
+    ),
+    Fragment(
+        "/ui/schedule", "_schedule.html", "viewer", _schedule, "Working calendar, sweeps, scheduled jobs, overrides."
+    ),
+    Fragment(
+        "/ui/reports", "_reports.html", "viewer", _reports, "Violations and fines, the quarter, the hazard register."
+    ),
+    Fragment("/ui/audit", "_audit.html", "operator", _audit, "The audit log (operator, admin)."),
+)
+# The page's panels: the fragment of each view.
+PANELS: Final = {f.path.removeprefix("/ui/"): f for f in FRAGMENTS if f.path.removeprefix("/ui/") in VIEWS}
+OPERATOR_VIEWS: Final = frozenset(view for view, f in PANELS.items() if RANK[f.role] > RANK["viewer"])
 
 
-@router.get("/ui/rooms", include_in_schema=False)
-async def ui_rooms(request: Request, svc: ServicesDep, who: Viewer) -> Response:
-    """The room grid."""
-    return await _panel(request, svc, who, "rooms")
+async def _render(fragment: Fragment, request: Request, svc: Services, role: Role) -> dict[str, Any]:
+    """The context of a fragment's template for a caller of `role`."""
+    ctx = _base(request, svc, role)
+    ctx.update(await fragment.build(request, svc, ctx))
+    return ctx
 
 
-@router.get("/ui/alarms", include_in_schema=False)
-async def ui_alarms(request: Request, svc: ServicesDep, who: Viewer) -> Response:
-    """Active alarms and the history filters."""
-    return await _panel(request, svc, who, "alarms")
+def _fragment_route(fragment: Fragment) -> Callable[..., Awaitable[Response]]:
+    """The GET endpoint of one fragment, admitting callers of at least its role."""
+
+    async def endpoint(request: Request, svc: ServicesDep, who: Principal) -> Response:
+        return _html(render(fragment.template, **await _render(fragment, request, svc, who.role)))
+
+    # Annotations are strings here (postponed evaluation) that FastAPI resolves in this module's
+    # globals, where this fragment's role check is not: hand it the alias itself.
+    endpoint.__annotations__["who"] = Annotated[Principal, Depends(require(fragment.role))]
+    endpoint.__doc__ = fragment.about
+    return endpoint
 
 
-@router.get("/ui/alarms/active", include_in_schema=False)
-async def ui_alarms_active(request: Request, svc: ServicesDep, who: Viewer) -> Response:
-    """Only the active alarm list (refreshed on alarm events)."""
-    ctx = _base(request, svc, who.role)
-    ctx.update(await _alarms(request, svc, ctx))
-    return _html(render("_alarms_active.html", **ctx))
+for _fragment in FRAGMENTS:
+    router.add_api_route(
+        _fragment.path,
+        _fragment_route(_fragment),
+        methods=["GET"],
+        name="ui" + _fragment.path.removeprefix("/ui").replace("/", "_"),
+        include_in_schema=False,
+    )
 
 
 @router.get("/ui/alarms/history", include_in_schema=False)
@@ -513,24 +547,6 @@ async def ui_alarm_history(
     )
 
 
-@router.get("/ui/energy", include_in_schema=False)
-async def ui_energy(request: Request, svc: ServicesDep, who: Viewer) -> Response:
-    """Energy today and this month by department, the tariff bands, today's load chart."""
-    return await _panel(request, svc, who, "energy")
-
-
-@router.get("/ui/schedule", include_in_schema=False)
-async def ui_schedule(request: Request, svc: ServicesDep, who: Viewer) -> Response:
-    """Working calendar, sweeps, scheduled jobs, overrides."""
-    return await _panel(request, svc, who, "schedule")
-
-
-@router.get("/ui/reports", include_in_schema=False)
-async def ui_reports(request: Request, svc: ServicesDep, who: Viewer) -> Response:
-    """Violations and fines, the quarter, the hazard register."""
-    return await _panel(request, svc, who, "reports")
-
-
 @router.get("/reports/quarterly/print", include_in_schema=False)
 async def quarterly_print(request: Request, svc: ServicesDep, who: Viewer, lang: Lang = None) -> Response:
     """The quarterly summary as a printable A4 document (Chinese unless asked otherwise)."""
@@ -539,11 +555,5 @@ async def quarterly_print(request: Request, svc: ServicesDep, who: Viewer, lang:
         ctx["lang"], ctx["t"] = "zh", i18n.translator("zh")
         ctx["f"] = Formatter(svc.site.site.tz, ctx["now"], ctx["t"])
     _, quarter, _ = accountability.pick_periods(svc.site, ctx["now"], None, request.query_params.get("quarter"))
-    summary = await build_quarterly(svc.store, svc.site, quarter, now=ctx["now"], rollups=svc.scheduler.rollups)
+    summary = await build_quarterly(svc.store, svc.site, quarter, now=ctx["now"])
     return _html(render("report_quarterly.html", **ctx, summary=summary), lang=lang)
-
-
-@router.get("/ui/audit", include_in_schema=False)
-async def ui_audit(request: Request, svc: ServicesDep, who: Operator) -> Response:
-    """The audit log (operator, admin)."""
-    return await _panel(request, svc, who, "audit")

@@ -21,6 +21,8 @@ from service.api.deps import Viewer
 router = APIRouter(tags=["docs"])
 
 TITLE = "wattkeeper API"
+OPENAPI_URL = "/openapi.json"
+FAVICON_URL = "/docs/favicon.png"
 ASSETS = Path(fastapi_offline.__file__).resolve().parent / "static"
 # URL -> file of the vendored Swagger UI and ReDoc.
 ASSET_FILES = {
@@ -38,7 +40,7 @@ CSP = (
 )
 
 
-@router.get("/openapi.json", include_in_schema=False)
+@router.get(OPENAPI_URL, include_in_schema=False)
 async def openapi_document(request: Request, _: Viewer) -> JSONResponse:
     """The OpenAPI document (viewer)."""
     return JSONResponse(request.app.openapi())
@@ -47,27 +49,33 @@ async def openapi_document(request: Request, _: Viewer) -> JSONResponse:
 @router.get("/docs", include_in_schema=False)
 async def swagger_ui(_: Viewer) -> HTMLResponse:
     """Swagger UI over the document (viewer)."""
-    page = get_swagger_ui_html(
-        openapi_url="/openapi.json",
-        title=TITLE,
-        swagger_js_url="/docs/swagger-ui-bundle.js",
-        swagger_css_url="/docs/swagger-ui.css",
-        swagger_favicon_url="/docs/favicon.png",
+    return _under_csp(
+        get_swagger_ui_html(
+            openapi_url=OPENAPI_URL,
+            title=TITLE,
+            swagger_js_url="/docs/swagger-ui-bundle.js",
+            swagger_css_url="/docs/swagger-ui.css",
+            swagger_favicon_url=FAVICON_URL,
+        )
     )
-    page.headers["Content-Security-Policy"] = CSP
-    return page
 
 
 @router.get("/redoc", include_in_schema=False)
 async def redoc(_: Viewer) -> HTMLResponse:
     """ReDoc over the document (viewer)."""
-    page = get_redoc_html(
-        openapi_url="/openapi.json",
-        title=TITLE,
-        redoc_js_url="/docs/redoc.standalone.js",
-        redoc_favicon_url="/docs/favicon.png",
-        with_google_fonts=False,
+    return _under_csp(
+        get_redoc_html(
+            openapi_url=OPENAPI_URL,
+            title=TITLE,
+            redoc_js_url="/docs/redoc.standalone.js",
+            redoc_favicon_url=FAVICON_URL,
+            with_google_fonts=False,
+        )
     )
+
+
+def _under_csp(page: HTMLResponse) -> HTMLResponse:
+    """A documentation page that may load only what this service serves (the vendored assets)."""
     page.headers["Content-Security-Policy"] = CSP
     return page
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import date, datetime
 from typing import Annotated, Literal
 
@@ -86,24 +87,8 @@ def hazard_out(site: Site, h: Hazard, now: datetime) -> HazardOut:
     """The API form of a stored hazard, times in site time."""
     names = {d.id: d.name for d in site.departments}
     tz = site.site.tz
-    return HazardOut(
-        id=h.id,
-        title=h.title,
-        location=h.location,
-        department=h.department,
-        department_name=names.get(h.department, h.department),
-        severity=h.severity,
-        due=h.due.astimezone(tz),
-        status=h.status,
-        overdue=is_overdue(h, now),
-        rectification=h.rectification,
-        source_alarm=h.source_alarm,
-        created_by=h.created_by,
-        created_at=h.created_at.astimezone(tz),
-        updated_at=h.updated_at.astimezone(tz),
-        closed_by=h.closed_by,
-        closed_at=None if h.closed_at is None else h.closed_at.astimezone(tz),
-    )
+    fields = {k: v.astimezone(tz) if isinstance(v, datetime) else v for k, v in asdict(h).items()}
+    return HazardOut(**fields, department_name=names.get(h.department, h.department), overdue=is_overdue(h, now))
 
 
 def _unprocessable(detail: str) -> HTTPException:
@@ -137,10 +122,6 @@ async def create(svc: ServicesDep, who: Operator, body: HazardIn) -> HazardOut:
     await svc.store.append_audit(
         at=now,
         who=who.who,
-        job=None,
-        device=None,
-        point=None,
-        old=None,
         new={"hazard": hazard.id, "title": hazard.title, "department": hazard.department, "due": due.isoformat()},
         result="hazard_opened",
         detail=f"hazard {hazard.id} '{hazard.title}' ({hazard.severity}) due {due.isoformat()}",
@@ -226,9 +207,6 @@ async def update(
     await svc.store.append_audit(
         at=now,
         who=who.who,
-        job=None,
-        device=None,
-        point=None,
         old={"hazard": hazard_id, "status": hazard.status},
         new={"hazard": hazard_id, "status": updated.status, "rectification": updated.rectification},
         result=f"hazard_{updated.status}",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,6 +23,12 @@ from service.store.db import FineDecision, month_bounds
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 
 Month = Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="site-local month, YYYY-MM")]
+ExportFormat = Annotated[Literal["json", "csv", "xlsx"], Query(description="json, csv or xlsx")]
+ExportLang = Annotated[
+    Literal["zh", "en"] | None,
+    Query(description="csv: zh for people (BOM, Chinese headers, names), en for programs; default by site"),
+]
+R = TypeVar("R", bound=BaseModel)
 
 
 @router.get(
@@ -35,26 +42,12 @@ async def energy(
     _: Viewer,
     month: Month,
     by: Annotated[Literal["department"], Query(description="grouping (department)")] = "department",
-    format: Annotated[Literal["json", "csv", "xlsx"], Query(description="json, csv or xlsx")] = "json",
-    lang: Annotated[
-        Literal["zh", "en"] | None,
-        Query(description="csv: zh for people (BOM, Chinese headers, names), en for programs; default by site"),
-    ] = None,
+    format: ExportFormat = "json",
+    lang: ExportLang = None,
 ) -> Any:
     """The stored report of a closed month, or one computed now; `totals` reconcile departments with site meters."""
-    report = await energy_report(svc.store, svc.site, month, now=svc.clock.now(), rollups=svc.scheduler.rollups)
-    if format == "json":
-        return report
-    chosen = lang or default_lang(svc.site)
-    name = f"energy-{svc.site.site.id}-{month}"
-    return export(svc, energy_sheets(report, chosen), report_csv(report), fmt=format, lang=chosen, name=name)
-
-
-ExportFormat = Annotated[Literal["json", "csv", "xlsx"], Query(description="json, csv or xlsx")]
-ExportLang = Annotated[
-    Literal["zh", "en"] | None,
-    Query(description="csv: zh for people (BOM, Chinese headers, names), en for programs; default by site"),
-]
+    report = await energy_report(svc.store, svc.site, month, now=svc.clock.now())
+    return answer(svc, report, (energy_sheets, report_csv), fmt=format, lang=lang, file=("energy", month))
 
 
 def _not_future(month: str, svc: ServicesDep) -> None:
@@ -66,6 +59,26 @@ def _not_future(month: str, svc: ServicesDep) -> None:
 
 def _download(body: bytes | str, media_type: str, name: str) -> Response:
     return Response(body, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def answer(
+    svc: ServicesDep,
+    report: R,
+    forms: tuple[Callable[[R, Lang], list[Sheet]], Callable[[R], str]],
+    *,
+    fmt: str,
+    lang: Lang | None,
+    file: tuple[str, str],
+) -> R | Response:
+    """The report itself for JSON, else a file `<kind>-<site>-<period>` (`file` = kind, period) of
+    one of its two `forms`: its sheets (xlsx, or CSV for people) or its machine CSV."""
+    if fmt == "json":
+        return report
+    to_sheets, machine_csv = forms
+    chosen = lang or default_lang(svc.site)
+    kind, period = file
+    name = f"{kind}-{svc.site.site.id}-{period}"
+    return export(svc, to_sheets(report, chosen), machine_csv(report), fmt=fmt, lang=chosen, name=name)
 
 
 def export(svc: ServicesDep, sheets: list[Sheet], machine: str, *, fmt: str, lang: str | None, name: str) -> Response:
@@ -91,17 +104,8 @@ async def violations(
     """A month's violations; fines count once the administration office confirms them."""
     _not_future(month, svc)
     report = await violations_report(svc.store, svc.site, month, now=svc.clock.now())
-    if format == "json":
-        return report
-    chosen = lang or default_lang(svc.site)
-    return export(
-        svc,
-        violation_sheets(report, chosen),
-        violations_machine_csv(report),
-        fmt=format,
-        lang=chosen,
-        name=f"violations-{svc.site.site.id}-{month}",
-    )
+    forms = (violation_sheets, violations_machine_csv)
+    return answer(svc, report, forms, fmt=format, lang=lang, file=("violations", month))
 
 
 class FineDecisionIn(BaseModel):
@@ -160,9 +164,6 @@ async def decide_fine(svc: ServicesDep, who: Admin, body: FineDecisionIn) -> Fin
     await svc.store.append_audit(
         at=now,
         who=who.who,
-        job=None,
-        device=None,
-        point=None,
         old=None if before is None else {"status": before.status, "amount": before.amount, "reason": before.reason},
         new={"violation": body.violation, "status": body.status, "amount": float(amount), "reason": body.reason},
         result=f"fine_{body.status}",
@@ -197,9 +198,6 @@ async def quarterly(
     start, _end = quarter_bounds(quarter, svc.site)
     if start > svc.clock.now():
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"quarter: {quarter} has not begun yet")
-    report = await build_quarterly(svc.store, svc.site, quarter, now=svc.clock.now(), rollups=svc.scheduler.rollups)
-    if format == "json":
-        return report
-    chosen = lang or default_lang(svc.site)
-    name = f"quarterly-{svc.site.site.id}-{quarter}"
-    return export(svc, quarter_sheets(report, chosen), quarter_machine_csv(report), fmt=format, lang=chosen, name=name)
+    report = await build_quarterly(svc.store, svc.site, quarter, now=svc.clock.now())
+    forms = (quarter_sheets, quarter_machine_csv)
+    return answer(svc, report, forms, fmt=format, lang=lang, file=("quarterly", quarter))
