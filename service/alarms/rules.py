@@ -32,10 +32,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Final
+from typing import Final, Literal
 
 from drivers.profiles import ModbusPoint, load_profile
 from drivers.types import Quality
+from service.alarms.record import Severity
 from service.config.compliance import GENERATOR_MARGIN, GENERATOR_REQUIRED, REQUIRED_SOURCES
 from service.config.site import PROTECTED_ROLES, DeviceRole, Grade, Room, RoomKind, Site, Thresholds
 from service.live.state import (
@@ -86,41 +87,6 @@ class AlarmType(StrEnum):
     ats_not_auto = "ats_not_auto"
     critical_load_off = "critical_load_off"
 
-
-class Severity(StrEnum):
-    """How urgent an alarm is, most urgent first."""
-
-    critical = "critical"
-    high = "high"
-    warning = "warning"
-    low = "low"
-
-
-SEVERITY: Final[Mapping[AlarmType, Severity]] = MappingProxyType(
-    {
-        AlarmType.source_transfer_failed: Severity.critical,
-        AlarmType.backfeed: Severity.critical,
-        AlarmType.generator_start_failed: Severity.critical,
-        AlarmType.redundancy_lost: Severity.high,
-        AlarmType.generator_overload: Severity.high,
-        AlarmType.high_power_appliance: Severity.warning,
-        AlarmType.shutdown_failed: Severity.warning,
-        AlarmType.telemetry_dropped: Severity.warning,
-        AlarmType.device_offline: Severity.warning,  # high for supply-side devices
-        AlarmType.lit_empty_room: Severity.low,
-        AlarmType.ac_too_cold: Severity.low,
-        AlarmType.ac_heating_too_warm: Severity.low,
-        AlarmType.ac_door_open: Severity.low,
-        AlarmType.hazard_overdue: Severity.warning,  # the hazard's own severity when higher
-        AlarmType.ac_left_on: Severity.low,
-        AlarmType.lit_in_daylight: Severity.low,
-        AlarmType.grid_lost: Severity.critical,
-        AlarmType.security_load_exceeded: Severity.warning,
-        AlarmType.generator_not_auto: Severity.high,
-        AlarmType.ats_not_auto: Severity.high,
-        AlarmType.critical_load_off: Severity.critical,
-    }
-)
 
 # Generator output above this share of its rating while the load sits on the grid is backfeed.
 BACKFEED_OUTPUT_FRACTION: Final = 0.05
@@ -970,26 +936,170 @@ def check_critical_load_off(
     return out
 
 
-RULES: Final[tuple[Rule, ...]] = (
-    check_source_transfer_failed,
-    check_backfeed,
-    check_redundancy_lost,
-    check_generator_start_failed,
-    check_generator_overload,
-    check_lit_empty_room,
-    check_ac_too_cold,
-    check_ac_heating_too_warm,
-    check_ac_door_open,
-    check_high_power_appliance,
-    check_device_offline,
-    check_ac_left_on,
-    check_lit_in_daylight,
-    check_grid_lost,
-    check_security_load_exceeded,
-    check_generator_not_auto,
-    check_ats_not_auto,
-    check_critical_load_off,
+# -- the alarm-type table -------------------------------------------------------------------------
+
+Area = Literal["supply", "office", "device", "other"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlarmTypeSpec:
+    """Everything wattkeeper says about one alarm type; the engine's defaults, the labels, the
+    dashboard and the Grafana boards read it (a site file's `alarms:` block overrides the engine's part).
+
+    `rule` evaluates the type from live state; None for a type whose findings come from elsewhere
+    (`raised_by`). Delays are the engine's on-delay and off-delay in seconds; `deadband` is in the unit
+    of the findings' value. `area` says where the dashboard shows it: the supply page lists `supply`
+    alarms, a room card counts `office` ones. `compliance_board`: a row of the Grafana compliance
+    board's live supply timeline.
+    """
+
+    type: AlarmType
+    severity: Severity
+    rule: Rule | None
+    raised_by: str = "its rule"
+    on_delay_s: float = 0.0
+    off_delay_s: float = 60.0
+    deadband: float = 0.0
+    severity_note: str = ""  # shown next to the severity in `wattkeeper check`
+    area: Area = "other"
+    compliance_board: bool = False
+
+    @property
+    def label_key(self) -> str:
+        """The i18n key of the type's name (service.web.i18n)."""
+        return f"type.{self.type.value}"
+
+    @property
+    def sentence_key(self) -> str:
+        """The i18n key of the sentence the dashboard renders from the alarm's values (service.web.messages)."""
+        return f"msg.{self.type.value}"
+
+
+# In DESIGN §4's order; rules run in this order. Types whose rule already waits for a site-file delay
+# (allowed_interruption_s, start_limit_s, empty_room_delay_s, door_open_delay_s, empty_ac_delay_s,
+# daylight_delay_s) or which come from elsewhere raise at once; the others hold for their on-delay.
+ALARM_TYPES: Final[tuple[AlarmTypeSpec, ...]] = (
+    AlarmTypeSpec(
+        type=AlarmType.source_transfer_failed,
+        severity=Severity.critical,
+        rule=check_source_transfer_failed,
+        area="supply",
+        compliance_board=True,
+    ),
+    AlarmTypeSpec(
+        type=AlarmType.backfeed, severity=Severity.critical, rule=check_backfeed, area="supply", compliance_board=True
+    ),
+    AlarmTypeSpec(
+        type=AlarmType.redundancy_lost,
+        severity=Severity.high,
+        rule=check_redundancy_lost,
+        on_delay_s=10.0,
+        area="supply",
+        compliance_board=True,
+    ),
+    AlarmTypeSpec(
+        type=AlarmType.generator_start_failed,
+        severity=Severity.critical,
+        rule=check_generator_start_failed,
+        area="supply",
+        compliance_board=True,
+    ),
+    AlarmTypeSpec(  # values are percent of the generator's rating
+        type=AlarmType.generator_overload,
+        severity=Severity.high,
+        rule=check_generator_overload,
+        on_delay_s=60.0,
+        deadband=2.0,
+        area="supply",
+        compliance_board=True,
+    ),
+    AlarmTypeSpec(type=AlarmType.lit_empty_room, severity=Severity.low, rule=check_lit_empty_room, area="office"),
+    AlarmTypeSpec(
+        type=AlarmType.ac_too_cold,
+        severity=Severity.low,
+        rule=check_ac_too_cold,
+        on_delay_s=60.0,
+        deadband=0.5,
+        area="office",
+    ),
+    AlarmTypeSpec(
+        type=AlarmType.ac_heating_too_warm,
+        severity=Severity.low,
+        rule=check_ac_heating_too_warm,
+        on_delay_s=60.0,
+        deadband=0.5,
+        area="office",
+    ),
+    AlarmTypeSpec(type=AlarmType.ac_door_open, severity=Severity.low, rule=check_ac_door_open, area="office"),
+    AlarmTypeSpec(
+        type=AlarmType.high_power_appliance,
+        severity=Severity.warning,
+        rule=check_high_power_appliance,
+        on_delay_s=30.0,
+        deadband=50.0,
+        area="office",
+    ),
+    AlarmTypeSpec(
+        type=AlarmType.shutdown_failed,
+        severity=Severity.warning,
+        rule=None,
+        raised_by="the control path (shutdown_failed())",
+        area="device",
+    ),
+    AlarmTypeSpec(
+        type=AlarmType.device_offline,
+        severity=Severity.warning,
+        rule=check_device_offline,
+        on_delay_s=30.0,
+        severity_note="high for supply-side devices",
+        area="device",
+    ),
+    AlarmTypeSpec(
+        type=AlarmType.telemetry_dropped,
+        severity=Severity.warning,
+        rule=None,
+        raised_by="the telemetry sink (telemetry_dropped())",
+    ),
+    AlarmTypeSpec(  # the hazard's own severity when higher
+        type=AlarmType.hazard_overdue,
+        severity=Severity.warning,
+        rule=None,
+        raised_by="the hazard register (service.alarms.hazards)",
+    ),
+    AlarmTypeSpec(type=AlarmType.ac_left_on, severity=Severity.low, rule=check_ac_left_on, area="office"),
+    AlarmTypeSpec(type=AlarmType.lit_in_daylight, severity=Severity.low, rule=check_lit_in_daylight, area="office"),
+    AlarmTypeSpec(type=AlarmType.grid_lost, severity=Severity.critical, rule=check_grid_lost, area="supply"),
+    AlarmTypeSpec(
+        type=AlarmType.security_load_exceeded,
+        severity=Severity.warning,
+        rule=check_security_load_exceeded,
+        on_delay_s=60.0,
+        deadband=2.0,
+        area="supply",
+    ),
+    AlarmTypeSpec(
+        type=AlarmType.generator_not_auto,
+        severity=Severity.high,
+        rule=check_generator_not_auto,
+        on_delay_s=60.0,
+        area="supply",
+    ),
+    AlarmTypeSpec(
+        type=AlarmType.ats_not_auto, severity=Severity.high, rule=check_ats_not_auto, on_delay_s=60.0, area="supply"
+    ),
+    # 30 s: a relay's first reports after a (re)connect can say 0 W before its meter has measured
+    AlarmTypeSpec(
+        type=AlarmType.critical_load_off,
+        severity=Severity.critical,
+        rule=check_critical_load_off,
+        on_delay_s=30.0,
+        area="device",
+    ),
 )
+
+SPEC: Final[Mapping[str, AlarmTypeSpec]] = MappingProxyType({s.type.value: s for s in ALARM_TYPES})
+SEVERITY: Final[Mapping[str, Severity]] = MappingProxyType({s.type.value: s.severity for s in ALARM_TYPES})
+RULES: Final[tuple[Rule, ...]] = tuple(s.rule for s in ALARM_TYPES if s.rule is not None)
 
 
 def evaluate(

@@ -33,10 +33,11 @@ from urllib.parse import unquote, urlsplit
 import httpx
 import orjson
 
+from service.alarms.record import Alarm
 from service.clock import Clock
 from service.config.credentials import redact_logs, url_host
 from service.config.site import EmailChannel, Notifications, Webhook
-from service.store.db import AlarmLike, TransitionLike
+from service.store.db import TransitionLike
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def _iso(ts: datetime | None) -> str | None:
 
 
 def render_notice(
-    alarm: AlarmLike, transition: TransitionLike | None, *, site_id: str, site_name: str, tz: tzinfo
+    alarm: Alarm, transition: TransitionLike | None, *, site_id: str, site_name: str, tz: tzinfo
 ) -> Notice:
     """The channel-independent content of one alarm notification."""
     body: dict[str, Any] = {
@@ -411,7 +412,7 @@ class Notifier:
             await ch.stop()
         await self._http.aclose()
 
-    async def notify(self, alarm: AlarmLike, transition: TransitionLike | None = None) -> None:
+    async def notify(self, alarm: Alarm, transition: TransitionLike | None = None) -> None:
         """Queue one alarm transition for every channel; returns at once."""
         notice = render_notice(alarm, transition, site_id=self._site_id, site_name=self._site_name, tz=self._tz)
         for ch in self.channels:

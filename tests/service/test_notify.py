@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 import aiomqtt
 import pytest
 
-from service.alarms.rules import AlarmType, Severity
+from service.alarms.record import Severity
+from service.alarms.rules import AlarmType
 from service.clock import ManualClock
 from service.config.site import EmailChannel, Notifications, Webhook
 from service.notify.notifier import SEVERITY_MARK, Notifier, alarm_topic_level, render_notice

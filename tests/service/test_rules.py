@@ -9,15 +9,8 @@ import pytest
 
 from drivers.types import Quality, Reading, Value
 from service.alarms.engine import DEFAULT_CONFIG, AlarmEngine
-from service.alarms.rules import (
-    SEVERITY,
-    AlarmType,
-    Finding,
-    Severity,
-    evaluate,
-    shutdown_failed,
-    telemetry_dropped,
-)
+from service.alarms.record import Severity
+from service.alarms.rules import SEVERITY, AlarmType, Finding, evaluate, shutdown_failed, telemetry_dropped
 from service.config.site import Site
 from service.live.state import (
     FAIL_TO_START,

@@ -7,8 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from service.alarms.engine import Alarm, AlarmState
-from service.alarms.rules import Severity
+from service.alarms.record import Alarm, AlarmState, Severity
 from service.config.compliance import check_site, supply_roles
 from service.config.site import Site, load_site
 from service.live.state import DeviceView, LiveState

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from service.alarms.engine import AlarmState
-from service.alarms.rules import AlarmType, Severity
+from service.alarms.record import AlarmState, Severity
+from service.alarms.rules import AlarmType
 from service.config.site import RoomKind
 from service.live.transfers import TRANSFER_KINDS
 from service.web import i18n

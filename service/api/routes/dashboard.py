@@ -16,7 +16,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
-from service.alarms.engine import AlarmState
+from service.alarms.record import AlarmState
 from service.alarms.rules import AlarmType
 from service.api.deps import RANK, KeyCache, Operator, Principal, ServicesDep, Viewer, get_principal
 from service.api.routes.hazards import hazard_out
