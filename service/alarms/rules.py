@@ -941,7 +941,7 @@ def check_critical_load_off(
 Area = Literal["supply", "office", "device", "other"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class AlarmTypeSpec:
     """Everything wattkeeper says about one alarm type; the engine's defaults, the labels, the
     dashboard and the Grafana boards read it (a site file's `alarms:` block overrides the engine's part).
@@ -980,120 +980,97 @@ class AlarmTypeSpec:
 # daylight_delay_s) or which come from elsewhere raise at once; the others hold for their on-delay.
 ALARM_TYPES: Final[tuple[AlarmTypeSpec, ...]] = (
     AlarmTypeSpec(
-        type=AlarmType.source_transfer_failed,
-        severity=Severity.critical,
-        rule=check_source_transfer_failed,
+        AlarmType.source_transfer_failed,
+        Severity.critical,
+        check_source_transfer_failed,
         area="supply",
         compliance_board=True,
     ),
+    AlarmTypeSpec(AlarmType.backfeed, Severity.critical, check_backfeed, area="supply", compliance_board=True),
     AlarmTypeSpec(
-        type=AlarmType.backfeed, severity=Severity.critical, rule=check_backfeed, area="supply", compliance_board=True
-    ),
-    AlarmTypeSpec(
-        type=AlarmType.redundancy_lost,
-        severity=Severity.high,
-        rule=check_redundancy_lost,
+        AlarmType.redundancy_lost,
+        Severity.high,
+        check_redundancy_lost,
         on_delay_s=10.0,
         area="supply",
         compliance_board=True,
     ),
     AlarmTypeSpec(
-        type=AlarmType.generator_start_failed,
-        severity=Severity.critical,
-        rule=check_generator_start_failed,
+        AlarmType.generator_start_failed,
+        Severity.critical,
+        check_generator_start_failed,
         area="supply",
         compliance_board=True,
     ),
-    AlarmTypeSpec(  # values are percent of the generator's rating
-        type=AlarmType.generator_overload,
-        severity=Severity.high,
-        rule=check_generator_overload,
+    # values are percent of the generator's rating
+    AlarmTypeSpec(
+        AlarmType.generator_overload,
+        Severity.high,
+        check_generator_overload,
         on_delay_s=60.0,
         deadband=2.0,
         area="supply",
         compliance_board=True,
     ),
-    AlarmTypeSpec(type=AlarmType.lit_empty_room, severity=Severity.low, rule=check_lit_empty_room, area="office"),
+    AlarmTypeSpec(AlarmType.lit_empty_room, Severity.low, check_lit_empty_room, area="office"),
+    AlarmTypeSpec(AlarmType.ac_too_cold, Severity.low, check_ac_too_cold, on_delay_s=60.0, deadband=0.5, area="office"),
     AlarmTypeSpec(
-        type=AlarmType.ac_too_cold,
-        severity=Severity.low,
-        rule=check_ac_too_cold,
+        AlarmType.ac_heating_too_warm,
+        Severity.low,
+        check_ac_heating_too_warm,
         on_delay_s=60.0,
         deadband=0.5,
         area="office",
     ),
+    AlarmTypeSpec(AlarmType.ac_door_open, Severity.low, check_ac_door_open, area="office"),
     AlarmTypeSpec(
-        type=AlarmType.ac_heating_too_warm,
-        severity=Severity.low,
-        rule=check_ac_heating_too_warm,
-        on_delay_s=60.0,
-        deadband=0.5,
-        area="office",
-    ),
-    AlarmTypeSpec(type=AlarmType.ac_door_open, severity=Severity.low, rule=check_ac_door_open, area="office"),
-    AlarmTypeSpec(
-        type=AlarmType.high_power_appliance,
-        severity=Severity.warning,
-        rule=check_high_power_appliance,
+        AlarmType.high_power_appliance,
+        Severity.warning,
+        check_high_power_appliance,
         on_delay_s=30.0,
         deadband=50.0,
         area="office",
     ),
     AlarmTypeSpec(
-        type=AlarmType.shutdown_failed,
-        severity=Severity.warning,
-        rule=None,
+        AlarmType.shutdown_failed,
+        Severity.warning,
+        None,
         raised_by="the control path (shutdown_failed())",
         area="device",
     ),
     AlarmTypeSpec(
-        type=AlarmType.device_offline,
-        severity=Severity.warning,
-        rule=check_device_offline,
+        AlarmType.device_offline,
+        Severity.warning,
+        check_device_offline,
         on_delay_s=30.0,
         severity_note="high for supply-side devices",
         area="device",
     ),
     AlarmTypeSpec(
-        type=AlarmType.telemetry_dropped,
-        severity=Severity.warning,
-        rule=None,
-        raised_by="the telemetry sink (telemetry_dropped())",
+        AlarmType.telemetry_dropped, Severity.warning, None, raised_by="the telemetry sink (telemetry_dropped())"
     ),
-    AlarmTypeSpec(  # the hazard's own severity when higher
-        type=AlarmType.hazard_overdue,
-        severity=Severity.warning,
-        rule=None,
-        raised_by="the hazard register (service.alarms.hazards)",
-    ),
-    AlarmTypeSpec(type=AlarmType.ac_left_on, severity=Severity.low, rule=check_ac_left_on, area="office"),
-    AlarmTypeSpec(type=AlarmType.lit_in_daylight, severity=Severity.low, rule=check_lit_in_daylight, area="office"),
-    AlarmTypeSpec(type=AlarmType.grid_lost, severity=Severity.critical, rule=check_grid_lost, area="supply"),
+    # the hazard's own severity when higher
     AlarmTypeSpec(
-        type=AlarmType.security_load_exceeded,
-        severity=Severity.warning,
-        rule=check_security_load_exceeded,
+        AlarmType.hazard_overdue, Severity.warning, None, raised_by="the hazard register (service.alarms.hazards)"
+    ),
+    AlarmTypeSpec(AlarmType.ac_left_on, Severity.low, check_ac_left_on, area="office"),
+    AlarmTypeSpec(AlarmType.lit_in_daylight, Severity.low, check_lit_in_daylight, area="office"),
+    AlarmTypeSpec(AlarmType.grid_lost, Severity.critical, check_grid_lost, area="supply"),
+    AlarmTypeSpec(
+        AlarmType.security_load_exceeded,
+        Severity.warning,
+        check_security_load_exceeded,
         on_delay_s=60.0,
         deadband=2.0,
         area="supply",
     ),
     AlarmTypeSpec(
-        type=AlarmType.generator_not_auto,
-        severity=Severity.high,
-        rule=check_generator_not_auto,
-        on_delay_s=60.0,
-        area="supply",
+        AlarmType.generator_not_auto, Severity.high, check_generator_not_auto, on_delay_s=60.0, area="supply"
     ),
-    AlarmTypeSpec(
-        type=AlarmType.ats_not_auto, severity=Severity.high, rule=check_ats_not_auto, on_delay_s=60.0, area="supply"
-    ),
+    AlarmTypeSpec(AlarmType.ats_not_auto, Severity.high, check_ats_not_auto, on_delay_s=60.0, area="supply"),
     # 30 s: a relay's first reports after a (re)connect can say 0 W before its meter has measured
     AlarmTypeSpec(
-        type=AlarmType.critical_load_off,
-        severity=Severity.critical,
-        rule=check_critical_load_off,
-        on_delay_s=30.0,
-        area="device",
+        AlarmType.critical_load_off, Severity.critical, check_critical_load_off, on_delay_s=30.0, area="device"
     ),
 )
 
