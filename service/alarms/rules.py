@@ -27,7 +27,7 @@ set another severity per type.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -38,7 +38,7 @@ from drivers.profiles import ModbusPoint, load_profile
 from drivers.types import Quality
 from service.alarms.record import Severity
 from service.config.compliance import GENERATOR_MARGIN, GENERATOR_REQUIRED, REQUIRED_SOURCES
-from service.config.site import PROTECTED_ROLES, DeviceRole, Grade, Room, RoomKind, Site, Thresholds
+from service.config.site import PROTECTED_ROLES, DeviceRole, Generator, Grade, Room, RoomKind, Site, Thresholds
 from service.live.state import (
     AC_DOOR_OPEN,
     AC_EMPTY,
@@ -51,6 +51,7 @@ from service.live.state import (
     UNPOWERED,
     UNPOWERED_WITH_ALTERNATIVE,
     AcView,
+    GeneratorView,
     LiveState,
     RoomView,
     SourceView,
@@ -380,6 +381,17 @@ def check_grid_lost(
     return []  # a grid source back (or unknown) but not yet feeding the load: the alarm stays as it is
 
 
+def _generators(site: Site, state: LiveState, now: datetime, scope: Scope) -> Iterator[tuple[Generator, GeneratorView]]:
+    """Each generator with its live view, when `scope` takes in the supply."""
+    if not _wanted(scope, SUPPLY):
+        return
+    supply = state.supply(now)
+    for conf in site.generators:
+        g = supply.generator(conf.id)
+        if g is not None:
+            yield conf, g
+
+
 def check_security_load_exceeded(
     site: Site, state: LiveState, now: datetime, overrides: Mapping[str, datetime], scope: Scope
 ) -> list[Finding]:
@@ -388,15 +400,9 @@ def check_security_load_exceeded(
     `value` is percent of rating, compared with 100 / 1.2 = 83.3 %; the engine's on-delay makes it
     sustained. A generator off load (breaker open or engine not running) is normal.
     """
-    if not _wanted(scope, SUPPLY):
-        return []
-    supply = state.supply(now)
     out = []
     limit_pct = round(100.0 / GENERATOR_MARGIN, 2)
-    for conf in site.generators:
-        g = supply.generator(conf.id)
-        if g is None:
-            continue
+    for conf, g in _generators(site, state, now, scope):
         on_load = tri_and(g.breaker_closed, g.running)
         if on_load is False:
             out.append(_finding(AlarmType.security_load_exceeded, conf.id, False, None, f"{conf.id}: not on load"))
@@ -418,15 +424,9 @@ def check_generator_start_failed(
     site: Site, state: LiveState, now: datetime, overrides: Mapping[str, datetime], scope: Scope
 ) -> list[Finding]:
     """Start demanded and the generator not ready within start_limit_s, or its controller reports fail to start."""
-    if not _wanted(scope, SUPPLY):
-        return []
     kind = AlarmType.generator_start_failed
-    supply = state.supply(now)
     out = []
-    for conf in site.generators:
-        g = supply.generator(conf.id)
-        if g is None:
-            continue
+    for conf, g in _generators(site, state, now, scope):
         if g.fail_to_start:
             out.append(_finding(kind, conf.id, True, None, f"{conf.id}: controller reports fail to start"))
             continue
@@ -448,13 +448,9 @@ def check_generator_overload(
     site: Site, state: LiveState, now: datetime, overrides: Mapping[str, datetime], scope: Scope
 ) -> list[Finding]:
     """Output above rated kW; `value` is percent of rating (the engine's on-delay makes it sustained)."""
-    if not _wanted(scope, SUPPLY):
-        return []
-    supply = state.supply(now)
     out = []
-    for conf in site.generators:
-        g = supply.generator(conf.id)
-        if g is None or g.power_kw is None:
+    for conf, g in _generators(site, state, now, scope):
+        if g.power_kw is None:
             continue
         percent = round(100.0 * g.power_kw / conf.rated_kw, 2)
         message = f"{conf.id}: {g.power_kw:.1f} kW = {percent:g} % of {_fmt(conf.rated_kw)} kW rated"
