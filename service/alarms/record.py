@@ -66,7 +66,7 @@ class Alarm:
         return self.state is not AlarmState.cleared
 
     def to_dict(self) -> dict[str, object]:
-        """JSON-ready form for GET /api/alarms."""
+        """JSON-ready form: the API's AlarmOut (GET /api/alarms, ack, shelve) and the `alarm` event."""
         return {
             "id": self.id,
             "type": self.type,
