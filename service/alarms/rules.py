@@ -1,5 +1,9 @@
 """Alarm rules: one pure function per alarm type, (site, live state, now, overrides, scope) -> findings.
 
+`ALARM_TYPES`, at the end, is the alarm-type table: every type once, with its severity, the
+engine's default delays and deadband, its rule (or what else raises it) and where it is shown.
+It sits here, beside the rules it names, because each rule takes its findings' severity from it.
+
 Conventions every rule keeps:
 
 - It returns one Finding per (type, subject) it can decide, active or not, so the engine can clear.
@@ -21,8 +25,8 @@ high_power_appliance (fire risk), shutdown_failed, telemetry_dropped, device_off
 device, security_load_exceeded (the generator's 20 % margin is used up); low — lit_empty_room,
 ac_too_cold, ac_heating_too_warm, ac_door_open, ac_left_on, lit_in_daylight (energy waste). Also
 critical — critical_load_off (a critical load is down now); high — generator_not_auto, ats_not_auto
-(the next mains failure would not be carried over automatically). A site file's `alarms:` block may
-set another severity per type.
+(the next mains failure would not be carried over automatically). ALARM_TYPES holds them; a site
+file's `alarms:` block may set another severity per type.
 """
 
 from __future__ import annotations
@@ -1070,7 +1074,6 @@ ALARM_TYPES: Final[tuple[AlarmTypeSpec, ...]] = (
     ),
 )
 
-SPEC: Final[Mapping[str, AlarmTypeSpec]] = MappingProxyType({s.type.value: s for s in ALARM_TYPES})
 SEVERITY: Final[Mapping[str, Severity]] = MappingProxyType({s.type.value: s.severity for s in ALARM_TYPES})
 RULES: Final[tuple[Rule, ...]] = tuple(s.rule for s in ALARM_TYPES if s.rule is not None)
 
