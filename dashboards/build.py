@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Generate the Grafana boards in dashboards/boards/ from the definitions below.
 
-Run `python dashboards/build.py` after changing a board; `--check` exits 1 when a committed
-board differs from what this file generates (the tests run it). Every query is raw InfluxQL
-over the names in service/telemetry/measurements.py, so it runs on InfluxDB 1.x, on 2.x through the
-DBRP mapping and on 3.x.
+Run `python dashboards/build.py` in the project's environment (it reads the alarm-type table,
+service.alarms.rules.ALARM_TYPES) after changing a board; `--check` exits 1 when a committed board
+differs from what this file generates (the tests run it). Every query is raw InfluxQL over the
+names in service/telemetry/measurements.py, so it runs on InfluxDB 1.x, on 2.x through the DBRP
+mapping and on 3.x.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from service.alarms.rules import ALARM_TYPES
 
 SCHEMA_VERSION = 39
 # Grafana's unit for the site's tariff currency (deploy/sites/*.yaml: tariff.currency is CNY).
@@ -25,13 +28,8 @@ BOARDS_DIR = Path(__file__).resolve().parent / "boards"
 SITE = '"site" =~ /^$site$/'
 DEPARTMENT = '"department" =~ /^$department$/'
 ROOM = '"room" =~ /^$room$/'
-SUPPLY_ALARMS = (
-    "source_transfer_failed",
-    "backfeed",
-    "redundancy_lost",
-    "generator_start_failed",
-    "generator_overload",
-)
+# The live supply rules of the compliance board's timeline, as the alarm-type table marks them.
+SUPPLY_ALARMS = tuple(spec.type.value for spec in ALARM_TYPES if spec.compliance_board)
 
 Json = dict[str, Any]
 

@@ -19,14 +19,14 @@ from service.alarms import rules
 from service.alarms.engine import (
     DEFAULT_CONFIG,
     AlarmEngine,
-    AlarmState,
     AlarmTypeConfig,
     Flood,
     Transition,
     site_config,
 )
-from service.alarms.engine import Alarm as EngineAlarm
-from service.alarms.rules import AlarmType, Finding, Severity
+from service.alarms.record import Alarm as EngineAlarm
+from service.alarms.record import AlarmState
+from service.alarms.rules import AlarmType, Finding
 from service.clock import Clock
 from service.config.calendar import WorkCalendar
 from service.config.site import Site
@@ -37,7 +37,7 @@ from service.live.state import SUPPLY, LiveState
 from service.live.transfers import Transfer
 from service.metrics import Metrics
 from service.notify.notifier import Notifier
-from service.store.db import EnergyInterval, Rollup, Store, StoredAlarm, StoredTransition
+from service.store.db import EnergyInterval, Rollup, Store, StoredTransition
 from service.telemetry.lineproto import TelemetryLines, alarm_line, energy_line, service_line, site_lines
 from service.telemetry.sink import TelemetrySink
 
@@ -133,30 +133,6 @@ def _keep_newest(rows: dict[_K, _V], what: str) -> dict[_K, _V]:
         return rows
     log.error("the store is away: %d %s dropped, the oldest", len(rows) - UNSAVED_MAX, what)
     return dict(list(rows.items())[-UNSAVED_MAX:])
-
-
-def stored_to_alarm(a: StoredAlarm) -> EngineAlarm:
-    """A stored alarm back into the engine's type after a restart."""
-    state = AlarmState(a.state)
-    return EngineAlarm(
-        id=a.id,
-        type=a.type,
-        severity=Severity(a.severity),
-        subject=a.subject,
-        state=state,
-        # Under a shelf the condition is the last one seen: cleared_at is set while it is normal.
-        active=state in (AlarmState.active_unacked, AlarmState.active_acked)
-        or (state is AlarmState.shelved and a.cleared_at is None),
-        raised_at=a.raised_at,
-        updated_at=a.updated_at,
-        cleared_at=a.cleared_at,
-        acked_by=a.acked_by,
-        acked_at=a.acked_at,
-        shelved_until=a.shelved_until,
-        shelved_by=a.shelved_by,
-        message=a.message,
-        value=a.value,
-    )
 
 
 def journal_entry(t: Transition) -> StoredTransition:
@@ -278,7 +254,7 @@ class Core:
         await self._resume_energy()
         await self._resume_transfers()
         stored = await self.store.load_alarms()
-        restored = self.engine.restore(stored_to_alarm(a) for a in stored)
+        restored = self.engine.restore(stored)
         await self._handle(restored)
         if self.timers_state is not None:
             timers = await self.store.get_state(self.timers_state)

@@ -25,7 +25,17 @@ ROOT = Path(__file__).resolve().parent.parent
 # the layers below, never one above. Every package sits in one layer but telemetry, whose names
 # are foundation, so no upward import also means no cycle among the packages.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundation", ("service", "service.clock", "service.metrics", "service.broker", "service.telemetry.measurements")),
+    (
+        "foundation",
+        (
+            "service",
+            "service.clock",
+            "service.metrics",
+            "service.broker",
+            "service.telemetry.measurements",
+            "service.alarms.record",
+        ),
+    ),
     ("config", ("service.config",)),
     ("records", ("service.store", "service.live", "service.telemetry")),
     ("alarms", ("service.alarms",)),
@@ -42,12 +52,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 # Upward imports not yet fixed, each with its reason (each also closes a cycle, so the cycle check
 # leaves them out too). The list only shrinks: an entry whose import is gone fails the test until it
 # is removed.
-PENDING: Mapping[tuple[str, str], str] = {
-    ("service.config.site", "service.alarms.rules"): (
-        "the `alarms:` block checks its keys against AlarmType; the alarm-type table (issue 14 item 3) "
-        "moves the type names to a module without imports"
-    ),
-}
+PENDING: Mapping[tuple[str, str], str] = {}
 
 # What drivers/ and simulators/ may import of service/: the site file's models (a simulated device
 # is built from its site-file entry), nothing that runs.

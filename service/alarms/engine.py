@@ -28,9 +28,10 @@ A finding with `page=False` (another active alarm already pages for the same eve
 redundancy_lost while grid_lost is active) makes the same transitions, marked `page=False`: the
 journal and the dashboard show them, the notifiers leave them out.
 
-Each type's configuration (DEFAULT_CONFIG, overridden per type by the site file's `alarms:` block)
-may fix its severity (`severity`) or switch it off (`enabled: false`: its findings count as normal,
-so an open alarm of that type clears after its off-delay and none is raised).
+Each type's configuration (DEFAULT_CONFIG, from the alarm-type table rules.ALARM_TYPES, overridden
+per type by the site file's `alarms:` block in `site_config`) may fix its severity (`severity`) or
+switch it off (`enabled: false`: its findings count as normal, so an open alarm of that type clears
+after its off-delay and none is raised).
 """
 
 from __future__ import annotations
@@ -39,24 +40,14 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from enum import StrEnum
 from types import MappingProxyType
 from typing import Final
 
-from service.alarms.rules import SEVERITY, AlarmType, Finding, Severity
+from service.alarms.record import Alarm, AlarmState, Severity
+from service.alarms.rules import ALARM_TYPES, Finding
 from service.config.site import Site
 
 SYSTEM: Final = "system"  # `who` of transitions the engine makes by itself
-
-
-class AlarmState(StrEnum):
-    """Alarm states of GET /api/alarms."""
-
-    active_unacked = "active_unacked"
-    active_acked = "active_acked"
-    cleared_unacked = "cleared_unacked"
-    cleared = "cleared"
-    shelved = "shelved"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,38 +57,13 @@ class AlarmTypeConfig:
     on_delay_s: float = 0.0
     off_delay_s: float = 60.0
     deadband: float = 0.0
-    severity: Severity | None = None  # None: the rule's own (rules.SEVERITY)
+    severity: Severity | None = None  # None: the type's own (rules.ALARM_TYPES)
     enabled: bool = True
 
 
-# Types whose rule already waits for a site-file delay (allowed_interruption_s, start_limit_s,
-# empty_room_delay_s, door_open_delay_s) or which come from elsewhere raise at once; the others
-# must hold for their on-delay first. generator_overload values are percent of rating.
+# The shipped defaults: each type's delays and deadband from the alarm-type table.
 DEFAULT_CONFIG: Final[Mapping[str, AlarmTypeConfig]] = MappingProxyType(
-    {
-        AlarmType.source_transfer_failed: AlarmTypeConfig(),
-        AlarmType.backfeed: AlarmTypeConfig(),
-        AlarmType.redundancy_lost: AlarmTypeConfig(on_delay_s=10.0),
-        AlarmType.generator_start_failed: AlarmTypeConfig(),
-        AlarmType.generator_overload: AlarmTypeConfig(on_delay_s=60.0, deadband=2.0),
-        AlarmType.lit_empty_room: AlarmTypeConfig(),
-        AlarmType.ac_too_cold: AlarmTypeConfig(on_delay_s=60.0, deadband=0.5),
-        AlarmType.ac_heating_too_warm: AlarmTypeConfig(on_delay_s=60.0, deadband=0.5),
-        AlarmType.ac_door_open: AlarmTypeConfig(),
-        AlarmType.high_power_appliance: AlarmTypeConfig(on_delay_s=30.0, deadband=50.0),
-        AlarmType.shutdown_failed: AlarmTypeConfig(),
-        AlarmType.device_offline: AlarmTypeConfig(on_delay_s=30.0),
-        AlarmType.telemetry_dropped: AlarmTypeConfig(),
-        AlarmType.hazard_overdue: AlarmTypeConfig(),
-        AlarmType.ac_left_on: AlarmTypeConfig(),  # the rule waits empty_ac_delay_s itself
-        AlarmType.lit_in_daylight: AlarmTypeConfig(),  # the rule waits daylight_delay_s itself
-        AlarmType.grid_lost: AlarmTypeConfig(),
-        AlarmType.security_load_exceeded: AlarmTypeConfig(on_delay_s=60.0, deadband=2.0),
-        AlarmType.generator_not_auto: AlarmTypeConfig(on_delay_s=60.0),
-        AlarmType.ats_not_auto: AlarmTypeConfig(on_delay_s=60.0),
-        # 30 s: a relay's first reports after a (re)connect can say 0 W before its meter has measured
-        AlarmType.critical_load_off: AlarmTypeConfig(on_delay_s=30.0),
-    }
+    {s.type: AlarmTypeConfig(s.on_delay_s, s.off_delay_s, s.deadband) for s in ALARM_TYPES}
 )
 _FALLBACK = AlarmTypeConfig()
 
@@ -113,10 +79,6 @@ def site_config(site: Site, base: Mapping[str, AlarmTypeConfig] = DEFAULT_CONFIG
     return out
 
 
-# device_offline is raised high for supply-side devices, at the default severity for the rest.
-_SEVERITY_NOTE: Final[Mapping[str, str]] = MappingProxyType({AlarmType.device_offline: "high for supply-side devices"})
-
-
 def effective_table(site: Site, base: Mapping[str, AlarmTypeConfig] = DEFAULT_CONFIG) -> list[dict[str, object]]:
     """Every alarm type with the delays, deadband, severity and state the engine applies on this site.
 
@@ -124,10 +86,11 @@ def effective_table(site: Site, base: Mapping[str, AlarmTypeConfig] = DEFAULT_CO
     """
     config = site_config(site, base)
     rows: list[dict[str, object]] = []
-    for kind in AlarmType:
+    for spec in ALARM_TYPES:
+        kind = spec.type
         conf = config.get(kind, _FALLBACK)
-        severity = conf.severity or SEVERITY[kind]
-        note = "" if conf.severity is not None else _SEVERITY_NOTE.get(kind, "")
+        severity = conf.severity or spec.severity
+        note = "" if conf.severity is not None else spec.severity_note
         rows.append(
             {
                 "type": kind.value,
@@ -148,60 +111,6 @@ FLOOD_WINDOW_S: Final = 600.0
 FLOOD_TRACKED: Final = 1000  # raise times kept: enough to count a flood, bounded whatever the rate
 MAX_SHELVE_S: Final = 24 * 3600.0  # shelving is time-limited (ISA-18.2); longer is out of service
 HISTORY: Final = 1000  # closed alarms kept in memory for all(); the store keeps every one
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Alarm:
-    """One alarm lifecycle; `active` is its condition (after delays), also while shelved."""
-
-    id: str
-    type: str
-    severity: Severity
-    subject: str
-    state: AlarmState
-    active: bool
-    raised_at: datetime
-    updated_at: datetime
-    cleared_at: datetime | None = None
-    acked_by: str | None = None
-    acked_at: datetime | None = None
-    shelved_until: datetime | None = None
-    shelved_by: str | None = None
-    message: str = ""
-    value: float | str | None = None
-
-    @property
-    def key(self) -> tuple[str, str]:
-        """(type, subject): at most one open lifecycle each."""
-        return (self.type, self.subject)
-
-    @property
-    def acked(self) -> bool:
-        """Whether the current occurrence has been acknowledged."""
-        return self.acked_by is not None
-
-    @property
-    def open(self) -> bool:
-        """Whether the lifecycle still needs someone (anything but `cleared`)."""
-        return self.state is not AlarmState.cleared
-
-    def to_dict(self) -> dict[str, object]:
-        """JSON-ready form for GET /api/alarms."""
-        return {
-            "id": self.id,
-            "type": self.type,
-            "severity": self.severity.value,
-            "subject": self.subject,
-            "state": self.state.value,
-            "raised_at": self.raised_at.isoformat(),
-            "cleared_at": self.cleared_at.isoformat() if self.cleared_at else None,
-            "acked_by": self.acked_by,
-            "acked_at": self.acked_at.isoformat() if self.acked_at else None,
-            "message": self.message,
-            "value": self.value,
-            "shelved_until": self.shelved_until.isoformat() if self.shelved_until else None,
-            "shelved_by": self.shelved_by,
-        }
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

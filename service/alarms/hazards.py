@@ -18,7 +18,8 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Final, Literal, Protocol
 
-from service.alarms.rules import AlarmType, Finding, Severity
+from service.alarms.record import Severity
+from service.alarms.rules import AlarmType, Finding
 from service.clock import Clock
 from service.config.site import Site
 from service.store.db import Hazard, Store

@@ -1,5 +1,9 @@
 """Alarm rules: one pure function per alarm type, (site, live state, now, overrides, scope) -> findings.
 
+`ALARM_TYPES`, at the end, is the alarm-type table: every type once, with its severity, the
+engine's default delays and deadband, its rule (or what else raises it) and where it is shown.
+It sits here, beside the rules it names, because each rule takes its findings' severity from it.
+
 Conventions every rule keeps:
 
 - It returns one Finding per (type, subject) it can decide, active or not, so the engine can clear.
@@ -21,23 +25,24 @@ high_power_appliance (fire risk), shutdown_failed, telemetry_dropped, device_off
 device, security_load_exceeded (the generator's 20 % margin is used up); low — lit_empty_room,
 ac_too_cold, ac_heating_too_warm, ac_door_open, ac_left_on, lit_in_daylight (energy waste). Also
 critical — critical_load_off (a critical load is down now); high — generator_not_auto, ats_not_auto
-(the next mains failure would not be carried over automatically). A site file's `alarms:` block may
-set another severity per type.
+(the next mains failure would not be carried over automatically). ALARM_TYPES holds them; a site
+file's `alarms:` block may set another severity per type.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from types import MappingProxyType
-from typing import Final
+from typing import Final, Literal
 
 from drivers.profiles import ModbusPoint, load_profile
 from drivers.types import Quality
+from service.alarms.record import AlarmType as AlarmType
+from service.alarms.record import Severity
 from service.config.compliance import GENERATOR_MARGIN, GENERATOR_REQUIRED, REQUIRED_SOURCES
-from service.config.site import PROTECTED_ROLES, DeviceRole, Grade, Room, RoomKind, Site, Thresholds
+from service.config.site import PROTECTED_ROLES, DeviceRole, Generator, Grade, Room, RoomKind, Site, Thresholds
 from service.live.state import (
     AC_DOOR_OPEN,
     AC_EMPTY,
@@ -50,6 +55,7 @@ from service.live.state import (
     UNPOWERED,
     UNPOWERED_WITH_ALTERNATIVE,
     AcView,
+    GeneratorView,
     LiveState,
     RoomView,
     SourceView,
@@ -58,68 +64,6 @@ from service.live.state import (
     tri_and,
     tri_any,
     tri_not,
-)
-
-
-class AlarmType(StrEnum):
-    """The alarm types of DESIGN §4 (exact strings)."""
-
-    source_transfer_failed = "source_transfer_failed"
-    backfeed = "backfeed"
-    redundancy_lost = "redundancy_lost"
-    generator_start_failed = "generator_start_failed"
-    generator_overload = "generator_overload"
-    lit_empty_room = "lit_empty_room"
-    ac_too_cold = "ac_too_cold"
-    ac_heating_too_warm = "ac_heating_too_warm"
-    ac_door_open = "ac_door_open"
-    high_power_appliance = "high_power_appliance"
-    shutdown_failed = "shutdown_failed"
-    device_offline = "device_offline"
-    telemetry_dropped = "telemetry_dropped"
-    hazard_overdue = "hazard_overdue"
-    ac_left_on = "ac_left_on"
-    lit_in_daylight = "lit_in_daylight"
-    grid_lost = "grid_lost"
-    security_load_exceeded = "security_load_exceeded"
-    generator_not_auto = "generator_not_auto"
-    ats_not_auto = "ats_not_auto"
-    critical_load_off = "critical_load_off"
-
-
-class Severity(StrEnum):
-    """How urgent an alarm is, most urgent first."""
-
-    critical = "critical"
-    high = "high"
-    warning = "warning"
-    low = "low"
-
-
-SEVERITY: Final[Mapping[AlarmType, Severity]] = MappingProxyType(
-    {
-        AlarmType.source_transfer_failed: Severity.critical,
-        AlarmType.backfeed: Severity.critical,
-        AlarmType.generator_start_failed: Severity.critical,
-        AlarmType.redundancy_lost: Severity.high,
-        AlarmType.generator_overload: Severity.high,
-        AlarmType.high_power_appliance: Severity.warning,
-        AlarmType.shutdown_failed: Severity.warning,
-        AlarmType.telemetry_dropped: Severity.warning,
-        AlarmType.device_offline: Severity.warning,  # high for supply-side devices
-        AlarmType.lit_empty_room: Severity.low,
-        AlarmType.ac_too_cold: Severity.low,
-        AlarmType.ac_heating_too_warm: Severity.low,
-        AlarmType.ac_door_open: Severity.low,
-        AlarmType.hazard_overdue: Severity.warning,  # the hazard's own severity when higher
-        AlarmType.ac_left_on: Severity.low,
-        AlarmType.lit_in_daylight: Severity.low,
-        AlarmType.grid_lost: Severity.critical,
-        AlarmType.security_load_exceeded: Severity.warning,
-        AlarmType.generator_not_auto: Severity.high,
-        AlarmType.ats_not_auto: Severity.high,
-        AlarmType.critical_load_off: Severity.critical,
-    }
 )
 
 # Generator output above this share of its rating while the load sits on the grid is backfeed.
@@ -414,6 +358,17 @@ def check_grid_lost(
     return []  # a grid source back (or unknown) but not yet feeding the load: the alarm stays as it is
 
 
+def _generators(site: Site, state: LiveState, now: datetime, scope: Scope) -> Iterator[tuple[Generator, GeneratorView]]:
+    """Each generator with its live view, when `scope` takes in the supply."""
+    if not _wanted(scope, SUPPLY):
+        return
+    supply = state.supply(now)
+    for conf in site.generators:
+        g = supply.generator(conf.id)
+        if g is not None:
+            yield conf, g
+
+
 def check_security_load_exceeded(
     site: Site, state: LiveState, now: datetime, overrides: Mapping[str, datetime], scope: Scope
 ) -> list[Finding]:
@@ -422,15 +377,9 @@ def check_security_load_exceeded(
     `value` is percent of rating, compared with 100 / 1.2 = 83.3 %; the engine's on-delay makes it
     sustained. A generator off load (breaker open or engine not running) is normal.
     """
-    if not _wanted(scope, SUPPLY):
-        return []
-    supply = state.supply(now)
     out = []
     limit_pct = round(100.0 / GENERATOR_MARGIN, 2)
-    for conf in site.generators:
-        g = supply.generator(conf.id)
-        if g is None:
-            continue
+    for conf, g in _generators(site, state, now, scope):
         on_load = tri_and(g.breaker_closed, g.running)
         if on_load is False:
             out.append(_finding(AlarmType.security_load_exceeded, conf.id, False, None, f"{conf.id}: not on load"))
@@ -452,15 +401,9 @@ def check_generator_start_failed(
     site: Site, state: LiveState, now: datetime, overrides: Mapping[str, datetime], scope: Scope
 ) -> list[Finding]:
     """Start demanded and the generator not ready within start_limit_s, or its controller reports fail to start."""
-    if not _wanted(scope, SUPPLY):
-        return []
     kind = AlarmType.generator_start_failed
-    supply = state.supply(now)
     out = []
-    for conf in site.generators:
-        g = supply.generator(conf.id)
-        if g is None:
-            continue
+    for conf, g in _generators(site, state, now, scope):
         if g.fail_to_start:
             out.append(_finding(kind, conf.id, True, None, f"{conf.id}: controller reports fail to start"))
             continue
@@ -482,13 +425,9 @@ def check_generator_overload(
     site: Site, state: LiveState, now: datetime, overrides: Mapping[str, datetime], scope: Scope
 ) -> list[Finding]:
     """Output above rated kW; `value` is percent of rating (the engine's on-delay makes it sustained)."""
-    if not _wanted(scope, SUPPLY):
-        return []
-    supply = state.supply(now)
     out = []
-    for conf in site.generators:
-        g = supply.generator(conf.id)
-        if g is None or g.power_kw is None:
+    for conf, g in _generators(site, state, now, scope):
+        if g.power_kw is None:
             continue
         percent = round(100.0 * g.power_kw / conf.rated_kw, 2)
         message = f"{conf.id}: {g.power_kw:.1f} kW = {percent:g} % of {_fmt(conf.rated_kw)} kW rated"
@@ -970,26 +909,146 @@ def check_critical_load_off(
     return out
 
 
-RULES: Final[tuple[Rule, ...]] = (
-    check_source_transfer_failed,
-    check_backfeed,
-    check_redundancy_lost,
-    check_generator_start_failed,
-    check_generator_overload,
-    check_lit_empty_room,
-    check_ac_too_cold,
-    check_ac_heating_too_warm,
-    check_ac_door_open,
-    check_high_power_appliance,
-    check_device_offline,
-    check_ac_left_on,
-    check_lit_in_daylight,
-    check_grid_lost,
-    check_security_load_exceeded,
-    check_generator_not_auto,
-    check_ats_not_auto,
-    check_critical_load_off,
+# -- the alarm-type table -------------------------------------------------------------------------
+
+Area = Literal["supply", "office", "device", "other"]
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmTypeSpec:
+    """Everything wattkeeper says about one alarm type; the engine's defaults, the labels, the
+    dashboard and the Grafana boards read it (a site file's `alarms:` block overrides the engine's part).
+
+    `rule` evaluates the type from live state; None for a type whose findings come from elsewhere
+    (`raised_by`). Delays are the engine's on-delay and off-delay in seconds; `deadband` is in the unit
+    of the findings' value. `area` says where the dashboard shows it: the supply page lists `supply`
+    alarms, a room card counts `office` ones. `compliance_board`: a row of the Grafana compliance
+    board's live supply timeline.
+    """
+
+    type: AlarmType
+    severity: Severity
+    rule: Rule | None
+    raised_by: str = "its rule"
+    on_delay_s: float = 0.0
+    off_delay_s: float = 60.0
+    deadband: float = 0.0
+    severity_note: str = ""  # shown next to the severity in `wattkeeper check`
+    area: Area = "other"
+    compliance_board: bool = False
+
+    @property
+    def label_key(self) -> str:
+        """The i18n key of the type's name (service.web.i18n)."""
+        return f"type.{self.type.value}"
+
+    @property
+    def sentence_key(self) -> str:
+        """The i18n key of the sentence the dashboard renders from the alarm's values (service.web.messages)."""
+        return f"msg.{self.type.value}"
+
+
+# In DESIGN §4's order; rules run in this order. Types whose rule already waits for a site-file delay
+# (allowed_interruption_s, start_limit_s, empty_room_delay_s, door_open_delay_s, empty_ac_delay_s,
+# daylight_delay_s) or which come from elsewhere raise at once; the others hold for their on-delay.
+ALARM_TYPES: Final[tuple[AlarmTypeSpec, ...]] = (
+    AlarmTypeSpec(
+        AlarmType.source_transfer_failed,
+        Severity.critical,
+        check_source_transfer_failed,
+        area="supply",
+        compliance_board=True,
+    ),
+    AlarmTypeSpec(AlarmType.backfeed, Severity.critical, check_backfeed, area="supply", compliance_board=True),
+    AlarmTypeSpec(
+        AlarmType.redundancy_lost,
+        Severity.high,
+        check_redundancy_lost,
+        on_delay_s=10.0,
+        area="supply",
+        compliance_board=True,
+    ),
+    AlarmTypeSpec(
+        AlarmType.generator_start_failed,
+        Severity.critical,
+        check_generator_start_failed,
+        area="supply",
+        compliance_board=True,
+    ),
+    # values are percent of the generator's rating
+    AlarmTypeSpec(
+        AlarmType.generator_overload,
+        Severity.high,
+        check_generator_overload,
+        on_delay_s=60.0,
+        deadband=2.0,
+        area="supply",
+        compliance_board=True,
+    ),
+    AlarmTypeSpec(AlarmType.lit_empty_room, Severity.low, check_lit_empty_room, area="office"),
+    AlarmTypeSpec(AlarmType.ac_too_cold, Severity.low, check_ac_too_cold, on_delay_s=60.0, deadband=0.5, area="office"),
+    AlarmTypeSpec(
+        AlarmType.ac_heating_too_warm,
+        Severity.low,
+        check_ac_heating_too_warm,
+        on_delay_s=60.0,
+        deadband=0.5,
+        area="office",
+    ),
+    AlarmTypeSpec(AlarmType.ac_door_open, Severity.low, check_ac_door_open, area="office"),
+    AlarmTypeSpec(
+        AlarmType.high_power_appliance,
+        Severity.warning,
+        check_high_power_appliance,
+        on_delay_s=30.0,
+        deadband=50.0,
+        area="office",
+    ),
+    AlarmTypeSpec(
+        AlarmType.shutdown_failed,
+        Severity.warning,
+        None,
+        raised_by="the control path (shutdown_failed())",
+        area="device",
+    ),
+    AlarmTypeSpec(
+        AlarmType.device_offline,
+        Severity.warning,
+        check_device_offline,
+        on_delay_s=30.0,
+        severity_note="high for supply-side devices",
+        area="device",
+    ),
+    AlarmTypeSpec(
+        AlarmType.telemetry_dropped, Severity.warning, None, raised_by="the telemetry sink (telemetry_dropped())"
+    ),
+    # the hazard's own severity when higher
+    AlarmTypeSpec(
+        AlarmType.hazard_overdue, Severity.warning, None, raised_by="the hazard register (service.alarms.hazards)"
+    ),
+    AlarmTypeSpec(AlarmType.ac_left_on, Severity.low, check_ac_left_on, area="office"),
+    AlarmTypeSpec(AlarmType.lit_in_daylight, Severity.low, check_lit_in_daylight, area="office"),
+    AlarmTypeSpec(AlarmType.grid_lost, Severity.critical, check_grid_lost, area="supply"),
+    AlarmTypeSpec(
+        AlarmType.security_load_exceeded,
+        Severity.warning,
+        check_security_load_exceeded,
+        on_delay_s=60.0,
+        deadband=2.0,
+        area="supply",
+    ),
+    AlarmTypeSpec(
+        AlarmType.generator_not_auto, Severity.high, check_generator_not_auto, on_delay_s=60.0, area="supply"
+    ),
+    AlarmTypeSpec(AlarmType.ats_not_auto, Severity.high, check_ats_not_auto, on_delay_s=60.0, area="supply"),
+    # 30 s: a relay's first reports after a (re)connect can say 0 W before its meter has measured
+    AlarmTypeSpec(
+        AlarmType.critical_load_off, Severity.critical, check_critical_load_off, on_delay_s=30.0, area="device"
+    ),
 )
+
+SEVERITY: Final[Mapping[str, Severity]] = MappingProxyType({s.type.value: s.severity for s in ALARM_TYPES})
+RULES: Final[tuple[Rule, ...]] = tuple(s.rule for s in ALARM_TYPES if s.rule is not None)
 
 
 def evaluate(

@@ -104,7 +104,7 @@ class SupplyOut(_Out):
 
 
 class AlarmOut(_Out):
-    """One alarm lifecycle."""
+    """One alarm lifecycle: the alarm record (service.alarms.record.Alarm) as its to_dict() gives it."""
 
     id: str
     type: str = Field(examples=["backfeed"])
@@ -116,6 +116,9 @@ class AlarmOut(_Out):
     acked_by: str | None
     message: str
     value: float | str | None
+    acked_at: datetime | None = None
+    shelved_until: datetime | None = Field(None, description="set while the alarm is shelved")
+    shelved_by: str | None = None
 
 
 class FloodOut(_Out):

@@ -31,6 +31,7 @@ from drivers.profiles import (
     known_profiles,
     load_profile,
 )
+from service.alarms.record import AlarmType
 from service.config.credentials import expand_env_refs, redact_url
 
 MAX_SITE_FILE_BYTES = 2_000_000
@@ -482,8 +483,6 @@ class Notifications(_Strict):
 
 
 def _alarm_type(name: str) -> str:
-    from service.alarms.rules import AlarmType  # service.alarms.rules imports this module
-
     if name not in AlarmType.__members__:
         raise ValueError(f"unknown alarm type '{name}' (known: {', '.join(AlarmType)})")
     return name

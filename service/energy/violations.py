@@ -25,10 +25,11 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, Field
 
+from service.alarms.record import Alarm
 from service.config.site import VIOLATION_TYPES, Room, Site
 from service.energy.exports import FINE_STATUS_NAMES, TYPE_NAMES, Column, Lang, Sheet, name_of
 from service.energy.reports import table
-from service.store.db import AfterHoursFinding, FineDecision, Store, StoredAlarm, StoredTransition, month_bounds
+from service.store.db import AfterHoursFinding, FineDecision, Store, StoredTransition, month_bounds
 
 SWEEP_TYPE: Final = "left_on_after_hours"
 ALARM_TYPES: Final = tuple(t for t in VIOLATION_TYPES if t != SWEEP_TYPE)
@@ -129,7 +130,7 @@ def _fine(
     return (0.0, "none", None, None, None) if price is None else (float(price), "proposed", None, None, None)
 
 
-def _evidence_of_alarm(alarm: StoredAlarm, raised_value: object) -> str:
+def _evidence_of_alarm(alarm: Alarm, raised_value: object) -> str:
     value = alarm.value if raised_value is None else raised_value
     shown = "" if value is None else f" (value at raise: {value})"
     return f"{alarm.message}{shown}"
@@ -149,7 +150,7 @@ _ACTIVE: Final = frozenset({"active_unacked", "active_acked"})
 _CLEARED: Final = frozenset({"cleared_unacked", "cleared"})
 
 
-def raises(alarm: StoredAlarm, journal: Sequence[StoredTransition]) -> list[tuple[datetime, datetime | None, object]]:
+def raises(alarm: Alarm, journal: Sequence[StoredTransition]) -> list[tuple[datetime, datetime | None, object]]:
     """Each time an alarm lifecycle became active — (raised, cleared or None, value at raise) — from its
     journal: an unacknowledged lifecycle that clears and comes back is raised again. Without a journal,
     the alarm's own raise."""

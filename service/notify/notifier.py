@@ -38,10 +38,11 @@ from urllib.parse import unquote, urlsplit
 import httpx
 import orjson
 
+from service.alarms.record import Alarm
 from service.clock import Clock
 from service.config.credentials import redact_logs, url_host
 from service.config.site import EmailChannel, Notifications, Webhook
-from service.store.db import AlarmLike, TransitionLike
+from service.store.db import TransitionLike
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ def _iso(ts: datetime | None) -> str | None:
 
 
 def render_notice(
-    alarm: AlarmLike, transition: TransitionLike | None, *, site_id: str, site_name: str, tz: tzinfo
+    alarm: Alarm, transition: TransitionLike | None, *, site_id: str, site_name: str, tz: tzinfo
 ) -> Notice:
     """The channel-independent content of one alarm notification."""
     body: dict[str, Any] = {
@@ -462,7 +463,7 @@ class Notifier:
             await ch.stop()
         await self._http.aclose()
 
-    async def notify(self, alarm: AlarmLike, transition: TransitionLike | None = None) -> None:
+    async def notify(self, alarm: Alarm, transition: TransitionLike | None = None) -> None:
         """Queue one alarm transition for every channel (kept in the outbox first); returns once queued."""
         notice = render_notice(alarm, transition, site_id=self._site_id, site_name=self._site_name, tz=self._tz)
         await self._enqueue(notice)

@@ -51,6 +51,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import StaticPool
 
+from service.alarms.record import Alarm, AlarmState, Severity
 from service.config.settings import ROLES, Role, async_database_url
 
 if TYPE_CHECKING:
@@ -338,26 +339,6 @@ MIGRATIONS: Final[tuple[tuple[int, str, Callable[[Connection], None]], ...]] = (
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class StoredAlarm:
-    """An alarm as stored (fields as the alarm engine's Alarm)."""
-
-    id: str
-    type: str
-    severity: str
-    subject: str
-    state: str
-    raised_at: datetime
-    cleared_at: datetime | None
-    acked_by: str | None
-    message: str
-    value: AlarmValue
-    updated_at: datetime
-    shelved_until: datetime | None
-    acked_at: datetime | None = None
-    shelved_by: str | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class StoredTransition:
     """One journal entry (fields as the alarm engine's Transition)."""
 
@@ -493,39 +474,6 @@ class Hazard:
     closed_at: datetime | None
 
 
-class AlarmLike(Protocol):
-    """What the store needs of an alarm (the alarm engine's Alarm fits)."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def type(self) -> str: ...
-    @property
-    def severity(self) -> str: ...
-    @property
-    def subject(self) -> str: ...
-    @property
-    def state(self) -> str: ...
-    @property
-    def raised_at(self) -> datetime: ...
-    @property
-    def cleared_at(self) -> datetime | None: ...
-    @property
-    def acked_by(self) -> str | None: ...
-    @property
-    def message(self) -> str: ...
-    @property
-    def value(self) -> AlarmValue: ...
-    @property
-    def updated_at(self) -> datetime: ...
-    @property
-    def shelved_until(self) -> datetime | None: ...
-    @property
-    def acked_at(self) -> datetime | None: ...
-    @property
-    def shelved_by(self) -> str | None: ...
-
-
 class TransitionLike(Protocol):
     """What the store needs of a transition (the alarm engine's Transition fits)."""
 
@@ -580,28 +528,56 @@ def _key_info(row: ApiKeyRow) -> ApiKeyInfo:
     )
 
 
-def _alarm(row: AlarmRow) -> StoredAlarm:
-    return StoredAlarm(
+def alarm_from_row(row: AlarmRow) -> Alarm:
+    """A stored alarm back into the record (the one mapping from a row; `alarm_to_row` is its inverse).
+
+    The row keeps no `active`: it follows from the state, and under a shelf from `cleared_at`
+    (set while the condition is normal, the last one seen).
+    """
+    state = AlarmState(row.state)
+    return Alarm(
         id=row.id,
         type=row.type,
-        severity=row.severity,
+        severity=Severity(row.severity),
         subject=row.subject,
-        state=row.state,
+        state=state,
+        active=state in (AlarmState.active_unacked, AlarmState.active_acked)
+        or (state is AlarmState.shelved and row.cleared_at is None),
         raised_at=row.raised_at,
+        updated_at=row.updated_at,
         cleared_at=row.cleared_at,
         acked_by=row.acked_by,
+        acked_at=row.acked_at,
+        shelved_until=row.shelved_until,
+        shelved_by=row.shelved_by,
         message=row.message,
         value=row.value,
-        updated_at=row.updated_at,
-        shelved_until=row.shelved_until,
-        acked_at=row.acked_at,
-        shelved_by=row.shelved_by,
     )
 
 
 def _record(cls: type[_R], row: Base) -> _R:
     """The record `cls` read from a row whose columns carry its fields' names (one mapper for every table)."""
     return cls(**{f.name: getattr(row, f.name) for f in fields(cls)})
+
+
+def alarm_to_row(alarm: Alarm) -> dict[str, Any]:
+    """The `alarms` row of a record: every column, enums as their strings."""
+    return {
+        "id": alarm.id,
+        "type": str(alarm.type),
+        "severity": alarm.severity.value,
+        "subject": alarm.subject,
+        "state": alarm.state.value,
+        "raised_at": alarm.raised_at,
+        "cleared_at": alarm.cleared_at,
+        "acked_by": alarm.acked_by,
+        "message": alarm.message,
+        "value": alarm.value,
+        "updated_at": alarm.updated_at,
+        "shelved_until": alarm.shelved_until,
+        "acked_at": alarm.acked_at,
+        "shelved_by": alarm.shelved_by,
+    }
 
 
 def _values(record: DataclassInstance) -> dict[str, Any]:
@@ -704,24 +680,9 @@ class Store:
 
     # --- alarms -------------------------------------------------------------------------
 
-    async def save_alarm(self, alarm: AlarmLike, transition: TransitionLike | None = None) -> None:
+    async def save_alarm(self, alarm: Alarm, transition: TransitionLike | None = None) -> None:
         """Upsert an alarm and append its transition to the journal, in one transaction."""
-        row = {
-            "id": alarm.id,
-            "type": str(alarm.type),
-            "severity": str(alarm.severity),
-            "subject": alarm.subject,
-            "state": str(alarm.state),
-            "raised_at": alarm.raised_at,
-            "cleared_at": alarm.cleared_at,
-            "acked_by": alarm.acked_by,
-            "message": alarm.message,
-            "value": alarm.value,
-            "updated_at": alarm.updated_at,
-            "shelved_until": alarm.shelved_until,
-            "acked_at": alarm.acked_at,
-            "shelved_by": alarm.shelved_by,
-        }
+        row = alarm_to_row(alarm)
         async with self._write() as s:
             await self._upsert(s, AlarmRow, [row])
             if transition is not None:
@@ -739,17 +700,17 @@ class Store:
                     )
                 )
 
-    async def load_alarms(self) -> list[StoredAlarm]:
+    async def load_alarms(self) -> list[Alarm]:
         """Every alarm not in state `cleared` (what the alarm engine restores after a restart)."""
         async with self._read() as s:
             rows = await s.scalars(select(AlarmRow).where(AlarmRow.state != "cleared").order_by(AlarmRow.raised_at))
-            return [_alarm(r) for r in rows]
+            return [alarm_from_row(r) for r in rows]
 
-    async def get_alarm(self, alarm_id: str) -> StoredAlarm | None:
+    async def get_alarm(self, alarm_id: str) -> Alarm | None:
         """One alarm by id."""
         async with self._read() as s:
             row = await s.get(AlarmRow, alarm_id)
-            return None if row is None else _alarm(row)
+            return None if row is None else alarm_from_row(row)
 
     async def list_alarms(
         self,
@@ -758,7 +719,7 @@ class Store:
         type: str | None = None,
         limit: int = 100,
         offset: int = 0,
-    ) -> list[StoredAlarm]:
+    ) -> list[Alarm]:
         """Alarms newest first, optionally only in `states` and of one `type`."""
         query = select(AlarmRow)
         if states is not None:
@@ -767,7 +728,7 @@ class Store:
             query = query.where(AlarmRow.type == type)
         query = query.order_by(AlarmRow.raised_at.desc(), AlarmRow.id).limit(limit).offset(offset)
         async with self._read() as s:
-            return [_alarm(r) for r in await s.scalars(query)]
+            return [alarm_from_row(r) for r in await s.scalars(query)]
 
     async def count_alarms(self, *, states: Collection[str] | None = None, type: str | None = None) -> int:
         """How many alarms `list_alarms` would page through with these filters."""
@@ -779,7 +740,7 @@ class Store:
         async with self._read() as s:
             return int(await s.scalar(query) or 0)
 
-    async def alarms_touched(self, types: Collection[str], start: datetime, end: datetime) -> list[StoredAlarm]:
+    async def alarms_touched(self, types: Collection[str], start: datetime, end: datetime) -> list[Alarm]:
         """Alarms of `types` raised before `end` and changed at or after `start` (any lifecycle that
         may have been raised again in [start, end)), oldest raise first."""
         query = (
@@ -788,7 +749,7 @@ class Store:
             .order_by(AlarmRow.raised_at, AlarmRow.id)
         )
         async with self._read() as s:
-            return [_alarm(r) for r in await s.scalars(query)]
+            return [alarm_from_row(r) for r in await s.scalars(query)]
 
     async def journal(self, alarm_id: str) -> list[StoredTransition]:
         """The transitions of one alarm, oldest first."""

@@ -435,6 +435,49 @@ LABELS: Final[Mapping[str, tuple[str, str]]] = {
     "msg.shutdown_failed": ("{subject}：关断命令未得到确认", "{subject}: the switch-off was not confirmed"),
     "msg.device_offline": ("{subject}：设备离线", "{subject}: device offline"),
     "msg.telemetry_dropped": ("{subject}：丢失 {value} 条遥测数据", "{subject}: {value} readings dropped"),
+    "msg.hazard_overdue": (
+        "隐患 {subject}：逾期 {value} 小时未整改",
+        "hazard {subject}: not rectified, {value} h past due",
+    ),
+    "msg.ac_left_on": (
+        "{subject}：人走未关空调，房间已空 {value} 秒",
+        "{subject}: AC left on, room empty for {value} s",
+    ),
+    "msg.lit_in_daylight": (
+        "{subject}：照度 {value} lx，日光充足（≥ {limit} lx）仍开灯",
+        "{subject}: lights on at {value} lx, daylight from {limit} lx",
+    ),
+    "msg.grid_lost": (
+        "{subject}：市电全部失电，发电机带载 {value} kW",
+        "{subject}: every grid source lost, the generator carries {value} kW",
+    ),
+    "msg.grid_lost.none": ("{subject}：市电全部失电", "{subject}: every grid source lost"),
+    "msg.security_load_exceeded": (
+        "{subject}：发电机带载为额定功率的 {value}%，超过保安负荷上限 {limit}%（额定功率÷1.2）",
+        "{subject}: generator load at {value} % of rating, above the security-load limit of {limit} % (rating / 1.2)",
+    ),
+    "msg.generator_not_auto": (
+        "{subject}：发电机控制器处于“{value}”位，市电停电时不会自动启动",
+        "{subject}: controller in {value} mode, it will not start by itself when the mains fail",
+    ),
+    "msg.ats_not_auto": (
+        "{subject}：双电源切换开关处于“{value}”位，电源故障时不会自动切换",
+        "{subject}: transfer switch in {value} mode, it will not transfer by itself when a source fails",
+    ),
+    "msg.critical_load_off": (
+        "{subject}：重要负荷已断电，非本系统指令，请到现场核查",
+        "{subject}: critical load switched off, not by wattkeeper; check on site",
+    ),
+    # controller modes (generator_not_auto, ats_not_auto values), as the profiles name them
+    "ctlmode.auto": ("自动", "auto"),
+    "ctlmode.manual": ("手动", "manual"),
+    "ctlmode.stop": ("停机", "stop"),
+    "ctlmode.test": ("测试", "test"),
+    "ctlmode.inhibited": ("闭锁", "inhibited"),
+    "ctlmode.test on load": ("带载试机", "test on load"),
+    "ctlmode.test off load": ("空载试机", "test off load"),
+    "ctlmode.auto with manual restore": ("自动（手动恢复市电）", "auto with manual restore"),
+    "ctlmode.user configuration": ("用户自定义", "user configuration"),
     # issue 18: attention, stale data, forbidden views
     "attn.mute": ("静音", "Mute"),
     "attn.unmute": ("取消静音", "Unmute"),

@@ -11,26 +11,15 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Final
 
+from service.alarms.rules import ALARM_TYPES
+from service.config.compliance import GENERATOR_MARGIN
 from service.config.site import Site
 
 Translate = Callable[..., str]
 
-# alarm type -> i18n key of its sentence; the sentence may use {subject}, {value} and {limit}.
-SENTENCES: Final[Mapping[str, str]] = {
-    "source_transfer_failed": "msg.source_transfer_failed",
-    "backfeed": "msg.backfeed",
-    "redundancy_lost": "msg.redundancy_lost",
-    "generator_start_failed": "msg.generator_start_failed",
-    "generator_overload": "msg.generator_overload",
-    "lit_empty_room": "msg.lit_empty_room",
-    "ac_too_cold": "msg.ac_too_cold",
-    "ac_heating_too_warm": "msg.ac_heating_too_warm",
-    "ac_door_open": "msg.ac_door_open",
-    "high_power_appliance": "msg.high_power_appliance",
-    "shutdown_failed": "msg.shutdown_failed",
-    "device_offline": "msg.device_offline",
-    "telemetry_dropped": "msg.telemetry_dropped",
-}
+# alarm type -> i18n key of its sentence (from the alarm-type table); the sentence may use {subject},
+# {value} and {limit}. A type may add `<key>.none`, the sentence for an alarm without a value.
+SENTENCES: Final[Mapping[str, str]] = {s.type.value: s.sentence_key for s in ALARM_TYPES}
 
 
 def subject_name(site: Site, subject: str, t: Translate) -> str:
@@ -54,7 +43,8 @@ def _num(value: float | str | None) -> str:
 
 
 def _limit(site: Site, kind: str, subject: str) -> float | None:
-    th = site.site.thresholds
+    room = next((r for r in site.rooms if r.id == subject), None)
+    th = site.thresholds_of(room) if room is not None else site.site.thresholds
     limits: dict[str, float] = {
         "ac_too_cold": th.cooling_min_c,
         "ac_heating_too_warm": th.heating_max_c,
@@ -62,6 +52,8 @@ def _limit(site: Site, kind: str, subject: str) -> float | None:
         "source_transfer_failed": site.site.allowed_interruption_s,
         "lit_empty_room": th.empty_room_delay_s,
         "ac_door_open": th.door_open_delay_s,
+        "lit_in_daylight": th.daylight_lux,
+        "security_load_exceeded": round(100.0 / GENERATOR_MARGIN, 2),
     }
     if kind == "generator_start_failed":
         gen = next((g for g in site.generators if g.id == subject), None)
@@ -76,8 +68,11 @@ def alarm_message(site: Site, kind: str, subject: str, value: float | str | None
     if key is None:
         label = t("type." + kind, default=kind)
         return f"{label} · {name}" + (f" · {_num(value)}" if value is not None else "")
+    if value is None and t(f"{key}.none", default=""):
+        key = f"{key}.none"
     limit = _limit(site, kind, subject)
-    return t(key, subject=name, value=_num(value), limit=_num(limit))
+    shown = t("ctlmode." + value, default=value) if isinstance(value, str) else _num(value)
+    return t(key, subject=name, value=shown, limit=_num(limit))
 
 
 def change_text(value: object, site: Site, t: Translate, when: Callable[[str], str]) -> str:

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Final, Literal
 
-from service.alarms.engine import Alarm, AlarmState
-from service.alarms.rules import AlarmType, Severity
+from service.alarms.record import Alarm, AlarmState, Severity
+from service.alarms.rules import ALARM_TYPES
 from service.config import office
 from service.config.calendar import WorkCalendar
 from service.config.compliance import check_site
@@ -29,34 +29,12 @@ STATE_ORDER: Final = {
     AlarmState.cleared: 4,
 }
 ACKABLE: Final = frozenset({AlarmState.active_unacked, AlarmState.cleared_unacked})
-SUPPLY_TYPES: Final = frozenset(
-    {
-        AlarmType.source_transfer_failed,
-        AlarmType.backfeed,
-        AlarmType.redundancy_lost,
-        AlarmType.generator_start_failed,
-        AlarmType.generator_overload,
-        AlarmType.grid_lost,
-        AlarmType.security_load_exceeded,
-        AlarmType.generator_not_auto,
-        AlarmType.ats_not_auto,
-    }
-)
+SUPPLY_TYPES: Final = frozenset(s.type for s in ALARM_TYPES if s.area == "supply")
 STARTING: Final = frozenset({"pre-start", "warming"})
 URGENT: Final = frozenset({Severity.critical, Severity.high})  # sound, notification, blinking badge
 # What a room card and its counter show: the office rules a room breaks, while it breaks them
-# (not device_offline or shutdown_failed; ac_left_on and lit_in_daylight as their rules arrive).
-OFFICE_RULE_TYPES: Final = frozenset(
-    {
-        "lit_empty_room",
-        "ac_too_cold",
-        "ac_heating_too_warm",
-        "ac_door_open",
-        "high_power_appliance",
-        "ac_left_on",
-        "lit_in_daylight",
-    }
-)
+# (not device_offline or shutdown_failed).
+OFFICE_RULE_TYPES: Final = frozenset(s.type for s in ALARM_TYPES if s.area == "office")
 
 
 def tri(flag: bool | None) -> Wire:
@@ -339,22 +317,12 @@ def compliance(site: Site, supply: SupplyView, last_transfers: Mapping[str, Tran
 
 @dataclass(frozen=True, slots=True)
 class AlarmRow:
-    """One alarm as the lists show it."""
+    """One alarm as the lists show it: the record, with where it is and what a person may do with it."""
 
-    id: str
-    type: str
-    severity: str
-    subject: str
+    alarm: Alarm
     where: str  # room name, or the room a device is in
-    state: str
-    raised_at: datetime
-    cleared_at: datetime | None
-    acked_by: str | None
-    message: str
-    shelved_until: datetime | None
     ackable: bool
     shelvable: bool
-    value: float | str | None = None
 
 
 def where(site: Site, subject: str) -> str:
@@ -367,25 +335,15 @@ def alarm_rows(site: Site, alarms: Iterable[Alarm]) -> list[AlarmRow]:
     """Open alarms, most pressing first: unacknowledged, then by severity, then newest."""
     rows = [
         AlarmRow(
-            id=a.id,
-            type=a.type,
-            severity=a.severity.value,
-            subject=a.subject,
+            alarm=a,
             where=where(site, a.subject),
-            state=a.state.value,
-            raised_at=a.raised_at,
-            cleared_at=a.cleared_at,
-            acked_by=a.acked_by,
-            message=a.message,
-            shelved_until=a.shelved_until,
             ackable=a.state in ACKABLE,
             shelvable=a.state is not AlarmState.shelved and a.state is not AlarmState.cleared,
-            value=a.value,
         )
         for a in alarms
     ]
-    rows.sort(key=lambda r: -r.raised_at.timestamp())
-    rows.sort(key=lambda r: (STATE_ORDER[AlarmState(r.state)], SEVERITY_ORDER.get(r.severity, 9)))
+    rows.sort(key=lambda r: -r.alarm.raised_at.timestamp())
+    rows.sort(key=lambda r: (STATE_ORDER[r.alarm.state], SEVERITY_ORDER.get(r.alarm.severity, 9)))
     return rows
 
 

@@ -12,8 +12,7 @@ from typing import Any
 import httpx
 import openpyxl
 
-from service.alarms.engine import Alarm, AlarmState
-from service.alarms.rules import Severity
+from service.alarms.record import Alarm, AlarmState, Severity
 from service.clock import ManualClock
 from service.config.site import Site
 from service.energy.exports import XLSX_TYPE

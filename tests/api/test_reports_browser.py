@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from service.alarms.engine import Alarm, AlarmState
-from service.alarms.rules import Severity
+from service.alarms.record import Alarm, AlarmState, Severity
 from service.clock import ManualClock
 from service.config.site import Site
 from tests.conftest import ROOT

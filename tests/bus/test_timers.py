@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from service.alarms.engine import AlarmEngine
-from service.alarms.rules import AlarmType, Finding, Severity
+from service.alarms.record import Severity
+from service.alarms.rules import AlarmType, Finding
 
 T0 = datetime(2026, 7, 15, 2, 0, tzinfo=UTC)
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from drivers.profiles import PROFILE_DIR, known_profiles, load_profile
-from service.alarms.engine import AlarmState
+from service.alarms.record import AlarmState
 from service.alarms.rules import AlarmType
 from service.config.site import load_site
 from service.telemetry import measurements as m

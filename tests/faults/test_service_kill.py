@@ -24,9 +24,10 @@ from typing import Any
 
 import pytest
 
+from service.alarms.record import Alarm
 from service.config.calendar import WorkCalendar
 from service.config.site import Calendar, Site
-from service.store.db import AuditEntry, Store, StoredAlarm, StoredTransition
+from service.store.db import AuditEntry, Store, StoredTransition
 from simulators.runner import Simulation
 from tests import servers
 from tests.conftest import site_for_test, write_site
@@ -54,7 +55,7 @@ def next_sweep_time(earliest: datetime) -> datetime:
     return datetime.fromtimestamp(math.ceil(earliest.timestamp() / 60) * 60, UTC)
 
 
-async def snapshot(db: Path) -> tuple[list[StoredAlarm], dict[str, list[StoredTransition]], list[AuditEntry]]:
+async def snapshot(db: Path) -> tuple[list[Alarm], dict[str, list[StoredTransition]], list[AuditEntry]]:
     """Alarms, their journals and the audit log, read from the state store file."""
     store = Store(f"sqlite:///{db}")
     await store.open()

@@ -10,17 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.alarms.engine import (
-    DEFAULT_CONFIG,
-    SYSTEM,
-    Alarm,
-    AlarmEngine,
-    AlarmState,
-    AlarmStateError,
-    AlarmTypeConfig,
-    Transition,
-)
-from service.alarms.rules import AlarmType, Finding, Severity
+from service.alarms.engine import DEFAULT_CONFIG, SYSTEM, AlarmEngine, AlarmStateError, AlarmTypeConfig, Transition
+from service.alarms.record import Alarm, AlarmState, Severity
+from service.alarms.rules import AlarmType, Finding
 
 T0 = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
 NO_DELAY = AlarmTypeConfig(on_delay_s=0.0, off_delay_s=0.0)

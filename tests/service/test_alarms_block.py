@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from service.alarms.engine import DEFAULT_CONFIG, AlarmEngine, AlarmTypeConfig, effective_table, site_config
-from service.alarms.rules import AlarmType, Severity, evaluate
+from service.alarms.record import Severity
+from service.alarms.rules import AlarmType, evaluate
 from service.clock import ManualClock
 from service.config.site import Site, SiteError, parse_site
 from service.core import Core

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from service.alarms import rules
-from service.alarms.engine import DEFAULT_CONFIG, Alarm, AlarmTypeConfig
+from service.alarms.engine import DEFAULT_CONFIG, AlarmTypeConfig
+from service.alarms.record import Alarm, Severity
 from service.alarms.rules import AlarmType
 from service.clock import ManualClock
 from service.config.site import load_site
@@ -277,7 +278,7 @@ async def test_a_transition_marked_not_to_page_is_journaled_but_not_notified(rig
     pages = _Pages()
     core = Core(DEMO, store=rig.store, clock=rig.clock, events=EventBus(), metrics=Metrics(), alarm_config=CONFIG)
     core.notifier = pages  # type: ignore[assignment]
-    covered = rules.Finding(AlarmType.shutdown_failed, "r1101-light", rules.Severity.warning, True, page=False)
+    covered = rules.Finding(AlarmType.shutdown_failed, "r1101-light", Severity.warning, True, page=False)
     await core.report_now(covered)
     paged = rules.telemetry_dropped("telemetry", dropped=3)
     await core.report_now(paged)
@@ -293,14 +294,14 @@ async def test_an_escalation_re_alarms_an_acknowledged_alarm_journals_notifies_a
     events = EventBus()
     core = Core(DEMO, store=rig.store, clock=rig.clock, events=events, metrics=Metrics(), alarm_config=CONFIG)
     core.notifier = pages  # type: ignore[assignment]
-    warning = rules.Finding(AlarmType.shutdown_failed, "r1101-light", rules.Severity.warning, True, message="1 try")
+    warning = rules.Finding(AlarmType.shutdown_failed, "r1101-light", Severity.warning, True, message="1 try")
     await core.report_now(warning)
     (alarm,) = core.engine.active()
     await core.ack(alarm.id, "electrician")
     async with events.subscribe() as queue:
         rig.clock.set(at(5))
         worse = rules.Finding(
-            AlarmType.shutdown_failed, "r1101-light", rules.Severity.critical, True, message="3 tries"
+            AlarmType.shutdown_failed, "r1101-light", Severity.critical, True, message="3 tries"
         )
         await core.report_now(worse)
         pushed = [queue.get_nowait() for _ in range(queue.qsize())]

@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from service.alarms.hazards import due_time, overdue_findings
-from service.alarms.rules import AlarmType, Severity
+from service.alarms.record import Severity
+from service.alarms.rules import AlarmType
 from service.config.site import load_site
 from service.store.db import Hazard
 from tests.conftest import DEMO_SITE

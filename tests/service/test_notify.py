@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.header import decode_header, make_header
 from typing import Any
@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 import aiomqtt
 import pytest
 
-from service.alarms.rules import AlarmType, Severity
+from service.alarms.record import Alarm, AlarmState, Severity
+from service.alarms.rules import AlarmType
 from service.clock import ManualClock
 from service.config.site import EmailChannel, Notifications, Webhook
 from service.notify.notifier import SEVERITY_MARK, Notifier, alarm_topic_level, render_notice
@@ -22,22 +23,6 @@ from tests.service.conftest import Receiver
 from tests.smtp import SmtpSink
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class Alarm:
-    id: str
-    type: str
-    severity: str
-    subject: str
-    state: str
-    raised_at: datetime
-    cleared_at: datetime | None = None
-    acked_by: str | None = None
-    message: str = ""
-    value: float | str | None = None
-    updated_at: datetime = T0
-    shelved_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -53,12 +38,14 @@ class Transition:
 
 def raised(subject: str = "r2119", type: str = "lit_empty_room") -> tuple[Alarm, Transition]:
     alarm = Alarm(
-        f"{type}:{subject}",
-        type,
-        "warning",
-        subject,
-        "active_unacked",
-        T0,
+        id=f"{type}:{subject}",
+        type=type,
+        severity=Severity.warning,
+        subject=subject,
+        state=AlarmState.active_unacked,
+        active=True,
+        raised_at=T0,
+        updated_at=T0,
         message="2119 会议室 lights on, nobody there",
         value=1.0,
     )
@@ -185,15 +172,14 @@ async def test_mqtt_retained_state_including_cleared(fresh_mosquitto: Mosquitto)
         alarm, first = raised()
         await n.notify(alarm, first)
         cleared_at = T0 + timedelta(minutes=3)
-        cleared = Alarm(
-            alarm.id,
-            alarm.type,
-            alarm.severity,
-            alarm.subject,
-            "cleared",
-            T0,
+        cleared = replace(
+            alarm,
+            state=AlarmState.cleared,
+            active=False,
             cleared_at=cleared_at,
             updated_at=cleared_at,
+            message="",
+            value=None,
         )
         await n.notify(cleared, Transition(alarm.id, "active_acked", "cleared", cleared_at))
         await n.notify(*raised(subject="r2120", type="ac_too_cold"))
@@ -222,7 +208,7 @@ async def test_mqtt_retained_state_including_cleared(fresh_mosquitto: Mosquitto)
 def test_each_severity_has_its_own_mark(severity: Severity, mark: str) -> None:
     """The title's mark follows the rules' severities (critical, high, warning, low), not another scale."""
     alarm, transition = raised(type=AlarmType.backfeed)
-    alarm = Alarm(**{**alarm.__dict__, "severity": severity.value})
+    alarm = replace(alarm, severity=severity)
     notice = render_notice(alarm, transition, site_id="hq", site_name="HQ building", tz=UTC)
     assert notice.title.startswith(f"{mark} [HQ building] backfeed")
     assert f"severity: {severity.value}" in notice.lines

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from service.alarms.rules import AlarmType, Finding, Severity, evaluate
+from service.alarms.record import Severity
+from service.alarms.rules import AlarmType, Finding, evaluate
 from service.config.site import Site, SiteError, in_season, parse_site
 from service.live.state import LiveState
 from tests.service.test_state import T0, at, feed, site_dict

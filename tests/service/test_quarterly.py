@@ -9,8 +9,7 @@ from datetime import timedelta
 import openpyxl
 import pytest
 
-from service.alarms.engine import Alarm, AlarmState
-from service.alarms.rules import Severity
+from service.alarms.record import Alarm, AlarmState, Severity
 from service.config.site import Site, load_site
 from service.energy.exports import xlsx
 from service.energy.quarterly import (

@@ -22,8 +22,7 @@ import simulators.runner
 import simulators.world
 from drivers.hub import DriverHub
 from drivers.types import Reading
-from service.alarms.engine import Alarm, AlarmState
-from service.alarms.rules import Severity
+from service.alarms.record import Alarm, AlarmState, Severity
 from service.cli import app
 from service.clock import ManualClock
 from service.config.site import Site, load_site

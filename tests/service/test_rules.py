@@ -9,11 +9,12 @@ import pytest
 
 from drivers.types import Quality, Reading, Value
 from service.alarms.engine import DEFAULT_CONFIG, AlarmEngine
+from service.alarms.record import Severity
 from service.alarms.rules import (
+    ALARM_TYPES,
     SEVERITY,
     AlarmType,
     Finding,
-    Severity,
     evaluate,
     shutdown_failed,
     telemetry_dropped,
@@ -66,16 +67,32 @@ def state(site: Site) -> LiveState:
     return LiveState(site)
 
 
-def test_alarm_types_are_the_design_strings() -> None:
-    assert {t.value for t in AlarmType} == {
-        "source_transfer_failed", "backfeed", "redundancy_lost", "generator_start_failed",
-        "generator_overload", "lit_empty_room", "ac_too_cold", "ac_heating_too_warm", "ac_door_open",
-        "high_power_appliance", "shutdown_failed", "device_offline", "telemetry_dropped", "hazard_overdue",
-        "ac_left_on", "lit_in_daylight",
-        "grid_lost", "security_load_exceeded",
-        "generator_not_auto", "ats_not_auto", "critical_load_off",
-    }  # fmt: skip
+DESIGN_TYPES = {
+    "source_transfer_failed", "backfeed", "redundancy_lost", "generator_start_failed",
+    "generator_overload", "lit_empty_room", "ac_too_cold", "ac_heating_too_warm", "ac_door_open",
+    "high_power_appliance", "shutdown_failed", "device_offline", "telemetry_dropped", "hazard_overdue",
+    "ac_left_on", "lit_in_daylight",
+    "grid_lost", "security_load_exceeded",
+    "generator_not_auto", "ats_not_auto", "critical_load_off",
+}  # fmt: skip
+
+
+def test_the_alarm_type_table_holds_exactly_the_design_types_once() -> None:
+    """DESIGN §4's alarm types, each described once in ALARM_TYPES, in AlarmType's order."""
+    assert {t.value for t in AlarmType} == DESIGN_TYPES
+    assert [s.type for s in ALARM_TYPES] == list(AlarmType)
     assert set(SEVERITY) == set(AlarmType)
+
+
+def test_a_type_without_a_rule_says_what_raises_it(site: Site, state: LiveState) -> None:
+    """A rule in the table only makes findings of its own type; a type without one names its source."""
+    poll(state, 0.0, 1.0)
+    assert evaluate(site, state, at(1))  # the rules below decide something
+    for spec in ALARM_TYPES:
+        if spec.rule is None:
+            assert spec.raised_by != "its rule", spec.type
+            continue
+        assert {f.type for f in spec.rule(site, state, at(1), {}, None)} <= {spec.type}
 
 
 # -- source_transfer_failed ------------------------------------------------------------------------

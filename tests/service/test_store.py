@@ -14,30 +14,13 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from service.alarms.record import Alarm, AlarmState, Severity
 from service.config.settings import async_database_url
 from service.store import db
 from service.store.db import MIGRATIONS, EnergyInterval, Rollup, Store, month_bounds
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-
-
-@dataclass(frozen=True)
-class Alarm:
-    id: str
-    type: str
-    severity: str
-    subject: str
-    state: str
-    raised_at: datetime
-    cleared_at: datetime | None
-    acked_by: str | None
-    message: str
-    value: float | str | None
-    updated_at: datetime
-    shelved_until: datetime | None
-    acked_at: datetime | None
-    shelved_by: str | None
 
 
 @dataclass(frozen=True)
@@ -54,18 +37,14 @@ class Transition:
 def alarm(id: str = "lit_empty_room:r2119", state: str = "active_unacked", **kw: object) -> Alarm:
     fields: dict[str, object] = {
         "type": id.split(":")[0],
-        "severity": "warning",
+        "severity": Severity.warning,
         "subject": id.split(":")[1],
-        "state": state,
+        "state": AlarmState(state),
+        "active": state in ("active_unacked", "active_acked"),
         "raised_at": T0,
-        "cleared_at": None,
-        "acked_by": None,
+        "updated_at": T0,
         "message": "lights on in an empty room",
         "value": 1.0,
-        "updated_at": T0,
-        "shelved_until": None,
-        "acked_at": None,
-        "shelved_by": None,
     }
     fields.update(kw)
     return Alarm(id=id, **fields)  # type: ignore[arg-type]
@@ -146,6 +125,22 @@ async def test_acknowledgement_time_and_shelver_are_kept(store: Store) -> None:
         until,
         "fm",
     )
+
+
+@pytest.mark.parametrize(
+    "saved",
+    [
+        alarm(),
+        alarm(state="cleared_unacked", cleared_at=T0 + timedelta(minutes=2), value="off"),
+        alarm(state="shelved", active=True, acked_by="duty", acked_at=T0, shelved_until=T0 + timedelta(hours=1)),
+        alarm(state="shelved", cleared_at=T0, shelved_until=T0 + timedelta(hours=1), shelved_by="fm", value=None),
+    ],
+    ids=["active", "cleared_unacked", "shelved-active", "shelved-normal"],
+)
+async def test_an_alarm_comes_back_as_it_was_saved(store: Store, saved: Alarm) -> None:
+    """The record's row mapping is lossless, `active` included (it follows from state and cleared_at)."""
+    await store.save_alarm(saved)
+    assert await store.get_alarm(saved.id) == saved
 
 
 async def test_migration_2_adds_the_alarm_columns_to_an_older_database(store: Store) -> None:

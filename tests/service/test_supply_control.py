@@ -10,7 +10,8 @@ import pytest
 
 from drivers.types import Quality, Reading, Value
 from service.alarms.engine import DEFAULT_CONFIG, AlarmEngine
-from service.alarms.rules import AlarmType, Finding, Severity, critical_loads, evaluate
+from service.alarms.record import Severity
+from service.alarms.rules import AlarmType, Finding, critical_loads, evaluate
 from service.config.compliance import supply_roles
 from service.config.site import DeviceRole, Site
 from service.control.path import ReasonRequired, supply_refusal

@@ -7,8 +7,9 @@ from dataclasses import replace
 import pytest
 
 from drivers.types import Quality, Reading
-from service.alarms.engine import DEFAULT_CONFIG, AlarmEngine, AlarmState
-from service.alarms.rules import AlarmType, Severity, evaluate
+from service.alarms.engine import DEFAULT_CONFIG, AlarmEngine
+from service.alarms.record import AlarmState, Severity
+from service.alarms.rules import AlarmType, evaluate
 from service.config.site import Site
 from service.live.state import GEN_AVAILABLE, MAINS_BREAKER_CLOSED, START_DEMAND, SUPPLY, LiveState
 from tests.service.test_rules import ALL_LOST, GEN_FEEDS, GRID_A_LOST, Changes, found, poll, verdict

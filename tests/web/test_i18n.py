@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from service.alarms.engine import AlarmState
-from service.alarms.rules import AlarmType, Severity
+from service.alarms.record import AlarmState, Severity
+from service.alarms.rules import ALARM_TYPES, AlarmTypeSpec
 from service.config.site import RoomKind
 from service.live.transfers import TRANSFER_KINDS
 from service.web import i18n
@@ -36,10 +36,26 @@ def test_both_languages_take_the_same_format_arguments() -> None:
 
 def test_labels_for_every_alarm_type_state_severity_and_room_kind() -> None:
     """Keys the templates build from data: alarm types, states, severities, room kinds, transfer kinds."""
-    keys = [f"type.{t.value}" for t in AlarmType] + [f"state.{s.value}" for s in AlarmState]
+    keys = [spec.label_key for spec in ALARM_TYPES] + [f"state.{s.value}" for s in AlarmState]
     keys += [f"sev.{s.value}" for s in Severity] + [f"kind.{k.value}" for k in RoomKind]
     keys += [f"transfer.{k}" for k in TRANSFER_KINDS]
     assert [k for k in keys if k not in i18n.LABELS] == []
+
+
+@pytest.mark.parametrize("spec", ALARM_TYPES, ids=lambda spec: spec.type.value)
+def test_every_alarm_type_in_the_table_has_a_label_and_a_sentence_in_both_languages(spec: AlarmTypeSpec) -> None:
+    """The table's i18n keys exist, non-empty, in Chinese and English; a sentence uses only the values
+    service.web.messages fills in, the same ones in both languages."""
+    for key in (spec.label_key, spec.sentence_key):
+        assert key in i18n.LABELS, key
+        zh, en = i18n.LABELS[key]
+        assert zh.strip() and en.strip(), key
+    fields = re.compile(r"{(\w*)}")
+    for key in (spec.sentence_key, f"{spec.sentence_key}.none"):
+        if key in i18n.LABELS:
+            zh, en = i18n.LABELS[key]
+            assert set(fields.findall(zh)) == set(fields.findall(en)) <= {"subject", "value", "limit"}, key
+            assert re.search(r"[\u4e00-\u9fff]", zh), key  # the Chinese sentence is Chinese
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from html import escape
 
 import pytest
 
-from service.alarms.engine import Alarm, AlarmState
+from service.alarms.record import Alarm, AlarmState
 from service.alarms.rules import SEVERITY, AlarmType
 from service.config.site import Site
 from service.live.state import LiveState

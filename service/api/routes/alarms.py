@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
-from service.alarms.engine import AlarmState, AlarmStateError
+from service.alarms.engine import AlarmStateError
+from service.alarms.record import AlarmState
 from service.alarms.rules import AlarmType
 from service.api.deps import Operator, ServicesDep, Viewer
 from service.api.models import AlarmOut, FloodOut, ShelveIn
@@ -53,24 +54,7 @@ async def list_alarms(
     states = _OPEN_STATES if state == "active" else None
     response.headers["X-Total-Count"] = str(await svc.store.count_alarms(states=states, type=kind))
     stored = await svc.store.list_alarms(states=states, type=kind, limit=limit, offset=offset)
-    return [
-        {
-            "id": a.id,
-            "type": a.type,
-            "severity": a.severity,
-            "subject": a.subject,
-            "state": a.state,
-            "raised_at": a.raised_at,
-            "cleared_at": a.cleared_at,
-            "acked_by": a.acked_by,
-            "acked_at": a.acked_at,
-            "message": a.message,
-            "value": a.value,
-            "shelved_until": a.shelved_until,
-            "shelved_by": a.shelved_by,
-        }
-        for a in stored
-    ]
+    return [a.to_dict() for a in stored]
 
 
 _OPEN_STATES = tuple(s.value for s in AlarmState if s is not AlarmState.cleared)

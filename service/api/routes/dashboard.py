@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
-from service.alarms.engine import AlarmState
+from service.alarms.record import AlarmState
 from service.alarms.rules import AlarmType
 from service.api.deps import RANK, ServicesDep, Viewer, get_principal, require
 from service.api.routes.hazards import hazard_out

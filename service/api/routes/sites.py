@@ -12,7 +12,7 @@ from datetime import datetime
 
 from fastapi import APIRouter
 
-from service.alarms.rules import Severity
+from service.alarms.record import Severity
 from service.api.deps import ServicesDep, Viewer
 from service.api.models import SiteOut
 from service.config.compliance import check_site
