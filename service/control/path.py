@@ -49,15 +49,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 from drivers.conventions import command_value
-from drivers.hub import DriverHub
 from drivers.profiles import ModbusPoint, MqttPoint, Profile, load_profile
-from drivers.types import CommandStatus, Quality, Value
+from drivers.types import CommandResult, CommandStatus, Quality, Value
 from service.alarms import rules
 from service.alarms.rules import AlarmType
-from service.bus.protocol import BusCommands
 from service.clock import Clock
 from service.config.site import PROTECTED_ROLES, DeviceRole, Room, RoomKind, Site
 from service.core import Core
@@ -348,6 +346,12 @@ class CommandOutcome:
         return d
 
 
+class Commands(Protocol):
+    """What the control path sends a command through: the driver hub, or the bus to a collector."""
+
+    async def command(self, device_id: str, point: str, value: Value, *, timeout_s: float = ...) -> CommandResult: ...
+
+
 class ControlPath:
     """Allow-list, command with readback, audit, metrics and the shutdown_failed alarm, in one place."""
 
@@ -355,7 +359,7 @@ class ControlPath:
         self,
         site: Site,
         *,
-        hub: DriverHub | BusCommands | None,
+        hub: Commands | None,
         core: Core,
         store: Store,
         clock: Clock,
