@@ -143,7 +143,7 @@ async def test_a_viewer_gets_403_on_every_control_route(api: RunningService) -> 
     admin_refused: list[str] = []
     async with api.client("viewer") as viewer, api.client("admin") as admin:
         for method, path in control:
-            body = {} if method in MUTATING else None
+            body: dict[str, object] | None = {} if method in MUTATING else None
             r = await viewer.request(method, concrete(path), json=body)
             if r.status_code != 403:
                 allowed.append(f"{method} {path}: {r.status_code}")
@@ -271,7 +271,7 @@ class CommandSniffer:
                 await c.subscribe(topic, qos=1)
             self.ready.set()
             async for m in c.messages:
-                self.seen.append((str(m.topic), bytes(m.payload or b"")))  # type: ignore[arg-type]
+                self.seen.append((str(m.topic), bytes(m.payload or b"")))
 
     async def __aenter__(self) -> CommandSniffer:
         self._task = asyncio.create_task(self._run())
@@ -551,6 +551,8 @@ class _Alarm:
     value: float | str | None = 1.0
     updated_at: datetime = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
     shelved_until: datetime | None = None
+    acked_at: datetime | None = None
+    shelved_by: str | None = None
 
 
 @pytest.mark.slow
