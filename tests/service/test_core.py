@@ -283,7 +283,7 @@ async def test_a_transition_marked_not_to_page_is_journaled_but_not_notified(rig
     await core.report_now(paged)
     assert pages.sent == [("telemetry_dropped", "raised")]
     (stored,) = await rig.store.list_alarms(type="shutdown_failed", limit=10, offset=0)
-    assert [(j.to_state, "not paged" in j.note) for j in await rig.store.journal(stored.id)] == [
+    assert [(j.to_state, "not paged" in (j.note or "")) for j in await rig.store.journal(stored.id)] == [
         ("active_unacked", True)
     ]
 
