@@ -39,7 +39,7 @@ test: $(VENV)/.dev test-deps
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check service drivers simulators
+	$(BIN)/ruff format --check service drivers simulators tests
 	$(BIN)/mypy
 
 bench: $(VENV)/.dev test-deps

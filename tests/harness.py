@@ -68,7 +68,7 @@ async def running_service(
     if influx:
         fields.update(influx)
     fields.update(env or {})
-    settings = Settings(_env_file=None, **fields)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, **fields)
     app = create_app(site, settings, clock=clock, drivers=drivers, alarm_config=alarm_config)
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")

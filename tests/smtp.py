@@ -45,3 +45,10 @@ class SmtpSink:
         while len(self.messages) < count and time.monotonic() < deadline:
             time.sleep(0.05)
         return list(self.messages)
+
+
+def body_text(mail: email.message.Message) -> str:
+    """The decoded body of a single-part mail (the notifier sends one text/plain part)."""
+    payload = mail.get_payload(decode=True)
+    assert isinstance(payload, bytes), f"expected a single-part mail, got {type(payload).__name__}"
+    return payload.decode()

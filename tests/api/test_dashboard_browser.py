@@ -17,7 +17,7 @@ from datetime import datetime, time, timedelta
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
+from playwright.async_api import Browser, Dialog, Page, ViewportSize, async_playwright, expect
 
 from service.config.calendar import WorkCalendar
 from service.services import Services
@@ -36,8 +36,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-DESKTOP = {"width": 1366, "height": 900}
-PHONE = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1366, "height": 900}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 ALARM_S = 30_000  # redundancy_lost waits its 10 s on-delay before it is raised
 STEP_MS = 15_000
 

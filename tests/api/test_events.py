@@ -28,7 +28,8 @@ Event = tuple[str, Any]
 
 async def events(response: httpx.Response) -> AsyncIterator[Event]:
     """(event, data) pairs from a text/event-stream response; comment lines skipped."""
-    kind, data = "message", []
+    kind = "message"
+    data: list[str] = []
     async for line in response.aiter_lines():
         if line.startswith(":"):
             continue
@@ -40,6 +41,11 @@ async def events(response: httpx.Response) -> AsyncIterator[Event]:
             kind = line[6:].strip()
         elif line.startswith("data:"):
             data.append(line[5:].strip())
+
+
+def alarm_about(subject: str) -> Callable[[Event], bool]:
+    """Matches the alarm event of one subject."""
+    return lambda e: e[0] == "alarm" and e[1]["subject"] == subject
 
 
 async def first(stream: AsyncIterator[Event], match: Callable[[Event], bool], timeout_s: float) -> Event:
@@ -139,7 +145,7 @@ async def test_alarm_flood_starts_and_ends(demo_site: Site, tmp_path: Path) -> N
         for device in devices[:FLOOD_COUNT]:
             core.report(rules.shutdown_failed(device, failed=True))
         for device in devices[:FLOOD_COUNT]:
-            await first(stream, lambda e, d=device: e[0] == "alarm" and e[1]["subject"] == d, 15)
+            await first(stream, alarm_about(device), 15)
         flood, header, gauge, zh, en = await _flood_everywhere(svc)
         assert (flood["active"], flood["raised"], header, gauge) == (False, FLOOD_COUNT, "0", 0.0)
         assert "flood-banner" not in en

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import os
 import re
+import secrets
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,6 @@ import pytest
 from service.auth.keys import import_env_keys
 from service.config.settings import Role
 from service.config.site import Site
-from service.store import db as store_module
 from service.store.db import Store
 from tests.harness import running_service
 
@@ -100,8 +100,8 @@ async def test_a_generated_id_that_collides_is_drawn_again_never_replacing_a_key
     first = await store.create_key("admin", at=NOW)
     taken = first.split("_")[1]
     draws = iter([taken, taken, "0123456789abcdef"])
-    real = store_module.secrets.token_hex
-    monkeypatch.setattr(store_module.secrets, "token_hex", lambda n=None: next(draws) if n == 8 else real(n))
+    real = secrets.token_hex  # the store draws ids from the secrets module
+    monkeypatch.setattr(secrets, "token_hex", lambda n=None: next(draws) if n == 8 else real(n))
     second = await store.create_key("viewer", at=NOW)
     assert second.split("_")[1] == "0123456789abcdef"
     assert await store.verify(first) == "admin" and await store.verify(second) == "viewer"

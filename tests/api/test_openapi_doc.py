@@ -42,7 +42,7 @@ PAGED = ("/api/alarms", "/api/overrides", "/api/audit", "/api/schedules/{schedul
 
 @pytest.fixture(scope="module")
 def doc() -> dict[str, Any]:
-    app = create_app(load_site(DEMO_SITE), Settings(_env_file=None, env="test"), drivers=False)  # type: ignore[call-arg]
+    app = create_app(load_site(DEMO_SITE), Settings(_env_file=None, env="test"), drivers=False)
     document: dict[str, Any] = app.openapi()
     return document
 

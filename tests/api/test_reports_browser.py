@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
@@ -91,8 +92,8 @@ async def test_accountability_view_and_printable_quarter(demo_site: Site, tmp_pa
         assert len(created) == 1 and created[0].severity == "critical"
 
         # The printable quarter: A4 wide, Chinese by default, every table inside the page.
-        printed = await browser.new_page(viewport={"width": A4_PX, "height": 1123})
-        await printed.context.add_cookies(await page.context.cookies())
+        session = await page.context.storage_state()
+        printed = await browser.new_page(viewport={"width": A4_PX, "height": 1123}, storage_state=session)
         await printed.emulate_media(media="print")
         await printed.goto(svc.url + "/reports/quarterly/print?quarter=2026-Q1")
         await expect(printed.locator("h1")).to_contain_text("季度小结 2026-Q1")
@@ -113,7 +114,14 @@ async def test_accountability_view_and_printable_quarter(demo_site: Site, tmp_pa
         (OUT / "quarterly-2026-Q1.pdf").write_bytes(pdf)
 
 
-async def _fonts_of(page: Page, selector: str) -> list[dict[str, object]]:
+class PlatformFont(TypedDict):
+    """What DevTools reports of one font used for a node (CSS.PlatformFontUsage, the fields read here)."""
+
+    familyName: str
+    glyphCount: int
+
+
+async def _fonts_of(page: Page, selector: str) -> list[PlatformFont]:
     """The platform fonts Chromium drew a node's text with (DevTools CSS.getPlatformFontsForNode)."""
     cdp = await page.context.new_cdp_session(page)
     await cdp.send("DOM.enable")

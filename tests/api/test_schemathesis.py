@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -62,7 +63,7 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]
 def _document() -> dict[str, object]:
     # The running service serves the same document; building it here lets pytest list one test
     # per operation (schemathesis' lazy fixture loader does not work with pytest 9).
-    app = create_app(load_site(DEMO_SITE), Settings(_env_file=None, env="test"), drivers=False)  # type: ignore[call-arg]
+    app = create_app(load_site(DEMO_SITE), Settings(_env_file=None, env="test"), drivers=False)
     return app.openapi()
 
 
@@ -75,7 +76,7 @@ FRAMING_HEADERS = frozenset(
 )
 
 
-def _without_framing_headers(case: schemathesis.Case) -> None:
+def _without_framing_headers(case: schemathesis.Case[Any]) -> None:
     if case.headers:
         for name in [name for name in case.headers if name.lower() in FRAMING_HEADERS]:
             del case.headers[name]
@@ -92,7 +93,7 @@ def test_the_running_service_serves_this_document_to_a_key(fuzzed: RunningServic
 
 @schema.parametrize()
 @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
-def test_api_conforms(case: schemathesis.Case, fuzzed: RunningService) -> None:
+def test_api_conforms(case: schemathesis.Case[Any], fuzzed: RunningService) -> None:
     """No 5xx; status, content type, headers and body as documented."""
     _without_framing_headers(case)
     case.call_and_validate(

@@ -75,7 +75,8 @@ def point_objects(points: list[Reading], site: str) -> float:
     tags = tags_for(site)
     began = time.perf_counter()
     for r in points:
-        p = Point("telemetry").tag("site", tags["site"]).tag("device", r.device).tag("point", r.point)
+        p = Point("telemetry").tag("site", tags["site"])  # type: ignore[no-untyped-call]  # Point is unannotated
+        p = p.tag("device", r.device).tag("point", r.point)
         p = p.tag("room", tags["room"]).tag("department", tags["department"]).tag("unit", r.unit)
         p.field("value", r.value).time(r.ts, WritePrecision.NS).to_line_protocol()
     return time.perf_counter() - began

@@ -76,11 +76,11 @@ def bench_site(mqtt_url: str) -> Site:
         rooms.append(Room(id=rid, name=f"Office {rid}", department="ops", devices=ids))
     return Site(
         site=SiteInfo(id="bench", name="Sweep bench", allowed_interruption_s=10),
-        mqtt={"url": mqtt_url},  # type: ignore[arg-type]
+        mqtt={"url": mqtt_url},
         departments=[Department(id="ops", name="Operations")],
         rooms=rooms,
         devices=devices,
-        calendar={"working_hours": {"mon": "08:30-17:30"}, "sweeps": ["18:30"]},  # type: ignore[arg-type]
+        calendar={"working_hours": {"mon": "08:30-17:30"}, "sweeps": ["18:30"]},
     )
 
 
@@ -188,7 +188,7 @@ async def timed_sweep(svc: Services, devices: list[str], sim_port: int) -> tuple
 
 
 async def measure(site: Site, tmp: Path, mqtt_url: str, sim_port: int) -> dict[str, Any]:
-    settings = Settings(  # type: ignore[call-arg]
+    settings = Settings(
         _env_file=None, database_url=f"sqlite:///{tmp}/bench.db", mqtt_url=mqtt_url, data_dir=tmp / "var", env="test"
     )
     svc = build_services(site, settings)

@@ -205,7 +205,8 @@ async def test_takeover_goes_on_from_the_last_acknowledged_batch(nats_server: se
 async def test_a_full_buffer_drops_the_oldest_and_the_core_hears_how_many(
     nats_server: servers.Server, tmp_path: Path
 ) -> None:
-    applied, dropped = Applied(), []
+    applied = Applied()
+    dropped: list[int] = []
     one_batch = 200  # bytes, about, of a batch of one reading
     async with (
         owning(nats_server, "core-1", applied, dropped),
@@ -277,7 +278,7 @@ async def test_an_owner_whose_lease_was_taken_stops_applying(nats_server: server
 
 async def test_a_batch_that_fails_to_apply_comes_again_in_order(nats_server: servers.Server, tmp_path: Path) -> None:
     applied = Applied()
-    failures = []
+    failures: list[float] = []
 
     async def flaky(items: Sequence[Item]) -> None:
         values = [i.value for i in items if isinstance(i, Reading)]

@@ -72,11 +72,11 @@ def test_bus_url(url: str, servers: list[str] | None, error: str | None) -> None
 def test_settings_name_a_bad_bus_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WATTKEEPER_BUS_URL", "redis://x:1")
     with pytest.raises(ValueError, match="bus_url"):
-        Settings(_env_file=None)  # type: ignore[call-arg]
+        Settings(_env_file=None)
     monkeypatch.setenv("WATTKEEPER_BUS_URL", "nats://127.0.0.1:4222")
-    assert Settings(_env_file=None).bus_url == "nats://127.0.0.1:4222"  # type: ignore[call-arg]
+    assert Settings(_env_file=None).bus_url == "nats://127.0.0.1:4222"
     monkeypatch.delenv("WATTKEEPER_BUS_URL")
-    assert Settings(_env_file=None).bus_url is None  # type: ignore[call-arg]
+    assert Settings(_env_file=None).bus_url is None
 
 
 def test_fence_refuses_an_older_collector_lease() -> None:

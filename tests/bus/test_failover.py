@@ -20,6 +20,7 @@ import aiomqtt
 import orjson
 import pytest
 
+from drivers.types import Reading
 from service.bus.protocol import decode_batch, readings_subject
 from service.store.db import Store
 from simulators.runner import Simulation
@@ -47,8 +48,8 @@ async def stream_counters(url: str) -> dict[str, list[float]]:
             msg = await sub.next_msg(timeout=5)
             got += 1
             for item in decode_batch(msg.data).items:
-                if getattr(item, "point", None) == "import_energy" and item.value is not None:  # type: ignore[union-attr]
-                    out.setdefault(item.device, []).append(float(item.value))  # type: ignore[union-attr,arg-type]
+                if isinstance(item, Reading) and item.point == "import_energy" and item.value is not None:
+                    out.setdefault(item.device, []).append(float(item.value))
         return out
     finally:
         await nc.close()
@@ -113,7 +114,7 @@ async def test_sigkill_the_owner_the_other_core_takes_over_nothing_lost_nothing_
         async with aiomqtt.Client("127.0.0.1", fresh_mosquitto.port) as client:
             await client.subscribe(f"{site.notifications.mqtt_topic}/+", qos=1)
             async for message in client.messages:
-                notices.append(orjson.loads(message.payload))  # type: ignore[arg-type]
+                notices.append(orjson.loads(message.payload))
 
     listener = asyncio.create_task(listen())
     try:
@@ -178,7 +179,7 @@ async def test_sigkill_the_owner_the_other_core_takes_over_nothing_lost_nothing_
             try:
 
                 async def caught_up() -> bool | None:
-                    return ((await store.get_state("bus_position")) or {}).get("seq") == last or None  # type: ignore[union-attr]
+                    return ((await store.get_state("bus_position")) or {}).get("seq") == last or None
 
                 await eventually(caught_up, 30, 0.2)
                 # read while the owner runs: a stop closes the open quarter hours as intervals
@@ -279,7 +280,7 @@ async def test_bus_down_the_site_shows_stale_then_catches_up_with_nothing_lost(
             try:
 
                 async def caught_up() -> bool | None:
-                    return ((await store.get_state("bus_position")) or {}).get("seq") == last or None  # type: ignore[union-attr]
+                    return ((await store.get_state("bus_position")) or {}).get("seq") == last or None
 
                 await eventually(caught_up, 30, 0.2)
                 checkpoint = await store.get_state("energy_counters")

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from service.config.settings import Settings, parse_api_keys
 from tests import servers
@@ -153,7 +154,7 @@ def test_mosquitto_takes_the_installed_config_under_debians_main_config(stage: P
     srv, port = _debian_broker(stage, installed)
     srv.start()
     with servers.running(srv):
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bare-metal-test")
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bare-metal-test")
         client.username_pw_set("wattkeeper", password)
         assert client.connect("127.0.0.1", port) == 0
         client.loop_start()

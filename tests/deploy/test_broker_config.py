@@ -99,7 +99,7 @@ class Probe:
 
     def _on_message(self, _c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
         with self._changed:
-            self.received.append((msg.topic, msg.payload))
+            self.received.append((msg.topic, bytes(msg.payload)))
             self._changed.notify_all()
 
     def _on_publish(self, _c: object, _u: object, mid: int, rc: ReasonCode, _p: object) -> None:
@@ -129,7 +129,11 @@ class Probe:
 
     def subscribe(self, topics: list[str]) -> dict[str, bool]:
         """topic filter -> whether the broker granted the subscription."""
-        mids = {t: self.client.subscribe(t, qos=1)[1] for t in topics}
+        mids: dict[str, int] = {}
+        for t in topics:
+            result, mid = self.client.subscribe(t, qos=1)
+            assert mid is not None, (t, result)  # paho gives no message id when it could not send
+            mids[t] = mid
         self._wait(lambda: all(m in self.subacks for m in mids.values()))
         return {t: not self.subacks[m][0].is_failure for t, m in mids.items()}
 
@@ -268,7 +272,7 @@ async def test_the_alarms_account_receives_the_services_alarms(tmp_path: Path) -
             sim.fault("generator_manual", "gen-1")
             async with asyncio.timeout(30):
                 async for msg in bms.messages:
-                    body = json.loads(msg.payload)  # type: ignore[arg-type]
+                    body = json.loads(msg.payload)
                     if body.get("type") == "generator_not_auto":
                         break
             assert str(msg.topic).startswith("wattkeeper/hq/alarms/")

@@ -277,9 +277,9 @@ def test_cost_is_shown_in_the_tariff_currency(monkeypatch: pytest.MonkeyPatch) -
     # Grafana's currency units are currency<ISO 4217 code>; the demo and example sites bill in CNY.
     for name, value in SECRETS.items():  # the example names its notification secrets as ${...}
         monkeypatch.setenv(name, value)
-    currencies = {
-        load_site(g.ROOT / "deploy" / "sites" / f).tariff.currency for f in ("demo.yaml", "production.example.yaml")
-    }
+    tariffs = [load_site(g.ROOT / "deploy" / "sites" / f).tariff for f in ("demo.yaml", "production.example.yaml")]
+    assert None not in tariffs
+    currencies = {t.currency for t in tariffs if t is not None}
     assert {f"currency{c}" for c in currencies} == {CURRENCY}
     table = panel_by_title("wattkeeper-energy", "Cost by department and band")
     assert unit_of(table, "cost") == CURRENCY and unit_of(table, "kWh") == "kwatth"

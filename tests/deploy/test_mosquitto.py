@@ -70,7 +70,7 @@ def make_certs(certs: Path, site: str = "hq", *names: str) -> None:
 def conf_value(key: str) -> str:
     """A setting of deploy/mosquitto/mosquitto.conf (its only uncommented line for the key)."""
     (value,) = re.findall(rf"(?m)^{key} (.+)$", (MOSQUITTO / "mosquitto.conf").read_text())
-    return value.strip()
+    return str(value).strip()
 
 
 @pytest.fixture
@@ -360,7 +360,7 @@ async def test_queued_messages_and_retained_states_survive_a_broker_crash(deploy
     async with client(wk_url, "wk-persist", clean_session=False) as wk:
         async with asyncio.timeout(15):
             async for msg in wk.messages:
-                got.append(bytes(msg.payload))  # type: ignore[arg-type]
+                got.append(bytes(msg.payload))
                 if len(got) == len(sent):
                     break
         await wk.subscribe("tele/+/LWT", qos=1)
@@ -405,7 +405,7 @@ def test_tls_listener_serves_certificates_made_by_the_script(tmp_path: Path) -> 
             async with client(url, "wk-tls", tls_context=trusted) as wk:
                 await wk.subscribe("wattkeeper/#", qos=1)
                 await wk.publish("wattkeeper/hq/status", b"online", qos=1)
-                payload = bytes((await next_message(wk)).payload)  # type: ignore[arg-type]
+                payload = bytes((await next_message(wk)).payload)
             try:
                 async with client(f"mqtt://127.0.0.1:{broker.tls_port}", "anon-tls", tls_context=trusted):
                     refused = ""

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from drivers.base import DriverSettings
+from drivers.profiles import ModbusProfile, load_profile
 from drivers.types import DeviceStatus, Quality, Reading, Value
 
 # Short timeouts so offline/online and failed commands take a second, not a minute.
@@ -22,6 +23,13 @@ FAST = DriverSettings(
     reconnect_min_s=0.1,
     reconnect_max_s=0.5,
 )
+
+
+def modbus(name: str) -> ModbusProfile:
+    """A shipped Modbus profile by name (load_profile returns either kind)."""
+    profile = load_profile(name)
+    assert isinstance(profile, ModbusProfile)
+    return profile
 
 
 @dataclass(frozen=True)

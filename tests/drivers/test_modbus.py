@@ -17,17 +17,11 @@ from drivers.hub import DriverHub
 from drivers.modbus import ModbusDriver, plan_blocks
 from drivers.profiles import ModbusProfile, Profile, known_profiles, load_profile
 from drivers.types import Quality
-from tests.drivers.helpers import FAST, Recorder, modbus_dev, wait_until
+from tests.drivers.helpers import FAST, Recorder, modbus, modbus_dev, wait_until
 from tests.drivers.register_server import RegisterServer, Unit
 from tests.drivers.tcp_gate import TcpGate
 
 MODBUS_PROFILES = sorted(n for n in known_profiles() if load_profile(n).driver == "modbus")
-
-
-def modbus(name: str) -> ModbusProfile:
-    profile = load_profile(name)
-    assert isinstance(profile, ModbusProfile)
-    return profile
 
 
 def sample_values(profile: ModbusProfile) -> dict[str, float | int]:

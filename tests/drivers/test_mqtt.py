@@ -504,8 +504,9 @@ async def test_broker_loss_is_logged_once_and_reconnects_back_off(
             client_id=f"wk-{n}",
             settings=settings,
         )
-        bridge = hub._drivers["mqtt"]
-        assert isinstance(bridge, MqttDriver)
+        driver = hub._drivers["mqtt"]
+        assert isinstance(driver, MqttDriver)
+        bridge: MqttDriver = driver  # the gate's callback above reads it
         async with hub:
             await wait_until(lambda: len(gate.accepts) >= 5, timeout_s=30, what="five connection attempts")
             gaps, first = gate.gaps()[:4], pauses[:5]

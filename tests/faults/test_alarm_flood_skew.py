@@ -53,7 +53,7 @@ async def run_core(
     """Feed the core `inputs(t_s)` every STEP_S of simulated time for `seconds`; the services (stopped,
     unless a notifier is given: the caller waits for its messages, then stops them)."""
     clock = ManualClock(START)
-    settings = Settings(_env_file=None, database_url=f"sqlite:///{tmp_path}/wk.db", data_dir=tmp_path)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, database_url=f"sqlite:///{tmp_path}/wk.db", data_dir=tmp_path)
     svc = build_services(site, settings, clock=clock, drivers=False)
     if notifier is not None:
         svc.notifier = svc.core.notifier = notifier
@@ -324,7 +324,9 @@ async def test_device_clocks_off_by_more_than_5_minutes_are_flagged_not_trusted(
     expected = {d: sum(1 for o in CLOCKS[d.split("-", 1)[1]] if abs(o) > SKEW_S) for d in devices}
     shown = {d: _metric(metrics, f'wattkeeper_device_clock_skew_total{{device="{d}"}}') for d in devices}
     lag = max(abs((received - datetime.fromisoformat(p["ts"])).total_seconds()) for p in points.values())
-    warned = {r.args[0] for r in caplog.records if "off the receive time" in r.getMessage() and r.args}
+    warned = {
+        r.args[0] for r in caplog.records if "off the receive time" in r.getMessage() and isinstance(r.args, tuple)
+    }
     dropped = sum(h.out_of_order for h in health.values())
     figure(
         "clock-skew",

@@ -78,7 +78,7 @@ async def test_monthly_energy_survives_rollover_replacement_and_glitches(tmp_pat
     tz = site.site.tz
     start, end = month_bounds(MONTH, tz)
     clock = ManualClock(start)
-    settings = Settings(_env_file=None, database_url=f"sqlite:///{tmp_path}/wk.db", data_dir=tmp_path)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, database_url=f"sqlite:///{tmp_path}/wk.db", data_dir=tmp_path)
     svc = build_services(site, settings, clock=clock, drivers=False)
     profile = load_profile("sdm120")
     assert isinstance(profile, ModbusProfile)
@@ -143,7 +143,7 @@ async def test_monthly_energy_survives_rollover_replacement_and_glitches(tmp_pat
             if new_meter_from is None and t >= swap_to:
                 new_meter_from = truth.import_kwh
             on_new_meter = new_meter_from is not None
-            counted = truth.import_kwh - new_meter_from if on_new_meter else START_KWH + truth.import_kwh
+            counted = truth.import_kwh - new_meter_from if new_meter_from is not None else START_KWH + truth.import_kwh
             shown = counted % ROLL_KWH if not on_new_meter else counted
             if not on_new_meter and int(counted // ROLL_KWH) > rollovers:
                 rollovers = int(counted // ROLL_KWH)

@@ -43,7 +43,7 @@ class Run:
     """One life of the service on the test's database and clock."""
 
     def __init__(self, tmp_path: Path, clock: ManualClock) -> None:
-        settings = Settings(_env_file=None, database_url=f"sqlite:///{tmp_path}/wk.db", data_dir=tmp_path)  # type: ignore[call-arg]
+        settings = Settings(_env_file=None, database_url=f"sqlite:///{tmp_path}/wk.db", data_dir=tmp_path)
         self.svc: Services = build_services(make_site(SITE), settings, clock=clock, drivers=False)
         self.clock = clock
 

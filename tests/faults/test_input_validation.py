@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -112,7 +113,7 @@ async def api(tmp_path: Path) -> AsyncIterator[RunningService]:
 async def test_hostile_api_input_is_refused_with_a_clear_error(api: RunningService) -> None:
     big = "x" * 5_000_000
     deep = b'{"room": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
-    cases: list[tuple[str, str, str, dict[str, object]]] = [
+    cases: list[tuple[str, str, str, dict[str, Any]]] = [  # (name, method, path, httpx request arguments)
         ("static path traversal", "GET", "/static/%2e%2e/%2e%2e/%2e%2e/pyproject.toml", {}),
         ("static path traversal, encoded slash", "GET", "/static/..%2F..%2F..%2Fservice%2Fsettings.py", {}),
         ("static absolute path", "GET", "/static/%2Fetc%2Fpasswd", {}),
@@ -181,9 +182,9 @@ async def test_hostile_api_input_is_refused_with_a_clear_error(api: RunningServi
     answers: dict[str, tuple[int, str]] = {}
     async with api.client("admin", timeout=60) as c:
         for name, method, path, kw in cases:
-            headers = {**dict(c.headers), **kw.pop("headers", {})}  # type: ignore[arg-type]
+            headers = {**dict(c.headers), **kw.pop("headers", {})}
             try:
-                r = await c.request(method, path, headers=headers, **kw)  # type: ignore[arg-type]
+                r = await c.request(method, path, headers=headers, **kw)
                 answers[name] = (r.status_code, r.text[:200])
             except httpx.HTTPError as exc:  # no answer at all: the caller learns nothing of what was wrong
                 answers[name] = (0, f"no answer, connection dropped: {type(exc).__name__}")

@@ -41,10 +41,11 @@ import pytest
 
 from drivers.base import DriverSettings
 from drivers.codec import codec_for
-from drivers.profiles import ModbusProfile, load_profile
+from drivers.profiles import ModbusProfile
 from drivers.types import DeviceStatus, Quality, Reading
 from service.alarms.engine import DEFAULT_CONFIG
 from service.core import Core
+from tests.drivers.helpers import modbus
 from tests.drivers.register_server import RegisterServer, Unit
 from tests.faults.helpers import figure, make_site
 from tests.harness import eventually, running_service
@@ -91,8 +92,8 @@ class LoopProbe:
 
 # (device id, server, unit id): two servers of their own, two units behind one server
 HEALTHY: list[tuple[str, str, int]] = [("ref-a", "a", 1), ("ref-b", "b", 1), ("ref-c", "cd", 1), ("ref-d", "cd", 2)]
-SDM630 = load_profile("sdm630")
-GENCOMM = load_profile("dse-gencomm")
+SDM630 = modbus("sdm630")
+GENCOMM = modbus("dse-gencomm")
 METER_VALUES = {"voltage": 230.0, "current": 4.35, "power": 1000.0, "power_factor": 0.95, "frequency": 50.0}
 ILLEGAL_POINT = "total_energy"  # the register the `illegal` device says it does not have
 

@@ -28,7 +28,6 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -40,6 +39,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from service.alarms.record import Alarm, AlarmState, Severity
 from service.api.routes import ROUTERS
 from service.auth import principal
 from service.clock import SystemClock
@@ -143,7 +143,7 @@ async def test_a_viewer_gets_403_on_every_control_route(api: RunningService) -> 
     admin_refused: list[str] = []
     async with api.client("viewer") as viewer, api.client("admin") as admin:
         for method, path in control:
-            body = {} if method in MUTATING else None
+            body: dict[str, object] | None = {} if method in MUTATING else None
             r = await viewer.request(method, concrete(path), json=body)
             if r.status_code != 403:
                 allowed.append(f"{method} {path}: {r.status_code}")
@@ -271,7 +271,7 @@ class CommandSniffer:
                 await c.subscribe(topic, qos=1)
             self.ready.set()
             async for m in c.messages:
-                self.seen.append((str(m.topic), bytes(m.payload or b"")))  # type: ignore[arg-type]
+                self.seen.append((str(m.topic), bytes(m.payload or b"")))
 
     async def __aenter__(self) -> CommandSniffer:
         self._task = asyncio.create_task(self._run())
@@ -476,7 +476,20 @@ async def test_notification_secrets_come_from_the_environment_and_no_message_sho
             notifier = Notifier(site.notifications, site_id="hq", site_name="HQ", clock=SystemClock(), backoff_s=0.05)
             await notifier.start()
             try:
-                await notifier.notify(_Alarm())
+                await notifier.notify(
+                    Alarm(
+                        id="lit_empty_room:r2119:20260302T020000Z",
+                        type="lit_empty_room",
+                        severity=Severity.warning,
+                        subject="r2119",
+                        state=AlarmState.active_unacked,
+                        active=True,
+                        raised_at=datetime(2026, 3, 2, 2, 0, tzinfo=UTC),
+                        updated_at=datetime(2026, 3, 2, 2, 0, tzinfo=UTC),
+                        message="2119 lights on, nobody there",
+                        value=1.0,
+                    )
+                )
                 await eventually(lambda: _delivered(hook, notifier), 20)
             finally:
                 await notifier.stop()
@@ -535,22 +548,6 @@ async def test_notification_secrets_come_from_the_environment_and_no_message_sho
 async def _delivered(hook: HookReceiver, notifier: Notifier) -> bool:
     email = next(ch for ch in notifier.channels if ch.name == "email")
     return len(hook.seen) >= 3 and email.failed == 1
-
-
-@dataclass(frozen=True)
-class _Alarm:
-    id: str = "lit_empty_room:r2119:20260302T020000Z"
-    type: str = "lit_empty_room"
-    severity: str = "warning"
-    subject: str = "r2119"
-    state: str = "active_unacked"
-    raised_at: datetime = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
-    cleared_at: datetime | None = None
-    acked_by: str | None = None
-    message: str = "2119 lights on, nobody there"
-    value: float | str | None = 1.0
-    updated_at: datetime = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
-    shelved_until: datetime | None = None
 
 
 @pytest.mark.slow

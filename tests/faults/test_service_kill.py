@@ -131,7 +131,7 @@ async def test_sigkill_with_active_alarms_and_a_pending_sweep(
     open_before = {(a.type, a.subject): a for a in before_alarms if a.state != "cleared"}
     journal_intact = all(after_journals[i][: len(j)] == j for i, j in before_journals.items())
     changed = [
-        (a.type, a.subject, a.state, after.state)
+        (a.type, a.subject, a.state, after.state if after is not None else None)
         for a in before_alarms
         if (after := next((x for x in after_alarms if x.id == a.id), None)) is None or after.state != a.state
     ]

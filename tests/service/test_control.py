@@ -362,7 +362,7 @@ async def make_rig(tmp_path: Path, notifications: Notifications | None = None) -
         store=store,
         clock=clock,
         metrics=metrics,
-        events=events,  # type: ignore[arg-type]
+        events=events,
     )
     try:
         yield Rig(control, hub, core, store, clock, events, metrics)

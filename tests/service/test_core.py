@@ -284,7 +284,7 @@ async def test_a_transition_marked_not_to_page_is_journaled_but_not_notified(rig
     await core.report_now(paged)
     assert pages.sent == [("telemetry_dropped", "raised")]
     (stored,) = await rig.store.list_alarms(type="shutdown_failed", limit=10, offset=0)
-    assert [(j.to_state, "not paged" in j.note) for j in await rig.store.journal(stored.id)] == [
+    assert [(j.to_state, "not paged" in (j.note or "")) for j in await rig.store.journal(stored.id)] == [
         ("active_unacked", True)
     ]
 
@@ -300,9 +300,7 @@ async def test_an_escalation_re_alarms_an_acknowledged_alarm_journals_notifies_a
     await core.ack(alarm.id, "electrician")
     async with events.subscribe() as queue:
         rig.clock.set(at(5))
-        worse = rules.Finding(
-            AlarmType.shutdown_failed, "r1101-light", Severity.critical, True, message="3 tries"
-        )
+        worse = rules.Finding(AlarmType.shutdown_failed, "r1101-light", Severity.critical, True, message="3 tries")
         await core.report_now(worse)
         pushed = [queue.get_nowait() for _ in range(queue.qsize())]
     (now,) = core.engine.active()

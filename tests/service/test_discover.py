@@ -33,7 +33,7 @@ def targets_of(site: Site) -> list[ModbusTarget]:
 
 def site_key(site: Site) -> dict[tuple[str, ...], str]:
     """(where) -> profile, for every device of a site."""
-    out = {}
+    out: dict[tuple[str, ...], str] = {}
     for dev in site.devices:
         if dev.driver == "mqtt":
             out[("mqtt", dev.topic or dev.id)] = dev.profile

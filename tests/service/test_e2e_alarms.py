@@ -177,7 +177,7 @@ async def test_backfeed_raised_by_the_first_reading_that_shows_it(rig: Rig) -> N
 
     async def generator_on_load() -> bool:
         s = await rig.supply()
-        return s["transfer_switches"][0]["position"] == "gen-1"
+        return bool(s["transfer_switches"][0]["position"] == "gen-1")
 
     await eventually(generator_on_load, 30)
     await rig.fault("interlock_fail", "gen-1")

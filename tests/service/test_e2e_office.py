@@ -72,7 +72,10 @@ class Office:
 
 @pytest.fixture
 async def office(demo_site: Site, tmp_path: Path) -> AsyncIterator[Office]:
-    own = {HEATED: {"central_heating": True}, "r3102": {"thresholds": RoomThresholds(cooling_min_c=28)}}
+    own: dict[str, dict[str, Any]] = {
+        HEATED: {"central_heating": True},
+        "r3102": {"thresholds": RoomThresholds(cooling_min_c=28)},
+    }
     rooms = [r.model_copy(update=own.get(r.id, {})) for r in demo_site.rooms]
     site = demo_site.model_copy(
         update={"site": demo_site.site.model_copy(update={"thresholds": THRESHOLDS}), "rooms": rooms}

@@ -82,9 +82,9 @@ def test_parse_means() -> None:
     [("wattkeeper", "", "wattkeeper", ""), ("telemetry/autogen", "user:pw", "telemetry", "autogen")],
 )
 def test_from_settings_reads_the_sinks_settings(bucket: str, token: str, database: str, rp: str) -> None:
-    settings = Settings(_env_file=None, influx_url="http://influx:8086/", influx_bucket=bucket, influx_token=token)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, influx_url="http://influx:8086/", influx_bucket=bucket, influx_token=token)
     assert InfluxHistory.from_settings(settings) == InfluxHistory("http://influx:8086", database, rp, token)
-    assert InfluxHistory.from_settings(Settings(_env_file=None)) is None  # type: ignore[call-arg]
+    assert InfluxHistory.from_settings(Settings(_env_file=None)) is None
 
 
 async def test_means_from_influxdb1(influxdb1: servers.Server) -> None:

@@ -20,7 +20,7 @@ from service.config.site import EmailChannel, Notifications, Webhook
 from service.notify.notifier import SEVERITY_MARK, Notifier, alarm_topic_level, render_notice
 from tests.servers import Mosquitto
 from tests.service.conftest import Receiver
-from tests.smtp import SmtpSink
+from tests.smtp import SmtpSink, body_text
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
@@ -160,7 +160,7 @@ async def test_email_over_real_smtp(smtp_sink: SmtpSink) -> None:
     mail = messages[0]
     assert mail["From"] == "wk@example.com" and mail["To"] == "duty@example.com, fm@example.com"
     assert str(make_header(decode_header(mail["Subject"]))) == "🟡 [HQ building] lit_empty_room r2119: active_unacked"
-    text = mail.get_payload(decode=True).decode()
+    text = body_text(mail)
     assert "2119 会议室 lights on" in text and "severity: warning" in text
 
 
@@ -193,7 +193,7 @@ async def test_mqtt_retained_state_including_cleared(fresh_mosquitto: Mosquitto)
         async with asyncio.timeout(10):
             async for msg in sub.messages:
                 assert msg.retain
-                retained[str(msg.topic)] = json.loads(msg.payload)  # type: ignore[arg-type]
+                retained[str(msg.topic)] = json.loads(msg.payload)
                 if len(retained) == 2:
                     break
     assert retained[f"{topic}/lit_empty_room:r2119"]["state"] == "cleared"
@@ -261,10 +261,10 @@ async def test_a_notice_reaches_webhook_email_and_mqtt(
     content = got["/wecom"]["markdown"]["content"]
     assert "2 room(s) still occupied" in content and "2026-03-02 19:30 CST" in content
     assert str(msg.topic) == f"{topic}/notices/{body['id']}" and not msg.retain
-    assert json.loads(msg.payload) == body  # type: ignore[arg-type]
+    assert json.loads(msg.payload) == body
     subject = str(make_header(decode_header(mails[0]["Subject"])))
     assert subject == "🔔 [HQ building] after-hours sweep: 2 room(s) still occupied"
-    assert "r3101 (3101 研发部), r2119 (2119 会议室)" in mails[0].get_payload(decode=True).decode()
+    assert "r3101 (3101 研发部), r2119 (2119 会议室)" in body_text(mails[0])
 
 
 async def test_notices_share_the_rate_limit_with_alarms(receiver: Receiver) -> None:

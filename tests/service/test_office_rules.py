@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from drivers.types import Value
 from service.alarms.record import Severity
 from service.alarms.rules import AlarmType, Finding, evaluate
 from service.config.site import Site, SiteError, in_season, parse_site
@@ -61,7 +62,7 @@ def test_heating_season(season: tuple[str, str] | None, day: date, expected: boo
     assert in_season(season, day) is expected
 
 
-HEATING_22 = {"system_mode": "heat", "local_temperature": 22.0}
+HEATING_22: dict[str, Value] = {"system_mode": "heat", "local_temperature": 22.0}
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import csv
 import io
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -53,10 +53,10 @@ def site() -> Site:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> Store:
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
     s = Store(f"sqlite:///{tmp_path}/wk.db")
     await s.open()
-    yield s  # type: ignore[misc]
+    yield s
     await s.close()
 
 
@@ -284,9 +284,9 @@ async def test_departments_reconcile_with_site_meters_over_a_simulated_day(site:
         assert all(d.kwh > 0 for d in report.departments)
         assert t.difference_pct is not None and abs(t.difference_pct) < 0.5, (month, t)
         assert sum(d.kwh for d in report.departments) == pytest.approx(t.departments_kwh, abs=0.01)
-        for d in report.departments:
-            assert sum(b.kwh for b in d.bands.values()) == pytest.approx(d.kwh, abs=0.01)
-            assert sum(r.kwh for r in d.top_rooms) <= d.kwh
+        for dept in report.departments:
+            assert sum(b.kwh for b in dept.bands.values()) == pytest.approx(dept.kwh, abs=0.01)
+            assert sum(r.kwh for r in dept.top_rooms) <= dept.kwh
         assert any(d.top_rooms for d in report.departments)
 
 

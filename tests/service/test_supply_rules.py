@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from drivers.types import Quality, Reading
+from drivers.types import Quality, Reading, Value
 from service.alarms.engine import DEFAULT_CONFIG, AlarmEngine
 from service.alarms.record import AlarmState, Severity
 from service.alarms.rules import AlarmType, evaluate
@@ -16,9 +16,10 @@ from tests.service.test_rules import ALL_LOST, GEN_FEEDS, GRID_A_LOST, Changes, 
 from tests.service.test_state import at, feed, make_site
 
 GRID_B_LOST: Changes = {"m-b": {"voltage_l1": 0.0, "power": 0.0}, "ats": {"source2_state": 0}}
+GRID_A_BACK: Changes = {"m-a": {"voltage_l1": 230.0, "power": 0.0}, "ats": {"source2_state": 0}}
 
 
-def on_generator(kw: float, **more: Changes) -> Changes:
+def on_generator(kw: float, **more: dict[str, Value]) -> Changes:
     """Both feeders lost and the load on gen-1 (AMF: generator breaker closed, mains breaker open)."""
     return {
         **ALL_LOST,
@@ -53,7 +54,7 @@ def state(site: Site) -> LiveState:
         (on_generator(85.0), True, "load on gen-1 at 85.0 kW"),
         # grid-a is back but the switch waits out its retransfer delay: still on the generator, still active
         (
-            on_generator(85.0, **{"m-a": {"voltage_l1": 230.0, "power": 0.0}, "ats": {"source2_state": 0}}),
+            on_generator(85.0, **GRID_A_BACK),
             None,
             None,
         ),
@@ -89,7 +90,7 @@ def test_grid_lost_is_never_raised_on_an_unknown_source(site: Site, state: LiveS
     poll(state, 0, 0, GRID_A_LOST)
     state.set_online("m-b", False, at(0.1))  # grid-b's meter gone: grid-b is unknown, not lost
     assert verdict(found(site, state, at(0.2), AlarmType.grid_lost), "t") is None
-    assert state.supply(at(0.2)).to_dict()["sources"][1]["available"] is None
+    assert state.supply(at(0.2)).sources[1].available is None
 
 
 # -- unknown is not available -----------------------------------------------------------------------

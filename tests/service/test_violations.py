@@ -8,6 +8,7 @@ import csv
 import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -21,7 +22,7 @@ from service.alarms.engine import AlarmEngine
 from service.alarms.rules import evaluate
 from service.config.settings import async_database_url
 from service.config.site import Site, load_site
-from service.control.path import DeviceResult, OccupiedPolicy, SweepResult, sweep_findings
+from service.control.path import DeviceActionName, DeviceResult, OccupiedPolicy, SweepResult, sweep_findings
 from service.core import journal_entry
 from service.energy.exports import BOM, people_csv, xlsx
 from service.energy.violations import machine_csv, night_of, sheets, text_table, violations_report
@@ -84,11 +85,16 @@ class Month:
         await self.run(t, 5, {plug: {"on": True, "power": 40.0}})
 
 
-def sweep(site: Site, at: str, found_on: dict[str, list[str]], *, also: dict[str, str] | None = None) -> SweepResult:
+def sweep(
+    site: Site, at: str, found_on: dict[str, list[str]], *, also: dict[str, DeviceActionName] | None = None
+) -> SweepResult:
     """A sweep run at site-local `at` that found the listed devices on (switched off), rooms by id."""
     started = local(at)
     devices = [DeviceResult(d, room, "switched_off", False) for room, ds in found_on.items() for d in ds]
-    devices += [DeviceResult(d, site.room_of(d).id, action) for d, action in (also or {}).items()]  # type: ignore[union-attr]
+    for d, action in (also or {}).items():
+        room = site.room_of(d)
+        assert room is not None, d
+        devices.append(DeviceResult(d, room.id, action))
     return SweepResult(
         sweep="after-hours",
         job=f"after-hours@{started.isoformat()}",
@@ -162,11 +168,9 @@ async def test_a_simulated_month_reconciles_counts_and_fines(site: Site, store: 
     assert found.id == "sweep:r3101:2026-03-10" and "r3101-light" in found.evidence
 
     decided = local("2026-04-02 10:00")
-    office = {"decided_by": "key:office", "decided_at": decided}
-    await store.decide_fine(FineDecision(violation=lit[1].id, status="waived", amount=50.0, reason="overran", **office))
-    await store.decide_fine(
-        FineDecision(violation=heater.id, status="confirmed", amount=300.0, reason="heater", **office)
-    )
+    office = partial(FineDecision, decided_by="key:office", decided_at=decided)
+    await store.decide_fine(office(violation=lit[1].id, status="waived", amount=50.0, reason="overran"))
+    await store.decide_fine(office(violation=heater.id, status="confirmed", amount=300.0, reason="heater"))
     report = await violations_report(store, site, "2026-03", now=now)
     by = {d.department: d for d in report.departments}
     m, e = by["marketing"].fines, by["engineering"].fines

@@ -23,7 +23,9 @@ async def test_zigbee2mqtt_keeps_its_device_list_retained(sim: Simulation, demo_
     devices = json.loads(payload)
     assert devices[0]["type"] == "Coordinator"
     listed = {d["friendly_name"]: d for d in devices[1:]}
-    zigbee = {d.topic.split("/", 1)[1]: d.profile for d in demo_site.devices if d.profile.startswith("z2m-")}
+    zigbee = {
+        d.topic.split("/", 1)[1]: d.profile for d in demo_site.devices if d.topic and d.profile.startswith("z2m-")
+    }
     assert set(listed) == set(zigbee)
     assert listed["r2119-occ"]["definition"]["model"] == "RTCGQ11LM"
     assert listed["r2119-ac"]["definition"]["model"] == "Zen-01-W"
