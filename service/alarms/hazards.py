@@ -12,7 +12,6 @@ CHECK_S and at once when a hazard changes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -23,6 +22,7 @@ from service.alarms.rules import AlarmType, Finding
 from service.clock import Clock
 from service.config.site import Site
 from service.store.db import Hazard, Store
+from service.tasks import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +125,5 @@ class HazardWatch:
 
     async def stop(self) -> None:
         """Stop checking."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None

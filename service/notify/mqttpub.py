@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import aiomqtt
 
 from drivers.mqtt import parse_mqtt_url
+from service.tasks import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +30,8 @@ class MqttPublisher:
 
     async def stop(self) -> None:
         """Disconnect."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         backoff = 0.5

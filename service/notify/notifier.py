@@ -21,7 +21,6 @@ with messages queued sends them when it, or the core that takes its site over, s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import smtplib
 import ssl
@@ -43,6 +42,7 @@ from service.clock import Clock
 from service.config.credentials import redact_logs, url_host
 from service.config.site import EmailChannel, Notifications, Webhook
 from service.store.db import TransitionLike
+from service.tasks import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -326,11 +326,8 @@ class _Channel:
         self._task = asyncio.create_task(self._run(), name=f"notify-{self.name}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     def _drain(self, pending: list[tuple[Notice, int | None]]) -> list[int]:
         """Take what is queued; past _PENDING_MAX the oldest go: their outbox rows, to forget."""
