@@ -22,7 +22,7 @@ from drivers.types import Reading
 from service.app import Services, build_services, start_services, stop_services
 from service.clock import ManualClock
 from service.config.settings import Settings
-from service.core import ENERGY_CHECKPOINT
+from service.energy.rollups import ENERGY_CHECKPOINT
 from tests.faults.helpers import figure, make_site
 from tests.faults.test_energy_counters import SITE
 
