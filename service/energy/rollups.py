@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -178,12 +178,9 @@ class Rollups:
             self._flushed_minute[key] = max(acc.minute, self._flushed_minute.get(key, acc.minute))
             rows[(*key, acc.minute)] = acc.row(*key)
         self._unsaved_rollups = {}
-        try:
-            await self.store.upsert_rollups(list(rows.values()))
-        except Exception:
-            self.stats.store_errors += 1
-            self._unsaved_rollups = _keep_newest(rows, "rollup minutes")
-            log.exception("could not store %d rollups; kept for the next flush", len(rows))
+        kept = await self._write(self.store.upsert_rollups, rows, "rollup minutes")
+        if kept:
+            self._unsaved_rollups = kept
 
     async def flush_energy(self, force: bool = False) -> None:
         """Price and write the finished quarter hours (the open ones too when `force`d)."""
@@ -225,13 +222,22 @@ class Rollups:
                     source=tags.get("source"),
                 )
             )
+        kept = await self._write(self.store.upsert_energy, rows, "energy intervals")
+        if kept:
+            self._unsaved_energy = kept
+        self.telemetry.put_many(lines)
+
+    async def _write(
+        self, upsert: Callable[[list[_V]], Awaitable[None]], rows: dict[_K, _V], what: str
+    ) -> dict[_K, _V]:
+        """Write rows; those to write again with the next flush (none once the store took them)."""
         try:
-            await self.store.upsert_energy(list(rows.values()))
+            await upsert(list(rows.values()))
         except Exception:
             self.stats.store_errors += 1
-            self._unsaved_energy = _keep_newest(rows, "energy intervals")
-            log.exception("could not store %d energy intervals; kept for the next flush", len(rows))
-        self.telemetry.put_many(lines)
+            log.exception("could not store %d %s; kept for the next flush", len(rows), what)
+            return _keep_newest(rows, what)
+        return {}
 
     # -- checkpoints ------------------------------------------------------------------------
 
