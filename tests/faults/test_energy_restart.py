@@ -121,7 +121,7 @@ async def test_the_quarter_hour_across_a_restart_holds_all_the_counter_shows(tmp
 async def test_a_checkpoint_from_a_clock_now_behind_is_not_used(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="service.core")
+    caplog.set_level(logging.WARNING, logger="service.energy.rollups")
     clock = ManualClock(T0)
     first = Run(tmp_path, clock)
     await start_services(first.svc)
