@@ -19,7 +19,7 @@ from service.api.server import run
 from service.auth.keys import import_env_keys
 from service.auth.principal import KeyCache
 from service.auth.sessions import sessions_for
-from service.bus.runtime import EXIT_LEASE_LOST, BusCore
+from service.bus.runtime import EXIT_LEASE_LOST, TIMERS_STATE, BusCore
 from service.clock import Clock, SystemClock
 from service.config.settings import Settings
 from service.config.site import Site
@@ -94,6 +94,8 @@ def build_services(
         alarm_config=alarm_config,
         rejects_source=rejects if runs_drivers else None,
         driver_totals_source=driver_totals if runs_drivers else None,
+        # a core of the bus keeps its alarm delays now counting beside its position, for a core that takes over
+        timers_state=TIMERS_STATE if settings.bus_url else None,
     )
     if runs_drivers:
         hub = DriverHub(

@@ -1,11 +1,60 @@
-"""Prometheus metrics of one service instance (its own registry, so tests can run several)."""
+"""Prometheus metrics of one service instance (its own registry, so tests can run several), and the
+core's own counters."""
 
 from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "CoreStats", "Metrics"]
+
+log = logging.getLogger(__name__)
+
+
+def count_up(counter: Counter, totals: dict[str, int], seen: dict[str, int]) -> None:
+    """Advance a per-device counter to the running totals the drivers report (`seen`: what it has counted)."""
+    for device, n in totals.items():
+        before = seen.get(device, 0)
+        if n > before:
+            counter.labels(device=device).inc(n - before)
+            seen[device] = n
+
+
+class StateReader(Protocol):
+    """What reading a service-state entry needs of the store."""
+
+    async def get_state(self, key: str) -> Any: ...
+
+
+@dataclass(slots=True)
+class CoreStats:
+    """What the core has done since start; its parts count into one of these."""
+
+    readings: int = 0
+    statuses: int = 0
+    evaluations: int = 0
+    transitions: int = 0
+    store_errors: int = 0
+    ingest_errors: int = 0
+    last_transition_at: datetime | None = None
+    rejects_seen: dict[str, int] = field(default_factory=dict)
+    skew_seen: dict[str, int] = field(default_factory=dict)
+
+    async def read_state(self, store: StateReader, key: str, what: str) -> dict[str, Any] | None:
+        """A service-state entry kept by an earlier run; None when there is none or the store is away
+        (then counted as a store error: a start goes on without it)."""
+        try:
+            stored = await store.get_state(key)
+        except Exception:
+            self.store_errors += 1
+            log.exception("could not read %s", what)
+            return None
+        return stored if isinstance(stored, dict) else None
 
 
 class Metrics:

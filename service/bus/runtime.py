@@ -56,8 +56,6 @@ class BusCore:
         self.clock = clock
         self.lost = False  # service.app.serve exits EXIT_LEASE_LOST: Restart=on-failure restarts it
         self._start_site: Callable[[], Awaitable[None]] | None = None
-        # The core keeps its alarm delays now counting beside the position, for a core that takes over.
-        core.timers_state = TIMERS_STATE
         self.site_owner = SiteOwner(
             self.site_id,
             bus_config(settings),

@@ -22,7 +22,7 @@ from drivers.types import Reading
 from service.app import build_services, start_services, stop_services
 from service.clock import ManualClock
 from service.config.settings import Settings
-from service.core import ENERGY_CHECKPOINT
+from service.energy.rollups import ENERGY_CHECKPOINT
 from service.services import Services
 from tests.faults.helpers import figure, make_site
 from tests.faults.test_energy_counters import SITE
@@ -122,7 +122,7 @@ async def test_the_quarter_hour_across_a_restart_holds_all_the_counter_shows(tmp
 async def test_a_checkpoint_from_a_clock_now_behind_is_not_used(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="service.core")
+    caplog.set_level(logging.WARNING, logger="service.energy.rollups")
     clock = ManualClock(T0)
     first = Run(tmp_path, clock)
     await start_services(first.svc)

@@ -13,11 +13,12 @@ import pytest
 
 from service.alarms import rules
 from service.alarms.engine import DEFAULT_CONFIG, AlarmTypeConfig
+from service.alarms.evaluate import ALARM_UPDATES_SAVE_S, DROP_ALARM_HOLD
 from service.alarms.record import Alarm, Severity
 from service.alarms.rules import AlarmType
 from service.clock import ManualClock
 from service.config.site import load_site
-from service.core import ALARM_UPDATES_SAVE_S, DROP_ALARM_HOLD, Core
+from service.core import Core
 from service.live.events import EventBus
 from service.metrics import Metrics
 from service.store.db import Store

@@ -321,14 +321,14 @@ async def test_rows_the_store_refused_are_written_at_the_next_flush(
         kwh += 2.5
         core.emit([Reading(device=meter, point="import_energy", value=kwh, unit="kWh", ts=at)])
         core._apply(core._drain(len(core._pending)))
-        await core._flush_rollups()
-        await core._flush_energy()
+        await core.rollups.flush_minutes(clock.now())
+        await core.rollups.flush_energy()
     assert core.stats.store_errors > 0
     assert await store.telemetry(meter, "import_energy", start, start + timedelta(hours=2)) == []
     away = False
     clock.set(start + timedelta(minutes=62))
-    await core._flush_rollups()
-    await core._flush_energy()
+    await core.rollups.flush_minutes(clock.now())
+    await core.rollups.flush_energy()
     minutes = await store.telemetry(meter, "import_energy", start, start + timedelta(hours=2))
     assert [r.minute for r in minutes] == [start + timedelta(minutes=m) for m in range(0, 61, 5)]
     intervals = await store.energy_intervals(start, start + timedelta(hours=2), meter=meter)

@@ -11,8 +11,9 @@ import pytest
 
 from drivers.types import Reading, Value
 from service.clock import ManualClock
-from service.core import TRANSFERS_STATE, Core
+from service.core import Core
 from service.live.events import EventBus
+from service.live.ingest import TRANSFERS_STATE
 from service.live.state import GEN_AVAILABLE, GEN_BREAKER_CLOSED, MAINS_AVAILABLE, START_DEMAND, LiveState
 from service.live.transfers import Transfer, TransferDetector, latest
 from service.metrics import Metrics

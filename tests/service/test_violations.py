@@ -19,11 +19,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from drivers.types import Reading, Value
 from service.alarms.engine import AlarmEngine
+from service.alarms.evaluate import journal_entry
 from service.alarms.rules import evaluate
 from service.config.settings import async_database_url
 from service.config.site import Site, load_site
 from service.control.path import DeviceActionName, DeviceResult, OccupiedPolicy, SweepResult, sweep_findings
-from service.core import journal_entry
 from service.energy.exports import BOM, people_csv, xlsx
 from service.energy.violations import machine_csv, night_of, sheets, text_table, violations_report
 from service.live.state import LiveState
