@@ -20,7 +20,7 @@ its number.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Final, Literal
 
@@ -73,10 +73,11 @@ class OverrideIn(_In):
     reason: str = Field("", max_length=500, examples=["board meeting runs late"])
 
 
-class OverrideOut(BaseModel):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OverrideOut(Override):
     """A room override."""
 
-    model_config = ConfigDict(
+    __pydantic_config__ = ConfigDict(
         json_schema_extra={
             "examples": [
                 {
@@ -93,13 +94,6 @@ class OverrideOut(BaseModel):
         }
     )
 
-    id: int
-    room: str
-    until: datetime
-    reason: str
-    created_by: str
-    created_at: datetime
-    ended_at: datetime | None
     active: bool
     requested_until: datetime | None = None
     capped: bool | None = None
