@@ -46,6 +46,7 @@ from typing import Final
 from service.alarms.record import Alarm, AlarmState, Severity
 from service.alarms.rules import ALARM_TYPES, Finding
 from service.config.site import Site
+from service.live.jsonable import json_fields
 
 SYSTEM: Final = "system"  # `who` of transitions the engine makes by itself
 
@@ -144,14 +145,7 @@ class Flood:
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form (GET /api/alarms/flood, the `alarm_flood` event)."""
-        return {
-            "active": self.active,
-            "raised": self.raised,
-            "threshold": self.threshold,
-            "window_s": self.window_s,
-            "since": self.since.isoformat() if self.since else None,
-            "at": self.at.isoformat(),
-        }
+        return json_fields(self, "active", "raised", "threshold", "window_s", "since", "at")
 
 
 class AlarmStateError(ValueError):

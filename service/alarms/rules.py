@@ -445,6 +445,12 @@ def _office(outcome: Finding | None) -> list[Finding]:
     return [] if outcome is None else [outcome]
 
 
+def _held_s(state: LiveState, room_id: str, condition: str, now: datetime, delay_s: float) -> float | None:
+    """How long a room's `condition` has held, once longer than `delay_s` (the rule's delay); else None."""
+    waited = _elapsed_s(state.since(room_id, condition), now)
+    return waited if waited is not None and waited > delay_s else None
+
+
 def _office_rooms(site: Site, state: LiveState, now: datetime, scope: Scope) -> Iterable[tuple[Room, RoomView]]:
     for room in site.rooms if scope is None else state.rooms_in(scope):
         yield room, state.room(room.id, now)
@@ -466,8 +472,8 @@ def check_lit_empty_room(
                 kind, room.id, False, None, f"{room.id}: {'occupied' if view.occupied else 'lights off'}"
             )
         elif view.lights_on and view.occupied is False:
-            waited = _elapsed_s(state.since(room.id, LIT_EMPTY), now)
-            if waited is not None and waited > delay:
+            waited = _held_s(state, room.id, LIT_EMPTY, now, delay)
+            if waited is not None:
                 outcome = _finding(
                     kind, room.id, True, round(waited, 1), f"{room.id}: lights on, empty for {waited:.0f} s"
                 )
@@ -614,8 +620,8 @@ def check_ac_door_open(
         if ac_on is False or view.door_open is False:
             outcome = _finding(kind, room.id, False, None, f"{room.id}: {'door closed' if ac_on else 'AC off'}")
         elif ac_on and view.door_open:
-            waited = _elapsed_s(state.since(room.id, AC_DOOR_OPEN), now)
-            if waited is not None and waited > delay:
+            waited = _held_s(state, room.id, AC_DOOR_OPEN, now, delay)
+            if waited is not None:
                 outcome = _finding(
                     kind, room.id, True, round(waited, 1), f"{room.id}: AC on, door open for {waited:.0f} s"
                 )
@@ -665,8 +671,8 @@ def check_ac_left_on(
         if ac_on is False or view.occupied is True:
             outcome = _finding(kind, room.id, False, None, f"{room.id}: {'occupied' if view.occupied else 'AC off'}")
         elif ac_on and view.occupied is False:
-            waited = _elapsed_s(state.since(room.id, AC_EMPTY), now)
-            if waited is not None and waited > delay:
+            waited = _held_s(state, room.id, AC_EMPTY, now, delay)
+            if waited is not None:
                 modes = ", ".join(sorted({a.mode for a in acs if a.on and a.mode}))
                 outcome = _finding(
                     kind,
@@ -700,8 +706,8 @@ def check_lit_in_daylight(
             what = "lights off" if view.lights_on is False else f"{_fmt(lux or 0)} lx"
             outcome = _finding(kind, room.id, False, lux, f"{room.id}: {what}")
         elif view.lights_on and lux is not None:
-            waited = _elapsed_s(state.since(room.id, LIT_DAYLIGHT), now)
-            if waited is not None and waited > limits.daylight_delay_s:
+            waited = _held_s(state, room.id, LIT_DAYLIGHT, now, limits.daylight_delay_s)
+            if waited is not None:
                 outcome = _finding(
                     kind,
                     room.id,

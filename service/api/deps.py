@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Query, Request, status
 
 from service.auth import sessions as session
 from service.auth.principal import Principal
@@ -28,6 +28,18 @@ async def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+# The page of a list route: at most `limit` items after skipping `offset`.
+PageLimit = Annotated[int, Query(ge=1, le=1000)]
+PageOffset = Annotated[int, Query(ge=0, le=10_000_000)]
+
+
+def paged(description: str, counted: str, *, link: bool = False) -> dict[int | str, dict[str, Any]]:
+    """The documented 200 response of a list route: its X-Total-Count header (`counted`), and a Link if `link`."""
+    headers = {"X-Total-Count": {"schema": {"type": "integer"}, "description": counted}}
+    if link:
+        headers["Link"] = {"schema": {"type": "string"}, "description": 'next page, rel="next"'}
+    return {200: {"description": description, "headers": headers}}
 
 
 def _unauthorized(detail: str) -> HTTPException:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from service.store.db import AuditEntry
 
 AlarmStateName = Literal["active_unacked", "active_acked", "cleared_unacked", "cleared", "shelved"]
 
@@ -328,10 +331,11 @@ class TelemetryOut(BaseModel):
     points: list[TelemetryBucket]
 
 
-class AuditOut(BaseModel):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditOut(AuditEntry):
     """One control action: who did what to which device point, and what came of it."""
 
-    model_config = ConfigDict(
+    __pydantic_config__ = ConfigDict(
         json_schema_extra={
             "examples": [
                 {
@@ -349,17 +353,6 @@ class AuditOut(BaseModel):
             ]
         }
     )
-
-    id: int
-    at: datetime
-    who: str
-    job: str | None
-    device: str | None
-    point: str | None
-    old: Any
-    new: Any
-    result: str
-    detail: str
 
 
 class ErrorOut(BaseModel):

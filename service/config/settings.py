@@ -67,6 +67,14 @@ def bus_servers(url: str) -> list[str]:
     return out
 
 
+def _url_of(url: str, *schemes: str) -> str:
+    """`url` when it starts with one of `schemes` (as `mqtt://`), else a ValueError naming them."""
+    prefixes = tuple(f"{scheme}://" for scheme in schemes)
+    if not url.startswith(prefixes):
+        raise ValueError(f"'{redact_url(url)}' is not an {' or '.join(prefixes)} URL")
+    return url
+
+
 class Settings(BaseSettings):
     """Everything the service reads from its environment."""
 
@@ -119,9 +127,7 @@ class Settings(BaseSettings):
     @field_validator("mqtt_url")
     @classmethod
     def _mqtt(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("mqtt://", "mqtts://")):
-            raise ValueError(f"'{redact_url(v)}' is not an mqtt:// or mqtts:// URL")
-        return v
+        return v if v is None else _url_of(v, "mqtt", "mqtts")
 
     @field_validator("bus_url")
     @classmethod
@@ -134,11 +140,7 @@ class Settings(BaseSettings):
     @field_validator("influx_url")
     @classmethod
     def _influx(cls, v: str | None) -> str | None:
-        if not v:
-            return None
-        if not v.startswith(("http://", "https://")):
-            raise ValueError(f"'{redact_url(v)}' is not an http:// or https:// URL")
-        return v
+        return _url_of(v, "http", "https") if v else None
 
     @model_validator(mode="after")
     def _production_safe(self) -> Settings:

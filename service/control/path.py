@@ -581,16 +581,9 @@ def sweep_findings(site: Site, result: SweepResult) -> list[AfterHoursFinding]:
     ]
 
 
-def _policy_key(sweep_id: str) -> str:
-    return f"sweep:{sweep_id}:policy"
-
-
-def _warned_key(sweep_id: str) -> str:
-    return f"sweep:{sweep_id}:warned"
-
-
-def _last_key(sweep_id: str) -> str:
-    return f"sweep:{sweep_id}:last"
+def _sweep_key(sweep_id: str, what: Literal["policy", "warned", "last"]) -> str:
+    """The store key of a sweep's policy, rooms warned at its last run, or that run's summary."""
+    return f"sweep:{sweep_id}:{what}"
 
 
 class Sweeper:
@@ -604,18 +597,18 @@ class Sweeper:
 
     async def policy(self, sweep_id: str) -> OccupiedPolicy:
         """The occupied-room policy of a sweep (stored; `skip` until set)."""
-        raw = await self.control.store.get_state(_policy_key(sweep_id))
+        raw = await self.control.store.get_state(_sweep_key(sweep_id, "policy"))
         return (
             OccupiedPolicy(raw) if isinstance(raw, str) and raw in OccupiedPolicy.__members__ else OccupiedPolicy.skip
         )
 
     async def set_policy(self, sweep_id: str, policy: OccupiedPolicy) -> None:
         """Choose what the sweep does with occupied rooms."""
-        await self.control.store.set_state(_policy_key(sweep_id), policy.value, at=self.control.clock.now())
+        await self.control.store.set_state(_sweep_key(sweep_id, "policy"), policy.value, at=self.control.clock.now())
 
     async def last_run(self, sweep_id: str) -> dict[str, Any] | None:
         """Summary of the latest run of a sweep, if any."""
-        raw = await self.control.store.get_state(_last_key(sweep_id))
+        raw = await self.control.store.get_state(_sweep_key(sweep_id, "last"))
         return raw if isinstance(raw, dict) else None
 
     async def run(self, sweep_id: str, *, who: str, job: str) -> SweepResult:
@@ -670,7 +663,7 @@ class Sweeper:
         return result
 
     async def _warned(self, sweep_id: str, now: datetime) -> dict[str, str]:
-        raw = await self.control.store.get_state(_warned_key(sweep_id))
+        raw = await self.control.store.get_state(_sweep_key(sweep_id, "warned"))
         if not isinstance(raw, dict):
             return {}
         return {room: at for room, at in raw.items() if now - datetime.fromisoformat(at) <= WARNING_HOLD}
@@ -683,9 +676,9 @@ class Sweeper:
             kept = {room: when for room, when in warned.items() if room not in switched}
             for room in occupied:
                 kept.setdefault(room, result.started_at.isoformat())
-            await store.set_state(_warned_key(result.sweep), kept, at=at)
+            await store.set_state(_sweep_key(result.sweep, "warned"), kept, at=at)
         summary = result.summary()
-        await store.set_state(_last_key(result.sweep), summary, at=at)
+        await store.set_state(_sweep_key(result.sweep, "last"), summary, at=at)
         if occupied:
             log.info("sweep %s: occupied rooms skipped: %s", result.job, ", ".join(occupied))
         self.control.events.publish("sweep", {**summary, "occupied_rooms": occupied})

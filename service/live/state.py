@@ -41,6 +41,7 @@ from typing import Final
 from drivers.profiles import ModbusPoint, load_profile
 from drivers.types import Quality, Reading, Value
 from service.config.site import PROTECTED_ROLES, Device, DeviceRole, Room, RoomKind, Site
+from service.live.jsonable import json_fields
 from service.live.transfers import Transfer, TransferDetector
 
 SUPPLY: Final = "supply"  # the evaluation subject for everything on the supply side
@@ -129,14 +130,7 @@ class PointState:
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form (GET /api/state serves these fields, built by `LiveState.point_rows`)."""
-        return {
-            "device": self.device,
-            "point": self.point,
-            "value": self.value,
-            "unit": self.unit,
-            "ts": self.ts.isoformat(),
-            "quality": self.quality.value,
-        }
+        return json_fields(self, "device", "point", "value", "unit", "ts", "quality")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -152,13 +146,7 @@ class DeviceView:
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form (the API contract's fields)."""
-        return {
-            "id": self.id,
-            "profile": self.profile,
-            "driver": self.driver,
-            "online": self.online,
-            "last_seen": self.last_seen.isoformat() if self.last_seen else None,
-        }
+        return json_fields(self, "id", "profile", "driver", "online", "last_seen")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -216,18 +204,9 @@ class RoomView:
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form for GET /api/rooms (the service adds `override_until`)."""
         return {
-            "id": self.id,
-            "name": self.name,
-            "department": self.department,
-            "kind": self.kind,
-            "occupied": self.occupied,
-            "lights_on": self.lights_on,
-            "temperature_c": self.temperature_c,
+            **json_fields(self, "id", "name", "department", "kind", "occupied", "lights_on", "temperature_c"),
             "ac": self.ac.to_dict() if self.ac else None,
-            "plugs_w": self.plugs_w,
-            "power_w": self.power_w,
-            "door_open": self.door_open,
-            "illuminance_lx": self.illuminance_lx,
+            **json_fields(self, "plugs_w", "power_w", "door_open", "illuminance_lx"),
         }
 
 
@@ -264,13 +243,7 @@ class GeneratorView:
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form."""
-        return {
-            "id": self.id,
-            "state": self.state,
-            "ready": self.ready,
-            "power_kw": self.power_kw,
-            "breaker_closed": self.breaker_closed,
-        }
+        return json_fields(self, "id", "state", "ready", "power_kw", "breaker_closed")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, get_args
 
+from service.live.jsonable import json_fields
+
 TransferKind = Literal["transfer", "retransfer", "restored"]
 TRANSFER_KINDS: tuple[str, ...] = get_args(TransferKind)
 
@@ -46,15 +48,9 @@ class Transfer:
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form (GET /api/compliance `live`, the SSE supply event, the store)."""
         return {
-            "switch": self.switch,
-            "kind": self.kind,
-            "from_source": self.from_source,
-            "to_source": self.to_source,
-            "lost_at": self.lost_at.isoformat(),
-            "at": self.at.isoformat(),
+            **json_fields(self, "switch", "kind", "from_source", "to_source", "lost_at", "at"),
             "interruption_s": round(self.interruption_s, 3),
-            "allowed_interruption_s": self.allowed_interruption_s,
-            "within_allowed": self.within_allowed,
+            **json_fields(self, "allowed_interruption_s", "within_allowed"),
         }
 
     @classmethod

@@ -678,6 +678,11 @@ class Store:
         )
         await s.execute(stmt, rows)
 
+    async def _save(self, model: type[Base], rows: list[dict[str, Any]]) -> None:
+        """Upsert `rows` of `model` in a transaction of their own."""
+        async with self._write() as s:
+            await self._upsert(s, model, rows)
+
     # --- alarms -------------------------------------------------------------------------
 
     async def save_alarm(self, alarm: Alarm, transition: TransitionLike | None = None) -> None:
@@ -974,9 +979,7 @@ class Store:
 
     async def upsert_rollups(self, rollups: Iterable[Rollup]) -> None:
         """Insert or replace minutes of device points (idempotent per (device, point, minute))."""
-        rows = [_values(r) for r in rollups]
-        async with self._write() as s:
-            await self._upsert(s, RollupRow, rows)
+        await self._save(RollupRow, [_values(r) for r in rollups])
 
     async def telemetry(
         self, device: str, point: str, start: datetime, end: datetime, every: timedelta = timedelta(minutes=1)
@@ -1005,9 +1008,7 @@ class Store:
 
     async def upsert_energy(self, intervals: Iterable[EnergyInterval]) -> None:
         """Insert or replace intervals (idempotent per (meter, start))."""
-        rows = [_values(i) for i in intervals]
-        async with self._write() as s:
-            await self._upsert(s, EnergyRow, rows)
+        await self._save(EnergyRow, [_values(i) for i in intervals])
 
     async def energy_intervals(
         self, start: datetime, end: datetime, *, meter: str | None = None, department: str | None = None
@@ -1057,8 +1058,7 @@ class Store:
     async def save_report(self, month: str, department: str, body: Json, *, at: datetime) -> None:
         """Store (or replace) the report of one department for one month."""
         row = {"month": month, "department": department, "body": body, "created_at": at}
-        async with self._write() as s:
-            await self._upsert(s, ReportRow, [row])
+        await self._save(ReportRow, [row])
 
     async def load_report(self, month: str, department: str) -> Json | None:
         """A stored report body, or None."""
@@ -1094,8 +1094,7 @@ class Store:
     async def add_transfers(self, records: Iterable[tuple[str, datetime, Json]]) -> None:
         """Keep source transfers as (switch, at, record) (idempotent per switch and time)."""
         rows = [{"switch": switch, "at": at, "record": record} for switch, at, record in records]
-        async with self._write() as s:
-            await self._upsert(s, TransferRow, rows)
+        await self._save(TransferRow, rows)
 
     async def transfers(self, start: datetime, end: datetime) -> list[Json]:
         """The records of transfers that ended in [start, end), oldest first."""
@@ -1105,8 +1104,7 @@ class Store:
 
     async def decide_fine(self, decision: FineDecision) -> None:
         """Store (or replace) the decision on a violation's fine."""
-        async with self._write() as s:
-            await self._upsert(s, FineDecisionRow, [_values(decision)])
+        await self._save(FineDecisionRow, [_values(decision)])
 
     async def fine_decisions(self, violations: Collection[str]) -> dict[str, FineDecision]:
         """The decisions taken on these violations, by violation id."""
@@ -1197,8 +1195,7 @@ class Store:
 
     async def set_state(self, key: str, value: Json, *, at: datetime) -> None:
         """Remember a small JSON value under `key`."""
-        async with self._write() as s:
-            await self._upsert(s, StateRow, [{"key": key, "value": value, "updated_at": at}])
+        await self._save(StateRow, [{"key": key, "value": value, "updated_at": at}])
 
     async def get_state(self, key: str) -> Json | None:
         """The value remembered under `key`, or None."""

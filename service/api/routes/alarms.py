@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from service.alarms.engine import AlarmStateError
 from service.alarms.record import AlarmState
 from service.alarms.rules import AlarmType
-from service.api.deps import Operator, ServicesDep, Viewer
+from service.api.deps import Operator, PageLimit, PageOffset, ServicesDep, Viewer, paged
 from service.api.models import AlarmOut, FloodOut, ShelveIn
 
 router = APIRouter(prefix="/api/alarms", tags=["alarms"])
@@ -22,12 +22,7 @@ AlarmId = Annotated[str, Path(max_length=200, description="alarm id as listed")]
     "",
     response_model=list[AlarmOut],
     summary="Alarms, active or all",
-    responses={
-        200: {
-            "description": "newest first; X-Total-Count holds the number of matching alarms",
-            "headers": {"X-Total-Count": {"schema": {"type": "integer"}, "description": "matching alarms"}},
-        }
-    },
+    responses=paged("newest first; X-Total-Count holds the number of matching alarms", "matching alarms"),
 )
 async def list_alarms(
     svc: ServicesDep,
@@ -35,8 +30,8 @@ async def list_alarms(
     response: Response,
     state: Annotated[Literal["active", "all"], Query(description="active: open lifecycles; all: history")] = "active",
     type: Annotated[AlarmType | None, Query(description="only this alarm type")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: PageLimit = 100,
+    offset: PageOffset = 0,
 ) -> list[dict[str, object]]:
     """Open alarms from the engine (`state=active`) or every stored lifecycle, newest first (`state=all`).
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
-from service.api.deps import Operator, ServicesDep
+from service.api.deps import Operator, ServicesDep, paged
 from service.api.models import AuditOut, ErrorOut
 from service.api.params import AwareTime
 
@@ -38,13 +38,11 @@ def next_link(request: Request, offset: int, limit: int, total: int) -> str | No
     response_model=list[AuditOut],
     summary="Audit log of control actions (operator, admin)",
     responses={
-        200: {
-            "description": "newest first; X-Total-Count holds the number of matching records, Link the next page",
-            "headers": {
-                "X-Total-Count": {"schema": {"type": "integer"}, "description": "matching records"},
-                "Link": {"schema": {"type": "string"}, "description": 'next page, rel="next"'},
-            },
-        },
+        **paged(
+            "newest first; X-Total-Count holds the number of matching records, Link the next page",
+            "matching records",
+            link=True,
+        ),
         **ERRORS,
     },
 )

@@ -20,7 +20,7 @@ its number.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Final, Literal
 
@@ -29,7 +29,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
-from service.api.deps import Admin, Operator, ServicesDep, Viewer
+from service.api.deps import Admin, Operator, PageLimit, PageOffset, ServicesDep, Viewer, paged
 from service.api.models import RunOut, ScheduleOut, SchedulePatchOut, ScheduleRun
 from service.control.path import InvalidCommand, OccupiedPolicy, UnknownDevice
 from service.control.scheduler import SWEEP_ID, UnknownSchedule
@@ -73,10 +73,11 @@ class OverrideIn(_In):
     reason: str = Field("", max_length=500, examples=["board meeting runs late"])
 
 
-class OverrideOut(BaseModel):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OverrideOut(Override):
     """A room override."""
 
-    model_config = ConfigDict(
+    __pydantic_config__ = ConfigDict(
         json_schema_extra={
             "examples": [
                 {
@@ -93,13 +94,6 @@ class OverrideOut(BaseModel):
         }
     )
 
-    id: int
-    room: str
-    until: datetime
-    reason: str
-    created_by: str
-    created_at: datetime
-    ended_at: datetime | None
     active: bool
     requested_until: datetime | None = None
     capped: bool | None = None
@@ -158,12 +152,7 @@ class CommandOut(BaseModel):
 # -- schedules ------------------------------------------------------------------------------------
 
 
-TOTAL_COUNT: Final[dict[int | str, dict[str, Any]]] = {
-    200: {
-        "description": "a page; X-Total-Count holds the number of items in all pages",
-        "headers": {"X-Total-Count": {"schema": {"type": "integer"}, "description": "items in all pages"}},
-    }
-}
+TOTAL_COUNT: Final = paged("a page; X-Total-Count holds the number of items in all pages", "items in all pages")
 
 
 @router.get(
@@ -189,8 +178,8 @@ async def history(
     svc: ServicesDep,
     _: Viewer,
     response: Response,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: PageLimit = 100,
+    offset: PageOffset = 0,
 ) -> list[dict[str, Any]]:
     """The latest runs (scheduled and manual; the last 50 are kept), newest first."""
     scheduler = svc.scheduler
@@ -289,8 +278,8 @@ async def list_overrides(
     _: Viewer,
     response: Response,
     active: Annotated[bool, Query(description="only those in force now")] = False,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: PageLimit = 100,
+    offset: PageOffset = 0,
 ) -> list[dict[str, Any]]:
     """Overrides newest first (`active=true`: only those in force now, soonest end first)."""
     now = svc.clock.now()

@@ -20,7 +20,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 
 from service.alarms.record import AlarmState
 from service.alarms.rules import AlarmType
-from service.api.deps import RANK, ServicesDep, Viewer, get_principal, require
+from service.api.deps import RANK, PageOffset, ServicesDep, Viewer, get_principal, require
 from service.api.routes.hazards import hazard_out
 from service.api.routes.hazards import prefill as hazard_prefill
 from service.auth import sessions as session
@@ -318,8 +318,8 @@ async def _alarms(request: Request, svc: Services, ctx: dict[str, Any]) -> dict[
     return {
         "active": views.alarm_rows(svc.site, svc.core.engine.active()),
         "flood": svc.core.flood_now(),
-        "types": [t.value for t in AlarmType],
-        "states": [s.value for s in AlarmState],
+        "types": [(t.value, ctx["t"](f"type.{t.value}")) for t in AlarmType],
+        "states": [(s.value, ctx["t"](f"state.{s.value}")) for s in AlarmState],
     }
 
 
@@ -524,7 +524,7 @@ async def ui_alarm_history(
     who: Viewer,
     type: Annotated[str, Query(max_length=64)] = "",
     state: Annotated[str, Query(max_length=32)] = "",
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    offset: PageOffset = 0,
 ) -> Response:
     """One page of stored alarms, newest first, by type and state."""
     ctx = _base(request, svc, who.role)

@@ -9,7 +9,9 @@ often offline.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import fastapi_offline
 from fastapi import APIRouter, Request
@@ -49,29 +51,20 @@ async def openapi_document(request: Request, _: Viewer) -> JSONResponse:
 @router.get("/docs", include_in_schema=False)
 async def swagger_ui(_: Viewer) -> HTMLResponse:
     """Swagger UI over the document (viewer)."""
-    return _under_csp(
-        get_swagger_ui_html(
-            openapi_url=OPENAPI_URL,
-            title=TITLE,
-            swagger_js_url="/docs/swagger-ui-bundle.js",
-            swagger_css_url="/docs/swagger-ui.css",
-            swagger_favicon_url=FAVICON_URL,
-        )
-    )
+    assets = {"swagger_js_url": "/docs/swagger-ui-bundle.js", "swagger_css_url": "/docs/swagger-ui.css"}
+    return _viewer(get_swagger_ui_html, swagger_favicon_url=FAVICON_URL, **assets)
 
 
 @router.get("/redoc", include_in_schema=False)
 async def redoc(_: Viewer) -> HTMLResponse:
     """ReDoc over the document (viewer)."""
-    return _under_csp(
-        get_redoc_html(
-            openapi_url=OPENAPI_URL,
-            title=TITLE,
-            redoc_js_url="/docs/redoc.standalone.js",
-            redoc_favicon_url=FAVICON_URL,
-            with_google_fonts=False,
-        )
-    )
+    assets = {"redoc_js_url": "/docs/redoc.standalone.js", "redoc_favicon_url": FAVICON_URL}
+    return _viewer(get_redoc_html, with_google_fonts=False, **assets)
+
+
+def _viewer(page: Callable[..., HTMLResponse], **assets: Any) -> HTMLResponse:
+    """Swagger UI or ReDoc over this document, with the assets this service serves."""
+    return _under_csp(page(openapi_url=OPENAPI_URL, title=TITLE, **assets))
 
 
 def _under_csp(page: HTMLResponse) -> HTMLResponse:

@@ -203,20 +203,34 @@
 
   // -- charts (uPlot) --------------------------------------------------------------------------------
   const COLORS = ["#1d5fbf", "#1a7f37", "#e0580c", "#8e5bd6", "#0891b2", "#c98a04"];
+  // Every chart of the page (trend.js's bars too): each element drawn once, its chart let go when a
+  // refresh swaps its panel out, and resized with the window.
   let plots = [];
 
-  function charts(root) {
-    // Panels are swapped out on refresh: let go of the charts that went with them.
+  function drawCharts(root, attr, height, draw) {
     plots = plots.filter(function (p) {
       if (document.body.contains(p.el)) return true;
       p.plot.destroy();
       return false;
     });
-    root.querySelectorAll(".chart[data-chart]").forEach(function (el) {
+    root.querySelectorAll(".chart[data-" + attr + "]").forEach(function (el) {
       if (el.dataset.drawn) return;
       el.dataset.drawn = "1";
-      const data = JSON.parse(el.dataset.chart);
-      if (!data.x.length || !data.series.length) return;
+      const plot = draw(el, JSON.parse(el.dataset[attr]));
+      if (plot) plots.push({ el: el, plot: plot, height: height });
+    });
+  }
+  window.wkDrawCharts = drawCharts; // for trend.js
+
+  window.addEventListener("resize", function () {
+    plots.forEach(function (p) {
+      if (document.body.contains(p.el)) p.plot.setSize({ width: p.el.clientWidth, height: p.height });
+    });
+  });
+
+  function charts(root) {
+    drawCharts(root, "chart", 240, function (el, data) {
+      if (!data.x.length || !data.series.length) return null;
       const tz = el.dataset.tz;
       const hhmm = uPlot.fmtDate("{HH}:{mm}");
       const local = function (ts) { return uPlot.tzDate(new Date(ts * 1e3), tz); };
@@ -234,16 +248,9 @@
           return { label: s.label, stroke: COLORS[i % COLORS.length], width: 2, points: { show: false } };
         })),
       };
-      const plot = new uPlot(opts, [data.x].concat(data.series.map(function (s) { return s.values; })), el);
-      plots.push({ el: el, plot: plot });
+      return new uPlot(opts, [data.x].concat(data.series.map(function (s) { return s.values; })), el);
     });
   }
-
-  window.addEventListener("resize", function () {
-    plots.forEach(function (p) {
-      if (document.body.contains(p.el)) p.plot.setSize({ width: p.el.clientWidth, height: 240 });
-    });
-  });
 
   htmx.onLoad(charts);
   if (document.getElementById("live")) connect();

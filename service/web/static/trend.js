@@ -12,7 +12,6 @@
   const BAND_COLORS = ["#e4572e", "#f2b134", "#4f9d69", "#8e5bd6"];
   const RANGES = ["24h", "7d", "30d", "12m"];
   let plot = null;
-  let bars = [];
 
   function text(key) {
     const el = document.getElementById("trend-labels");
@@ -148,15 +147,7 @@
 
   // -- explorer bars -------------------------------------------------------------------------------
   function drawBars(root) {
-    bars = bars.filter(function (b) {
-      if (document.body.contains(b.el)) return true;
-      b.plot.destroy();
-      return false;
-    });
-    root.querySelectorAll(".chart[data-bars]").forEach(function (el) {
-      if (el.dataset.drawn) return;
-      el.dataset.drawn = "1";
-      const data = JSON.parse(el.dataset.bars);
+    window.wkDrawCharts(root, "bars", 220, function (el, data) {
       const n = data.labels.length;
       const xs = data.labels.map(function (_, i) { return i; });
       // Stacked: each band drawn as the running total up to it, the tallest first.
@@ -189,13 +180,9 @@
           };
         })),
       };
-      const plotted = new uPlot(opts, [xs].concat(order.map(function (i) { return cumulative[i]; })), el);
-      bars.push({ el: el, plot: plotted });
+      return new uPlot(opts, [xs].concat(order.map(function (i) { return cumulative[i]; })), el);
     });
   }
 
-  window.addEventListener("resize", function () {
-    bars.forEach(function (b) { if (document.body.contains(b.el)) b.plot.setSize({ width: b.el.clientWidth, height: 220 }); });
-  });
   htmx.onLoad(drawBars);
 })();
