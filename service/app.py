@@ -28,6 +28,7 @@ from service.control.scheduler import Scheduler
 from service.core import Core
 from service.live.events import EventBus
 from service.live.rooms_answer import RoomsAnswer
+from service.live.state import LiveState
 from service.metrics import Metrics
 from service.notify.mqttpub import MqttPublisher
 from service.notify.notifier import Notifier
@@ -49,8 +50,10 @@ def build_services(
     drivers: bool = True,
     site_path: Path | None = None,
     alarm_config: Mapping[str, AlarmTypeConfig] | None = None,
+    live_state: LiveState | None = None,
 ) -> Services:
-    """Create (not start) the parts of a service for a site, each from the parts it needs."""
+    """Create (not start) the parts of a service for a site, each from the parts it needs (`live_state`:
+    one with other staleness limits, e.g. for a simulation run faster than real time)."""
     clock = clock or SystemClock()
     mqtt_url = settings.mqtt_url or site.mqtt.url
     store = Store(settings.database_url)
@@ -96,6 +99,7 @@ def build_services(
         driver_totals_source=driver_totals if runs_drivers else None,
         # a core of the bus keeps its alarm delays now counting beside its position, for a core that takes over
         timers_state=TIMERS_STATE if settings.bus_url else None,
+        state=live_state,
     )
     if runs_drivers:
         hub = DriverHub(

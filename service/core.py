@@ -72,13 +72,14 @@ class Core:
         rejects_source: Callable[[], dict[str, int]] | None = None,
         driver_totals_source: Callable[[], tuple[int, int]] | None = None,
         timers_state: str | None = None,
+        state: LiveState | None = None,
     ) -> None:
         self.site = site
         self.store = store
         self.clock = clock
         self.events = events
         self.metrics = metrics
-        self.state = LiveState(site)
+        self.state = state if state is not None else LiveState(site)
         self.calendar = WorkCalendar(site.calendar, site.site.tz)
         self.stats = CoreStats()
         self.overrides: dict[str, datetime] = {}

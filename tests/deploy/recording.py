@@ -107,10 +107,11 @@ async def record(site: Site, mqtt_url: str, workdir: Path) -> Recording:
         _env_file=None, mqtt_url=mqtt_url, database_url=f"sqlite:///{workdir}/wattkeeper.db", data_dir=workdir
     )
     clock = SimulatedClock(sim)
-    svc = build_services(site, settings, clock=clock, drivers=False)
+    # Staleness counts polls; the simulation runs SPEED times faster than the polls' wall time.
+    live_state = LiveState(site, stale_polls=math.ceil(3 * SPEED))
+    svc = build_services(site, settings, clock=clock, drivers=False, live_state=live_state)
     sink = CollectingSink()
     svc.core.sink = sink  # type: ignore[assignment]
-    svc.core.state = LiveState(site, stale_polls=math.ceil(3 * SPEED))
     hub = DriverHub(
         site.devices,
         mqtt_url=mqtt_url,
