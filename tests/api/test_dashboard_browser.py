@@ -206,7 +206,7 @@ async def test_facility_manager_evening(live: Live, browser: Browser, shots: Pat
     await expect(page.locator('#panel-audit tr[data-result="confirmed"][data-device="r2119-light"]')).to_be_visible()
     await page.screenshot(path=shots / "09-audit.png")
     await tab(page, "energy")
-    await expect(page.locator("#panel-energy .chart canvas")).to_be_visible()
+    await expect(page.locator("#panel-energy .chart[data-chart] canvas")).to_be_visible()
     await page.screenshot(path=shots / "10-energy.png", full_page=True)
 
     # The same session on a phone: one column, nothing wider than the screen.
