@@ -502,7 +502,7 @@ def _line_map(node: yaml.Node, path: KeyPath, out: dict[KeyPath, int]) -> None:
             _line_map(item, (*path, i), out)
 
 
-def _repeated_keys(node: yaml.Node, path: KeyPath, out: list[tuple[int, str]]) -> None:
+def _repeated_keys(node: yaml.Node, path: KeyPath, out: list[tuple[KeyPath, str, int]]) -> None:
     """Keys given twice in one mapping (YAML would keep the last silently)."""
     if isinstance(node, yaml.MappingNode):
         first: dict[str, int] = {}
@@ -510,7 +510,7 @@ def _repeated_keys(node: yaml.Node, path: KeyPath, out: list[tuple[int, str]]) -
             key = k.value if isinstance(k, yaml.ScalarNode) else str(k.value)
             line = k.start_mark.line + 1
             if key in first:
-                out.append((line, f"{_fmt_path((*path, key))}: key '{key}' given twice (first at line {first[key]})"))
+                out.append(((*path, key), f"key '{key}' given twice (first at line {first[key]})", line))
             else:
                 first[key] = line
             _repeated_keys(v, (*path, key), out)
@@ -552,8 +552,9 @@ def parse_profile(text: str, path: Path, name: str) -> Profile:
         raise ProfileError(f"{path}:1: a profile is a mapping with name, driver, device, documentation and points")
     lines: dict[KeyPath, int] = {}
     _line_map(node, (), lines)
-    repeated: list[tuple[int, str]] = []
-    _repeated_keys(node, (), repeated)
+    found: list[tuple[KeyPath, str, int]] = []
+    _repeated_keys(node, (), found)
+    repeated = [(line, f"{_fmt_path(loc)}: {msg}") for loc, msg, line in found]
 
     def where(loc: KeyPath) -> int:
         while loc and loc not in lines:

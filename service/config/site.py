@@ -27,6 +27,7 @@ from pydantic import (
 from drivers.profiles import (
     ProfileError,
     _line_map,  # the key-path -> line map site files share with profiles
+    _repeated_keys,
     add_profile_dir,
     known_profiles,
     load_profile,
@@ -666,23 +667,6 @@ class _SiteLoader(yaml.SafeLoader):
             raise yaml.constructor.ConstructorError(
                 None, None, f"cannot read {node.tag}: {exc}", node.start_mark
             ) from None
-
-
-def _repeated_keys(node: yaml.Node, path: KeyPath, out: list[tuple[KeyPath, str, int]]) -> None:
-    """Keys given twice in one mapping (YAML would keep the last silently)."""
-    if isinstance(node, yaml.MappingNode):
-        first: dict[str, int] = {}
-        for k, v in node.value:
-            key = k.value if isinstance(k, yaml.ScalarNode) else str(k.value)
-            line = k.start_mark.line + 1
-            if key in first:
-                out.append(((*path, key), f"key '{key}' given twice (first at line {first[key]})", line))
-            else:
-                first[key] = line
-            _repeated_keys(v, (*path, key), out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _repeated_keys(item, (*path, i), out)
 
 
 def _check_no_alias(node: yaml.Node, seen: set[int]) -> str | None:
